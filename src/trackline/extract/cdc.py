@@ -1,0 +1,210 @@
+"""Change data capture: a table's strategy + its watermark → the next query and watermark.
+
+`Watermark` owns the cursor rules:
+
+- **hybrid** (ts, id): rows strictly after the cursor in (ts, id) order and strictly before the
+  upper bound: ``(ts > :ts OR (ts = :ts AND id > :id)) AND ts < :upper ORDER BY ts, id``.
+  Never misses same-second rows, never re-reads one. The upper bound is the source's clock minus
+  a lag (and held at the oldest open write transaction), so a second is read only once no new
+  row can land in it. ``id = None`` means "inclusive from ts" (right after a snapshot).
+- **timestamp** (ts): ``ts >= :ts AND ts < :upper``: re-reads the boundary second, so the
+  target must be idempotent by key (write_mode: merge).
+- **id**: ``id > :id ORDER BY id``. If the source's max id falls below the watermark the table
+  was truncated or its ids reset: stop with an error instead of silently skipping.
+- **full**: no cursor; every run is a complete snapshot swapped in atomically.
+- **snapshot** phase (first load of a table with a single integer primary key): rows with
+  ``ts < :upper`` in primary-key order (server order, no random lookups), resumable at the last
+  key; when done the cursor becomes (upper, inclusive) and hybrid continues from there.
+
+Values keep full precision: datetimes to the microsecond, integers exact; they are stored as
+tagged JSON (`to_json`) so the type survives the round trip through the state table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any, Literal
+
+Phase = Literal["incremental", "snapshot"]
+Value = int | Decimal | dt.datetime | dt.date | str | None
+
+
+def _enc(v: Value) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return {"t": "int", "v": int(v)}
+    if isinstance(v, int):
+        return {"t": "int", "v": str(v)}
+    if isinstance(v, Decimal):
+        return {"t": "dec", "v": str(v)}
+    if isinstance(v, dt.datetime):
+        return {"t": "dt", "v": v.isoformat(timespec="microseconds")}
+    if isinstance(v, dt.date):
+        return {"t": "date", "v": v.isoformat()}
+    return {"t": "str", "v": str(v)}
+
+
+def _dec(d: Any) -> Value:
+    if d is None:
+        return None
+    t, v = d["t"], d["v"]
+    if t == "int":
+        return int(v)
+    if t == "dec":
+        return Decimal(v)
+    if t == "dt":
+        return dt.datetime.fromisoformat(v)
+    if t == "date":
+        return dt.date.fromisoformat(v)
+    return str(v)
+
+
+@dataclass(frozen=True)
+class Watermark:
+    ts: Value = None
+    id: Value = None
+    phase: Phase = "incremental"
+    snapshot_upper: Value = None
+    snapshot_key: Value = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self.ts is None and self.id is None and self.phase == "incremental"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ts": _enc(self.ts),
+                "id": _enc(self.id),
+                "phase": self.phase,
+                "snapshot_upper": _enc(self.snapshot_upper),
+                "snapshot_key": _enc(self.snapshot_key),
+                **({"extra": self.extra} if self.extra else {}),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Watermark:
+        if not text:
+            return cls()
+        d = json.loads(text)
+        return cls(
+            ts=_dec(d.get("ts")),
+            id=_dec(d.get("id")),
+            phase=d.get("phase", "incremental"),
+            snapshot_upper=_dec(d.get("snapshot_upper")),
+            snapshot_key=_dec(d.get("snapshot_key")),
+            extra=d.get("extra", {}),
+        )
+
+    def describe(self) -> str:
+        if self.phase == "snapshot":
+            return f"snapshot below {self.snapshot_upper} at key {self.snapshot_key}"
+        if self.empty:
+            return "(start)"
+        if self.ts is not None and self.id is not None:
+            return f"{self.ts} / {self.id}"
+        if self.ts is not None:
+            return f"{self.ts} (inclusive)"
+        return str(self.id)
+
+    def advanced(self, **changes: Any) -> Watermark:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """One streaming read: the SQL and how to derive a watermark from a batch's last row."""
+
+    sql: str
+    strategy: str
+    phase: Phase
+    upper: Value
+
+
+@dataclass(frozen=True)
+class CursorSpec:
+    strategy: Literal["hybrid", "timestamp", "id", "full"]
+    ts: str | None
+    """Quoted cursor expression (e.g. `update_time`)."""
+    id: str | None
+    null_cursor: Literal["error", "load"] = "error"
+
+
+def plan_query(
+    *,
+    select: str,
+    relation: str,
+    spec: CursorSpec,
+    wm: Watermark,
+    upper: Value,
+    lit: Any,
+    snapshot_key: str | None = None,
+    lookback: Value = None,
+) -> BatchPlan:
+    """Build the single streaming query for the next run of one table.
+
+    `lit` renders a typed watermark value as a SQL literal for readers that cannot bind
+    parameters (connectorx); it accepts only ints, Decimals, dates and datetimes, and strings
+    escaped by the dialect, never raw text from config.
+    """
+    base = f"SELECT {select} FROM {relation}"
+    ts, idc = spec.ts, spec.id
+    if spec.strategy == "full":
+        return BatchPlan(base, "full", "incremental", None)
+    if spec.strategy == "id":
+        assert idc
+        where = f" WHERE {idc} > {lit(wm.id)}" if wm.id is not None else ""
+        return BatchPlan(f"{base}{where} ORDER BY {idc}", "id", "incremental", None)
+    assert ts
+    if wm.phase == "snapshot" or (wm.empty and snapshot_key and spec.strategy == "hybrid"):
+        su = wm.snapshot_upper if wm.phase == "snapshot" else upper
+        cond = f"{ts} < {lit(su)}"
+        if spec.null_cursor == "load":
+            cond = f"({cond} OR {ts} IS NULL)"
+        if wm.phase == "snapshot" and wm.snapshot_key is not None:
+            cond += f" AND {snapshot_key} > {lit(wm.snapshot_key)}"
+        return BatchPlan(
+            f"{base} WHERE {cond} ORDER BY {snapshot_key}", spec.strategy, "snapshot", su
+        )
+    conds = [f"{ts} < {lit(upper)}"]
+    if spec.strategy == "timestamp" or (wm.ts is not None and wm.id is None):
+        start = wm.ts
+        if lookback is not None and start is not None:
+            start = lookback
+        if start is not None:
+            conds.insert(0, f"{ts} >= {lit(start)}")
+        order = f"{ts}" + (f", {idc}" if idc else "")
+    else:
+        assert idc
+        if lookback is not None and wm.ts is not None:
+            conds.insert(0, f"{ts} >= {lit(lookback)}")
+        elif wm.ts is not None:
+            conds.insert(
+                0, f"({ts} > {lit(wm.ts)} OR ({ts} = {lit(wm.ts)} AND {idc} > {lit(wm.id)}))"
+            )
+        elif spec.null_cursor == "load":
+            conds = [f"({conds[0]} OR {ts} IS NULL)"]
+        order = f"{ts}, {idc}"
+    return BatchPlan(
+        f"{base} WHERE {' AND '.join(conds)} ORDER BY {order}", spec.strategy, "incremental", upper
+    )
+
+
+def shift(value: Value, seconds: int) -> Value:
+    """value - seconds, in the value's own type (unix int or datetime)."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value - dt.timedelta(seconds=seconds)
+    if isinstance(value, int):
+        return value - seconds
+    if isinstance(value, Decimal):
+        return value - seconds
+    raise TypeError(f"cannot shift a {type(value).__name__} cursor by seconds")

@@ -1,0 +1,248 @@
+"""MySQL / MariaDB: connectorx streams the data as Arrow, PyMySQL answers metadata.
+
+connectorx (Rust, Arrow-native, `arrow_stream` keeps memory flat) cannot bind parameters, so
+the streaming query carries the watermark as typed literals rendered by `Source.lit`; every
+metadata query goes through PyMySQL with bound parameters. connectorx panics (a
+`BaseException`) on some values; those are caught here and re-raised as `SourceError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.config import MySQLSource as MySQLConfig
+from trackline.errors import SourceError, SourceUnreachable
+from trackline.extract.source import OpenTransaction, Relation, Source, rechunk
+from trackline.extract.types import SourceColumn, cast_batch, map_mysql_column
+
+# PyMySQL FIELD_TYPE codes → information_schema-style DATA_TYPE, for `query:` sources.
+_FIELD_TYPES = {
+    0: "decimal",
+    1: "tinyint",
+    2: "smallint",
+    3: "int",
+    4: "float",
+    5: "double",
+    7: "timestamp",
+    8: "bigint",
+    9: "mediumint",
+    10: "date",
+    11: "time",
+    12: "datetime",
+    13: "year",
+    15: "varchar",
+    16: "bit",
+    245: "json",
+    246: "decimal",
+    247: "enum",
+    248: "set",
+    249: "blob",
+    250: "blob",
+    251: "blob",
+    252: "blob",
+    253: "varchar",
+    254: "char",
+}
+
+
+class MySQL(Source):
+    DIALECT = "mysql"
+
+    def __init__(self, config: MySQLConfig, database: str | None = None) -> None:
+        self.config = config
+        self.database = database or config.database
+        self._con: Any = None
+
+    # ------------------------------------------------------------------ connections
+
+    def _password(self) -> str:
+        return self.config.password.get_secret_value()
+
+    def _where(self) -> str:
+        c = self.config
+        return f"MySQL at {c.host}:{c.port} (database {self.database!r}, user {c.user!r})"
+
+    def _sanitize(self, text: str) -> str:
+        pw = self._password()
+        return text.replace(pw, "***") if pw else text
+
+    @property
+    def con(self) -> Any:
+        if self._con is None:
+            import pymysql
+
+            c = self.config
+            try:
+                self._con = pymysql.connect(
+                    host=c.host,
+                    port=c.port,
+                    user=c.user,
+                    password=self._password(),
+                    database=self.database,
+                    charset="utf8mb4",
+                    autocommit=True,
+                    connect_timeout=c.connect_timeout,
+                )
+            except pymysql.err.OperationalError as exc:
+                code = exc.args[0] if exc.args else None
+                msg = self._sanitize(str(exc.args[1] if len(exc.args) > 1 else exc))
+                if code == 1045:
+                    raise SourceError(
+                        f"{self._where()} refused the login: {msg}; check the user and the "
+                        "password's environment variable"
+                    ) from None
+                if code == 1049:
+                    raise SourceError(f"{self._where()}: database does not exist") from None
+                raise SourceUnreachable(f"cannot reach {self._where()}: {msg}") from None
+        return self._con
+
+    def url(self) -> str:
+        c = self.config
+        user = urllib.parse.quote(c.user, safe="")
+        pw = urllib.parse.quote(self._password(), safe="")
+        auth = f"{user}:{pw}" if pw else user
+        return f"mysql://{auth}@{c.host}:{c.port}/{urllib.parse.quote(self.database)}"
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import pymysql
+
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(sql, params or None)
+                return list(cur.fetchall())
+        except pymysql.err.OperationalError as exc:
+            raise SourceUnreachable(f"{self._where()}: {self._sanitize(str(exc))}") from None
+        except pymysql.err.MySQLError as exc:
+            raise SourceError(f"{self._where()}: {self._sanitize(str(exc))}") from None
+
+    # ------------------------------------------------------------------ metadata
+
+    def columns(self, rel: Relation) -> list[SourceColumn]:
+        if rel.query:
+            return self._query_columns(rel)
+        db = rel.database or self.database
+        rows = self.rows(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE FROM information_schema.columns "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (db, rel.name),
+        )
+        if not rows:
+            raise SourceError(
+                f"table {db}.{rel.name} not found in {self._where()}; check `tables[].name` "
+                "and `source_db`"
+            )
+        return [
+            map_mysql_column(name, dtype, ctype, nullable == "YES", self.q(name))
+            for name, dtype, ctype, nullable in rows
+        ]
+
+    def _query_columns(self, rel: Relation) -> list[SourceColumn]:
+        import pymysql
+
+        sql = f"SELECT * FROM {self.relation_sql(rel)} LIMIT 0"
+        try:
+            with self.con.cursor() as cur:
+                cur.execute(sql)
+                desc = cur.description
+        except pymysql.err.MySQLError as exc:
+            raise SourceError(
+                f"query of table {rel.name!r} failed on {self._where()}: {self._sanitize(str(exc))}"
+            ) from None
+        out = []
+        for d in desc:
+            name, code, _, length, prec, scale, null_ok = d[:7]
+            dtype = _FIELD_TYPES.get(code, "varchar")
+            ctype = dtype
+            if dtype == "decimal":
+                ctype = f"decimal({prec},{scale})"
+            elif dtype == "bit":
+                ctype = f"bit({length})"
+            elif dtype == "blob" and d[1] in (249, 250, 251, 252) and length and prec is None:
+                dtype = "blob"
+            out.append(
+                map_mysql_column(
+                    name, dtype, ctype, bool(null_ok), f"{self.q('_tl_src')}.{self.q(name)}"
+                )
+            )
+        return out
+
+    def primary_key(self, rel: Relation) -> list[str]:
+        if rel.query:
+            return []
+        rows = self.rows(
+            "SELECT COLUMN_NAME FROM information_schema.key_column_usage "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' "
+            "ORDER BY ORDINAL_POSITION",
+            (rel.database or self.database, rel.name),
+        )
+        return [r[0] for r in rows]
+
+    def now(self, unix: bool) -> Any:
+        if unix:
+            return int(self.scalar("SELECT UNIX_TIMESTAMP(NOW(6))"))
+        return self.scalar("SELECT NOW(6)")
+
+    def oldest_write_transaction(self, unix: bool) -> OpenTransaction | None:
+        """The oldest open InnoDB transaction that has modified rows (None if unreadable)."""
+        try:
+            rows = self.rows(
+                "SELECT trx_started, trx_mysql_thread_id, "
+                "TIMESTAMPDIFF(MICROSECOND, trx_started, NOW(6)) / 1e6, "
+                "UNIX_TIMESTAMP(trx_started) "
+                "FROM information_schema.innodb_trx WHERE trx_rows_modified > 0 "
+                "AND trx_mysql_thread_id <> CONNECTION_ID() "
+                "ORDER BY trx_started LIMIT 1"
+            )
+        except SourceError:
+            return None  # no PROCESS privilege: the caller reports that the hold is off
+        if not rows:
+            return None
+        started, thread, age, unix_started = rows[0]
+        return OpenTransaction(int(unix_started) if unix else started, int(thread), float(age))
+
+    # ------------------------------------------------------------------ data
+
+    def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
+        import connectorx as cx
+
+        try:
+            reader = cx.read_sql(self.url(), sql, return_type="arrow_stream", batch_size=batch_size)
+        except BaseException as exc:  # connectorx raises a PanicException (BaseException)
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise SourceError(
+                f"reading from {self._where()} failed: {self._sanitize(str(exc))[:400]}"
+            ) from None
+
+        def cast() -> Iterator[pa.RecordBatch]:
+            try:
+                for b in reader:
+                    yield cast_batch(b, schema)
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                    raise
+                if isinstance(exc, pa.ArrowInvalid):
+                    raise SourceError(f"a value does not fit its declared type: {exc}") from None
+                raise SourceError(
+                    f"reading from {self._where()} failed: {self._sanitize(str(exc))[:400]}"
+                ) from None
+
+        return rechunk(cast(), schema, batch_size)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)

@@ -1,0 +1,115 @@
+"""What the sync loop needs from a source database, and the two sources trackline ships.
+
+A source answers metadata questions with bound parameters (`columns`, `primary_key`, `now`,
+`oldest_write_transaction`, `max_value`, `count_nulls`) and streams one query's rows as Arrow
+record batches cast to the declared schema (`stream`). Memory is bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from trackline.extract.types import SourceColumn
+from trackline.sqlutil import quote
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table (database + name) or a SQL query, which is read as a derived table."""
+
+    name: str
+    database: str | None = None
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenTransaction:
+    started: Any
+    thread_id: int
+    age_seconds: float
+
+
+class Source(ABC):
+    DIALECT: str
+
+    def q(self, name: str) -> str:
+        return quote(name, self.DIALECT)
+
+    def relation_sql(self, rel: Relation) -> str:
+        if rel.query:
+            return f"({rel.query.strip().rstrip(';')}) AS {self.q('_tl_src')}"
+        if rel.database:
+            return f"{self.q(rel.database)}.{self.q(rel.name)}"
+        return self.q(rel.name)
+
+    def lit(self, v: Any) -> str:
+        """A typed value as a SQL literal, for readers that cannot bind parameters."""
+        if isinstance(v, bool):
+            return "1" if v else "0"
+        if isinstance(v, int | Decimal):
+            return str(v)
+        if isinstance(v, dt.datetime):
+            return "'" + v.isoformat(sep=" ", timespec="microseconds") + "'"
+        if isinstance(v, dt.date):
+            return "'" + v.isoformat() + "'"
+        if isinstance(v, str):
+            return exp.Literal.string(v).sql(dialect=self.DIALECT)
+        raise TypeError(f"cannot render a {type(v).__name__} cursor value")
+
+    @abstractmethod
+    def columns(self, rel: Relation) -> list[SourceColumn]: ...
+
+    @abstractmethod
+    def primary_key(self, rel: Relation) -> list[str]: ...
+
+    @abstractmethod
+    def now(self, unix: bool) -> Any:
+        """The source database's clock (unix seconds when the cursor is an integer)."""
+
+    def oldest_write_transaction(self, unix: bool) -> OpenTransaction | None:
+        return None
+
+    @abstractmethod
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+
+    @abstractmethod
+    def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Rows of `sql` as batches of at most `batch_size` rows, cast to `schema`."""
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def rechunk(
+    batches: Iterator[pa.RecordBatch], schema: pa.Schema, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Regroup a stream of reader batches into batches of exactly `batch_size` rows (last: ≤)."""
+    pending: list[pa.RecordBatch] = []
+    n = 0
+    for b in batches:
+        while b.num_rows:
+            take = min(batch_size - n, b.num_rows)
+            pending.append(b.slice(0, take))
+            n += take
+            b = b.slice(take)
+            if n == batch_size:
+                yield pa.Table.from_batches(pending, schema).combine_chunks().to_batches()[0]
+                pending, n = [], 0
+    if n:
+        yield pa.Table.from_batches(pending, schema).combine_chunks().to_batches()[0]

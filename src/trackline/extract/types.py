@@ -1,0 +1,121 @@
+"""MySQL declared type → (Arrow type, the SELECT expression that reads it faithfully).
+
+The declared type from ``information_schema.columns`` decides the Arrow schema; batches from
+the reader are cast to it. Where connectorx cannot read a type faithfully (measured with
+connectorx 0.4.6 against MariaDB 10.11), the column is read through a SQL expression instead:
+
+| MySQL                        | Arrow                 | how it is read                            |
+|------------------------------|-----------------------|-------------------------------------------|
+| TINYINT(1)                   | int8                  | as is: values other than 0/1 survive      |
+| … UNSIGNED                   | next wider / uint64   | as is (BIGINT UNSIGNED above 2^63 kept)   |
+| DECIMAL(p,s), p ≤ 38         | decimal128(p,s)       | as is (cx returns (38,10): cast back)     |
+| DECIMAL(p,s), p > 38         | string                | CAST(… AS CHAR): cx panics on these       |
+| DATE / DATETIME / TIMESTAMP  | date32 / timestamp[us]| NULLIF(col, 0): cx panics on 0000-00-00   |
+| TIME                         | string                | CAST(… AS CHAR): range is ±838 h          |
+| BIT(1) / BIT(n)              | bool / uint64         | CAST(… AS UNSIGNED)                       |
+| JSON, ENUM, SET, *TEXT       | string                | as is                                     |
+| BINARY, VARBINARY, *BLOB     | binary                | as is                                     |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from trackline.errors import SchemaDriftError
+
+_INT = {
+    "tinyint": (pa.int8(), pa.int16()),
+    "smallint": (pa.int16(), pa.int32()),
+    "mediumint": (pa.int32(), pa.int32()),
+    "int": (pa.int32(), pa.int64()),
+    "integer": (pa.int32(), pa.int64()),
+    "bigint": (pa.int64(), pa.uint64()),
+}
+_STRING = {
+    "char",
+    "varchar",
+    "tinytext",
+    "text",
+    "mediumtext",
+    "longtext",
+    "json",
+    "enum",
+    "set",
+}
+_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
+_ZERO_DATE = {"date", "datetime", "timestamp"}
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    name: str
+    data_type: str
+    """information_schema DATA_TYPE, lower case (``decimal``)."""
+    column_type: str
+    """information_schema COLUMN_TYPE, lower case (``decimal(10,2) unsigned``)."""
+    nullable: bool
+    arrow: pa.DataType
+    expr: str
+    """The SELECT expression (already quoted) that reads this column."""
+    zero_date_check: bool = False
+    """DATE/DATETIME/TIMESTAMP: the reader also selects a flag for 0000-00-00 values."""
+
+
+def map_mysql_column(
+    name: str, data_type: str, column_type: str, nullable: bool, quoted: str
+) -> SourceColumn:
+    dt = data_type.lower()
+    ct = column_type.lower()
+    unsigned = "unsigned" in ct
+
+    def col(arrow: pa.DataType, expr: str = quoted, zero: bool = False) -> SourceColumn:
+        return SourceColumn(name, dt, ct, nullable, arrow, expr, zero)
+
+    if dt in _INT:
+        return col(_INT[dt][1] if unsigned else _INT[dt][0])
+    if dt == "year":
+        return col(pa.int16())
+    if dt in ("decimal", "numeric"):
+        m = re.search(r"\((\d+)(?:,(\d+))?\)", ct)
+        p, s = (int(m.group(1)), int(m.group(2) or 0)) if m else (10, 0)
+        if p > 38:
+            return col(pa.string(), f"CAST({quoted} AS CHAR)")
+        return col(pa.decimal128(p, s))
+    if dt == "float":
+        return col(pa.float32())
+    if dt in ("double", "real"):
+        return col(pa.float64())
+    if dt == "date":
+        return col(pa.date32(), f"NULLIF({quoted}, 0)", zero=True)
+    if dt in ("datetime", "timestamp"):
+        return col(pa.timestamp("us"), f"NULLIF({quoted}, 0)", zero=True)
+    if dt == "time":
+        return col(pa.string(), f"CAST({quoted} AS CHAR)")
+    if dt == "bit":
+        m = re.search(r"\((\d+)\)", ct)
+        width = int(m.group(1)) if m else 1
+        return col(pa.bool_() if width == 1 else pa.uint64(), f"CAST({quoted} AS UNSIGNED)")
+    if dt in _STRING:
+        return col(pa.string())
+    if dt in _BINARY:
+        return col(pa.binary())
+    raise SchemaDriftError(
+        f"column {name!r} has MySQL type {column_type!r}, which trackline cannot map yet; "
+        "exclude it with a `query:` that casts it (e.g. CAST(col AS CHAR))"
+    )
+
+
+def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Cast a reader batch to the declared schema (names must match, in order)."""
+    arrays = []
+    for field, arr in zip(schema, batch.columns, strict=True):
+        if arr.type == field.type:
+            arrays.append(arr)
+        elif pa.types.is_boolean(field.type) and pa.types.is_integer(arr.type):
+            arrays.append(arr.cast(pa.bool_()))
+        else:
+            arrays.append(arr.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)

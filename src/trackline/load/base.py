@@ -1,0 +1,324 @@
+"""The warehouse boundary: one small base, one module per engine.
+
+An engine module states its capabilities as class constants and overrides a handful of hooks;
+business logic (sync, marts, checks) never asks which engine it talks to. SQL written by
+trackline uses ``?`` for bound parameters; each adapter translates to its driver's style.
+
+Hooks an engine overrides:
+- `_connect`, `_execute`, `_query`, `_begin/_commit/_rollback`: driver plumbing;
+- `TYPE_MAP` / `sql_type`: Arrow → column type;
+- `table_options`: text after ``CREATE TABLE (…)`` (Redshift: DISTKEY/SORTKEY);
+- `batch_relation`: make an in-memory Arrow batch (or staged files) queryable by name;
+- `append_arrow`: fastest append of a batch into a table (default: via `batch_relation`);
+- `lock`: one holder at a time for a named piece of work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from trackline.errors import WarehouseError
+from trackline.sqlutil import column_list, qualified, quote
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class StagedFiles:
+    """Where a batch's Parquet files live (for engines that load from the stage, e.g. COPY)."""
+
+    uris: tuple[str, ...]
+    manifest_uri: str | None = None
+    checksum: str = ""
+    """sha256 of the Parquet bytes, recorded in the batch ledger."""
+    size: int = 0
+
+
+class Warehouse(ABC):
+    ENGINE: ClassVar[str]
+    DIALECT: ClassVar[str]
+    MAX_IDENTIFIER_LENGTH: ClassVar[int] = 63
+    TRUNCATE_COMMITS: ClassVar[bool] = False
+    """TRUNCATE ends the transaction (Redshift): trackline then uses DELETE."""
+    KEYED_INSERT: ClassVar[str] = "anti_join"
+    """How marts insert "only keys not present": `anti_join` (INSERT … WHERE NOT EXISTS) or
+    `on_conflict` (INSERT … ON CONFLICT DO NOTHING through a unique index, flat cost in PG)."""
+    TEXT_TYPE: ClassVar[str] = "TEXT"
+    TIMESTAMP_TYPE: ClassVar[str] = "TIMESTAMP"
+    TYPE_MAP: ClassVar[dict[str, str]] = {
+        "bool": "BOOLEAN",
+        "int8": "SMALLINT",
+        "int16": "SMALLINT",
+        "int32": "INTEGER",
+        "int64": "BIGINT",
+        "uint8": "SMALLINT",
+        "uint16": "INTEGER",
+        "uint32": "BIGINT",
+        "uint64": "DECIMAL(20,0)",
+        "float": "REAL",
+        "double": "DOUBLE PRECISION",
+        "string": "TEXT",
+        "large_string": "TEXT",
+        "binary": "BYTEA",
+        "large_binary": "BYTEA",
+        "date32[day]": "DATE",
+        "time64[us]": "TIME",
+    }
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._depth = 0
+        self._tx_lock = threading.RLock()
+
+    # ------------------------------------------------------------------ connection
+
+    @abstractmethod
+    def connect(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any]) -> None: ...
+
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def _begin(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
+
+    @abstractmethod
+    def _rollback(self) -> None: ...
+
+    def translate_error(self, exc: BaseException, sql: str) -> BaseException:
+        """Map a driver error to trackline's tree (retryable or not). Engines refine this."""
+        first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
+        return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        try:
+            self._execute(sql, params)
+        except Exception as exc:  # driver errors are translated at this boundary
+            if isinstance(exc, WarehouseError):
+                raise
+            raise self.translate_error(exc, sql) from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._query(sql, params)
+        except Exception as exc:
+            if isinstance(exc, WarehouseError):
+                raise
+            raise self.translate_error(exc, sql) from exc
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One warehouse transaction; nested uses join the outer one."""
+        with self._tx_lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._begin()
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                with contextlib.suppress(Exception):
+                    self._rollback()
+                raise
+            self._depth = 0
+            try:
+                self._commit()
+            except Exception as exc:
+                raise self.translate_error(exc, "COMMIT") from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    # ------------------------------------------------------------------ names
+
+    def q(self, name: str) -> str:
+        if len(name.encode()) > self.MAX_IDENTIFIER_LENGTH:
+            raise WarehouseError(
+                f"identifier {name!r} is longer than {self.ENGINE}'s limit of "
+                f"{self.MAX_IDENTIFIER_LENGTH} bytes; choose a shorter name in the config"
+            )
+        return quote(name, self.DIALECT)
+
+    def t(self, schema: str | None, table: str) -> str:
+        self.q(table)
+        return qualified(schema, table, self.DIALECT)
+
+    def cols(self, names: Sequence[str], prefix: str = "") -> str:
+        for n in names:
+            self.q(n)
+        return column_list(list(names), self.DIALECT, prefix)
+
+    # ------------------------------------------------------------------ catalog
+
+    def ensure_schema(self, schema: str) -> None:
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(schema)}")
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT COUNT(*) FROM information_schema.tables "
+                "WHERE table_schema = ? AND table_name = ?",
+                (schema, table),
+            )
+        )
+
+    def column_names(self, schema: str, table: str) -> list[str]:
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (schema, table),
+        )
+        return [r[0] for r in rows]
+
+    def column_types(self, schema: str, table: str) -> dict[str, str]:
+        """Column name → the engine's type name, lower-cased (for drift checks)."""
+        rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+            (schema, table),
+        )
+        return {r[0]: str(r[1]).lower() for r in rows}
+
+    def list_tables(self, schema: str, prefix: str = "") -> list[str]:
+        rows = self.query(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (schema,),
+        )
+        return [r[0] for r in rows if r[0].startswith(prefix)]
+
+    # ------------------------------------------------------------------ DDL
+
+    def sql_type(self, t: pa.DataType) -> str:
+        if pa.types.is_decimal(t):
+            return f"DECIMAL({t.precision},{t.scale})"
+        if pa.types.is_timestamp(t):
+            return self.TIMESTAMP_TYPE
+        key = str(t)
+        if key in self.TYPE_MAP:
+            return self.TYPE_MAP[key]
+        if pa.types.is_time(t):
+            return self.TYPE_MAP["time64[us]"]
+        if pa.types.is_date(t):
+            return "DATE"
+        raise WarehouseError(f"{self.ENGINE}: no column type for Arrow type {t}")
+
+    def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:  # noqa: ARG002 - engines without physical design options ignore them
+        return ""
+
+    def create_table(
+        self,
+        schema: str,
+        table: str,
+        columns: Sequence[Column],
+        *,
+        primary_key: Sequence[str] | None = None,
+        dist_key: str | None = None,
+        sort_key: Sequence[str] | None = None,
+    ) -> None:
+        parts = [
+            f"{self.q(c.name)} {self.sql_type(c.type)}{'' if c.nullable else ' NOT NULL'}"
+            for c in columns
+        ]
+        if primary_key:
+            parts.append(f"PRIMARY KEY ({self.cols(primary_key)})")
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.t(schema, table)} (\n  "
+            + ",\n  ".join(parts)
+            + "\n)"
+            + self.table_options(dist_key, sort_key)
+        )
+
+    def add_column(self, schema: str, table: str, column: Column) -> None:
+        self.execute(
+            f"ALTER TABLE {self.t(schema, table)} "
+            f"ADD COLUMN {self.q(column.name)} {self.sql_type(column.type)}"
+        )
+
+    def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
+        """Engines whose KEYED_INSERT is `on_conflict` need it; others may skip it."""
+        name = f"{table}_uk"[: self.MAX_IDENTIFIER_LENGTH]
+        self.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {self.q(name)} "
+            f"ON {self.t(schema, table)} ({self.cols(columns)})"
+        )
+
+    def delete_all(self, schema: str, table: str) -> None:
+        """Empty a table inside the current transaction (never TRUNCATE: it may commit)."""
+        self.execute(f"DELETE FROM {self.t(schema, table)}")
+
+    # ------------------------------------------------------------------ batches
+
+    @abstractmethod
+    def batch_relation(
+        self, data: pa.Table, staged: StagedFiles | None = None
+    ) -> contextlib.AbstractContextManager[str]:
+        """Expose a batch as a relation name usable in SQL for the current transaction."""
+
+    def append_arrow(
+        self,
+        schema: str,
+        table: str,
+        data: pa.Table,
+        staged: StagedFiles | None = None,
+    ) -> int:
+        names = data.schema.names
+        with self.batch_relation(data, staged) as rel:
+            self.execute(
+                f"INSERT INTO {self.t(schema, table)} ({self.cols(names)}) "
+                f"SELECT {self.cols(names)} FROM {rel}"
+            )
+        return data.num_rows
+
+    @staticmethod
+    def temp_name(prefix: str = "_tl_batch") -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+    # ------------------------------------------------------------------ locks & upkeep
+
+    @abstractmethod
+    def lock(self, name: str, timeout: float = 0) -> contextlib.AbstractContextManager[None]:
+        """Hold the named lock for the block, or raise `LockBusy` after `timeout` seconds."""
+
+    def maintenance(self, schema: str, table: str) -> list[str]:
+        """Run the engine's upkeep for one table (ANALYZE/VACUUM); returns what it ran."""
+        return []
+
+    def __enter__(self) -> Warehouse:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

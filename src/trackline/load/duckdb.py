@@ -1,0 +1,110 @@
+"""DuckDB: the embedded default warehouse (one file, one writer process at a time)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from trackline.config import DuckDBWarehouse
+from trackline.errors import LockBusy, WarehouseError
+from trackline.load.base import StagedFiles, Warehouse
+
+_process_locks: dict[str, threading.Lock] = {}
+_guard = threading.Lock()
+
+
+class DuckDB(Warehouse):
+    ENGINE = "duckdb"
+    DIALECT = "duckdb"
+    MAX_IDENTIFIER_LENGTH = 255
+    TEXT_TYPE = "VARCHAR"
+    TYPE_MAP: ClassVar[dict[str, str]] = {
+        **Warehouse.TYPE_MAP,
+        "uint8": "UTINYINT",
+        "uint16": "USMALLINT",
+        "uint32": "UINTEGER",
+        "uint64": "UBIGINT",
+        "int8": "TINYINT",
+        "string": "VARCHAR",
+        "large_string": "VARCHAR",
+        "binary": "BLOB",
+        "large_binary": "BLOB",
+        "double": "DOUBLE",
+    }
+
+    config: DuckDBWarehouse
+
+    def __init__(self, config: DuckDBWarehouse) -> None:
+        super().__init__(config)
+        self.con: Any = None
+
+    def connect(self) -> None:
+        import duckdb
+
+        path = str(self.config.path)
+        deadline = time.monotonic() + self.config.lock_timeout_seconds
+        while True:
+            try:
+                self.con = duckdb.connect(path)
+                return
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise WarehouseError(f"cannot open DuckDB file {path}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise LockBusy(
+                        f"DuckDB file {path} is in use by another trackline process; "
+                        "wait for it to finish (or set warehouse.lock_timeout_seconds to wait)"
+                    ) from None
+                time.sleep(0.2)
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.con.execute(sql, list(params) if params else None)
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params) if params else None).fetchall()
+
+    def _begin(self) -> None:
+        self.con.begin()
+
+    def _commit(self) -> None:
+        self.con.commit()
+
+    def _rollback(self) -> None:
+        self.con.rollback()
+
+    @contextlib.contextmanager
+    def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
+        name = self.temp_name()
+        self.con.register(name, data)
+        try:
+            yield self.q(name)
+        finally:
+            self.con.unregister(name)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 0) -> Iterator[None]:
+        # Across processes the database file itself is the lock (one writer opens it); inside
+        # one process, a named lock keeps two threads from running the same work.
+        with _guard:
+            lk = _process_locks.setdefault(f"{self.config.path}:{name}", threading.Lock())
+        if not lk.acquire(timeout=timeout if timeout > 0 else -1 if timeout < 0 else 0.0):
+            raise LockBusy(f"{name!r} is already running in this process")
+        try:
+            yield
+        finally:
+            lk.release()
+
+    def maintenance(self, schema: str, table: str) -> list[str]:
+        sql = f"ANALYZE {self.t(schema, table)}"
+        self.execute(sql)
+        return [sql]

@@ -1,0 +1,194 @@
+"""PostgreSQL: COPY for loads (CSV written by Arrow's C++ writer), advisory locks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from trackline.config import PostgresWarehouse, RedshiftWarehouse
+from trackline.errors import LockBusy, RetryableWarehouseError, WarehouseError
+from trackline.load.base import Column, StagedFiles, Warehouse
+
+
+def _copy_ready(data: pa.Table) -> pa.Table:
+    """Make every column CSV-writable with PostgreSQL's input syntax (bytea as \\x hex)."""
+    cols = []
+    for field, col in zip(data.schema, data.columns, strict=True):
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            hexed = pc.binary_join_element_wise(
+                pa.scalar("\\x"), pc.utf8_lower(pc.cast(_hex(col), pa.string())), ""
+            )
+            cols.append(hexed)
+        else:
+            cols.append(col)
+    return pa.Table.from_arrays(cols, names=data.schema.names)
+
+
+def _hex(col: pa.ChunkedArray) -> pa.Array:
+    values = [None if v is None else v.hex() for v in col.to_pylist()]
+    return pa.array(values, pa.string())
+
+
+class Postgres(Warehouse):
+    ENGINE = "postgres"
+    DIALECT = "postgres"
+    MAX_IDENTIFIER_LENGTH = 63
+    KEYED_INSERT = "on_conflict"
+
+    config: PostgresWarehouse | RedshiftWarehouse
+
+    def __init__(self, config: PostgresWarehouse | RedshiftWarehouse) -> None:
+        super().__init__(config)
+        self.con: Any = None
+
+    def conninfo(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "host": c.host,
+            "port": c.port,
+            "user": c.user,
+            "password": c.password.get_secret_value() or None,
+            "dbname": c.database,
+            "connect_timeout": 10,
+            "application_name": "trackline",
+        }
+
+    def connect(self) -> None:
+        import psycopg
+
+        try:
+            self.con = psycopg.connect(**self.conninfo(), autocommit=True)
+        except psycopg.OperationalError as exc:
+            c = self.config
+            # psycopg's message never contains the password; keep only its first line.
+            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise WarehouseError(
+                f"cannot connect to {self.ENGINE} at {c.host}:{c.port} database {c.database!r} "
+                f"as {c.user!r}: {msg}"
+            ) from None
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    @staticmethod
+    def _pg_sql(sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        if params:
+            self.con.execute(self._pg_sql(sql), list(params))
+        else:
+            self.con.execute(sql.replace("%", "%%"))
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cur = self.con.execute(self._pg_sql(sql), list(params) if params else None)
+        return list(cur.fetchall()) if cur.description else []
+
+    def _begin(self) -> None:
+        self.con.execute("BEGIN")
+
+    def _commit(self) -> None:
+        self.con.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.con.execute("ROLLBACK")
+
+    def translate_error(self, exc: BaseException, sql: str) -> BaseException:
+        import psycopg
+
+        first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
+        state = getattr(exc, "sqlstate", None)
+        if isinstance(exc, psycopg.OperationalError) or state in ("40001", "40P01"):
+            return RetryableWarehouseError(f"{self.ENGINE}: {exc} (statement: {first})")
+        return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
+
+    # ------------------------------------------------------------------ loading
+
+    def copy_into(self, target: str, data: pa.Table) -> int:
+        """COPY an Arrow table into `target` (a quoted relation) through CSV."""
+        if data.num_rows == 0:
+            return 0
+        ready = _copy_ready(data)
+        buf = io.BytesIO()
+        pacsv.write_csv(
+            ready,
+            buf,
+            pacsv.WriteOptions(include_header=False, quoting_style="needed", batch_size=65536),
+        )
+        cols = self.cols(data.schema.names)
+        try:
+            with self.con.cursor().copy(
+                f"COPY {target} ({cols}) FROM STDIN WITH (FORMAT csv)"
+            ) as cp:
+                view = buf.getbuffer()
+                step = 1 << 20
+                for i in range(0, len(view), step):
+                    cp.write(view[i : i + step])
+                del view
+        except Exception as exc:
+            raise self.translate_error(exc, f"COPY {target}") from exc
+        return data.num_rows
+
+    @contextlib.contextmanager
+    def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
+        name = self.temp_name()
+        cols = [Column(f.name, f.type) for f in data.schema]
+        self.execute(
+            f"CREATE TEMPORARY TABLE {self.q(name)} ("
+            + ", ".join(f"{self.q(c.name)} {self.sql_type(c.type)}" for c in cols)
+            + ")"
+        )
+        try:
+            self.copy_into(self.q(name), data)
+            yield self.q(name)
+        finally:
+            with contextlib.suppress(WarehouseError):
+                self.execute(f"DROP TABLE IF EXISTS {self.q(name)}")
+
+    def append_arrow(
+        self, schema: str, table: str, data: pa.Table, staged: StagedFiles | None = None
+    ) -> int:
+        return self.copy_into(self.t(schema, table), data)
+
+    # ------------------------------------------------------------------ locks & upkeep
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 0) -> Iterator[None]:
+        key = zlib.crc32(f"trackline:{name}".encode())
+        deadline = time.monotonic() + timeout
+        while not self.scalar("SELECT pg_try_advisory_lock(?)", (key,)):
+            if time.monotonic() >= deadline:
+                raise LockBusy(
+                    f"another trackline run holds the lock {name!r} on {self.ENGINE}; "
+                    "it will be released when that run ends"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.scalar("SELECT pg_advisory_unlock(?)", (key,))
+
+    def maintenance(self, schema: str, table: str) -> list[str]:
+        # Only when the engine says it is needed: dead tuples above 10% of live ones.
+        row = self.query(
+            "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables "
+            "WHERE schemaname = ? AND relname = ?",
+            (schema, table),
+        )
+        ran = []
+        if row and row[0][1] > 0.1 * max(row[0][0], 1):
+            sql = f"VACUUM ANALYZE {self.t(schema, table)}"
+            self.execute(sql)
+            ran.append(sql)
+        return ran

@@ -1,0 +1,187 @@
+"""The Parquet stage: a local folder or ``s3://bucket/prefix`` (pyarrow.fs for both).
+
+Layout (DESIGN §5), schema-isolated so two pipelines never collide::
+
+  {stage}/{source_db}/{target_schema}/{table}/year=YYYY/month=MM/day=DD/
+        {table}_{YYYYmmdd_HHMMSS}_{batch_id}.parquet
+        {table}_{YYYYmmdd_HHMMSS}_{batch_id}.manifest   (Redshift COPY manifest)
+
+Files are written atomically: locally to a temporary name renamed into place, on S3 by a
+single PUT / completed multipart upload, so a reader never sees half a file. The manifest
+carries `meta.content_length`, which Redshift's COPY of Parquet requires.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trackline.config import StageConfig
+from trackline.errors import StageError
+from trackline.load.base import StagedFiles
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    uri: str
+    size: int
+    mtime: dt.datetime | None
+
+
+class Stage:
+    def __init__(self, config: StageConfig) -> None:
+        self.config = config
+        url = config.url
+        if url.startswith("s3://"):
+            bucket_prefix = url[len("s3://") :].strip("/")
+            self.scheme = "s3://"
+            self.root = bucket_prefix
+            kwargs: dict[str, Any] = {}
+            if config.endpoint_url:
+                scheme, _, host = config.endpoint_url.partition("://")
+                kwargs["endpoint_override"] = host or scheme
+                kwargs["scheme"] = scheme if host else "https"
+            if config.region:
+                kwargs["region"] = config.region
+            if config.access_key_id and config.secret_access_key:
+                kwargs["access_key"] = config.access_key_id.get_secret_value()
+                kwargs["secret_key"] = config.secret_access_key.get_secret_value()
+            self.fs: pafs.FileSystem = pafs.S3FileSystem(**kwargs)
+        else:
+            self.scheme = ""
+            self.root = os.path.abspath(url.removeprefix("file://"))
+            self.fs = pafs.LocalFileSystem()
+
+    @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3://"
+
+    def uri(self, path: str) -> str:
+        return f"{self.scheme}{path}"
+
+    def _path(self, uri: str) -> str:
+        return uri.removeprefix(self.scheme)
+
+    def table_dir(self, source_db: str, schema: str, table: str) -> str:
+        return f"{self.root}/{source_db}/{schema}/{table}"
+
+    # ------------------------------------------------------------------ write
+
+    def write_batch(
+        self,
+        *,
+        source_db: str,
+        schema: str,
+        table: str,
+        batch_id: int,
+        data: pa.Table,
+        when: dt.datetime,
+    ) -> StagedFiles:
+        folder = (
+            f"{self.table_dir(source_db, schema, table)}/"
+            f"year={when:%Y}/month={when:%m}/day={when:%d}"
+        )
+        base = f"{folder}/{table}_{when:%Y%m%d_%H%M%S}_{batch_id}"
+        data_path = f"{base}.parquet"
+        buf = io.BytesIO()
+        pq.write_table(data, buf, compression="zstd", row_group_size=1 << 20)
+        payload = buf.getvalue()
+        self._put(data_path, payload)
+        manifest = {
+            "entries": [
+                {
+                    "url": self.uri(data_path),
+                    "mandatory": True,
+                    "meta": {"content_length": len(payload), "record_count": data.num_rows},
+                }
+            ]
+        }
+        self._put(f"{base}.manifest", json.dumps(manifest, indent=1).encode())
+        return StagedFiles(
+            (self.uri(data_path),),
+            self.uri(f"{base}.manifest"),
+            hashlib.sha256(payload).hexdigest(),
+            len(payload),
+        )
+
+    def _put(self, path: str, payload: bytes) -> None:
+        try:
+            if self.is_s3:
+                with self.fs.open_output_stream(path) as out:
+                    out.write(payload)
+                return
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(tmp, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StageError(f"cannot write {self.uri(path)}: {exc}") from None
+
+    # ------------------------------------------------------------------ read / list / prune
+
+    def read(self, uris: tuple[str, ...] | list[str]) -> pa.Table:
+        try:
+            tables = [pq.read_table(self._path(u), filesystem=self.fs) for u in uris]
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StageError(f"cannot read staged file: {exc}") from None
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+    def read_bytes(self, uri: str) -> bytes:
+        with self.fs.open_input_stream(self._path(uri)) as f:
+            return bytes(f.read())
+
+    def exists(self, uri: str) -> bool:
+        return self.fs.get_file_info(self._path(uri)).type == pafs.FileType.File
+
+    def list(
+        self, source_db: str | None = None, schema: str | None = None, table: str | None = None
+    ) -> list[StagedFile]:
+        base = self.root
+        for part in (source_db, schema, table):
+            if part is None:
+                break
+            base = f"{base}/{part}"
+        try:
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            )
+        except OSError as exc:
+            raise StageError(f"cannot list {self.uri(base)}: {exc}") from None
+        out = []
+        for i in infos:
+            if i.type == pafs.FileType.File and i.path.endswith(".parquet"):
+                out.append(StagedFile(self.uri(i.path), i.size or 0, i.mtime))
+        return sorted(out, key=lambda f: f.uri)
+
+    def delete(self, uri: str) -> None:
+        path = self._path(uri)
+        for p in (path, path.removesuffix(".parquet") + ".manifest"):
+            try:
+                self.fs.delete_file(p)
+            except (FileNotFoundError, OSError):
+                pass
+
+    def prune(self, older_than: dt.datetime, keep: set[str] | None = None) -> list[str]:
+        """Delete staged files last modified before `older_than` (except those in `keep`)."""
+        removed = []
+        for f in self.list():
+            if keep and f.uri in keep:
+                continue
+            mtime = f.mtime.replace(tzinfo=None) if f.mtime else None
+            if mtime is not None and mtime < older_than:
+                self.delete(f.uri)
+                removed.append(f.uri)
+        return removed

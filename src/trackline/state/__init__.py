@@ -1,0 +1,304 @@
+"""trackline's own state, kept in the warehouse (schema `trackline` by default).
+
+Tables (schema version in `schema_version`; a change is a numbered migration below):
+
+- ``watermarks``  one row per loaded table: CDC cursor (tagged JSON), last batch id, totals;
+- ``batches``     the batch ledger: every committed batch with its staged files, row count,
+                  checksum and cursor range, so replay knows what was loaded and from where;
+- ``runs``        run history: one row per command per table (status, rows, seconds, error);
+- ``mart_progress`` for each mart, the last raw batch id it consumed from each raw table.
+
+Every state change is written by the caller inside the same warehouse transaction as the data
+it describes; this module never commits on its own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from trackline.errors import StateError
+from trackline.extract.cdc import Watermark
+from trackline.load.base import Warehouse
+
+SCHEMA_VERSION = 1
+
+
+def _migrations(w: Warehouse, s: str) -> list[list[str]]:
+    T, TS = w.TEXT_TYPE, w.TIMESTAMP_TYPE
+    return [
+        [
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'watermarks')} (table_key {T} NOT NULL, "
+            f"strategy {T}, value {T}, last_batch_id BIGINT, rows_total BIGINT, "
+            f"updated_at {TS}, PRIMARY KEY (table_key))",
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'batches')} (table_key {T} NOT NULL, "
+            f"batch_id BIGINT NOT NULL, run_id {T}, row_count BIGINT, checksum {T}, "
+            f"files {T}, manifest {T}, wm_from {T}, wm_to {T}, loaded_at {TS}, "
+            f"PRIMARY KEY (table_key, batch_id))",
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'runs')} (run_id {T} NOT NULL, command {T}, "
+            f"table_key {T}, started_at {TS}, finished_at {TS}, status {T}, rows_moved BIGINT, "
+            f"seconds DOUBLE PRECISION, error {T}, detail {T})",
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'mart_progress')} (mart {T} NOT NULL, "
+            f"raw_table {T} NOT NULL, last_batch_id BIGINT, updated_at {TS}, "
+            f"PRIMARY KEY (mart, raw_table))",
+        ],
+    ]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class TableState:
+    table_key: str
+    strategy: str | None
+    watermark: Watermark
+    last_batch_id: int
+    rows_total: int
+    updated_at: dt.datetime | None
+
+
+class StateStore:
+    def __init__(self, wh: Warehouse, schema: str = "trackline") -> None:
+        self.wh = wh
+        self.schema = schema
+
+    def t(self, name: str) -> str:
+        return self.wh.t(self.schema, name)
+
+    def ensure(self) -> None:
+        """Create or migrate the state tables (idempotent, in one transaction)."""
+        w = self.wh
+        with w.transaction():
+            w.ensure_schema(self.schema)
+            w.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.t('schema_version')} "
+                f"(version INTEGER NOT NULL, applied_at {w.TIMESTAMP_TYPE})"
+            )
+            current = w.scalar(f"SELECT MAX(version) FROM {self.t('schema_version')}") or 0
+            if current > SCHEMA_VERSION:
+                raise StateError(
+                    f"the state schema {self.schema!r} is at version {current}, newer than this "
+                    f"trackline ({SCHEMA_VERSION}); upgrade trackline"
+                )
+            for version, stmts in enumerate(_migrations(w, self.schema), start=1):
+                if version <= current:
+                    continue
+                for sql in stmts:
+                    w.execute(sql)
+                w.execute(
+                    f"INSERT INTO {self.t('schema_version')} (version, applied_at) VALUES (?, ?)",
+                    (version, utcnow()),
+                )
+
+    # ------------------------------------------------------------------ watermarks
+
+    def get(self, table_key: str) -> TableState:
+        rows = self.wh.query(
+            f"SELECT strategy, value, last_batch_id, rows_total, updated_at "
+            f"FROM {self.t('watermarks')} WHERE table_key = ?",
+            (table_key,),
+        )
+        if not rows:
+            return TableState(table_key, None, Watermark(), 0, 0, None)
+        strategy, value, last, total, at = rows[0]
+        return TableState(
+            table_key, strategy, Watermark.from_json(value), int(last or 0), int(total or 0), at
+        )
+
+    def put(
+        self, table_key: str, strategy: str, wm: Watermark, batch_id: int, rows_added: int
+    ) -> None:
+        """Set the cursor (call inside the transaction that loaded the batch)."""
+        cur = self.get(table_key)
+        self.wh.execute(f"DELETE FROM {self.t('watermarks')} WHERE table_key = ?", (table_key,))
+        self.wh.execute(
+            f"INSERT INTO {self.t('watermarks')} (table_key, strategy, value, last_batch_id, "
+            "rows_total, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (table_key, strategy, wm.to_json(), batch_id, cur.rows_total + rows_added, utcnow()),
+        )
+
+    def reset(self, table_key: str) -> None:
+        self.wh.execute(f"DELETE FROM {self.t('watermarks')} WHERE table_key = ?", (table_key,))
+
+    def all_tables(self) -> list[TableState]:
+        rows = self.wh.query(f"SELECT table_key FROM {self.t('watermarks')} ORDER BY table_key")
+        return [self.get(r[0]) for r in rows]
+
+    # ------------------------------------------------------------------ batch ledger
+
+    def next_batch_id(self, table_key: str) -> int:
+        last = self.wh.scalar(
+            f"SELECT MAX(batch_id) FROM {self.t('batches')} WHERE table_key = ?", (table_key,)
+        )
+        return int(last or 0) + 1
+
+    def record_batch(
+        self,
+        *,
+        table_key: str,
+        batch_id: int,
+        run_id: str,
+        row_count: int,
+        checksum: str,
+        files: tuple[str, ...],
+        manifest: str | None,
+        wm_from: Watermark,
+        wm_to: Watermark,
+    ) -> None:
+        self.wh.execute(
+            f"INSERT INTO {self.t('batches')} (table_key, batch_id, run_id, row_count, checksum, "
+            "files, manifest, wm_from, wm_to, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                table_key,
+                batch_id,
+                run_id,
+                row_count,
+                checksum,
+                json.dumps(list(files)),
+                manifest,
+                wm_from.to_json(),
+                wm_to.to_json(),
+                utcnow(),
+            ),
+        )
+
+    def batches(self, table_key: str, after: int = 0) -> list[dict[str, Any]]:
+        rows = self.wh.query(
+            f"SELECT batch_id, row_count, checksum, files, manifest, loaded_at "
+            f"FROM {self.t('batches')} WHERE table_key = ? AND batch_id > ? ORDER BY batch_id",
+            (table_key, after),
+        )
+        return [
+            {
+                "batch_id": int(r[0]),
+                "row_count": int(r[1]),
+                "checksum": r[2],
+                "files": tuple(json.loads(r[3])),
+                "manifest": r[4],
+                "loaded_at": r[5],
+            }
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ run history
+
+    def start_run(self, command: str, table_key: str | None = None) -> str:
+        run_id = uuid.uuid4().hex[:16]
+        with self.wh.transaction():
+            self.wh.execute(
+                f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, status) "
+                "VALUES (?, ?, ?, ?, 'running')",
+                (run_id, command, table_key, utcnow()),
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        table_key: str | None,
+        status: str,
+        rows: int,
+        seconds: float,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        with self.wh.transaction():
+            self.wh.execute(
+                f"UPDATE {self.t('runs')} SET finished_at = ?, status = ?, rows_moved = ?, "
+                "seconds = ?, error = ?, detail = ? WHERE run_id = ? AND "
+                "(table_key = ? OR (table_key IS NULL AND ? IS NULL))",
+                (
+                    utcnow(),
+                    status,
+                    rows,
+                    seconds,
+                    error,
+                    json.dumps(detail, default=str) if detail else None,
+                    run_id,
+                    table_key,
+                    table_key,
+                ),
+            )
+
+    def record_run(
+        self,
+        run_id: str,
+        command: str,
+        table_key: str | None,
+        started: dt.datetime,
+        status: str,
+        rows: int,
+        seconds: float,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a finished run row in one go (per-table rows inside a multi-table command)."""
+        with self.wh.transaction():
+            self.wh.execute(
+                f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, "
+                "finished_at, status, rows_moved, seconds, error, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    command,
+                    table_key,
+                    started,
+                    utcnow(),
+                    status,
+                    rows,
+                    seconds,
+                    error,
+                    json.dumps(detail, default=str) if detail else None,
+                ),
+            )
+
+    def last_runs(self, table_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        where, params = ("WHERE table_key = ?", (table_key,)) if table_key else ("", ())
+        rows = self.wh.query(
+            f"SELECT run_id, command, table_key, started_at, finished_at, status, rows_moved, "
+            f"seconds, error, detail FROM {self.t('runs')} {where} "
+            f"ORDER BY started_at DESC LIMIT {int(limit)}",
+            params,
+        )
+        keys = [
+            "run_id",
+            "command",
+            "table_key",
+            "started_at",
+            "finished_at",
+            "status",
+            "rows",
+            "seconds",
+            "error",
+            "detail",
+        ]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # ------------------------------------------------------------------ mart progress
+
+    def mart_progress(self, mart: str, raw_table: str) -> int:
+        v = self.wh.scalar(
+            f"SELECT last_batch_id FROM {self.t('mart_progress')} WHERE mart = ? AND raw_table = ?",
+            (mart, raw_table),
+        )
+        return int(v or 0)
+
+    def set_mart_progress(self, mart: str, raw_table: str, batch_id: int) -> None:
+        self.wh.execute(
+            f"DELETE FROM {self.t('mart_progress')} WHERE mart = ? AND raw_table = ?",
+            (mart, raw_table),
+        )
+        self.wh.execute(
+            f"INSERT INTO {self.t('mart_progress')} (mart, raw_table, last_batch_id, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            (mart, raw_table, batch_id, utcnow()),
+        )
+
+
+Migration = Callable[[Warehouse, str], list[str]]

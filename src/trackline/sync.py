@@ -1,0 +1,641 @@
+"""The EL loop for one table: plan → extract → stage → load + commit, batch after batch.
+
+Each batch commits its rows, its ledger entry and the new watermark in ONE warehouse
+transaction, so a crash loses at most the batch in flight and a rerun continues from the last
+committed cursor (G3). Extraction and staging of batch N+1 run in a worker thread while batch N
+loads (a queue of one), so the slower side sets the pace rather than the sum of both.
+
+Raw tables carry one extra column, ``_tl_batch_id``: the ledger batch that wrote the row.
+Marts consume raw by that id; replay and merge use it to stay idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trackline.config import Config, TableConfig
+from trackline.errors import (
+    CdcError,
+    ConfigError,
+    InjectedFault,
+    LockBusy,
+    SchemaDriftError,
+    TracklineError,
+)
+from trackline.extract import Relation, Source, open_source
+from trackline.extract.cdc import CursorSpec, Watermark, plan_query, shift
+from trackline.extract.types import SourceColumn
+from trackline.faults import checkpoint
+from trackline.load import Column, StagedFiles, Warehouse, open_warehouse
+from trackline.report import NullReporter, Reporter
+from trackline.stage import Stage
+from trackline.state import StateStore, utcnow
+
+BATCH_COL = "_tl_batch_id"
+
+
+@dataclass
+class TableResult:
+    table: str
+    table_key: str
+    status: str = "ok"
+    rows: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    watermark: str = ""
+    upper: Any = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    first_batch: int = 0
+    last_batch: int = 0
+
+
+@dataclass(frozen=True)
+class ResolvedTable:
+    cfg: TableConfig
+    source_name: str
+    source_db: str
+    target_schema: str
+    target: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.target_schema}.{self.target}"
+
+
+def resolve(
+    cfg: Config, t: TableConfig, source_db: str | None, target_schema: str | None
+) -> ResolvedTable:
+    name, src = cfg.source_for(t)
+    db = source_db or t.source_db or src.database
+    return ResolvedTable(t, name, db, target_schema or t.target_schema, t.target)
+
+
+class Syncer:
+    """Runs sync for tables of one config against one open warehouse."""
+
+    def __init__(self, cfg: Config, wh: Warehouse, reporter: Reporter | None = None) -> None:
+        self.cfg = cfg
+        self.wh = wh
+        self.state = StateStore(wh, cfg.state_schema)
+        self.stage = Stage(cfg.stage)
+        self.reporter = reporter or NullReporter()
+        self._sources: dict[tuple[str, str], Source] = {}
+
+    def close(self) -> None:
+        for s in self._sources.values():
+            s.close()
+        self._sources.clear()
+
+    def source(self, rt: ResolvedTable) -> Source:
+        k = (rt.source_name, rt.source_db)
+        if k not in self._sources:
+            self._sources[k] = open_source(self.cfg.sources[rt.source_name], rt.source_db)
+        return self._sources[k]
+
+    # ------------------------------------------------------------------ public
+
+    def sync(
+        self,
+        names: list[str] | None = None,
+        *,
+        source_db: str | None = None,
+        target_schema: str | None = None,
+        run_id: str | None = None,
+    ) -> list[TableResult]:
+        tables = [self.cfg.table(n) for n in names] if names else list(self.cfg.tables)
+        if not tables:
+            raise ConfigError("no tables to sync: list them under `tables:` or pass --tables")
+        self.state.ensure()
+        results = []
+        for t in tables:
+            rt = resolve(self.cfg, t, source_db, target_schema)
+            started = utcnow()
+            res = TableResult(t.name, rt.key)
+            t0 = time.monotonic()
+            try:
+                with self.wh.lock(f"sync:{rt.key}", self._lock_timeout()):
+                    self._sync_table(rt, res)
+            except TracklineError as exc:
+                if isinstance(exc, _FATAL):
+                    raise
+                res.status, res.error = "failed", str(exc)
+                self.reporter.event("failed", f"{t.name}: {exc}", table=t.name)
+            res.seconds = time.monotonic() - t0
+            self.state.record_run(
+                run_id or self._run_id(),
+                "sync",
+                rt.key,
+                started,
+                res.status,
+                res.rows,
+                res.seconds,
+                res.error,
+                {"batches": res.batches, "watermark": res.watermark, "warnings": res.warnings},
+            )
+            results.append(res)
+        return results
+
+    def _lock_timeout(self) -> float:
+        return float(getattr(self.cfg.warehouse, "lock_timeout_seconds", 0) or 0)
+
+    @staticmethod
+    def _run_id() -> str:
+        import uuid
+
+        return uuid.uuid4().hex[:16]
+
+    # ------------------------------------------------------------------ one table
+
+    def _sync_table(self, rt: ResolvedTable, res: TableResult) -> None:
+        t = rt.cfg
+        src = self.source(rt)
+        rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
+        cols = src.columns(rel)
+        by_name = {c.name: c for c in cols}
+        self._check_cursor_columns(t, by_name)
+        pk = t.primary_key or src.primary_key(rel)
+        if t.write_mode == "merge" and not pk:
+            raise ConfigError(
+                f"table {t.name!r}: write_mode merge needs a key; set `primary_key:` "
+                "(the source has no primary key)"
+            )
+        st = self.state.get(rt.key)
+        wm = st.watermark
+        arrow_schema = pa.schema([pa.field(c.name, c.arrow) for c in cols])
+        with self.wh.transaction():
+            self._ensure_target(rt, cols, pk, wm, res)
+        st = self.state.get(rt.key)
+        wm = st.watermark
+
+        spec = CursorSpec(
+            t.cdc.strategy,
+            by_name[t.cdc.cursor].expr if t.cdc.cursor else None,
+            by_name[t.cdc.id].expr if t.cdc.id else None,
+            t.cdc.null_cursor,
+        )
+        unix = bool(t.cdc.cursor and pa.types.is_integer(by_name[t.cdc.cursor].arrow))
+        upper = self._upper_bound(src, t, unix, res) if t.cdc.cursor else None
+        res.upper = upper
+        self._pre_checks(src, rel, t, spec, wm, res)
+
+        snapshot_key = None
+        if (
+            t.cdc.strategy == "hybrid"
+            and len(pk) == 1
+            and not t.query
+            and pa.types.is_integer(by_name[pk[0]].arrow)
+        ):
+            snapshot_key = by_name[pk[0]].expr
+        lookback = None
+        if t.lookback_seconds and wm.ts is not None:
+            lookback = shift(wm.ts, t.lookback_seconds)
+        zero_cols = [c for c in cols if c.zero_date_check]
+        select = ", ".join(f"{c.expr} AS {src.q(c.name)}" for c in cols)
+        if zero_cols and self.cfg.defaults.zero_date is not None:
+            select += "".join(
+                f", ({c.expr.removeprefix('NULLIF(').rsplit(',', 1)[0]} = 0) AS "
+                f"{src.q('_tl_zero_' + c.name)}"
+                for c in zero_cols
+            )
+        plan = plan_query(
+            select=select,
+            relation=src.relation_sql(rel),
+            spec=spec,
+            wm=wm,
+            upper=upper,
+            lit=src.lit,
+            snapshot_key=snapshot_key,
+            lookback=lookback,
+        )
+        read_schema = arrow_schema
+        if zero_cols:
+            read_schema = pa.schema(
+                [*arrow_schema, *[pa.field("_tl_zero_" + c.name, pa.int64()) for c in zero_cols]]
+            )
+        batch_size = t.batch_size or self.cfg.defaults.batch_size
+        self.reporter.event(
+            "plan",
+            f"{t.name}: {plan.phase} read from {wm.describe()} below {upper}",
+            table=t.name,
+        )
+        next_id = self.state.next_batch_id(rt.key)
+        res.first_batch = next_id
+        batches = src.stream(plan.sql, read_schema, batch_size)
+        # `full` swaps the whole snapshot in atomically: every batch joins one transaction.
+        outer = self.wh.transaction() if t.write_mode == "replace" else contextlib.nullcontext()
+        with outer:
+            for batch_id, data, staged, wm_to in self._pipeline(
+                rt,
+                batches,
+                zero_cols,
+                arrow_schema,
+                plan.phase,
+                wm,
+                plan.upper,
+                snapshot_key,
+                next_id,
+                pk,
+                res,
+            ):
+                self._commit_batch(rt, batch_id, data, staged, wm, wm_to, pk, res)
+                wm = wm_to
+                res.last_batch = batch_id
+            if t.cdc.strategy == "full" and res.batches == 0:
+                self.wh.delete_all(rt.target_schema, rt.target)  # an empty source empties it too
+        if plan.phase == "snapshot":
+            # The snapshot is complete: continue incrementally from its upper bound.
+            final = Watermark(ts=plan.upper, id=None, extra=wm.extra)
+            with self.wh.transaction():
+                self.state.put(rt.key, t.cdc.strategy, final, res.last_batch or st.last_batch_id, 0)
+            wm = final
+            self.reporter.event("snapshot", f"{t.name}: initial snapshot complete", table=t.name)
+            self._sync_incremental_after_snapshot(rt, res)
+            wm = self.state.get(rt.key).watermark
+        res.watermark = wm.describe()
+        self.reporter.event(
+            "done",
+            f"{t.name}: {res.rows:,} rows in {res.batches} batches, cursor {res.watermark}",
+            table=t.name,
+            rows=res.rows,
+        )
+
+    def _sync_incremental_after_snapshot(self, rt: ResolvedTable, res: TableResult) -> None:
+        # Rows that changed while the snapshot ran (ts >= its upper bound, < a fresh upper).
+        inner = TableResult(res.table, res.table_key)
+        self._sync_table(rt, inner)
+        res.rows += inner.rows
+        res.batches += inner.batches
+        res.last_batch = inner.last_batch or res.last_batch
+        res.warnings += inner.warnings
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_cursor_columns(self, t: TableConfig, by_name: dict[str, SourceColumn]) -> None:
+        for key, col in (("cursor", t.cdc.cursor), ("id", t.cdc.id)):
+            if col and col not in by_name:
+                raise ConfigError(
+                    f"table {t.name!r}: cdc.{key} column {col!r} does not exist in the source "
+                    f"(columns: {', '.join(list(by_name)[:20])})"
+                )
+        for col in t.primary_key or []:
+            if col not in by_name:
+                raise ConfigError(f"table {t.name!r}: primary_key column {col!r} does not exist")
+
+    def _upper_bound(self, src: Source, t: TableConfig, unix: bool, res: TableResult) -> Any:
+        lag = t.lag_seconds if t.lag_seconds is not None else self.cfg.defaults.lag_seconds
+        upper = shift(src.now(unix), lag)
+        if unix and isinstance(upper, int | float):
+            upper = int(upper)
+        trx = src.oldest_write_transaction(unix)
+        if trx is not None:
+            ceiling = self.cfg.defaults.hold_ceiling_seconds
+            if trx.age_seconds > ceiling:
+                msg = (
+                    f"{t.name}: an open transaction (thread {trx.thread_id}, started "
+                    f"{trx.started}) is older than the hold ceiling ({ceiling}s); proceeding "
+                    "without waiting for it: rows it commits later with older times may be missed"
+                )
+                res.warnings.append(msg)
+                self.reporter.event("hold", msg, table=t.name, thread=trx.thread_id)
+            elif trx.started < upper:
+                upper = trx.started
+                self.reporter.event(
+                    "hold",
+                    f"{t.name}: upper bound held at {upper} by open transaction "
+                    f"(thread {trx.thread_id})",
+                    table=t.name,
+                )
+        return upper
+
+    def _pre_checks(
+        self,
+        src: Source,
+        rel: Relation,
+        t: TableConfig,
+        spec: CursorSpec,
+        wm: Watermark,
+        res: TableResult,
+    ) -> None:
+        relation = src.relation_sql(rel)
+        if spec.strategy == "id" and wm.id is not None:
+            top = src.scalar(f"SELECT MAX({spec.id}) FROM {relation}")
+            if top is None or top < wm.id:
+                raise CdcError(
+                    f"table {t.name!r}: the source's max {t.cdc.id} is {top}, below the "
+                    f"watermark {wm.id}: the table was truncated or its ids reset. Nothing was "
+                    f"loaded. If that is expected, run `trackline reset {t.name}` to start over."
+                )
+        if spec.ts and spec.strategy in ("hybrid", "timestamp"):
+            nulls = src.scalar(f"SELECT COUNT(*) FROM {relation} WHERE {spec.ts} IS NULL")
+            if nulls:
+                if t.cdc.null_cursor == "error":
+                    raise CdcError(
+                        f"table {t.name!r}: {nulls} row(s) have a NULL {t.cdc.cursor}; they "
+                        "would never be read incrementally. Fix the rows, or set "
+                        "cdc.null_cursor: load to load them once and report them"
+                    )
+                msg = f"{t.name}: {nulls} row(s) with NULL {t.cdc.cursor} (loaded by the first read only)"
+                res.warnings.append(msg)
+                self.reporter.event("warning", msg, table=t.name)
+
+    # ------------------------------------------------------------------ target & drift
+
+    def _ensure_target(
+        self,
+        rt: ResolvedTable,
+        cols: list[SourceColumn],
+        pk: list[str],
+        wm: Watermark,
+        res: TableResult,
+    ) -> None:
+        w = self.wh
+        w.ensure_schema(rt.target_schema)
+        columns = [Column(c.name, c.arrow) for c in cols] + [Column(BATCH_COL, pa.int64())]
+        loaded = wm.extra.get("schema") if wm.extra else None
+        current = {c.name: str(c.arrow) for c in cols}
+        if not w.table_exists(rt.target_schema, rt.target):
+            w.create_table(
+                rt.target_schema,
+                rt.target,
+                columns,
+                dist_key=rt.cfg.dist_key,
+                sort_key=rt.cfg.sort_key,
+            )
+        elif loaded:
+            dropped = [n for n in loaded if n not in current]
+            changed = [
+                (n, loaded[n], current[n])
+                for n in loaded
+                if n in current and loaded[n] != current[n]
+            ]
+            if dropped or changed:
+                what = "; ".join(
+                    [f"column {n!r} was dropped in the source" for n in dropped]
+                    + [f"column {n!r} changed type {a} → {b}" for n, a, b in changed]
+                )
+                raise SchemaDriftError(
+                    f"table {rt.cfg.name!r} → {rt.key}: {what}. Nothing was loaded for this "
+                    "table. Alter the target to match (or drop it) and run "
+                    f"`trackline reset {rt.cfg.name}` to reload it."
+                )
+            existing = set(w.column_names(rt.target_schema, rt.target))
+            for c in cols:
+                if c.name not in existing:
+                    w.add_column(rt.target_schema, rt.target, Column(c.name, c.arrow))
+                    msg = (
+                        f"{rt.cfg.name}: new source column {c.name!r} ({c.arrow}) added to {rt.key}"
+                    )
+                    res.warnings.append(msg)
+                    self.reporter.event("drift", msg, table=rt.cfg.name, column=c.name)
+        if loaded != current:
+            st = self.state.get(rt.key)
+            self.state.put(
+                rt.key,
+                rt.cfg.cdc.strategy,
+                st.watermark.advanced(extra={**st.watermark.extra, "schema": current}),
+                st.last_batch_id,
+                0,
+            )
+
+    # ------------------------------------------------------------------ pipeline
+
+    def _pipeline(
+        self,
+        rt: ResolvedTable,
+        batches: Iterator[pa.RecordBatch],
+        zero_cols: list[SourceColumn],
+        schema: pa.Schema,
+        phase: str,
+        wm: Watermark,
+        upper: Any,
+        snapshot_key: str | None,
+        first_id: int,
+        pk: list[str],
+        res: TableResult,
+    ) -> Iterator[tuple[int, pa.Table, StagedFiles, Watermark]]:
+        """Extract + stage in a worker thread, one batch ahead of the loader."""
+        t = rt.cfg
+        q: queue.Queue[Any] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        when = utcnow()
+        zero_policy = self.cfg.defaults.zero_date
+
+        def produce() -> None:
+            try:
+                cur = wm
+                bid = first_id
+                for b in batches:
+                    if stop.is_set():
+                        return
+                    checkpoint("sync.after_extract")
+                    data = pa.Table.from_batches([b])
+                    if zero_cols:
+                        data = self._zero_dates(rt, data, zero_cols, pk, zero_policy, res)
+                    cur = self._next_watermark(t, data, cur, phase, upper, snapshot_key)
+                    data = data.append_column(
+                        BATCH_COL, pa.array([bid] * data.num_rows, pa.int64())
+                    )
+                    staged = self.stage.write_batch(
+                        source_db=rt.source_db,
+                        schema=rt.target_schema,
+                        table=rt.target,
+                        batch_id=bid,
+                        data=data,
+                        when=when,
+                    )
+                    checkpoint("sync.after_stage")
+                    while not stop.is_set():
+                        try:
+                            q.put((bid, data, staged, cur), timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    bid += 1
+                q.put(None)
+            except BaseException as exc:  # handed to the loader thread, which re-raises it
+                q.put(exc)
+
+        worker = threading.Thread(target=produce, name=f"extract-{t.name}", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+                worker.join(timeout=0.1)
+
+    def _zero_dates(
+        self,
+        rt: ResolvedTable,
+        data: pa.Table,
+        zero_cols: list[SourceColumn],
+        pk: list[str],
+        policy: str,
+        res: TableResult,
+    ) -> pa.Table:
+        for c in zero_cols:
+            flag = data.column("_tl_zero_" + c.name)
+            n = pc.sum(flag).as_py() or 0
+            if n:
+                idx = pc.index(flag, 1).as_py()
+                where = (
+                    ", ".join(f"{k}={data.column(k)[idx].as_py()!r}" for k in pk) or f"row {idx}"
+                )
+                if policy == "error":
+                    raise CdcError(
+                        f"table {rt.cfg.name!r}, column {c.name!r}: {n} zero date(s) "
+                        f"(0000-00-00), first at {where}; set defaults.zero_date: null to load "
+                        "them as NULL"
+                    )
+                msg = f"{rt.cfg.name}.{c.name}: {n} zero date(s) loaded as NULL (first at {where})"
+                res.warnings.append(msg)
+                self.reporter.event("warning", msg, table=rt.cfg.name, column=c.name)
+            data = data.drop_columns(["_tl_zero_" + c.name])
+        return data
+
+    @staticmethod
+    def _next_watermark(
+        t: TableConfig,
+        data: pa.Table,
+        cur: Watermark,
+        phase: str,
+        upper: Any,
+        snapshot_key: str | None,
+    ) -> Watermark:
+        if data.num_rows == 0:
+            return cur
+        last = data.num_rows - 1
+        if t.cdc.strategy == "full":
+            return cur
+        if phase == "snapshot":
+            pk_name = t.primary_key[0] if t.primary_key else None
+            key = data.column(pk_name or _unquote(snapshot_key))[last].as_py()
+            return Watermark(
+                phase="snapshot", snapshot_upper=upper, snapshot_key=key, extra=cur.extra
+            )
+        if t.cdc.strategy == "id":
+            return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
+        ts = data.column(t.cdc.cursor)[last].as_py()
+        if ts is None:  # NULL-cursor rows (null_cursor: load) sort first; keep the cursor
+            return cur
+        if t.cdc.strategy == "timestamp":
+            return cur.advanced(ts=ts, id=None)
+        return cur.advanced(ts=ts, id=data.column(t.cdc.id)[last].as_py())
+
+    # ------------------------------------------------------------------ commit
+
+    def _commit_batch(
+        self,
+        rt: ResolvedTable,
+        batch_id: int,
+        data: pa.Table,
+        staged: StagedFiles,
+        wm_from: Watermark,
+        wm_to: Watermark,
+        pk: list[str],
+        res: TableResult,
+    ) -> None:
+        t = rt.cfg
+        w = self.wh
+        with w.transaction():
+            if t.write_mode == "append":
+                w.append_arrow(rt.target_schema, rt.target, data, staged)
+            elif t.write_mode == "replace":
+                if res.batches == 0:
+                    w.delete_all(rt.target_schema, rt.target)
+                w.append_arrow(rt.target_schema, rt.target, data, staged)
+            else:
+                self._merge(rt, data, staged, pk)
+            checkpoint("sync.before_commit")
+            self.state.record_batch(
+                table_key=rt.key,
+                batch_id=batch_id,
+                run_id="",
+                row_count=data.num_rows,
+                checksum=staged.checksum,
+                files=staged.uris,
+                manifest=staged.manifest_uri,
+                wm_from=wm_from,
+                wm_to=wm_to,
+            )
+            self.state.put(rt.key, t.cdc.strategy, wm_to, batch_id, data.num_rows)
+        checkpoint("sync.after_commit")
+        res.rows += data.num_rows
+        res.batches += 1
+        self.reporter.progress(t.name, data.num_rows)
+
+    def _merge(self, rt: ResolvedTable, data: pa.Table, staged: StagedFiles, pk: list[str]) -> None:
+        w = self.wh
+        data = dedup_last(data, pk)
+        target = w.t(rt.target_schema, rt.target)
+        names = data.schema.names
+        with w.batch_relation(data, staged) as rel:
+            match = " AND ".join(f"{rel}.{w.q(k)} = {target}.{w.q(k)}" for k in pk)
+            w.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})")
+            w.execute(f"INSERT INTO {target} ({w.cols(names)}) SELECT {w.cols(names)} FROM {rel}")
+
+
+_FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
+
+
+def _unquote(expr: str | None) -> str:
+    return (expr or "").strip('`"')
+
+
+def dedup_last(data: pa.Table, keys: list[str]) -> pa.Table:
+    """Keep the last row per key (batches are read in cursor order, so last = newest)."""
+    if not keys or data.num_rows < 2:
+        return data
+    idx = pa.array(range(data.num_rows), pa.int64())
+    grouped = (
+        data.select(keys)
+        .append_column("_i", idx)
+        .group_by(keys, use_threads=False)
+        .aggregate([("_i", "max")])
+    )
+    keep = pc.sort_indices(grouped.column("_i_max"))
+    return data.take(pc.take(grouped.column("_i_max"), keep))
+
+
+def sync(
+    cfg: Config,
+    tables: list[str] | None = None,
+    *,
+    source_db: str | None = None,
+    target_schema: str | None = None,
+    reporter: Reporter | None = None,
+) -> list[TableResult]:
+    """Open the warehouse, sync the tables, close. The library entry point of `trackline sync`."""
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    syncer = Syncer(cfg, wh, reporter)
+    try:
+        return syncer.sync(tables, source_db=source_db, target_schema=target_schema)
+    finally:
+        syncer.close()
+        wh.close()
+
+
+def now_utc() -> dt.datetime:
+    return utcnow()
