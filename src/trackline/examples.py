@@ -1,0 +1,91 @@
+"""The example config written by `trackline init` (kept valid by a test)."""
+
+EXAMPLE_CONFIG = """\
+# trackline config: the order-tracking pipeline (seeds 001-004) plus one generic table.
+# Secrets come from environment variables: ${VAR} or ${VAR:-default}.
+
+sources:
+  kuaisong:                       # production MySQL
+    type: mysql
+    host: ${KUAISONG_HOST:-127.0.0.1}
+    port: 3306
+    user: ${KUAISONG_USER:-trackline}
+    password: ${KUAISONG_PASSWORD:-}
+    database: kuaisong
+  uniods:                         # legacy MySQL DW (backfill / compare)
+    type: mysql
+    host: ${UNIODS_HOST:-127.0.0.1}
+    user: ${UNIODS_USER:-trackline}
+    password: ${UNIODS_PASSWORD:-}
+    database: uniods
+
+warehouse:                        # duckdb (embedded), postgres or redshift
+  type: duckdb
+  path: trackline.duckdb
+  # type: postgres
+  # host: 127.0.0.1
+  # user: trackline
+  # password: ${WAREHOUSE_PASSWORD}
+  # database: analytics
+
+stage:
+  url: ./stage                    # or s3://bucket/prefix (credentials from the AWS chain)
+  retention_days: 7               # replay buffer
+
+defaults:
+  batch_size: 100000
+  lag_seconds: 300                # upper bound = source clock - lag
+  hold_ceiling_seconds: 3600      # longest an open write transaction may hold the bound
+  zero_date: "null"               # 0000-00-00 -> NULL and report (or: error)
+
+tables:
+  - name: uni_tracking_info       # one row per order, updated in place
+    source: kuaisong
+    target_schema: settlement_public
+    cdc: {strategy: hybrid, cursor: update_time, id: id}
+    dist_key: order_id
+    sort_key: [update_time, order_id]
+  - name: ecs_order_info          # one row per order, written once
+    source: kuaisong
+    target_schema: settlement_public
+    cdc: {strategy: hybrid, cursor: add_time, id: id}
+    dist_key: order_id
+  - name: uni_tracking_spath      # scan events, append-only
+    source: kuaisong
+    target_schema: settlement_public
+    cdc: {strategy: hybrid, cursor: pathTime, id: id}
+    dist_key: order_id
+    sort_key: [pathTime, code, order_id]
+  - name: settlement_claim_detail # a generic table, kept one row per key
+    source: kuaisong
+    target_schema: settlement_public
+    cdc: {strategy: hybrid, cursor: update_at, id: ID}
+    write_mode: merge
+    primary_key: [ID]
+
+marts:
+  - name: order_tracking
+    key: order_id
+    schema: settlement_ods
+    retention_seconds: 15552000   # 6 months, measured on the data's own clock
+    history_prefix: hist_
+    exceptions_table: order_tracking_exceptions
+    anchor:
+      table: mart_uni_tracking_info
+      source: uni_tracking_info
+      time: update_time
+      tie_breaker: id
+      history_name: uti
+    followers:
+      - table: mart_ecs_order_info
+        source: ecs_order_info
+        kind: one_per_key
+        history_name: ecs
+        on_reactivation: restore
+      - table: mart_uni_tracking_spath
+        source: uni_tracking_spath
+        kind: events
+        time: pathTime
+        event_key: [id]
+        history_name: uts
+"""

@@ -1,0 +1,141 @@
+"""Operating a table's sync state: status, reset, replay from the stage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.config import Config
+from trackline.errors import StageError, StateError
+from trackline.extract import Relation, open_source
+from trackline.load import StagedFiles, open_warehouse
+from trackline.stage import Stage
+from trackline.state import StateStore
+from trackline.sync import BATCH_COL, dedup_last, resolve
+
+
+def _lag(source_now: Any, ts: Any) -> str:
+    if ts is None or source_now is None:
+        return "-"
+    if isinstance(ts, dt.datetime):
+        secs = (source_now - ts).total_seconds()
+    else:
+        secs = float(source_now - ts)
+    return f"{secs:,.0f}s"
+
+
+def table_status(cfg: Config) -> list[dict[str, Any]]:
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        state = StateStore(wh, cfg.state_schema)
+        state.ensure()
+        out = []
+        for t in cfg.tables:
+            rt = resolve(cfg, t, None, None)
+            st = state.get(rt.key)
+            runs = state.last_runs(rt.key, limit=1)
+            last = runs[0] if runs else {}
+            lag = "-"
+            try:
+                src = open_source(cfg.sources[rt.source_name], rt.source_db)
+                try:
+                    ts = st.watermark.ts
+                    if ts is not None:
+                        lag = _lag(src.now(not isinstance(ts, dt.datetime)), ts)
+                finally:
+                    src.close()
+            except Exception as exc:  # status must show what it can even if a source is down
+                lag = f"source unreachable ({type(exc).__name__})"
+            out.append(
+                {
+                    "table": rt.key,
+                    "strategy": t.cdc.strategy,
+                    "watermark": st.watermark.describe(),
+                    "last_run": str(last.get("finished_at") or "-")[:19],
+                    "status": last.get("status") or "never run",
+                    "rows_last": int(last.get("rows") or 0),
+                    "rows_total": st.rows_total,
+                    "lag": lag,
+                    "error": last.get("error"),
+                }
+            )
+        return out
+    finally:
+        wh.close()
+
+
+def reset_table(cfg: Config, name: str) -> None:
+    t = cfg.table(name)
+    rt = resolve(cfg, t, None, None)
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        state = StateStore(wh, cfg.state_schema)
+        state.ensure()
+        with wh.lock(f"sync:{rt.key}"), wh.transaction():
+            state.reset(rt.key)
+            if wh.table_exists(rt.target_schema, rt.target):
+                wh.delete_all(rt.target_schema, rt.target)
+    finally:
+        wh.close()
+
+
+def replay_table(cfg: Config, name: str, from_batch: int = 1) -> tuple[int, int]:
+    """Reload ledger batches ≥ `from_batch` from the stage, in order, one transaction each.
+
+    Append targets: the batch's rows are deleted by `_tl_batch_id` and inserted again.
+    Merge targets: rows are deleted by key and inserted, in ledger order, so the newest
+    version of each key ends on top. Either way a replay is idempotent.
+    """
+    t = cfg.table(name)
+    rt = resolve(cfg, t, None, None)
+    stage = Stage(cfg.stage)
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    n = rows = 0
+    try:
+        state = StateStore(wh, cfg.state_schema)
+        state.ensure()
+        pk = t.primary_key
+        if t.write_mode == "merge" and not pk:
+            src = open_source(cfg.sources[rt.source_name], rt.source_db)
+            try:
+                pk = src.primary_key(Relation(t.name, rt.source_db))
+            finally:
+                src.close()
+        with wh.lock(f"sync:{rt.key}"):
+            for b in state.batches(rt.key, after=from_batch - 1):
+                missing = [u for u in b["files"] if not stage.exists(u)]
+                if missing:
+                    raise StageError(
+                        f"batch {b['batch_id']} of {rt.key}: staged file {missing[0]} is gone "
+                        "(pruned after stage.retention_days?); replay from a later batch"
+                    )
+                data: pa.Table = stage.read(list(b["files"]))
+                if data.num_rows != b["row_count"]:
+                    raise StateError(
+                        f"batch {b['batch_id']} of {rt.key}: the staged file has "
+                        f"{data.num_rows} rows, the ledger says {b['row_count']}"
+                    )
+                staged = StagedFiles(tuple(b["files"]), b["manifest"], b["checksum"])
+                target = wh.t(rt.target_schema, rt.target)
+                with wh.transaction():
+                    if t.write_mode == "merge" and pk:
+                        data = dedup_last(data, list(pk))
+                        with wh.batch_relation(data, staged) as rel:
+                            match = " AND ".join(f"{rel}.{wh.q(k)} = {target}.{wh.q(k)}" for k in pk)
+                            wh.execute(
+                                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})"
+                            )
+                    else:
+                        wh.execute(f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?",
+                                   (b["batch_id"],))
+                    wh.append_arrow(rt.target_schema, rt.target, data, staged)
+                n += 1
+                rows += data.num_rows
+    finally:
+        wh.close()
+    return n, rows
