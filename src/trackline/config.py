@@ -254,6 +254,8 @@ class AnchorConfig(Model):
     time: Ident = "update_time"
     tie_breaker: Ident | None = "id"
     history_name: Ident = "uti"
+    sort_key: list[Ident] | None = None
+    """Redshift SORTKEY of the mart and its history (default: time, key)."""
 
 
 class FollowerConfig(Model):
@@ -266,6 +268,7 @@ class FollowerConfig(Model):
     """events: columns that identify one event (default: the source primary key)."""
     history_name: Ident
     on_reactivation: Literal["restore", "report"] = "restore"
+    sort_key: list[Ident] | None = None
 
     @model_validator(mode="after")
     def _events_need_time(self) -> FollowerConfig:

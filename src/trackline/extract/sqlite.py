@@ -101,15 +101,20 @@ class SQLite(Source):
         return super().lit(v)
 
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
+        # A generator: it runs in the extraction thread, so it opens its own connection there.
+        con = sqlite3.connect(str(self.config.path))
         try:
-            cur = self.con.execute(sql)
-        except sqlite3.Error as exc:
-            raise SourceError(f"SQLite {self.config.path}: {exc}") from None
-        names = schema.names
-        while True:
-            rows = cur.fetchmany(batch_size)
-            if not rows:
-                return
-            cols = list(zip(*rows, strict=True))
-            arrays = [pa.array(list(c), type=f.type) for c, f in zip(cols, schema, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, names=names)
+            try:
+                cur = con.execute(sql)
+            except sqlite3.Error as exc:
+                raise SourceError(f"SQLite {self.config.path}: {exc}") from None
+            names = schema.names
+            while True:
+                rows = cur.fetchmany(batch_size)
+                if not rows:
+                    return
+                cols = list(zip(*rows, strict=True))
+                arrays = [pa.array(list(c), type=f.type) for c, f in zip(cols, schema, strict=True)]
+                yield pa.RecordBatch.from_arrays(arrays, names=names)
+        finally:
+            con.close()

@@ -275,6 +275,19 @@ class Warehouse(ABC):
             f"ON {self.t(schema, table)} ({self.cols(columns)})"
         )
 
+    SECONDARY_INDEXES: ClassVar[bool] = False
+    """Create B-tree indexes on keys and time columns (row stores); columnar engines rely on
+    zone maps / sort keys instead."""
+
+    def create_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
+        if not self.SECONDARY_INDEXES or not columns:
+            return
+        name = f"{table}_{'_'.join(columns)}_ix"[: self.MAX_IDENTIFIER_LENGTH]
+        self.execute(
+            f"CREATE INDEX IF NOT EXISTS {self.q(name)} "
+            f"ON {self.t(schema, table)} ({self.cols(columns)})"
+        )
+
     def delete_all(self, schema: str, table: str) -> None:
         """Empty a table inside the current transaction (never TRUNCATE: it may commit)."""
         self.execute(f"DELETE FROM {self.t(schema, table)}")

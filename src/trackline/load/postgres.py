@@ -42,6 +42,7 @@ class Postgres(Warehouse):
     DIALECT = "postgres"
     MAX_IDENTIFIER_LENGTH = 63
     KEYED_INSERT = "on_conflict"
+    SECONDARY_INDEXES = True
 
     config: PostgresWarehouse | RedshiftWarehouse
 

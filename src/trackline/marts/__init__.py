@@ -1,0 +1,1 @@
+"""Marts: retention groups (anchor + followers), history periods, exceptions, the cycle."""

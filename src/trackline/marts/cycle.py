@@ -1,0 +1,145 @@
+"""One 15-minute cycle: sync every table, build each retention group, trim raw buffers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from trackline.config import Config
+from trackline.load import Warehouse, open_warehouse
+from trackline.marts.engine import DEPARTURES, GroupEngine, MartStats
+from trackline.report import NullReporter, Reporter
+from trackline.state import StateStore, utcnow
+from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
+
+
+@dataclass
+class CycleSummary:
+    run_id: str
+    sync: list[TableResult] = field(default_factory=list)
+    marts: list[MartStats] = field(default_factory=list)
+    raw_trimmed: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.sync)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sync": {
+                r.table_key: {"rows": r.rows, "status": r.status, "error": r.error}
+                for r in self.sync
+            },
+            "marts": {
+                m.mart: {
+                    "rows_in": m.rows_in,
+                    "inserted": m.inserted,
+                    "archived": m.archived,
+                    "trimmed": m.trimmed,
+                    "reactivated": m.reactivated,
+                    "exceptions": m.exceptions,
+                    "null_keys": m.null_keys,
+                    "seconds": round(m.seconds, 3),
+                    "steps": {k: round(v, 3) for k, v in m.steps.items()},
+                }
+                for m in self.marts
+            },
+            "raw_trimmed": self.raw_trimmed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def raw_consumers(cfg: Config) -> dict[str, list[tuple[str, str]]]:
+    """Raw table name (config) → the (mart, raw state key) progress rows that read it."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for g in cfg.marts:
+        a_key = resolve(cfg, cfg.table(g.anchor.source), None, None).key
+        out.setdefault(g.anchor.source, []).append((g.anchor.table, a_key))
+        for f in g.followers:
+            f_key = resolve(cfg, cfg.table(f.source), None, None).key
+            out.setdefault(f.source, []).append((f.table, f_key))
+            if f.kind == "one_per_key":
+                out[g.anchor.source].append((f.table, a_key))
+    return out
+
+
+def trim_raw(cfg: Config, wh: Warehouse) -> dict[str, int]:
+    """Delete raw rows every reading mart has consumed AND older than the raw buffer."""
+    state = StateStore(wh, cfg.state_schema)
+    out: dict[str, int] = {}
+    for name, readers in raw_consumers(cfg).items():
+        t = cfg.table(name)
+        if not t.cdc.cursor:
+            continue
+        rt = resolve(cfg, t, None, None)
+        if not wh.table_exists(rt.target_schema, rt.target):
+            continue
+        consumed = min(state.mart_progress(m, k) for m, k in readers)
+        keep = t.raw_retention_seconds or cfg.defaults.raw_retention_seconds
+        ref, cur, b = wh.t(rt.target_schema, rt.target), wh.q(t.cdc.cursor), wh.q(BATCH_COL)
+        with wh.transaction():
+            top = wh.scalar(f"SELECT MAX({cur}) FROM {ref}")
+            if top is None:
+                continue
+            from trackline.extract.cdc import shift
+
+            cutoff = shift(top, keep)
+            n = int(
+                wh.scalar(
+                    f"SELECT COUNT(*) FROM {ref} WHERE {b} <= ? AND {cur} < ?", (consumed, cutoff)
+                )
+                or 0
+            )
+            if n:
+                wh.execute(f"DELETE FROM {ref} WHERE {b} <= ? AND {cur} < ?", (consumed, cutoff))
+        out[rt.key] = n
+    return out
+
+
+def run_cycle_on(
+    cfg: Config, wh: Warehouse, reporter: Reporter | None = None, sync_tables: bool = True
+) -> CycleSummary:
+    reporter = reporter or NullReporter()
+    summary = CycleSummary(uuid.uuid4().hex[:16])
+    t0 = time.monotonic()
+    started = utcnow()
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    with wh.lock("cycle", float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)):
+        if sync_tables:
+            syncer = Syncer(cfg, wh, reporter)
+            try:
+                summary.sync = syncer.sync(None, run_id=summary.run_id)
+            finally:
+                syncer.close()
+        for g in cfg.marts:
+            summary.marts += GroupEngine(cfg, g, wh, reporter).run()
+        summary.raw_trimmed = trim_raw(cfg, wh)
+    summary.seconds = time.monotonic() - t0
+    state.record_run(
+        summary.run_id,
+        "cycle",
+        None,
+        started,
+        "ok" if summary.ok else "partial",
+        sum(r.rows for r in summary.sync),
+        summary.seconds,
+        None if summary.ok else "; ".join(f"{r.table}: {r.error}" for r in summary.sync if r.error),
+        summary.as_dict(),
+    )
+    return summary
+
+
+def run_cycle(cfg: Config, reporter: Reporter | None = None) -> CycleSummary:
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        return run_cycle_on(cfg, wh, reporter)
+    finally:
+        wh.close()
+
+
+__all__ = ["DEPARTURES", "CycleSummary", "run_cycle", "run_cycle_on", "trim_raw"]

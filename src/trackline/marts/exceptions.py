@@ -1,0 +1,152 @@
+"""The exceptions table: rows the pipeline refused to lose silently.
+
+Columns (DESIGN §7): id, check_name, table_name, key_value, detail, first_seen, last_seen,
+status (open/resolved), resolved_at, note. A key that is already open for the same check and
+table is not new: only its `last_seen` moves. Trim never deletes a row whose key is open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pyarrow as pa  # noqa: E402  (kept after trackline imports for readability of columns)
+
+from trackline.errors import MartError
+from trackline.load import Column, Warehouse
+from trackline.state import utcnow
+
+COLUMNS = [
+    Column("id", pa.int64(), nullable=False),
+    Column("check_name", pa.string()),
+    Column("table_name", pa.string()),
+    Column("key_value", pa.string()),
+    Column("detail", pa.string()),
+    Column("first_seen", pa.timestamp("us")),
+    Column("last_seen", pa.timestamp("us")),
+    Column("status", pa.string()),
+    Column("resolved_at", pa.timestamp("us")),
+    Column("note", pa.string()),
+]
+
+
+class Exceptions:
+    def __init__(self, wh: Warehouse, schema: str, table: str) -> None:
+        self.wh, self.schema, self.table = wh, schema, table
+
+    @property
+    def ref(self) -> str:
+        return self.wh.t(self.schema, self.table)
+
+    def ensure(self) -> None:
+        self.wh.ensure_schema(self.schema)
+        if not self.wh.table_exists(self.schema, self.table):
+            self.wh.create_table(self.schema, self.table, COLUMNS, primary_key=["id"])
+
+    def _next_id(self) -> int:
+        return int(self.wh.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {self.ref}") or 0)
+
+    def open_keys_sql(self, table_name_param: str = "?") -> str:
+        """A NOT EXISTS body: an open exception for this table and key (bind the table name)."""
+        return (
+            f"SELECT 1 FROM {self.ref} e WHERE e.status = 'open' "
+            f"AND e.table_name = {table_name_param} AND e.key_value = "
+        )
+
+    def record_from(
+        self,
+        check: str,
+        table_name: str,
+        key_sql: str,
+        from_where: str,
+        params: tuple[Any, ...],
+        detail: str,
+    ) -> int:
+        """Record one exception per distinct key of ``SELECT <key_sql> <from_where>``.
+
+        Keys already open for (check, table) only get `last_seen` updated. Returns how many
+        NEW exceptions were opened.
+        """
+        w = self.wh
+        now = utcnow()
+        tmp = w.temp_name("_tl_exc")
+        w.execute(
+            f"CREATE TEMPORARY TABLE {w.q(tmp)} AS SELECT DISTINCT "
+            f"CAST({key_sql} AS VARCHAR(256)) AS k {from_where}",
+            params,
+        )
+        try:
+            w.execute(
+                f"UPDATE {self.ref} SET last_seen = ? WHERE status = 'open' AND check_name = ? "
+                f"AND table_name = ? AND EXISTS (SELECT 1 FROM {w.q(tmp)} x "
+                f"WHERE x.k = {self.ref}.key_value)",
+                (now, check, table_name),
+            )
+            base = self._next_id()
+            before = int(w.scalar(f"SELECT COUNT(*) FROM {self.ref}") or 0)
+            w.execute(
+                f"INSERT INTO {self.ref} (id, check_name, table_name, key_value, detail, "
+                "first_seen, last_seen, status) "
+                f"SELECT ? + ROW_NUMBER() OVER (ORDER BY x.k), ?, ?, x.k, ?, ?, ?, 'open' "
+                f"FROM {w.q(tmp)} x WHERE NOT EXISTS (SELECT 1 FROM {self.ref} e "
+                "WHERE e.status = 'open' AND e.check_name = ? AND e.table_name = ? "
+                "AND e.key_value = x.k)",
+                (base, check, table_name, detail, now, now, check, table_name),
+            )
+            after = int(w.scalar(f"SELECT COUNT(*) FROM {self.ref}") or 0)
+        finally:
+            w.execute(f"DROP TABLE IF EXISTS {w.q(tmp)}")
+        return after - before
+
+    def record(self, check: str, table_name: str, key: str | None, detail: str) -> bool:
+        """Record one exception; returns True if it is new."""
+        w = self.wh
+        now = utcnow()
+        rows = w.query(
+            f"SELECT id FROM {self.ref} WHERE status = 'open' AND check_name = ? "
+            "AND table_name = ? AND (key_value = ? OR (key_value IS NULL AND ? IS NULL))",
+            (check, table_name, key, key),
+        )
+        if rows:
+            w.execute(
+                f"UPDATE {self.ref} SET last_seen = ?, detail = ? WHERE id = ?",
+                (now, detail, rows[0][0]),
+            )
+            return False
+        w.execute(
+            f"INSERT INTO {self.ref} (id, check_name, table_name, key_value, detail, first_seen, "
+            "last_seen, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+            (self._next_id() + 1, check, table_name, key, detail, now, now),
+        )
+        return True
+
+    def list(self, status: str | None = "open", limit: int = 100) -> list[dict[str, Any]]:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        rows = self.wh.query(
+            f"SELECT id, check_name, table_name, key_value, detail, first_seen, last_seen, "
+            f"status, resolved_at, note FROM {self.ref} {where} ORDER BY id LIMIT {int(limit)}",
+            params,
+        )
+        return [dict(zip([c.name for c in COLUMNS], r, strict=True)) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self.wh.query(
+            f"SELECT check_name, COUNT(*) FROM {self.ref} WHERE status = 'open' "
+            "GROUP BY check_name ORDER BY check_name"
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    def resolve(self, exc_id: int, note: str) -> None:
+        with self.wh.transaction():
+            n = self.wh.scalar(f"SELECT COUNT(*) FROM {self.ref} WHERE id = ?", (exc_id,))
+            if not n:
+                raise MartError(f"exception {exc_id} does not exist in {self.schema}.{self.table}")
+            self.wh.execute(
+                f"UPDATE {self.ref} SET status = 'resolved', resolved_at = ?, note = ? "
+                "WHERE id = ?",
+                (utcnow(), note, exc_id),
+            )
+
+
+def _unused(_: dt.datetime) -> None:  # keeps the datetime import meaningful for type readers
+    return None

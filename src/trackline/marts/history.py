@@ -1,0 +1,168 @@
+"""History periods: half-year tables ``<prefix><name>_<YYYY>_h<1|2>`` and the union view.
+
+A period is chosen from a row's time (the anchor's time for anchor and one-per-key followers,
+the event's own time for events), created on demand, so no row can fall outside every period
+(seed 003's "routing gap"). Period bounds are computed here and bound as parameters, in the
+time column's own type: unix seconds for integer columns, naive datetimes otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.load import Column, Warehouse
+
+_UTC = dt.UTC
+
+
+@dataclass(frozen=True)
+class Period:
+    year: int
+    half: int
+
+    @property
+    def suffix(self) -> str:
+        return f"{self.year}_h{self.half}"
+
+    def start_dt(self) -> dt.datetime:
+        return dt.datetime(self.year, 1 if self.half == 1 else 7, 1)
+
+    def end_dt(self) -> dt.datetime:
+        return dt.datetime(self.year, 7, 1) if self.half == 1 else dt.datetime(self.year + 1, 1, 1)
+
+    def bounds(self, unix: bool) -> tuple[Any, Any]:
+        if unix:
+            return (
+                int(self.start_dt().replace(tzinfo=_UTC).timestamp()),
+                int(self.end_dt().replace(tzinfo=_UTC).timestamp()),
+            )
+        return self.start_dt(), self.end_dt()
+
+    def next(self) -> Period:
+        return Period(self.year, 2) if self.half == 1 else Period(self.year + 1, 1)
+
+    @classmethod
+    def of(cls, value: Any) -> Period:
+        if isinstance(value, int | float):
+            d = dt.datetime.fromtimestamp(int(value), _UTC)
+        elif isinstance(value, dt.datetime):
+            d = value
+        elif isinstance(value, dt.date):
+            d = dt.datetime(value.year, value.month, value.day)
+        else:
+            raise TypeError(f"cannot place a {type(value).__name__} time in a history period")
+        return cls(d.year, 1 if d.month <= 6 else 2)
+
+    @classmethod
+    def parse(cls, suffix: str) -> Period:
+        m = re.fullmatch(r"(\d{4})_h([12])", suffix)
+        if not m:
+            raise ValueError(suffix)
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+def periods_between(lo: Any, hi: Any) -> list[Period]:
+    """Every period from the one holding `lo` to the one holding `hi`, inclusive."""
+    p, last = Period.of(lo), Period.of(hi)
+    out = [p]
+    while (p.year, p.half) < (last.year, last.half):
+        p = p.next()
+        out.append(p)
+    return out
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
+    "date32[day]": pa.date32(),
+    "timestamp[us]": pa.timestamp("us"),
+    "time64[us]": pa.time64("us"),
+}
+
+
+def arrow_type(text: str) -> pa.DataType:
+    """Parse the `str()` of an Arrow type as recorded by sync in the watermark."""
+    if text in _ARROW_TYPES:
+        return _ARROW_TYPES[text]
+    m = re.fullmatch(r"decimal(128|256)\((\d+), (\d+)\)", text)
+    if m:
+        ctor = pa.decimal128 if m.group(1) == "128" else pa.decimal256
+        return ctor(int(m.group(2)), int(m.group(3)))
+    if text.startswith("timestamp["):
+        return pa.timestamp("us")
+    raise ValueError(f"unknown Arrow type {text!r}")
+
+
+class HistoryTables:
+    """Creates period tables on demand and keeps the `<mart>_hist` view current."""
+
+    def __init__(
+        self,
+        wh: Warehouse,
+        schema: str,
+        prefix: str,
+        name: str,
+        mart: str,
+        columns: list[Column],
+        key: str,
+        index_cols: list[str],
+        sort_key: list[str] | None,
+    ) -> None:
+        self.wh, self.schema, self.prefix, self.name = wh, schema, prefix, name
+        self.mart, self.columns, self.key = mart, columns, key
+        self.index_cols, self.sort_key = index_cols, sort_key
+
+    def table(self, p: Period) -> str:
+        return f"{self.prefix}{self.name}_{p.suffix}"
+
+    def existing(self) -> list[Period]:
+        out = []
+        stem = f"{self.prefix}{self.name}_"
+        for t in self.wh.list_tables(self.schema, stem):
+            try:
+                out.append(Period.parse(t[len(stem) :]))
+            except ValueError:
+                continue
+        return sorted(out, key=lambda p: (p.year, p.half))
+
+    def ensure(self, p: Period) -> str:
+        name = self.table(p)
+        if not self.wh.table_exists(self.schema, name):
+            self.wh.create_table(
+                self.schema, name, self.columns, dist_key=self.key, sort_key=self.sort_key
+            )
+            self.wh.create_index(self.schema, name, self.index_cols)
+            self.rebuild_view()
+        return name
+
+    def view_name(self) -> str:
+        return f"{self.mart}_hist"
+
+    def rebuild_view(self) -> None:
+        w = self.wh
+        cols = w.cols([c.name for c in self.columns])
+        parts = [f"SELECT {cols} FROM {w.t(self.schema, self.table(p))}" for p in self.existing()]
+        if not parts:
+            return
+        w.execute(
+            f"CREATE OR REPLACE VIEW {w.t(self.schema, self.view_name())} AS "
+            + " UNION ALL ".join(parts)
+        )
