@@ -7,10 +7,9 @@ table is not new: only its `last_seen` moves. Trim never deletes a row whose key
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-import pyarrow as pa  # noqa: E402  (kept after trackline imports for readability of columns)
+import pyarrow as pa
 
 from trackline.errors import MartError
 from trackline.load import Column, Warehouse
@@ -146,7 +145,3 @@ class Exceptions:
                 "WHERE id = ?",
                 (utcnow(), note, exc_id),
             )
-
-
-def _unused(_: dt.datetime) -> None:  # keeps the datetime import meaningful for type readers
-    return None

@@ -1,0 +1,107 @@
+"""`trackline cycle`, `trackline history`, `trackline exceptions …`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from trackline.cli import config_option, handle_errors, log_option
+from trackline.config import load_config
+
+
+def print_summary(summary: object) -> None:
+    from trackline.marts.cycle import CycleSummary
+
+    assert isinstance(summary, CycleSummary)
+    for r in summary.sync:
+        mark = "ok " if r.status == "ok" else "FAILED"
+        click.echo(
+            f"{mark} sync  {r.table_key}: {r.rows:,} rows ({r.seconds:.1f}s)"
+            + (f"  error: {r.error}" if r.error else "")
+        )
+    for m in summary.marts:
+        steps = " ".join(f"{k}={v:.2f}s" for k, v in m.steps.items())
+        click.echo(
+            f"ok  mart  {m.mart}: in {m.rows_in:,}, inserted {m.inserted:,}, "
+            f"reactivated {m.reactivated:,}, archived {m.archived:,}, trimmed {m.trimmed:,}, "
+            f"exceptions {m.exceptions:,}, null keys {m.null_keys:,} ({m.seconds:.2f}s: {steps})"
+        )
+    for k, n in summary.raw_trimmed.items():
+        click.echo(f"ok  raw   {k}: {n:,} consumed rows past the buffer trimmed")
+    click.echo(f"cycle {summary.run_id} finished in {summary.seconds:.1f}s")
+
+
+def register(main: click.Group) -> None:
+    @main.command()
+    @config_option
+    @log_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+    @handle_errors
+    def cycle(config_path: Path, log_format: str, as_json: bool) -> None:
+        """One full cycle: sync all tables, build the marts (anchor first), trim raw."""
+        from trackline.marts.cycle import run_cycle
+        from trackline.report import make_reporter
+
+        cfg = load_config(config_path)
+        reporter = make_reporter(log_format)
+        try:
+            summary = run_cycle(cfg, reporter)
+        finally:
+            reporter.close()
+        if as_json:
+            click.echo(json.dumps(summary.as_dict(), indent=1, default=str))
+        else:
+            print_summary(summary)
+        if not summary.ok:
+            sys.exit(1)
+
+    @main.command()
+    @config_option
+    @handle_errors
+    def history(config_path: Path) -> None:
+        """List the history period tables and their row counts."""
+        from trackline.marts.status import history_tables
+
+        cfg = load_config(config_path)
+        for row in history_tables(cfg):
+            click.echo(f"{row['schema']}.{row['table']:<40} {row['rows']:>12,}  ({row['mart']})")
+
+    @main.group()
+    def exceptions() -> None:
+        """Rows the pipeline refused to lose silently."""
+
+    @exceptions.command("list")
+    @config_option
+    @click.option("--status", type=click.Choice(["open", "resolved", "all"]), default="open")
+    @click.option("--limit", type=int, default=100)
+    @handle_errors
+    def list_(config_path: Path, status: str, limit: int) -> None:
+        """List exceptions (open by default)."""
+        from trackline.marts.status import list_exceptions
+
+        cfg = load_config(config_path)
+        rows = list_exceptions(cfg, None if status == "all" else status, limit)
+        if not rows:
+            click.echo("no exceptions")
+        for r in rows:
+            click.echo(
+                f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
+                f"{r['table_name']}  key={r['key_value']}  {r['detail']}"
+            )
+
+    @exceptions.command("resolve")
+    @config_option
+    @click.argument("exception_id", type=int)
+    @click.option("--note", required=True, help="What was done about it.")
+    @click.option("--group", default=None, help="Retention group (default: the first).")
+    @handle_errors
+    def resolve(config_path: Path, exception_id: int, note: str, group: str | None) -> None:
+        """Mark an exception resolved: its row becomes trimmable again."""
+        from trackline.marts.status import resolve_exception
+
+        cfg = load_config(config_path)
+        resolve_exception(cfg, exception_id, note, group)
+        click.echo(f"exception {exception_id} resolved")
