@@ -160,7 +160,12 @@ def replay(config_path: Path, table: str, from_batch: int) -> None:
 
 def _register_optional() -> None:
     """Commands that live with their concept (marts, demo, checks) register themselves."""
-    for module in ("trackline.marts.cli", "trackline.demo.cli", "trackline.quality.cli"):
+    for module in (
+        "trackline.marts.cli",
+        "trackline.demo.cli",
+        "trackline.quality.cli",
+        "trackline.load.cli",
+    ):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:

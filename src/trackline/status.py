@@ -93,7 +93,7 @@ def replay_table(cfg: Config, name: str, from_batch: int = 1) -> tuple[int, int]
     t = cfg.table(name)
     rt = resolve(cfg, t, None, None)
     stage = Stage(cfg.stage)
-    wh = open_warehouse(cfg.warehouse)
+    wh = open_warehouse(cfg.warehouse, stage=stage)
     wh.connect()
     n = rows = 0
     try:

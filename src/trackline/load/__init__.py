@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trackline.load.base import Column, StagedFiles, Warehouse
+
+if TYPE_CHECKING:
+    from trackline.stage import Stage
 
 
 def _duckdb() -> type[Warehouse]:
@@ -28,9 +31,15 @@ def _redshift() -> type[Warehouse]:
 ENGINES = {"duckdb": _duckdb, "postgres": _postgres, "redshift": _redshift}
 
 
-def open_warehouse(config: Any) -> Warehouse:
-    """Build (not yet connected) the adapter for a warehouse config."""
-    return ENGINES[config.type]()(config)
+def open_warehouse(config: Any, *, stage: Stage | None = None) -> Warehouse:
+    """Build (not yet connected) the adapter for a warehouse config.
+
+    `stage` is where the batches' Parquet files live; engines that load from those files
+    themselves (Redshift's COPY, and its PostgreSQL compatibility mode) need it.
+    """
+    wh = ENGINES[config.type]()(config)
+    wh.stage = stage
+    return wh
 
 
 __all__ = ["Column", "ENGINES", "StagedFiles", "Warehouse", "open_warehouse"]

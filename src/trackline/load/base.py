@@ -11,22 +11,31 @@ Hooks an engine overrides:
 - `batch_relation`: make an in-memory Arrow batch (or staged files) queryable by name;
 - `append_arrow`: fastest append of a batch into a table (default: via `batch_relation`);
 - `lock`: one holder at a time for a named piece of work.
+
+`stage` is set by the caller (`open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))`) for
+engines that load from the staged files themselves (Redshift's COPY); others ignore it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
 from trackline.errors import WarehouseError
 from trackline.sqlutil import column_list, qualified, quote
+
+if TYPE_CHECKING:
+    from trackline.stage import Stage
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,8 +89,16 @@ class Warehouse(ABC):
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        self.stage: Stage | None = None
+        self.notices: list[str] = []
+        """What the adapter decided on its own (a value cut to fit, a stale lock taken over)."""
         self._depth = 0
         self._tx_lock = threading.RLock()
+
+    def notice(self, message: str) -> None:
+        """Record (and log) a decision the caller did not ask for; callers may report them."""
+        self.notices.append(message)
+        log.warning(message)
 
     # ------------------------------------------------------------------ connection
 

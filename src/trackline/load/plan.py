@@ -1,0 +1,236 @@
+"""`trackline sql`: every statement a command would run on Redshift, without connecting to it.
+
+The real library code runs against `Recorder`, a Redshift adapter whose `_execute` records the
+SQL and whose `_query` answers with no rows, so the plan is the one of a first run: schemas and
+tables are created, watermarks start empty, every lock is free. Nothing is read from or written
+to the stage. Sources are opened for metadata only (column types, primary keys, the clock): no
+table is scanned and no row is read; each table's plan shows its first batch.
+
+A command's plan is a function in `PLANS` (a plain dict) that takes the config and the recorder
+and calls library functions with it; `record` runs any such function. The mart engine registers
+its own plan there (``PLANS["mart"] = …``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.config import Config, RedshiftWarehouse, StageConfig
+from trackline.errors import ConfigError
+from trackline.extract.source import Relation, Source
+from trackline.extract.types import SourceColumn
+from trackline.load.base import Column, StagedFiles
+from trackline.load.redshift import Redshift
+from trackline.load.stagefiles import TRANSIENT_PREFIX
+from trackline.stage import Stage
+
+PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/trackline-copy"
+"""Used when the config's warehouse is not Redshift and no --iam-role is given."""
+PLACEHOLDER_STAGE = "s3://your-stage-bucket/trackline"
+"""Used when the config's stage is not on S3 and no --stage-url is given."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+class Recorder(Redshift):
+    """A Redshift adapter that records its statements instead of sending them anywhere."""
+
+    def __init__(self, config: RedshiftWarehouse, stage_url: str) -> None:
+        super().__init__(config)
+        self.stage_url = stage_url.rstrip("/")
+        self.recorded: list[Statement] = []
+        self._tables: dict[tuple[str, str], list[str]] = {}
+        self._transient = 0
+        self._temps = 0
+
+    def sql(self) -> list[str]:
+        return [s.sql for s in self.recorded]
+
+    def temp_name(self, prefix: str = "_tl_batch") -> str:  # type: ignore[override]
+        # Numbered per recorder (not random), so the plan reads well and diffs cleanly.
+        self._temps += 1
+        return f"{prefix}_{self._temps}"
+
+    # driver plumbing: record, answer nothing
+    def connect(self) -> None:
+        for sql in self.session_setup():
+            self.execute(sql)
+
+    def close(self) -> None:
+        return None
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        self.recorded.append(Statement(sql, tuple(params)))
+
+    def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self.recorded.append(Statement(sql, tuple(params)))
+        return []
+
+    def _begin(self) -> None:
+        self._execute("BEGIN", ())
+
+    def _commit(self) -> None:
+        self._execute("COMMIT", ())
+
+    def _rollback(self) -> None:
+        self._execute("ROLLBACK", ())
+
+    # the catalog remembers what the plan created, so later steps see the same columns
+    def create_table(
+        self,
+        schema: str,
+        table: str,
+        columns: Sequence[Column],
+        *,
+        primary_key: Sequence[str] | None = None,
+        dist_key: str | None = None,
+        sort_key: Sequence[str] | None = None,
+    ) -> None:
+        super().create_table(
+            schema, table, columns, primary_key=primary_key, dist_key=dist_key, sort_key=sort_key
+        )
+        self._tables[(schema, table)] = [c.name for c in columns]
+
+    def add_column(self, schema: str, table: str, column: Column) -> None:
+        super().add_column(schema, table, column)
+        self._tables.setdefault((schema, table), []).append(column.name)
+
+    def column_names(self, schema: str, table: str) -> list[str]:
+        super().column_names(schema, table)
+        return list(self._tables.get((schema, table), []))
+
+    # the stage is neither read nor written
+    def _check_staged(self, data: pa.Table, staged: StagedFiles) -> list[str]:
+        return []
+
+    def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:
+        self._transient += 1
+        return f"{self.stage_url}/{TRANSIENT_PREFIX}/batch-{self._transient}.manifest", []
+
+    def _discard(self, uris: list[str]) -> None:
+        return None
+
+
+PlanFn = Callable[[Config, Recorder], None]
+
+
+def plan_config(cfg: Config, iam_role: str | None = None) -> RedshiftWarehouse:
+    """The config's Redshift warehouse (never in compat mode), or a placeholder one."""
+    wh = cfg.warehouse
+    if isinstance(wh, RedshiftWarehouse):
+        update: dict[str, Any] = {"compat_postgres": False}
+        if iam_role:
+            update["iam_role"] = iam_role
+        return wh.model_copy(update=update)
+    return RedshiftWarehouse(
+        host="redshift.invalid", user="trackline", iam_role=iam_role or PLACEHOLDER_ROLE
+    )
+
+
+def record(
+    cfg: Config,
+    fn: Callable[[Recorder], Any],
+    *,
+    iam_role: str | None = None,
+    stage_url: str | None = None,
+) -> list[str]:
+    """Run `fn` against a fresh recorder (session setup included); return what it ran."""
+    if stage_url is None:
+        stage_url = cfg.stage.url if cfg.stage.url.startswith("s3://") else PLACEHOLDER_STAGE
+    rec = Recorder(plan_config(cfg, iam_role), stage_url)
+    rec.connect()
+    fn(rec)
+    return rec.sql()
+
+
+def render_plan(
+    cfg: Config, command: str, *, iam_role: str | None = None, stage_url: str | None = None
+) -> list[str]:
+    if command not in PLANS:
+        raise ConfigError(
+            f"`trackline sql` cannot plan {command!r}; it knows: {', '.join(sorted(PLANS))}"
+        )
+    plan = PLANS[command]
+    return record(cfg, lambda rec: plan(cfg, rec), iam_role=iam_role, stage_url=stage_url)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+def plan_state(cfg: Config, rec: Recorder) -> None:
+    from trackline.state import StateStore
+
+    StateStore(rec, cfg.state_schema).ensure()
+
+
+def plan_sync(cfg: Config, rec: Recorder) -> None:
+    from trackline.sync import Syncer
+
+    class PlanSyncer(Syncer):
+        """The real sync loop, over metadata-only sources and a stage that writes nothing."""
+
+        def source(self, rt: Any) -> Source:
+            return _MetadataSource(super().source(rt))
+
+        def _sync_incremental_after_snapshot(self, rt: Any, res: Any) -> None:
+            return None  # it would repeat the same statements for the rows after the snapshot
+
+    syncer = PlanSyncer(cfg, rec)
+    syncer.stage = _NoWriteStage(StageConfig(url=rec.stage_url))
+    try:
+        results = syncer.sync()
+    finally:
+        syncer.close()
+    for r in results:
+        if r.status != "ok":
+            raise ConfigError(f"cannot plan table {r.table}: {r.error}")
+
+
+PLANS: dict[str, PlanFn] = {"state": plan_state, "sync": plan_sync}
+
+
+class _MetadataSource(Source):
+    """A source's metadata and clock; no scans, and one empty batch instead of its rows."""
+
+    def __init__(self, real: Source) -> None:
+        self.real = real
+        self.DIALECT = real.DIALECT
+
+    def q(self, name: str) -> str:
+        return self.real.q(name)
+
+    def relation_sql(self, rel: Relation) -> str:
+        return self.real.relation_sql(rel)
+
+    def lit(self, v: Any) -> str:
+        return self.real.lit(v)
+
+    def columns(self, rel: Relation) -> list[SourceColumn]:
+        return self.real.columns(rel)
+
+    def primary_key(self, rel: Relation) -> list[str]:
+        return self.real.primary_key(rel)
+
+    def now(self, unix: bool) -> Any:
+        return self.real.now(unix)
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        return None  # pre-checks (NULL cursors, max id) would scan the table
+
+    def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
+        yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
+
+
+class _NoWriteStage(Stage):
+    """Names the files the stage would write, and writes none."""
+
+    def _put(self, path: str, payload: bytes) -> None:
+        return None

@@ -1,0 +1,437 @@
+"""Amazon Redshift: Parquet ``COPY`` from the S3 stage, DISTKEY/SORTKEY, a lock table.
+
+Driver: psycopg 3 rather than redshift_connector. Redshift speaks the PostgreSQL protocol, so
+one driver serves two engines (this class extends `Postgres`), psycopg ships binary wheels, and
+it is already pinned. Two settings make it work with Redshift (psycopg issue #122): Redshift
+reports its encoding as ``UNICODE``, unknown to Python, so the connection asks for ``utf8``;
+and automatic prepared statements are off (``prepare_threshold=None``) because Redshift refuses
+the ``DEALLOCATE ALL`` psycopg sends to reset them. Values stay bound parameters.
+TODO: IAM authentication (``redshift:GetClusterCredentials`` through boto3 for a temporary
+user and password); today the password comes from the config (an environment variable).
+
+What differs from PostgreSQL, and where it is handled (DESIGN §6):
+
+- Loading is ``COPY t (cols) FROM '<manifest>' IAM_ROLE '<arn>' FORMAT AS PARQUET MANIFEST``.
+  Parquet columns are matched by position, so before COPY the staged file's schema must equal
+  the batch's (else `WarehouseError`), and the target's columns must be in the batch's order
+  (else, e.g. after a drift-added column, the batch goes through a temp table and an INSERT by
+  name). When the batch is not byte-for-byte what was staged (rows filtered after staging,
+  such as a merge's deduplication; text cut by ``varchar_policy``; unsigned integers, which
+  Redshift's Parquet reader does not map), the batch is written to a transient file under
+  ``_trackline_tmp/`` in the stage, loaded, and deleted (`stagefiles`).
+- VARCHAR holds at most 65,535 bytes: checked in the Arrow data before COPY (`copy_ready`).
+- TRUNCATE commits (`TRUNCATE_COMMITS`), anti-joins use NOT EXISTS (`KEYED_INSERT`), there
+  are no indexes (`create_unique_index` does nothing), VACUUM runs outside transactions.
+- A serialization conflict (error 1023, SQLSTATE 40001) is a `RetryableWarehouseError`.
+- No advisory locks: `lock` keeps one row per held lock in ``trackline.locks`` (`TableLock`).
+- Quoted identifiers keep their case (``enable_case_sensitive_identifier``), as in PostgreSQL
+  and DuckDB, so mixed-case source columns (``pathTime``) keep their names. Readers must
+  quote them too, or set the same parameter.
+
+Types (Arrow → Redshift): text is ``VARCHAR(65535)`` (``TEXT`` would be ``VARCHAR(256)``);
+binary is ``VARBYTE(1024000)``, the largest; ``uint64`` is ``DECIMAL(20,0)``; times of day are
+``VARCHAR(32)`` ("HH:MM:SS.ffffff"), as MySQL TIME already arrives (its range is ±838 h, wider
+than a TIME column), and because Redshift documents no Parquet mapping for a TIME column.
+
+``compat_postgres: true`` runs this same adapter against PostgreSQL: DISTKEY/SORTKEY are
+dropped, VARBYTE becomes BYTEA, and COPY from S3 becomes a client-side COPY of the same files
+(the manifest's entries, read back from the stage, columns still matched by position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from trackline.config import RedshiftWarehouse
+from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
+from trackline.load import stagefiles
+from trackline.load.base import Column, StagedFiles, Warehouse
+from trackline.load.postgres import Postgres
+from trackline.load.tablelock import TableLock
+
+if TYPE_CHECKING:
+    from trackline.config import Config
+    from trackline.stage import Stage
+
+VARCHAR_MAX_BYTES = 65_535
+VARBYTE_MAX_BYTES = 1_024_000
+
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
+# Redshift: "ERROR: 1023 DETAIL: Serializable isolation violation on table - …"
+_SERIALIZATION = re.compile(r"^\s*(ERROR:\s*)?1023\b|serializable isolation violation", re.I)
+_DENIED_OR_MISSING = frozenset({"42501", "42P01"})  # insufficient privilege, undefined table
+
+
+def sql_literal(value: str) -> str:
+    """A single-quoted string literal, quotes doubled: only for the two places where Redshift's
+    COPY grammar takes no bound parameter (the source URI and the IAM role)."""
+    if "\\" in value or any(ord(c) < 32 for c in value):
+        raise WarehouseError(
+            "a COPY source or IAM role may not contain backslashes or control characters"
+        )
+    return "'" + value.replace("'", "''") + "'"
+
+
+def iam_role_clause(role: str) -> str:
+    """``IAM_ROLE 'arn:…'`` (comma-separated ARNs chain roles) or ``IAM_ROLE default``.
+
+    The value is never echoed in the error: a credential pasted here by mistake stays out of
+    logs."""
+    role = role.strip()
+    if role.lower() == "default":
+        return "IAM_ROLE default"
+    arns = [a.strip() for a in role.split(",")]
+    if not all(_ROLE_ARN.fullmatch(a) for a in arns):
+        raise ConfigError(
+            "warehouse.iam_role is not an IAM role ARN: expected "
+            "arn:aws:iam::<12-digit account>:role/<name> (comma-separated to chain roles) "
+            "or `default`"
+        )
+    return f"IAM_ROLE {sql_literal(','.join(arns))}"
+
+
+def s3_literal(uri: str) -> str:
+    if not _S3_URI.fullmatch(uri):
+        raise WarehouseError(
+            f"Redshift COPY reads from S3, and {uri!r} is not an s3://bucket/key URI: set "
+            "stage.url to s3://bucket/prefix (or warehouse.compat_postgres: true to run "
+            "against PostgreSQL)"
+        )
+    return sql_literal(uri)
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{n} {t}" for n, t in stagefiles.columns(schema))
+
+
+def _utf8_prefix(text: str, limit: int) -> str:
+    """The longest prefix of `text` that is at most `limit` bytes in UTF-8 (whole characters)."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+class Redshift(TableLock, Postgres):
+    ENGINE = "redshift"
+    DIALECT = "redshift"
+    MAX_IDENTIFIER_LENGTH = 127
+    TRUNCATE_COMMITS = True
+    KEYED_INSERT = "anti_join"
+    SECONDARY_INDEXES = False  # no indexes: sort keys and zone maps instead
+    TEXT_TYPE = f"VARCHAR({VARCHAR_MAX_BYTES})"
+    TYPE_MAP: ClassVar[dict[str, str]] = {
+        **Warehouse.TYPE_MAP,
+        "string": TEXT_TYPE,
+        "large_string": TEXT_TYPE,
+        "binary": f"VARBYTE({VARBYTE_MAX_BYTES})",
+        "large_binary": f"VARBYTE({VARBYTE_MAX_BYTES})",
+        "uint64": "DECIMAL(20,0)",
+        "time64[us]": "VARCHAR(32)",
+    }
+    PARQUET_CASTS: ClassVar[dict[str, pa.DataType]] = {
+        "uint8": pa.int16(),
+        "uint16": pa.int32(),
+        "uint32": pa.int64(),
+        "uint64": pa.decimal128(20, 0),
+    }
+    """Arrow types whose Parquet form Redshift's COPY does not map onto the column type, and
+    the type the batch is cast to before COPY (times of day become text, see `TYPE_MAP`)."""
+    SESSION_SETUP: ClassVar[tuple[str, ...]] = ("SET enable_case_sensitive_identifier TO true",)
+    VACUUM_UNSORTED_PCT: ClassVar[float] = 10.0
+    ANALYZE_STATS_OFF_PCT: ClassVar[float] = 10.0
+
+    config: RedshiftWarehouse
+
+    def __init__(self, config: RedshiftWarehouse) -> None:
+        super().__init__(config)
+        self.compat = config.compat_postgres
+        self.iam_role = iam_role_clause(config.iam_role)
+
+    # ------------------------------------------------------------------ connection
+
+    def conninfo(self) -> dict[str, Any]:
+        info = super().conninfo()
+        info.update(client_encoding="utf8", prepare_threshold=None)
+        if not self.compat:
+            info["sslmode"] = "require"
+        return info
+
+    def connect(self) -> None:
+        super().connect()
+        for sql in self.session_setup():
+            self.execute(sql)
+
+    def session_setup(self) -> tuple[str, ...]:
+        return () if self.compat else self.SESSION_SETUP
+
+    def translate_error(self, exc: BaseException, sql: str) -> BaseException:
+        if getattr(exc, "sqlstate", None) == "40001" or _SERIALIZATION.search(str(exc)):
+            first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
+            return RetryableWarehouseError(
+                f"{self.ENGINE}: serialization conflict with a concurrent transaction "
+                "(Redshift error 1023, SQLSTATE 40001); the transaction was rolled back and "
+                f"can be run again (statement: {first})"
+            )
+        return super().translate_error(exc, sql)
+
+    # ------------------------------------------------------------------ DDL
+
+    def sql_type(self, t: pa.DataType) -> str:
+        name = super().sql_type(t)
+        return "BYTEA" if self.compat and name.startswith("VARBYTE") else name
+
+    def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:
+        if self.compat:
+            return ""
+        out = f" DISTKEY({self.q(dist_key)})" if dist_key else ""
+        return out + (f" SORTKEY({self.cols(sort_key)})" if sort_key else "")
+
+    def create_table(
+        self,
+        schema: str,
+        table: str,
+        columns: Sequence[Column],
+        *,
+        primary_key: Sequence[str] | None = None,
+        dist_key: str | None = None,
+        sort_key: Sequence[str] | None = None,
+    ) -> None:
+        names = {c.name for c in columns}
+        for key, cols in (("dist_key", [dist_key] if dist_key else []), ("sort_key", sort_key)):
+            missing = [c for c in cols or [] if c not in names]
+            if missing:
+                raise ConfigError(
+                    f"{key} of {schema}.{table}: column {missing[0]!r} is not one of its "
+                    f"columns ({', '.join(c.name for c in columns)})"
+                )
+        super().create_table(
+            schema,
+            table,
+            columns,
+            primary_key=primary_key,
+            dist_key=dist_key,
+            sort_key=sort_key,
+        )
+
+    def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
+        """Redshift has no indexes; keys stay unique through the anti-join inserts."""
+        return None
+
+    # ------------------------------------------------------------------ loading
+
+    @contextlib.contextmanager
+    def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
+        rel = self.q(self.temp_name())
+        cols = ", ".join(f"{self.q(f.name)} {self.sql_type(f.type)}" for f in data.schema)
+        self.execute(f"CREATE TEMPORARY TABLE {rel} ({cols})")
+        where = staged.manifest_uri if staged and staged.manifest_uri else "memory"
+        try:
+            self._load(rel, data, staged, f"the batch from {where}")
+            yield rel
+        finally:
+            with contextlib.suppress(WarehouseError):
+                self.execute(f"DROP TABLE IF EXISTS {rel}")
+
+    def append_arrow(
+        self, schema: str, table: str, data: pa.Table, staged: StagedFiles | None = None
+    ) -> int:
+        names = list(data.schema.names)
+        existing = self.column_names(schema, table)
+        if existing == names:
+            self._load(self.t(schema, table), data, staged, f"{schema}.{table}")
+            return data.num_rows
+        missing = [n for n in names if n not in existing]
+        if missing:
+            raise WarehouseError(
+                f"{schema}.{table} has no column {missing[0]!r}, which the batch has "
+                f"(table columns: {', '.join(existing) or 'none'}); nothing was loaded"
+            )
+        # Same columns in another order (a drift-added column sits at the end of the table):
+        # COPY matches by position, so load a temp table in the file's order, INSERT by name.
+        return Warehouse.append_arrow(self, schema, table, data, staged)
+
+    def _load(self, target: str, data: pa.Table, staged: StagedFiles | None, label: str) -> None:
+        """COPY `data` into `target` (a quoted relation whose columns are the batch's)."""
+        ready, changes = self.copy_ready(data, label)
+        if staged is None or not staged.manifest_uri:
+            changes.append("the batch was not staged")
+            manifest = ""
+        else:
+            changes += self._check_staged(data, staged)
+            manifest = staged.manifest_uri
+        transient: list[str] = []
+        if changes:
+            manifest, transient = self._restage(ready)
+        try:
+            self._copy_manifest(target, ready.schema.names, manifest)
+        finally:
+            self._discard(transient)
+
+    def copy_ready(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
+        """The batch as COPY can load it, and what had to change: casts of the types Redshift's
+        Parquet reader does not map, and text over the VARCHAR limit (per varchar_policy)."""
+        changes: list[str] = []
+        fields, arrays = [], []
+        for field, col in zip(data.schema, data.columns, strict=True):
+            cast = self.PARQUET_CASTS.get(str(field.type))
+            if cast is None and pa.types.is_time(field.type):
+                cast = pa.string()
+            if cast is not None:
+                col = pc.cast(col, cast)
+                field = field.with_type(cast)
+                changes.append(f"{field.name} cast to {cast}")
+            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+                col, cut = self._fit_text(col, field.name, label)
+                if cut:
+                    changes.append(f"{cut} value(s) of {field.name} cut")
+            elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+                self._check_bytes(col, field.name, label)
+            fields.append(field)
+            arrays.append(col)
+        if not changes:
+            return data, changes
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), changes
+
+    def _fit_text(
+        self, col: pa.ChunkedArray, name: str, label: str
+    ) -> tuple[pa.ChunkedArray | pa.Array, int]:
+        lengths = pc.binary_length(col)
+        over = pc.fill_null(pc.greater(lengths, VARCHAR_MAX_BYTES), False)
+        count = pc.sum(over).as_py() or 0
+        if not count:
+            return col, 0
+        first = pc.index(over, True).as_py()
+        if self.config.varchar_policy == "error":
+            more = f" ({count} such values in this batch)" if count > 1 else ""
+            raise WarehouseError(
+                f"{label}: column {name!r}, row {first} of the batch holds "
+                f"{lengths[first].as_py():,} bytes, more than Redshift's VARCHAR limit of "
+                f"{VARCHAR_MAX_BYTES:,} bytes{more}. Nothing was loaded. Set "
+                "warehouse.varchar_policy: truncate to cut such values at a character "
+                "boundary (reported), or shorten the column with a `query:`"
+            )
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        mask = over.combine_chunks() if isinstance(over, pa.ChunkedArray) else over
+        idx = pc.indices_nonzero(mask).to_pylist()
+        cut = [_utf8_prefix(arr[i].as_py(), VARCHAR_MAX_BYTES) for i in idx]
+        self.notice(
+            f"{label}: {count} value(s) of column {name!r} were longer than "
+            f"{VARCHAR_MAX_BYTES:,} bytes and were cut at a character boundary "
+            f"(varchar_policy: truncate; first at row {first} of the batch)"
+        )
+        return pc.replace_with_mask(arr, mask, pa.array(cut, arr.type)), count
+
+    def _check_bytes(self, col: pa.ChunkedArray, name: str, label: str) -> None:
+        lengths = pc.binary_length(col)
+        over = pc.fill_null(pc.greater(lengths, VARBYTE_MAX_BYTES), False)
+        if pc.any(over).as_py():
+            first = pc.index(over, True).as_py()
+            raise WarehouseError(
+                f"{label}: column {name!r}, row {first} of the batch holds "
+                f"{lengths[first].as_py():,} bytes, more than Redshift's VARBYTE limit of "
+                f"{VARBYTE_MAX_BYTES:,} bytes. Nothing was loaded; exclude or shorten the "
+                "column with a `query:`"
+            )
+
+    # Stage I/O. `_check_staged`, `_restage` and `_discard` are all `Recorder` replaces.
+
+    def _check_staged(self, data: pa.Table, staged: StagedFiles) -> list[str]:
+        """Raise when the staged file cannot be this batch; return why it must be restaged."""
+        assert staged.manifest_uri
+        schema, rows = stagefiles.staged_schema(self._require_stage(), staged.manifest_uri)
+        if stagefiles.columns(schema) != stagefiles.columns(data.schema):
+            raise WarehouseError(
+                f"the files of {staged.manifest_uri} have the columns {_describe(schema)} but "
+                f"the batch has {_describe(data.schema)}; COPY matches Parquet columns by "
+                "position, so nothing was loaded. Replay only batches staged with the "
+                "target's current columns"
+            )
+        if rows != data.num_rows:  # e.g. deduplicated for a merge after staging
+            return [f"the batch holds {data.num_rows} of the {rows} staged rows"]
+        return []
+
+    def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:
+        return stagefiles.write_transient(self._require_stage(), ready)
+
+    def _discard(self, uris: list[str]) -> None:
+        if uris:
+            stagefiles.discard(self._require_stage(), uris)
+
+    def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
+        if not self.compat:
+            self.execute(
+                f"COPY {target} ({self.cols(names)})\n"
+                f"FROM {s3_literal(manifest)}\n"
+                f"{self.iam_role}\n"
+                "FORMAT AS PARQUET\n"
+                "MANIFEST"
+            )
+            return
+        stage = self._require_stage()
+        data = stage.read(stagefiles.manifest_urls(stage, manifest))
+        if data.num_columns != len(names):
+            raise WarehouseError(
+                f"{manifest}: the files have {data.num_columns} columns, the COPY lists "
+                f"{len(names)}; nothing was loaded"
+            )
+        self.copy_into(target, data.rename_columns(names))  # by position, as Redshift does
+
+    def _require_stage(self) -> Stage:
+        if self.stage is None:
+            raise WarehouseError(
+                "the Redshift adapter loads from the staged files and was opened without the "
+                "stage: open it with open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))"
+            )
+        return self.stage
+
+    # ------------------------------------------------------------------ upkeep
+
+    def maintenance(self, schema: str, table: str) -> list[str]:
+        """VACUUM when over 10% of the rows are unsorted, ANALYZE when statistics are over 10%
+        stale (``svv_table_info``); ANALYZE only if that view may not be read."""
+        if self.in_transaction:
+            raise WarehouseError(
+                "VACUUM and ANALYZE cannot run inside a transaction on Redshift; call "
+                "maintenance() outside transaction()"
+            )
+        target = self.t(schema, table)
+        try:
+            rows: list[tuple[Any, ...]] | None = self.query(
+                'SELECT unsorted, stats_off FROM svv_table_info WHERE "schema" = ? AND "table" = ?',
+                (schema, table),
+            )
+        except WarehouseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in _DENIED_OR_MISSING:
+                raise
+            self.notice(
+                f"maintenance of {schema}.{table}: svv_table_info cannot be read "
+                f"({exc.__cause__.__class__.__name__}); running ANALYZE only"
+            )
+            rows = None
+        todo = []
+        if rows is None:
+            todo.append(f"ANALYZE {target}")
+        elif rows:  # svv_table_info lists only tables that hold rows
+            unsorted, stats_off = (float(v or 0) for v in rows[0])
+            if unsorted > self.VACUUM_UNSORTED_PCT:
+                todo.append(f"VACUUM {target}")
+            if stats_off > self.ANALYZE_STATS_OFF_PCT:
+                todo.append(f"ANALYZE {target}")
+        for sql in todo:
+            self.execute(sql)
+        return todo
+
+
+def render_plan(
+    cfg: Config, command: str, *, iam_role: str | None = None, stage_url: str | None = None
+) -> list[str]:
+    """Every statement `command` would run on Redshift for this config, without connecting to
+    it (see `trackline.load.plan`). `iam_role` / `stage_url` fill in what the config lacks."""
+    from trackline.load.plan import render_plan as render
+
+    return render(cfg, command, iam_role=iam_role, stage_url=stage_url)

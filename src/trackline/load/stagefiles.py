@@ -1,0 +1,95 @@
+"""The staged files as COPY input, for engines that load from them (Redshift).
+
+- `manifest_urls` / `staged_schema`: what a COPY manifest lists, and the schema and row count
+  its Parquet files hold (read from the footers, not the data);
+- `write_transient` / `discard`: a batch that is not what was staged (filtered after staging,
+  values cut, types cast) is written under ``<stage>/_trackline_tmp/`` with a manifest of its
+  own, loaded, and deleted. A leftover (a crash in between) is pruned with the stage.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trackline.errors import StageError, WarehouseError
+
+if TYPE_CHECKING:
+    from trackline.stage import Stage
+
+TRANSIENT_PREFIX = "_trackline_tmp"
+
+
+def columns(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    """What COPY by position depends on: names and types, in order (not nullability)."""
+    return [(f.name, f.type) for f in schema]
+
+
+def _path(stage: Stage, uri: str) -> str:
+    return uri.removeprefix(stage.scheme)
+
+
+def manifest_urls(stage: Stage, manifest: str) -> list[str]:
+    try:
+        doc = json.loads(stage.read_bytes(manifest))
+        return [str(e["url"]) for e in doc["entries"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StageError(f"cannot read the COPY manifest {manifest}: {exc}") from None
+
+
+def staged_schema(stage: Stage, manifest: str) -> tuple[pa.Schema, int]:
+    """The schema the manifest's files share, and their total row count."""
+    schema: pa.Schema | None = None
+    rows = 0
+    for url in manifest_urls(stage, manifest):
+        try:
+            with stage.fs.open_input_file(_path(stage, url)) as f:
+                meta = pq.ParquetFile(f)
+                file_schema, rows = meta.schema_arrow, rows + meta.metadata.num_rows
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StageError(f"cannot read staged file {url}: {exc}") from None
+        if schema is not None and columns(schema) != columns(file_schema):
+            raise WarehouseError(f"{manifest}: its files do not share one schema")
+        schema = file_schema
+    if schema is None:
+        raise StageError(f"the COPY manifest {manifest} lists no files")
+    return schema, rows
+
+
+def write_transient(stage: Stage, data: pa.Table) -> tuple[str, list[str]]:
+    """Write `data` + a COPY manifest (with ``meta.content_length``); return the manifest URI
+    and the URIs to `discard` once loaded."""
+    base = stage.uri(f"{stage.root}/{TRANSIENT_PREFIX}/{uuid.uuid4().hex}")
+    data_uri, manifest_uri = f"{base}.parquet", f"{base}.manifest"
+    buf = io.BytesIO()
+    pq.write_table(data, buf, compression="zstd")
+    payload = buf.getvalue()
+    meta = {"content_length": len(payload), "record_count": data.num_rows}
+    manifest = {"entries": [{"url": data_uri, "mandatory": True, "meta": meta}]}
+    _write(stage, data_uri, payload)
+    _write(stage, manifest_uri, json.dumps(manifest).encode())
+    return manifest_uri, [data_uri, manifest_uri]
+
+
+def discard(stage: Stage, uris: list[str]) -> None:
+    for uri in uris:
+        with contextlib.suppress(OSError):
+            stage.fs.delete_file(_path(stage, uri))
+
+
+def _write(stage: Stage, uri: str, payload: bytes) -> None:
+    path = _path(stage, uri)
+    try:
+        if not stage.is_s3:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with stage.fs.open_output_stream(path) as out:  # S3: one PUT or a multipart upload
+            out.write(payload)
+    except OSError as exc:
+        raise StageError(f"cannot write {uri}: {exc}") from None

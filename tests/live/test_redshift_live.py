@@ -1,0 +1,225 @@
+"""The Redshift adapter against a real cluster: run by hand by a user who has one.
+
+Set three environment variables, then run ``scripts/test.sh tests/live``:
+
+- ``TRACKLINE_REDSHIFT_DSN``: a libpq connection string or URL, e.g.
+  ``host=my-cluster.abc.eu-west-1.redshift.amazonaws.com port=5439 dbname=dev user=etl
+  password=…`` (``postgresql://etl:…@host:5439/dev`` works too);
+- ``TRACKLINE_REDSHIFT_IAM_ROLE``: the role ARN the cluster assumes for COPY (or ``default``);
+- ``TRACKLINE_REDSHIFT_S3``: ``s3://bucket/prefix`` for the stage, in the cluster's region; the
+  test writes there with the standard AWS credential chain (environment, profile, instance).
+
+Each test works in schemas of its own (``tl_live_<random>``) and drops them afterwards; the
+sync test also creates ``trackline.locks`` if it is missing (the lock table every trackline run
+on the cluster shares), and leaves it.
+
+When the variables are not set, the whole module is skipped. That is the one skip allowed even
+under ``CI=true``: no Redshift cluster can exist on a CI machine, and the same adapter is proven
+there by `tests/unit/test_redshift_sql.py` (sqlglot) and `tests/integration/
+test_redshift_compat.py` (PostgreSQL + S3). These tests check what neither can: that Redshift
+itself accepts the COPY (Parquet by position, column list, manifest, the type casts), the DDL
+with DISTKEY/SORTKEY, the lock table and the upkeep queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+ENV = ("TRACKLINE_REDSHIFT_DSN", "TRACKLINE_REDSHIFT_IAM_ROLE", "TRACKLINE_REDSHIFT_S3")
+if not all(os.environ.get(v) for v in ENV):
+    pytest.skip(
+        f"live Redshift tests need {', '.join(ENV)} (no cluster here; see the module docstring)",
+        allow_module_level=True,
+    )
+
+from psycopg.conninfo import conninfo_to_dict  # noqa: E402
+
+from trackline.config import Config, RedshiftWarehouse, StageConfig  # noqa: E402
+from trackline.errors import LockBusy  # noqa: E402
+from trackline.load import Column, open_warehouse  # noqa: E402
+from trackline.load.redshift import Redshift  # noqa: E402
+from trackline.stage import Stage  # noqa: E402
+from trackline.sync import sync  # noqa: E402
+
+
+def _warehouse(**overrides: Any) -> RedshiftWarehouse:
+    dsn = conninfo_to_dict(os.environ["TRACKLINE_REDSHIFT_DSN"])
+    values: dict[str, Any] = {
+        "host": dsn["host"],
+        "port": int(dsn.get("port") or 5439),
+        "user": dsn["user"],
+        "password": dsn.get("password") or "",
+        "database": dsn.get("dbname") or "dev",
+        "iam_role": os.environ["TRACKLINE_REDSHIFT_IAM_ROLE"],
+    }
+    values.update(overrides)
+    return RedshiftWarehouse(**values)
+
+
+def _stage(run: str) -> StageConfig:
+    return StageConfig(url=f"{os.environ['TRACKLINE_REDSHIFT_S3'].rstrip('/')}/{run}")
+
+
+@pytest.fixture
+def run() -> Iterator[str]:
+    """A unique name for this test's schemas and stage prefix; both are removed afterwards."""
+    name = f"tl_live_{uuid.uuid4().hex[:8]}"
+    yield name
+    wh = open_warehouse(_warehouse())
+    wh.connect()
+    try:
+        for schema in (name, f"{name}_state"):
+            wh.execute(f"DROP SCHEMA IF EXISTS {wh.q(schema)} CASCADE")
+    finally:
+        wh.close()
+    stage = Stage(_stage(name))
+    for f in stage.list():
+        stage.delete(f.uri)
+
+
+@pytest.fixture
+def wh(run: str) -> Iterator[Redshift]:
+    w = open_warehouse(_warehouse(), stage=Stage(_stage(run)))
+    assert isinstance(w, Redshift)
+    w.lock_schema = f"{run}_state"
+    w.connect()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def _all_types() -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array([1, 2], pa.uint32()),
+            "big": pa.array([2**64 - 1, 0], pa.uint64()),
+            "small": pa.array([-5, None], pa.int8()),
+            "flag": pa.array([True, None], pa.bool_()),
+            "ratio": pa.array([1.5, None], pa.float32()),
+            "amount": pa.array([Decimal("12.34"), None], pa.decimal128(10, 2)),
+            "day": pa.array([dt.date(2024, 2, 29), None], pa.date32()),
+            "at": pa.array([dt.datetime(2024, 2, 29, 23, 59, 59, 1234), None], pa.timestamp("us")),
+            "tod": pa.array([dt.time(8, 30, 0, 5), None], pa.time64("us")),
+            "pathTime": pa.array(["已签收 o'neil", None], pa.string()),
+            "blob": pa.array([b"\x00\xff", None], pa.binary()),
+        }
+    )
+
+
+def test_copy_round_trips_every_type(wh: Redshift, run: str) -> None:
+    data = _all_types()
+    with wh.transaction():
+        wh.ensure_schema(run)
+        wh.create_table(
+            run,
+            "t",
+            [Column(f.name, f.type) for f in data.schema],
+            dist_key="id",
+            sort_key=["at", "id"],
+        )
+    assert wh.stage is not None
+    staged = wh.stage.write_batch(
+        source_db="live", schema=run, table="t", batch_id=1, data=data, when=dt.datetime.now()
+    )
+    with wh.transaction():
+        assert wh.append_arrow(run, "t", data, staged) == 2
+    rows = wh.query(f'SELECT * FROM {wh.t(run, "t")} ORDER BY "id"')
+    assert rows[0][:9] == (
+        1,
+        Decimal(2**64 - 1),
+        -5,
+        True,
+        1.5,
+        Decimal("12.34"),
+        dt.date(2024, 2, 29),
+        dt.datetime(2024, 2, 29, 23, 59, 59, 1234),
+        "08:30:00.000005",
+    )
+    blob = rows[0][10]  # psycopg does not know VARBYTE's type: Redshift sends it as hex text
+    assert rows[0][9] == "已签收 o'neil"
+    assert (bytes.fromhex(blob) if isinstance(blob, str) else bytes(blob)) == b"\x00\xff"
+    assert rows[1][2:] == (None,) * 9
+    # After ADD COLUMN the table's order is not the file's: still loaded by name.
+    wh.add_column(run, "t", Column("extra", pa.string()))
+    more = data.append_column("extra", pa.array(["e", None]))
+    staged = wh.stage.write_batch(
+        source_db="live", schema=run, table="t", batch_id=2, data=more, when=dt.datetime.now()
+    )
+    with wh.transaction():
+        wh.append_arrow(run, "t", more, staged)
+    assert wh.scalar(f'SELECT COUNT(*) FROM {wh.t(run, "t")} WHERE "extra" = ?', ("e",)) == 1
+
+
+def test_sync_from_sqlite_into_redshift(tmp_path: Path, run: str) -> None:
+    db = tmp_path / "src.db"
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, order_id INTEGER, status TEXT, "
+        "update_time INTEGER)"  # unix seconds, as the demo's source keeps times
+    )
+    con.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?, ?)",
+        [(i, 100 + i % 7, f"s{i}", 1_704_067_200 + i % 60) for i in range(1, 101)],
+    )
+    con.commit()
+    con.close()
+    cfg = Config.model_validate(
+        {
+            "sources": {"src": {"type": "sqlite", "path": str(db)}},
+            "warehouse": _warehouse(),
+            "stage": _stage(run),
+            "state_schema": f"{run}_state",
+            "defaults": {"batch_size": 30},
+            "tables": [
+                {
+                    "name": "orders",
+                    "target_schema": run,
+                    "cdc": {"strategy": "hybrid", "cursor": "update_time", "id": "id"},
+                    "write_mode": "merge",
+                    "primary_key": ["id"],
+                    "dist_key": "order_id",
+                    "sort_key": ["update_time", "id"],
+                }
+            ],
+        }
+    )
+    results = sync(cfg)
+    assert [r.status for r in results] == ["ok"], results[0].error
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        assert wh.scalar(f'SELECT COUNT(DISTINCT "id") FROM {wh.t(run, "orders")}') == 100
+        assert wh.scalar(f"SELECT COUNT(*) FROM {wh.t(run, 'orders')}") == 100
+    finally:
+        wh.close()
+
+
+def test_lock_table_and_upkeep(wh: Redshift, run: str) -> None:
+    other = open_warehouse(_warehouse())
+    assert isinstance(other, Redshift)
+    other.lock_schema = wh.lock_schema
+    other.connect()
+    try:
+        with wh.lock("live"):
+            with pytest.raises(LockBusy), other.lock("live", timeout=0.5):
+                pass
+        with other.lock("live"):
+            pass
+    finally:
+        other.close()
+    with wh.transaction():
+        wh.ensure_schema(run)
+        wh.create_table(run, "u", [Column("k", pa.int64())])
+    ran = wh.maintenance(run, "u")
+    assert all(s.startswith(("VACUUM", "ANALYZE")) for s in ran)
