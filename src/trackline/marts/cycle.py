@@ -22,6 +22,10 @@ class CycleSummary:
     marts: list[MartStats] = field(default_factory=list)
     raw_trimmed: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    sizes: dict[str, int] = field(default_factory=dict)
+    """Rows per mart and per `<mart>_hist` view after the cycle (`schema.table` → rows)."""
+    newest: dict[str, Any] = field(default_factory=dict)
+    """Per retention group, the newest anchor time after the cycle (freshness over time)."""
 
     @property
     def ok(self) -> bool:
@@ -30,7 +34,12 @@ class CycleSummary:
     def as_dict(self) -> dict[str, Any]:
         return {
             "sync": {
-                r.table_key: {"rows": r.rows, "status": r.status, "error": r.error}
+                r.table_key: {
+                    "rows": r.rows,
+                    "status": r.status,
+                    "error": r.error,
+                    "upper": r.upper,
+                }
                 for r in self.sync
             },
             "marts": {
@@ -48,8 +57,26 @@ class CycleSummary:
                 for m in self.marts
             },
             "raw_trimmed": self.raw_trimmed,
+            "sizes": self.sizes,
+            "newest": self.newest,
             "seconds": round(self.seconds, 3),
         }
+
+
+def mart_sizes(cfg: Config, wh: Warehouse) -> tuple[dict[str, int], dict[str, Any]]:
+    """Rows per mart and history view, and each group's newest anchor time (for reports)."""
+    sizes: dict[str, int] = {}
+    newest: dict[str, Any] = {}
+    for g in cfg.marts:
+        marts = [g.anchor.table, *[f.table for f in g.followers]]
+        for t in [*marts, *[f"{m}_hist" for m in marts]]:
+            if wh.table_exists(g.schema_, t):
+                n = wh.scalar(f"SELECT COUNT(*) FROM {wh.t(g.schema_, t)}")
+                sizes[f"{g.schema_}.{t}"] = int(n or 0)
+        if wh.table_exists(g.schema_, g.anchor.table):
+            top = f"SELECT MAX({wh.q(g.anchor.time)}) FROM {wh.t(g.schema_, g.anchor.table)}"
+            newest[g.name] = wh.scalar(top)
+    return sizes, newest
 
 
 def raw_consumers(cfg: Config) -> dict[str, list[tuple[str, str]]]:
@@ -118,6 +145,7 @@ def run_cycle_on(
         for g in cfg.marts:
             summary.marts += GroupEngine(cfg, g, wh, reporter).run()
         summary.raw_trimmed = trim_raw(cfg, wh)
+        summary.sizes, summary.newest = mart_sizes(cfg, wh)
     summary.seconds = time.monotonic() - t0
     state.record_run(
         summary.run_id,

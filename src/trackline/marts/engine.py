@@ -12,12 +12,15 @@ post-steps and the mart's progress row:
     2 archive     rows past the cutoff (MAX(time) − retention) → hist_<name>_<YYYY>_h<N>,
                   the period table created on demand, guarded by NOT EXISTS
     3 check       rows past the cutoff that are not in history → exceptions
-    4 trim        rows past the cutoff that ARE in history and have no open exception;
+    4 trim        rows past the cutoff whose version (key + time) IS in history and that
+                  have no open exception;
                   each trimmed key is written to the group's departures list with its period
   one_per_key follower
-    insert   keys not yet present
-    1 reactivate  anchor keys of the new anchor batches missing here → restored from history
-                  (`on_reactivation: restore`) or reported (`report`)
+    insert   keys not yet present here nor in this follower's history (a re-read is not
+             new); a key whose anchor row is already in history goes straight to that period
+    1 reactivate  keys of the new anchor batches that are active in the anchor and missing
+                  here → restored from history (`on_reactivation: restore`) or reported
+                  (`report`)
     2–4      keys that departed the anchor (and are still absent from it) are archived into
              the SAME period as their anchor row, checked, trimmed
   events follower
@@ -446,6 +449,10 @@ class GroupEngine:
         periods = periods_between(lo, hi)
         c = w.cols(cols)
         on = " AND ".join(f"h.{self.q(x)} = m.{self.q(x)}" for x in match)
+        # "In history" for check and trim means THIS version (key + time): a stale row of the
+        # key in the period table makes the guard skip the archive, and must not let the trim
+        # delete the only copy of the newest version.
+        same = on + f" AND h.{tm} = m.{tm}"
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.ensure(p))
@@ -467,7 +474,7 @@ class GroupEngine:
                 mart_name,
                 f"m.{k}",
                 f"FROM {mart} m WHERE m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ? "
-                f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {on})",
+                f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {same})",
                 (s, e, cutoff),
                 f"row past the retention cutoff is not in {hist.table(p)}; it is kept in the mart",
             )
@@ -477,7 +484,7 @@ class GroupEngine:
             f"NOT EXISTS (SELECT 1 FROM {self.exc.ref} e WHERE e.status = 'open' "
             f"AND e.table_name = ? AND e.key_value = CAST({mart}.{k} AS VARCHAR(256)))"
         )
-        on_t = " AND ".join(f"h.{self.q(x)} = {mart}.{self.q(x)}" for x in match)
+        on_t = " AND ".join(f"h.{self.q(x)} = {mart}.{self.q(x)}" for x in [*match, time_col])
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.table(p))
@@ -528,6 +535,15 @@ class GroupEngine:
                 if hi > lo:
                     order = f"{self.q(tie)} DESC" if tie else f"{k}"
                     new = self._new_rows(raw, cols, lo, hi, [g.key], order, stats)
+                    # A key already in history is not new (a re-read, a reset + resync): it
+                    # comes back only through reactivation, never as a second copy.
+                    for p in hist.existing():
+                        h = self.t(hist.table(p))
+                        w.execute(
+                            f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {h} h "
+                            f"WHERE h.{k} = {new}.{k})"
+                        )
+                    stats.archived += self._follow_departed(new, hist, a_raw, cols)
                     stats.inserted += self._insert_absent(mart, new, cols, [g.key])
                     self._drop(new)
                 checkpoint("mart.after_insert")
@@ -600,6 +616,29 @@ class GroupEngine:
         stats.seconds = time.monotonic() - t_start
         return stats
 
+    def _follow_departed(
+        self, new: str, hist: HistoryTables, a_raw: RawRef, cols: list[str]
+    ) -> int:
+        """Rows of `new` whose key already left the anchor (a follower row that arrived after
+        its key was archived) go straight to the anchor row's history period."""
+        g, w, k = self.g, self.wh, self.q(self.g.key)
+        anchor = self.t(g.anchor.table)
+        a_hist = self.history(g.anchor.history_name, g.anchor.table, a_raw.columns, [g.key], None)
+        n = 0
+        for p in a_hist.existing():
+            gone = (
+                f"EXISTS (SELECT 1 FROM {self.t(a_hist.table(p))} x WHERE x.{k} = {new}.{k}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {anchor} a WHERE a.{k} = {new}.{k})"
+            )
+            moved = int(w.scalar(f"SELECT COUNT(*) FROM {new} WHERE {gone}") or 0)
+            if moved:
+                h = self.t(hist.ensure(p))
+                c = w.cols(cols)
+                w.execute(f"INSERT INTO {h} ({c}) SELECT {c} FROM {new} WHERE {gone}")
+                w.execute(f"DELETE FROM {new} WHERE {gone}")
+                n += moved
+        return n
+
     def _reactivate_follower(
         self,
         f: FollowerConfig,
@@ -618,10 +657,13 @@ class GroupEngine:
         araw = w.t(a_raw.schema, a_raw.table)
         b = self.q(BATCH_COL)
         name = self.q(w.temp_name("_tl_react"))
+        # Only keys active in the anchor now: a re-read of an archived key that went straight
+        # back to history in this cycle is not a reactivation.
         w.execute(
             f"CREATE TEMPORARY TABLE {name} AS SELECT DISTINCT r.{k} FROM {araw} r "
             f"WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL "
-            f"AND NOT EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = r.{k})",
+            f"AND NOT EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = r.{k}) "
+            f"AND EXISTS (SELECT 1 FROM {self.t(self.g.anchor.table)} a WHERE a.{k} = r.{k})",
             (a_last, a_hi),
         )
         n = 0

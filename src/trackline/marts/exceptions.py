@@ -101,10 +101,12 @@ class Exceptions:
         """Record one exception; returns True if it is new."""
         w = self.wh
         now = utcnow()
+        # No `? IS NULL`: PostgreSQL cannot type an untyped parameter there.
+        same_key, params = ("key_value IS NULL", ()) if key is None else ("key_value = ?", (key,))
         rows = w.query(
             f"SELECT id FROM {self.ref} WHERE status = 'open' AND check_name = ? "
-            "AND table_name = ? AND (key_value = ? OR (key_value IS NULL AND ? IS NULL))",
-            (check, table_name, key, key),
+            f"AND table_name = ? AND {same_key}",
+            (check, table_name, *params),
         )
         if rows:
             w.execute(
