@@ -7,6 +7,8 @@ Tables (schema version in `schema_version`; a change is a numbered migration bel
                   checksum and cursor range, so replay knows what was loaded and from where;
 - ``runs``        run history: one row per command per table (status, rows, seconds, error);
 - ``mart_progress`` for each mart, the last raw batch id it consumed from each raw table.
+- ``check_results`` one row per data-quality check per `trackline check` run (v2);
+- ``check_exceptions`` open/resolved failures of checks outside a retention group (v2).
 
 Every state change is written by the caller inside the same warehouse transaction as the data
 it describes; this module never commits on its own.
@@ -25,7 +27,7 @@ from trackline.errors import StateError
 from trackline.extract.cdc import Watermark
 from trackline.load.base import Warehouse
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _migrations(w: Warehouse, s: str) -> list[list[str]]:
@@ -45,6 +47,17 @@ def _migrations(w: Warehouse, s: str) -> list[list[str]]:
             f"CREATE TABLE IF NOT EXISTS {w.t(s, 'mart_progress')} (mart {T} NOT NULL, "
             f"raw_table {T} NOT NULL, last_batch_id BIGINT, updated_at {TS}, "
             f"PRIMARY KEY (mart, raw_table))",
+        ],
+        # 2: data-quality results history, and the exceptions of checks that belong to no
+        #    retention group (run-level and custom checks; same columns as a group's table).
+        [
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'check_results')} (run_id {T} NOT NULL, "
+            f"check_name {T} NOT NULL, severity {T}, status {T}, failing_count BIGINT, "
+            f"new_count BIGINT, sample_keys {T}, seconds DOUBLE PRECISION, checked_at {TS}, "
+            f"detail {T})",
+            f"CREATE TABLE IF NOT EXISTS {w.t(s, 'check_exceptions')} (id BIGINT NOT NULL, "
+            f"check_name {T}, table_name {T}, key_value {T}, detail {T}, first_seen {TS}, "
+            f"last_seen {TS}, status {T}, resolved_at {TS}, note {T}, PRIMARY KEY (id))",
         ],
     ]
 

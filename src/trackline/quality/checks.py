@@ -1,0 +1,528 @@
+"""Data-quality checks: each is a query that returns the offending rows (zero rows = pass).
+
+A `Check` has a name, a severity (``blocking`` makes `trackline check` exit 1, ``warning``
+only reports and alerts) and the SQL that is shown when it fails. Built in:
+
+per retention group ``<g>`` (DESIGN §8; seed 003 §17 phase 4 and seed 004's fourth test)
+  <g>.latest_event_time.<events>  test 1: the anchor's time equals the latest event time of
+                                  its key, over the events mart ∪ its `<events>_hist` view
+  <g>.has_events.<events>         test 2: every anchor key has events in the mart or history
+  <g>.has_row.<follower>          test 3: every anchor key has its one_per_key follower row
+  <g>.duplicate_keys              G1, through `trackline.marts.invariants.check_group`
+  <g>.null_keys.<mart>            no mart row has a NULL key
+  <g>.freshness                   the newest anchor time vs the SOURCE database's clock
+run-level, from ``trackline.runs``
+  runs.failed_cycle               a cycle that failed (or synced only partly) in the window
+  runs.slow_cycle                 a cycle slower than `quality.slow_cycle_seconds`
+  runs.zero_row_cycle             the last cycle moved no row of a table while the source had
+                                  rows past its watermark, below the cycle's upper bound
+custom: `quality.checks[]` from the config.
+
+Tests 1-3 compare tables that are loaded one after the other, so a key changed a moment ago
+may be ahead in one table. Each comparison is limited to times below what the other mart has
+already consumed (the cursor of the last raw batch it read, from the batch ledger): a failure
+is a real gap, never a table that simply has not caught up yet.
+
+Checks use portable SQL only (NOT EXISTS anti-joins, no ``NOT IN (subquery)``, no
+``IS DISTINCT FROM``, no correlated scalar subqueries) and bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from trackline.config import Config, FollowerConfig, RetentionGroupConfig
+from trackline.extract import Relation, open_source
+from trackline.extract.cdc import Watermark, shift
+from trackline.load import Warehouse
+from trackline.marts.invariants import check_group
+from trackline.state import StateStore, utcnow
+from trackline.sync import resolve
+
+Severity = Literal["blocking", "warning"]
+STATE_EXCEPTIONS = "check_exceptions"
+RUNS_TABLE = "runs"
+FIRST_COLUMN = "<first column>"
+"""`Check.key` of a custom check without `key:`: the first column of its result."""
+DUPLICATE_LIMIT = 1000
+"""Most offending rows the duplicate-key check collects per rule (each is one exception)."""
+
+# Bound-parameter marker of each source driver (sqlite3: qmark, PyMySQL: format).
+_SOURCE_PLACEHOLDER = {"sqlite": "?", "mysql": "%s"}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Offending rows computed by library code (a `collect` check)."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    severity: Severity
+    sql: str
+    """Returns the offending rows; zero rows = pass. Shown on failure."""
+    params: tuple[Any, ...] = ()
+    key: str | None = None
+    """The result column that identifies one offending row: exceptions and alerts are per
+    key. None: the check fails as a whole (one exception without a key)."""
+    table: str = ""
+    """`table_name` of this check's exceptions (the table the offending rows belong to)."""
+    table_column: str | None = None
+    """For `collect` checks: the result column that holds each row's table instead."""
+    exceptions: tuple[str, str] | None = None
+    """(schema, table) of the exceptions table its failures are recorded in."""
+    description: str = ""
+    collect: Callable[[Warehouse], Rows] | None = None
+    """Rows computed by library code instead of `sql` (`sql` then documents what runs)."""
+    problem: str | None = None
+    """Why the check could not be prepared (e.g. the source is down): an error result."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _kind(value: Any) -> str | None:
+    """The comparable family of a time value: 'unix', 'datetime' or None (unknown)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return "unix"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    return None
+
+
+def consumed_cursor(cfg: Config, wh: Warehouse, mart: str, source: str) -> Any:
+    """Below which time `mart` holds every row of table `source`, or None when it has
+    consumed nothing yet.
+
+    That is the cursor of the last raw batch the mart consumed (from the batch ledger); and
+    when the mart has consumed every batch loaded so far, the upper bound of the last cycle's
+    read of that table, which is later whenever the table was quiet (every source row below
+    the upper bound has been read)."""
+    state = StateStore(wh, cfg.state_schema)
+    key = resolve(cfg, cfg.table(source), None, None).key
+    batch = state.mart_progress(mart, key)
+    if not batch:
+        return None
+    rows = wh.query(
+        f"SELECT wm_to FROM {state.t('batches')} WHERE table_key = ? AND batch_id = ?",
+        (key, batch),
+    )
+    st = state.get(key)
+    ts = Watermark.from_json(rows[0][0]).ts if rows and rows[0][0] else None
+    if ts is None:
+        ts = st.watermark.ts
+    if batch >= st.last_batch_id:
+        upper = _last_cycle_upper(cfg, wh, key, ts)
+        if upper is not None and _kind(upper) == _kind(ts) and upper > ts:
+            ts = upper
+    return ts
+
+
+def _last_cycle_upper(cfg: Config, wh: Warehouse, table_key: str, like: Any) -> Any:
+    runs = wh.t(cfg.state_schema, RUNS_TABLE)
+    last = wh.query(
+        f"SELECT detail FROM {runs} WHERE command = 'cycle' ORDER BY started_at DESC LIMIT 1"
+    )
+    if not last or not last[0][0]:
+        return None
+    info = json.loads(last[0][0]).get("sync", {}).get(table_key, {})
+    return _upper_of(info.get("upper"), like) if info.get("status") == "ok" else None
+
+
+def _bound(column: str, value: Any, like: Any) -> tuple[str, tuple[Any, ...]]:
+    """``AND column < ?`` when `value` is comparable with the column's values (`like`)."""
+    if value is None or _kind(value) is None or _kind(value) != _kind(like):
+        return "", ()
+    return f" AND {column} < ?", (value,)
+
+
+def _group_exceptions(g: RetentionGroupConfig) -> tuple[str, str]:
+    return g.schema_, g.exceptions_table
+
+
+# --------------------------------------------------------------------------- group checks
+
+
+def group_checks(cfg: Config, g: RetentionGroupConfig, wh: Warehouse) -> list[Check]:
+    """The built-in checks of one retention group (none before its anchor mart exists)."""
+    if not wh.table_exists(g.schema_, g.anchor.table):
+        return []
+    k, at = wh.q(g.key), wh.q(g.anchor.time)
+    anchor = wh.t(g.schema_, g.anchor.table)
+    newest = wh.scalar(f"SELECT MAX({at}) FROM {anchor}")
+    out: list[Check] = []
+    for f in g.followers:
+        if not wh.table_exists(g.schema_, f.table):
+            continue
+        if f.kind == "events":
+            out += _event_checks(cfg, g, f, wh, newest)
+        else:
+            row_check = _follower_row_check(cfg, g, f, wh, newest)
+            out += [row_check] if row_check else []
+    out.append(_duplicate_check(g))
+    for mart in [g.anchor.table, *[f.table for f in g.followers]]:
+        if wh.table_exists(g.schema_, mart):
+            out.append(
+                Check(
+                    name=f"{g.name}.null_keys.{mart}",
+                    severity="blocking",
+                    sql=(
+                        f"SELECT c.null_key_rows FROM (SELECT COUNT(*) AS null_key_rows "
+                        f"FROM {wh.t(g.schema_, mart)} WHERE {k} IS NULL) c "
+                        "WHERE c.null_key_rows > 0"
+                    ),
+                    table=mart,
+                    exceptions=_group_exceptions(g),
+                    description=f"rows of {mart} whose {g.key} is NULL (the engine keeps "
+                    "them out of the marts; something else wrote them)",
+                )
+            )
+    out.append(freshness_check(cfg, g, wh, newest))
+    return out
+
+
+def _event_checks(
+    cfg: Config, g: RetentionGroupConfig, f: FollowerConfig, wh: Warehouse, newest: Any
+) -> list[Check]:
+    assert f.time
+    k, at, et = wh.q(g.key), wh.q(g.anchor.time), wh.q(f.time)
+    anchor, events = wh.t(g.schema_, g.anchor.table), wh.t(g.schema_, f.table)
+    hist_name = f"{f.table}_hist"
+    has_hist = wh.table_exists(g.schema_, hist_name)
+    hist = wh.t(g.schema_, hist_name)
+    events_seen = consumed_cursor(cfg, wh, f.table, f.source)
+    anchor_seen = consumed_cursor(cfg, wh, g.anchor.table, g.anchor.source)
+    if events_seen is None:
+        return []  # the events mart has consumed nothing yet: nothing to compare
+    exc = _group_exceptions(g)
+    out = []
+
+    # test 1: anchor time = latest event time per key, over mart ∪ history
+    union = f"SELECT {k}, {et} FROM {events}" + (
+        f" UNION ALL SELECT {k}, {et} FROM {hist}" if has_hist else ""
+    )
+    # aggregate only the events of active anchor keys (history holds far more keys)
+    of_anchor = f"EXISTS (SELECT 1 FROM {anchor} a2 WHERE a2.{k} = e.{k})"
+    a_bound, a_params = _bound(f"a.{at}", events_seen, newest)
+    e_bound, e_params = _bound("x.latest", anchor_seen, newest)
+    latest_event = wh.scalar(f"SELECT MAX({et}) FROM {events}")
+    problem = None
+    if latest_event is not None and newest is not None and _kind(latest_event) != _kind(newest):
+        problem = (
+            f"{g.anchor.table}.{g.anchor.time} and {f.table}.{f.time} have different types; "
+            "the latest-event-time test compares them directly"
+        )
+    out.append(
+        Check(
+            name=f"{g.name}.latest_event_time.{f.table}",
+            severity="blocking",
+            sql=(
+                f"SELECT a.{k} AS {k}, a.{at} AS anchor_time, x.latest AS latest_event_time "
+                f"FROM {anchor} a JOIN (SELECT e.{k}, MAX(e.{et}) AS latest FROM ({union}) e "
+                f"WHERE {of_anchor} GROUP BY e.{k}) x ON x.{k} = a.{k} "
+                f"WHERE a.{at} <> x.latest"
+                f"{a_bound}{e_bound}"
+            ),
+            params=(*a_params, *e_params),
+            key=g.key,
+            table=g.anchor.table,
+            exceptions=exc,
+            description=f"{g.anchor.table}.{g.anchor.time} differs from the latest "
+            f"{f.time} of the key's events in {f.table} ∪ {hist_name} (seed 003 test 1)",
+            problem=problem,
+        )
+    )
+
+    # test 2: every anchor key has events in mart or history
+    in_hist = f" AND NOT EXISTS (SELECT 1 FROM {hist} h WHERE h.{k} = a.{k})" if has_hist else ""
+    out.append(
+        Check(
+            name=f"{g.name}.has_events.{f.table}",
+            severity="blocking",
+            sql=(
+                f"SELECT a.{k} AS {k}, a.{at} AS anchor_time FROM {anchor} a "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {events} e WHERE e.{k} = a.{k}){in_hist}"
+                f"{a_bound}"
+            ),
+            params=a_params,
+            key=g.key,
+            table=g.anchor.table,
+            exceptions=exc,
+            description=f"{g.anchor.table} keys with no event in {f.table} nor {hist_name} "
+            "(seed 003 test 2)",
+        )
+    )
+    return out
+
+
+def _follower_row_check(
+    cfg: Config, g: RetentionGroupConfig, f: FollowerConfig, wh: Warehouse, newest: Any
+) -> Check | None:
+    k, at = wh.q(g.key), wh.q(g.anchor.time)
+    anchor, follower = wh.t(g.schema_, g.anchor.table), wh.t(g.schema_, f.table)
+    # A follower row is written when the key is created, at or before the anchor's time: an
+    # anchor row older than what the follower has consumed must have its follower row.
+    seen = consumed_cursor(cfg, wh, f.table, f.source)
+    if seen is None:
+        return None  # the follower has consumed nothing yet: nothing to compare
+    bound, params = _bound(f"a.{at}", seen, newest)
+    return Check(
+        name=f"{g.name}.has_row.{f.table}",
+        severity="blocking",
+        sql=(
+            f"SELECT a.{k} AS {k}, a.{at} AS anchor_time FROM {anchor} a "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {follower} r WHERE r.{k} = a.{k}){bound}"
+        ),
+        params=params,
+        key=g.key,
+        table=g.anchor.table,
+        exceptions=_group_exceptions(g),
+        description=f"{g.anchor.table} keys with no row in {f.table} (seed 003 test 3)",
+    )
+
+
+def _duplicate_check(g: RetentionGroupConfig) -> Check:
+    def collect(wh: Warehouse) -> Rows:
+        rows = []
+        for v in check_group(wh, g, limit=DUPLICATE_LIMIT):
+            key = v.key
+            if isinstance(key, tuple):
+                key = key[0] if len(key) == 1 else ",".join(str(p) for p in key)
+            rows.append((v.table, None if key is None else str(key), v.rule, v.detail))
+        return Rows(["table_name", "key", "rule", "detail"], rows)
+
+    marts = ", ".join([g.anchor.table, *[f.table for f in g.followers]])
+    return Check(
+        name=f"{g.name}.duplicate_keys",
+        severity="blocking",
+        sql=(
+            "-- trackline.marts.invariants.check_group (G1), for each of "
+            f"{marts}:\n"
+            "SELECT <key>, COUNT(*) FROM <mart> GROUP BY <key> HAVING COUNT(*) > 1\n"
+            "-- and anchor keys both in the mart and in history, or twice in history"
+        ),
+        key="key",
+        table_column="table_name",
+        exceptions=_group_exceptions(g),
+        description="keys with more than one row (G1: one row per key)",
+        collect=collect,
+    )
+
+
+def freshness_check(
+    cfg: Config, g: RetentionGroupConfig, wh: Warehouse, newest: Any, now: Any = None
+) -> Check:
+    """The newest anchor time against the source database's clock (`now` for tests)."""
+    threshold = cfg.quality.freshness_seconds
+    name = f"{g.name}.freshness"
+    at, anchor = wh.q(g.anchor.time), wh.t(g.schema_, g.anchor.table)
+    sql = f"SELECT f.newest FROM (SELECT MAX({at}) AS newest FROM {anchor}) f WHERE f.newest < ?"
+    base = Check(
+        name=name,
+        severity="blocking",
+        sql=sql,
+        params=(None,),
+        table=g.anchor.table,
+        exceptions=_group_exceptions(g),
+    )
+    if newest is None:
+        return replace(base, description="the anchor mart is empty")
+    if now is None:
+        t = cfg.table(g.anchor.source)
+        rt = resolve(cfg, t, None, None)
+        try:
+            with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+                now = src.now(_kind(newest) == "unix")
+        except Exception as exc:  # a check that cannot reach the source fails as an error
+            return replace(
+                base, problem=f"the source clock could not be read ({type(exc).__name__}: {exc})"
+            )
+    lag = _seconds_between(newest, now)
+    return replace(
+        base,
+        params=(shift(now, threshold),),
+        description=(
+            f"newest {g.anchor.table}.{g.anchor.time} is {newest}, "
+            f"{lag:,.0f} s behind the source clock ({now}); threshold {threshold:,} s"
+        ),
+    )
+
+
+def _seconds_between(older: Any, newer: Any) -> float:
+    if isinstance(older, dt.datetime) and isinstance(newer, dt.datetime):
+        return (newer - older).total_seconds()
+    return float(newer - older)
+
+
+# --------------------------------------------------------------------------- run-level
+
+
+def run_checks_of(cfg: Config, wh: Warehouse, now: dt.datetime | None = None) -> list[Check]:
+    """Checks over ``trackline.runs``: failed, slow and zero-row cycles."""
+    q = cfg.quality
+    runs = wh.t(cfg.state_schema, RUNS_TABLE)
+    since = (now or utcnow()) - dt.timedelta(hours=q.run_window_hours)
+    exc = (cfg.state_schema, STATE_EXCEPTIONS)
+    return [
+        Check(
+            name="runs.failed_cycle",
+            severity="blocking",
+            sql=(
+                f"SELECT run_id, started_at, status, error FROM {runs} "
+                "WHERE command = 'cycle' AND started_at >= ? AND status <> 'ok'"
+            ),
+            params=(since,),
+            key="run_id",
+            table=RUNS_TABLE,
+            exceptions=exc,
+            description=f"cycles that failed or synced only partly in the last "
+            f"{q.run_window_hours} h",
+        ),
+        Check(
+            name="runs.slow_cycle",
+            severity="warning",
+            sql=(
+                f"SELECT run_id, started_at, seconds FROM {runs} "
+                "WHERE command = 'cycle' AND started_at >= ? AND seconds > ?"
+            ),
+            params=(since, float(q.slow_cycle_seconds)),
+            key="run_id",
+            table=RUNS_TABLE,
+            exceptions=exc,
+            description=f"cycles slower than {q.slow_cycle_seconds:,.0f} s in the last "
+            f"{q.run_window_hours} h",
+        ),
+        Check(
+            name="runs.zero_row_cycle",
+            severity="warning",
+            sql=(
+                f"-- the last cycle: SELECT detail FROM {runs} WHERE command = 'cycle' "
+                "ORDER BY started_at DESC LIMIT 1\n"
+                "-- then, in the SOURCE, for each table that moved 0 rows:\n"
+                "SELECT MAX(<cursor>), COUNT(*) FROM <table> WHERE <cursor> > <watermark>"
+            ),
+            key="table_key",
+            table=RUNS_TABLE,
+            exceptions=exc,
+            description="the last cycle moved zero rows of a table whose source has rows "
+            "past the watermark (below_upper > 0: the cycle should have read them; else the "
+            "source clock is behind its data or rows are dated in the future)",
+            collect=lambda w: zero_row_tables(cfg, w),
+        ),
+    ]
+
+
+def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
+    """Tables the last cycle moved no row of although the source has rows past the watermark
+    (source max cursor > watermark). `below_upper` counts those the cycle should have read
+    (older than its upper bound); the others are newer than that bound: the source's clock is
+    behind its data, rows are dated in the future, or they arrived within the lag."""
+    columns = ["table_key", "pending_rows", "below_upper", "source_max", "watermark", "upper"]
+    runs = wh.t(cfg.state_schema, RUNS_TABLE)
+    last = wh.query(
+        f"SELECT detail FROM {runs} WHERE command = 'cycle' ORDER BY started_at DESC LIMIT 1"
+    )
+    if not last or not last[0][0]:
+        return Rows(columns, [])
+    synced = json.loads(last[0][0]).get("sync", {})
+    by_key = {resolve(cfg, t, None, None).key: t for t in cfg.tables}
+    state = StateStore(wh, cfg.state_schema)
+    out = []
+    for table_key, info in synced.items():
+        t = by_key.get(table_key)
+        if t is None or info.get("status") != "ok" or info.get("rows"):
+            continue
+        column = t.cdc.id if t.cdc.strategy == "id" else t.cdc.cursor
+        if t.cdc.strategy == "full" or not column:
+            continue
+        wm = state.get(table_key).watermark
+        mark_value = wm.id if t.cdc.strategy == "id" else wm.ts
+        upper = None if t.cdc.strategy == "id" else _upper_of(info.get("upper"), wm.ts)
+        rt = resolve(cfg, t, None, None)
+        with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+            mark = _SOURCE_PLACEHOLDER.get(src.DIALECT, "?")
+            rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
+            if mark == "%s":
+                rel = rel.replace("%", "%%")
+            c = src.q(column)
+            past, params = (
+                (f"{c} > {mark}", (mark_value,))
+                if mark_value is not None
+                else (f"{c} IS NOT NULL", ())
+            )
+            top = src.scalar(f"SELECT MAX({c}) FROM {rel} WHERE {past}", params)
+            if top is None:
+                continue
+            pending = int(src.scalar(f"SELECT COUNT(*) FROM {rel} WHERE {past}", params) or 0)
+            below = None
+            if upper is not None:
+                below = int(
+                    src.scalar(
+                        f"SELECT COUNT(*) FROM {rel} WHERE {past} AND {c} < {mark}",
+                        (*params, upper),
+                    )
+                    or 0
+                )
+        out.append(
+            (
+                table_key,
+                pending,
+                below,
+                str(top),
+                wm.describe(),
+                None if upper is None else str(upper),
+            )
+        )
+    return Rows(columns, out)
+
+
+def _upper_of(recorded: Any, like: Any) -> Any:
+    """The upper bound recorded in a cycle's detail, back in the watermark's type."""
+    if recorded is None:
+        return None
+    if _kind(like) == "datetime" and isinstance(recorded, str):
+        try:
+            return dt.datetime.fromisoformat(recorded)
+        except ValueError:
+            return None
+    if _kind(like) in ("unix", None) and isinstance(recorded, int | float):
+        return int(recorded)
+    return None
+
+
+# --------------------------------------------------------------------------- custom & all
+
+
+def custom_checks(cfg: Config) -> list[Check]:
+    return [
+        Check(
+            name=c.name,
+            severity=c.severity,
+            sql=c.sql.strip().rstrip(";").strip(),
+            key=c.key or FIRST_COLUMN,
+            table=c.name,
+            exceptions=(cfg.state_schema, STATE_EXCEPTIONS),
+            description=c.description,
+        )
+        for c in cfg.quality.checks
+    ]
+
+
+def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
+    """Every check of this config, in the order they run: groups, runs, custom."""
+    out: list[Check] = []
+    for g in cfg.marts:
+        out += group_checks(cfg, g, wh)
+    out += run_checks_of(cfg, wh)
+    out += custom_checks(cfg)
+    return out

@@ -1,0 +1,175 @@
+"""`trackline check`, `trackline run [--once]`, `trackline report --html FILE`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trackline.cli import config_option, handle_errors, log_option
+from trackline.config import load_config
+
+
+def _value(v: Any) -> str:
+    text = str(v)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def print_report(report: Any, show_sql: bool = True) -> None:
+    from trackline.quality.run import CheckReport
+
+    assert isinstance(report, CheckReport)
+    for r in report.results:
+        mark = {"pass": "ok  ", "fail": "FAIL", "error": "ERR "}[r.status]
+        line = f"{mark} [{r.severity:<8}] {r.name}"
+        if r.status == "fail":
+            line += f": {r.failing_count:,} failing, {r.new_count:,} new"
+            if r.sample_keys:
+                line += f" (keys {', '.join(r.sample_keys[:5])})"
+        if r.resolved_count:
+            line += f"; {r.resolved_count:,} passed again and were resolved"
+        if r.error:
+            line += f": {r.error}"
+        click.echo(line)
+        if r.failed and show_sql:
+            if r.description:
+                click.echo(f"       {r.description}")
+            if r.sample and r.columns:
+                click.echo("       " + " | ".join(r.columns))
+                for row in r.sample[:5]:
+                    click.echo("       " + " | ".join(_value(v) for v in row))
+            click.echo("       SQL:")
+            for s in r.sql.splitlines():
+                click.echo(f"         {s}")
+            if r.params:
+                click.echo(f"         -- parameters: {', '.join(map(str, r.params))}")
+    for d in report.deliveries:
+        if not d.ok:
+            click.echo(f"alert channel {d.channel} FAILED: {d.error}", err=True)
+    failed = report.failed
+    click.echo(
+        f"check run {report.run_id}: {len(report.results)} checks, {len(failed)} failing "
+        f"({sum(r.blocking for r in failed)} blocking), "
+        f"{sum(r.new_count for r in report.results):,} new failures, {report.seconds:.1f}s"
+    )
+
+
+def register(main: click.Group) -> None:
+    @main.command()
+    @config_option
+    @log_option
+    @click.option("--no-alerts", is_flag=True, help="Record results but send no alert.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+    @handle_errors
+    def check(config_path: Path, log_format: str, no_alerts: bool, as_json: bool) -> None:
+        """Run every data-quality check; exit 1 if a blocking one fails.
+
+        Built in per retention group: anchor time = latest event time, every anchor key has
+        events and its follower rows, no duplicate or NULL keys, freshness vs the source
+        clock; and failed, slow or zero-row cycles. Plus `quality.checks` from the config.
+        """
+        from trackline.load import open_warehouse
+        from trackline.quality.run import run_checks
+        from trackline.report import make_reporter
+
+        cfg = load_config(config_path)
+        reporter = make_reporter("quiet" if as_json and log_format == "auto" else log_format)
+        wh = open_warehouse(cfg.warehouse)
+        wh.connect()
+        try:
+            report = run_checks(cfg, wh, reporter, send_alerts=not no_alerts)
+        finally:
+            wh.close()
+            reporter.close()
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "run_id": report.run_id,
+                        "ok": report.ok,
+                        "results": [
+                            {
+                                k: getattr(r, k)
+                                for k in (
+                                    "name",
+                                    "severity",
+                                    "status",
+                                    "failing_count",
+                                    "new_count",
+                                    "resolved_count",
+                                    "sample_keys",
+                                    "new_keys",
+                                    "error",
+                                    "sql",
+                                )
+                            }
+                            for r in report.results
+                        ],
+                        "alerts": {d.channel: d.ok for d in report.deliveries},
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
+        else:
+            print_report(report)
+        sys.exit(report.exit_code)
+
+    @main.command()
+    @config_option
+    @log_option
+    @click.option("--once", is_flag=True, help="Run what is due now once, then exit (cron).")
+    @handle_errors
+    def run(config_path: Path, log_format: str, once: bool) -> None:
+        """The local scheduler: cycle every `schedule.cycle_minutes`, checks and maintenance
+        daily; one instance per warehouse; SIGTERM finishes the running step, then exits."""
+        from trackline.load import open_warehouse
+        from trackline.report import make_reporter
+        from trackline.schedule import Scheduler
+
+        cfg = load_config(config_path)
+        reporter = make_reporter("plain" if log_format == "auto" else log_format)
+        wh = open_warehouse(cfg.warehouse)
+        wh.connect()
+        try:
+            scheduler = Scheduler(cfg, wh, reporter=reporter)
+            if once:
+                ran = scheduler.run_once()
+                click.echo(f"ran: {', '.join(ran) or 'nothing was due'}")
+            else:
+                scheduler.run_forever()
+        finally:
+            wh.close()
+            reporter.close()
+        failed = [n for n, r in scheduler.results.items() if r.status == "failed"]
+        if failed:
+            click.echo(f"failed: {', '.join(failed)} (see `trackline status`)", err=True)
+            sys.exit(1)
+
+    @main.command()
+    @config_option
+    @click.option(
+        "--html",
+        "html_path",
+        required=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write a self-contained HTML page here.",
+    )
+    @click.option("--cycles", default=500, show_default=True, help="How many recent cycles.")
+    @handle_errors
+    def report(config_path: Path, html_path: Path, cycles: int) -> None:
+        """A self-contained HTML page: rows per cycle, durations, freshness, sizes, exceptions."""
+        from trackline.load import open_warehouse
+        from trackline.quality.html import write_report
+
+        cfg = load_config(config_path)
+        wh = open_warehouse(cfg.warehouse)
+        wh.connect()
+        try:
+            write_report(cfg, wh, html_path, cycles)
+        finally:
+            wh.close()
+        click.echo(f"wrote {html_path}")

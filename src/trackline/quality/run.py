@@ -1,0 +1,209 @@
+"""`trackline check`: run every check, record the results, alert on what is new.
+
+Each check runs in its own warehouse transaction: its result is materialised once into a
+scratch table in the state schema (``CREATE TABLE … AS SELECT * FROM (<check sql>) x``), which
+gives the failing count, a sample, the column names and the offending keys; the keys are
+recorded in the exceptions table, the results row is written, the scratch table is dropped,
+and all of it commits together (a check that errors leaves nothing behind but its `error`
+result). The whole run holds the warehouse lock ``cycle``, so it never reads marts that a
+cycle is half-way through.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from trackline.config import IDENT_RE, Config
+from trackline.load import Warehouse
+from trackline.marts.exceptions import Exceptions
+from trackline.quality.alerts import Alert, Delivery, compose, deliver
+from trackline.quality.checks import FIRST_COLUMN, Check, all_checks
+from trackline.quality.results import SAMPLE, CheckResult, FailureBook, ResultsStore
+from trackline.report import NullReporter, Reporter
+from trackline.state import StateStore, utcnow
+
+
+@dataclass
+class CheckReport:
+    run_id: str
+    results: list[CheckResult] = field(default_factory=list)
+    alert: Alert | None = None
+    deliveries: list[Delivery] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """No blocking check failed (warnings do not count)."""
+        return not any(r.blocking for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        return [r for r in self.results if r.failed]
+
+
+def run_checks(
+    cfg: Config,
+    wh: Warehouse,
+    reporter: Reporter | None = None,
+    *,
+    send_alerts: bool = True,
+    checks: list[Check] | None = None,
+) -> CheckReport:
+    """Run `checks` (default: every check of the config) and alert on new failures."""
+    reporter = reporter or NullReporter()
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    report = CheckReport(uuid.uuid4().hex[:16])
+    started, t0 = utcnow(), time.monotonic()
+    store = ResultsStore(wh, cfg.state_schema)
+    timeout = float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
+    with wh.lock("cycle", timeout):
+        with wh.transaction():
+            for g in cfg.marts:
+                if wh.table_exists(g.schema_, g.anchor.table):
+                    Exceptions(wh, g.schema_, g.exceptions_table).ensure()
+        for check in checks if checks is not None else all_checks(cfg, wh):
+            result = run_one(cfg, wh, check, report.run_id, store)
+            report.results.append(result)
+            if not result.failed:
+                continue
+            reporter.event(
+                "failed" if result.blocking else "warning",
+                f"check {check.name}: {result.status}"
+                + (
+                    f" ({result.failing_count:,} rows, {result.new_count:,} new)"
+                    if result.status == "fail"
+                    else ""
+                )
+                + (f": {result.error}" if result.error else ""),
+                check=check.name,
+            )
+    report.alert = compose(report.results, report.run_id)
+    if report.alert and send_alerts:
+        report.deliveries = deliver(report.alert, cfg.quality.alerts, reporter)
+    report.seconds = time.monotonic() - t0
+    failed = report.failed
+    state.record_run(
+        report.run_id,
+        "check",
+        None,
+        started,
+        "ok" if report.ok else "failed",
+        sum(r.failing_count for r in failed),
+        report.seconds,
+        "; ".join(f"{r.name}: {r.status}" for r in failed if r.blocking) or None,
+        {
+            "checks": len(report.results),
+            "failed": [r.name for r in failed],
+            "new": sum(r.new_count for r in report.results),
+            "alerts": {d.channel: "ok" if d.ok else d.error for d in report.deliveries},
+        },
+    )
+    return report
+
+
+def run_one(
+    cfg: Config, wh: Warehouse, check: Check, run_id: str, store: ResultsStore
+) -> CheckResult:
+    r = CheckResult(
+        check.name,
+        check.severity,
+        sql=check.sql,
+        params=check.params,
+        description=check.description,
+    )
+    t0 = time.monotonic()
+    if check.problem is None:
+        try:
+            with wh.transaction():
+                if check.collect is not None:
+                    _collected(wh, check, r, run_id)
+                else:
+                    _materialised(cfg, wh, check, r, run_id)
+                r.seconds = time.monotonic() - t0
+                store.record(run_id, r)
+            return r
+        except Exception as exc:  # a check that cannot run is an `error` result, not a crash
+            r.error = f"{type(exc).__name__}: {exc}"
+    else:
+        r.error = check.problem
+    r.status, r.failing_count, r.sample, r.sample_keys, r.new_keys = "error", 0, [], [], []
+    r.seconds = time.monotonic() - t0
+    with wh.transaction():
+        r.new_count = 0 if store.previous_status(check.name, run_id) == "error" else 1
+        store.record(run_id, r)
+    return r
+
+
+def _detail(check: Check, r: CheckResult) -> str:
+    text = check.description or f"found by trackline check {check.name}"
+    if r.sample and not check.key:
+        text += " — " + ", ".join(f"{c}={v}" for c, v in zip(r.columns, r.sample[0], strict=False))
+    return text[:1000]
+
+
+def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_id: str) -> None:
+    scratch = wh.temp_name("_tl_chk")
+    ref = wh.t(cfg.state_schema, scratch)
+    wh.execute(f"CREATE TABLE {ref} AS SELECT * FROM ({check.sql}) x", check.params)
+    r.columns = wh.column_names(cfg.state_schema, scratch)
+    key = check.key
+    if key == FIRST_COLUMN:  # a custom check without `key:`; an unnamed first column (e.g.
+        # DuckDB's `count_star()`) cannot identify rows: the check then fails as a whole
+        key = r.columns[0] if r.columns and IDENT_RE.match(r.columns[0]) else None
+    if key is not None and key not in r.columns:
+        raise ValueError(
+            f"key column {key!r} is not in the check's result (columns: {', '.join(r.columns)})"
+        )
+    r.failing_count = int(wh.scalar(f"SELECT COUNT(*) FROM {ref}") or 0)
+    r.status = "fail" if r.failing_count else "pass"
+    if r.failing_count:
+        order = wh.q(key) if key else "1"
+        r.sample = wh.query(f"SELECT * FROM {ref} ORDER BY {order} LIMIT {SAMPLE}")
+        if key:
+            i = r.columns.index(key)
+            r.sample_keys = [str(row[i]) for row in r.sample]
+    if check.exceptions:
+        book = FailureBook(wh, *check.exceptions, run_id)
+        if key:
+            r.new_count, r.new_keys, r.resolved_count = book.record_keys(
+                check.name, check.table, ref, key, _detail(check, r)
+            )
+        elif r.failing_count:
+            r.new_count = int(book.record_unkeyed(check.name, check.table, _detail(check, r)))
+        else:
+            r.resolved_count = book.resolve_unkeyed(check.name, check.table)
+    wh.execute(f"DROP TABLE {ref}")
+
+
+def _collected(wh: Warehouse, check: Check, r: CheckResult, run_id: str) -> None:
+    assert check.collect is not None and check.key
+    rows = check.collect(wh)
+    r.columns, r.failing_count = rows.columns, len(rows.rows)
+    r.status = "fail" if r.failing_count else "pass"
+    r.sample = rows.rows[:SAMPLE]
+    ki = rows.columns.index(check.key)
+    ti = rows.columns.index(check.table_column) if check.table_column else None
+    r.sample_keys = [str(row[ki]) for row in r.sample]
+    if check.exceptions:
+        book = FailureBook(wh, *check.exceptions, run_id)
+        entries = []
+        for row in rows.rows:
+            detail = (
+                (check.description or check.name)
+                + " — "
+                + ", ".join(
+                    f"{c}={v}"
+                    for c, v in zip(rows.columns, row, strict=True)
+                    if c not in (check.key, check.table_column)
+                )
+            )
+            table = str(row[ti]) if ti is not None else check.table
+            entries.append((table, None if row[ki] is None else str(row[ki]), detail[:1000]))
+        r.new_count, r.new_keys, r.resolved_count = book.record_rows(check.name, entries)

@@ -1,0 +1,344 @@
+"""`trackline run`: the local scheduler for one machine (DESIGN §9).
+
+Jobs and when they are due (`schedule:` in the config; hours are UTC):
+
+    cycle        every `cycle_minutes` (15), on slots aligned to the clock (:00, :15, …)
+    checks       daily at `checks_hour` (3)        → `trackline check`
+    maintenance  daily at `maintenance_hour` (4)   → `Warehouse.maintenance` per raw, mart and
+                                                     history table; the engine decides whether
+                                                     VACUUM/ANALYZE is needed
+
+Rules:
+- A job is due when its latest slot (the newest slot start at or before now) has not run.
+  Missed slots collapse: after a long outage or a long job, each job runs ONCE for the latest
+  slot, never once per missed slot.
+- Jobs run one after the other in one thread, cycle first: runs never overlap. One scheduler
+  per warehouse: `run` and `run --once` hold the warehouse lock ``scheduler`` (a second
+  one exits with code 75), and a cycle holds ``cycle`` as a manual `trackline cycle` does.
+- SIGTERM (or Ctrl-C) sets the stop flag: the step that is running finishes, nothing new
+  starts, the scheduler exits. What was due and did not run stays due for the next start.
+- `--once` runs what is due now, once, and exits (for cron).
+- With DuckDB, `trackline run` keeps the database file open for its whole life (DuckDB
+  admits one writing process), so other `trackline` commands on that warehouse wait or exit
+  with code 75 meanwhile; `run --once` from cron holds it only while it works.
+- Every job run is a row in ``trackline.runs`` (command ``schedule``, `table_key` = the job,
+  `detail.slot` = the slot it ran for); that is also how a restarted scheduler knows which
+  slots are done. A cycle that raises is recorded as a failed ``cycle`` run too, so the
+  `runs.failed_cycle` check sees it.
+
+Time is injected: `clock` returns naive UTC datetimes and `sleep(seconds)` waits, so tests
+drive the scheduler with a fake clock and never sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from trackline.config import Config
+from trackline.errors import LockBusy, TracklineError
+from trackline.load import Warehouse
+from trackline.report import NullReporter, Reporter
+from trackline.state import StateStore, utcnow
+from trackline.sync import resolve
+
+Clock = Callable[[], dt.datetime]
+Sleeper = Callable[[float], None]
+SlotFn = Callable[[dt.datetime], dt.datetime]
+
+_EPOCH = dt.datetime(1970, 1, 1)
+DAY = dt.timedelta(days=1)
+
+
+def every(minutes: int) -> tuple[SlotFn, dt.timedelta]:
+    """Slots every `minutes`, aligned to the clock: (latest slot at or before now, period)."""
+    period = dt.timedelta(minutes=minutes)
+
+    def slot(now: dt.datetime) -> dt.datetime:
+        return _EPOCH + ((now - _EPOCH) // period) * period
+
+    return slot, period
+
+
+def daily_at(hour: int) -> tuple[SlotFn, dt.timedelta]:
+    """One slot a day at `hour`:00 (UTC)."""
+
+    def slot(now: dt.datetime) -> dt.datetime:
+        today = now.replace(hour=hour, minute=0, second=0, microsecond=0)
+        return today if now >= today else today - DAY
+
+    return slot, DAY
+
+
+@dataclass
+class JobResult:
+    status: str = "ok"
+    """ok, failed, or busy (another run held the lock)."""
+    rows: int = 0
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    slot: SlotFn
+    period: dt.timedelta
+    run: Callable[[], JobResult]
+
+    def next_slot(self, now: dt.datetime) -> dt.datetime:
+        return self.slot(now) + self.period
+
+
+class Scheduler:
+    def __init__(
+        self,
+        cfg: Config,
+        wh: Warehouse,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleeper | None = None,
+        reporter: Reporter | None = None,
+        jobs: list[Job] | None = None,
+    ) -> None:
+        self.cfg, self.wh = cfg, wh
+        self.clock: Clock = clock or utcnow
+        self._wake = threading.Event()
+        self.sleep: Sleeper = sleep or self._wait
+        self.reporter = reporter or NullReporter()
+        self.state = StateStore(wh, cfg.state_schema)
+        self.jobs = jobs if jobs is not None else default_jobs(cfg, wh, self.reporter)
+        self._done: dict[str, dt.datetime] | None = None
+        self._stop = False
+        self.results: dict[str, JobResult] = {}
+        """The outcome of each job's latest run in this process."""
+
+    # ------------------------------------------------------------------ stopping
+
+    def _wait(self, seconds: float) -> None:
+        """The real sleeper: returns early when a stop is requested."""
+        self._wake.wait(seconds)
+
+    def request_stop(self, signum: int | None = None, frame: object = None) -> None:
+        """Finish the running step, start nothing new (the SIGTERM / SIGINT handler). A second
+        Ctrl-C does not wait: it interrupts the step (what it committed stays, G3)."""
+        if self._stop and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop = True
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    # ------------------------------------------------------------------ slots
+
+    def done_slots(self) -> dict[str, dt.datetime]:
+        """The latest slot each job has run for (from run history, then kept in memory)."""
+        if self._done is None:
+            self.state.ensure()
+            self._done = {}
+            runs = self.wh.t(self.cfg.state_schema, "runs")
+            for job in self.jobs:
+                rows = self.wh.query(
+                    f"SELECT detail FROM {runs} WHERE command = 'schedule' AND table_key = ? "
+                    "ORDER BY started_at DESC LIMIT 1",
+                    (job.name,),
+                )
+                slot = json.loads(rows[0][0] or "{}").get("slot") if rows else None
+                if slot:
+                    self._done[job.name] = dt.datetime.fromisoformat(slot)
+        return self._done
+
+    def due(self, now: dt.datetime | None = None) -> list[tuple[Job, dt.datetime]]:
+        now = now or self.clock()
+        done = self.done_slots()
+        out = []
+        for job in self.jobs:
+            slot = job.slot(now)
+            if job.name not in done or done[job.name] < slot:
+                out.append((job, slot))
+        return out
+
+    # ------------------------------------------------------------------ running
+
+    def run_due(self) -> list[str]:
+        """Run each due job once, in order; stop early when a stop was requested."""
+        ran = []
+        for job, slot in self.due():
+            if self._stop:
+                break
+            self._run_job(job, slot)
+            ran.append(job.name)
+        return ran
+
+    def _run_job(self, job: Job, slot: dt.datetime) -> JobResult:
+        started, t0 = utcnow(), time.monotonic()
+        self.reporter.event(
+            "schedule", f"{job.name}: starting (slot {slot:%Y-%m-%d %H:%M})", job=job.name
+        )
+        try:
+            result = job.run()
+        except LockBusy as exc:
+            result = JobResult("busy", error=str(exc))
+        except TracklineError as exc:
+            result = JobResult("failed", error=str(exc))
+        except Exception as exc:  # the scheduler outlives a failing job; it is recorded
+            result = JobResult("failed", error=f"{type(exc).__name__}: {exc}")
+        seconds = time.monotonic() - t0
+        self.results[job.name] = result
+        self.done_slots()[job.name] = slot
+        detail = {"slot": slot.isoformat(), **result.detail}
+        if self._stop:
+            detail["stop_requested"] = True
+        self.state.record_run(
+            _run_id(),
+            "schedule",
+            job.name,
+            started,
+            result.status,
+            result.rows,
+            seconds,
+            result.error,
+            detail,
+        )
+        kind = {"ok": "done", "failed": "failed"}.get(result.status, "warning")
+        self.reporter.event(
+            kind,
+            f"{job.name}: {result.status} in {seconds:.1f}s"
+            + (f": {result.error}" if result.error else ""),
+            job=job.name,
+        )
+        return result
+
+    def run_once(self) -> list[str]:
+        """What is due now, once (for cron); holds the ``scheduler`` lock."""
+        with self.wh.lock("scheduler", 0), self._signals():
+            return self.run_due()
+
+    def run_forever(self, until: dt.datetime | None = None) -> None:
+        """Run due jobs, sleep until the next slot, repeat until stopped (or `until`)."""
+        with self.wh.lock("scheduler", 0), self._signals():
+            self.reporter.event(
+                "schedule", "scheduler started: " + ", ".join(j.name for j in self.jobs)
+            )
+            while not self._stop:
+                self.run_due()
+                now = self.clock()
+                if self._stop or (until is not None and now >= until):
+                    break
+                if self.due(now):  # a slot passed while a long job ran: run it now, once
+                    continue
+                wake = min(job.next_slot(now) for job in self.jobs)
+                if until is not None:
+                    wake = min(wake, until)
+                self.sleep(max(0.0, (wake - now).total_seconds()))
+            self.reporter.event("schedule", "scheduler stopped")
+
+
+def _run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+# --------------------------------------------------------------------------- the jobs
+
+
+def default_jobs(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Job]:
+    s = cfg.schedule
+    cycle_slot, cycle_period = every(s.cycle_minutes)
+    checks_slot, checks_period = daily_at(s.checks_hour)
+    maint_slot, maint_period = daily_at(s.maintenance_hour)
+    return [
+        Job("cycle", cycle_slot, cycle_period, lambda: cycle_job(cfg, wh, reporter)),
+        Job("checks", checks_slot, checks_period, lambda: checks_job(cfg, wh, reporter)),
+        Job("maintenance", maint_slot, maint_period, lambda: maintenance_job(cfg, wh, reporter)),
+    ]
+
+
+def cycle_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
+    from trackline.marts.cycle import run_cycle_on
+
+    started, t0 = utcnow(), time.monotonic()
+    try:
+        summary = run_cycle_on(cfg, wh, reporter)
+    except LockBusy:
+        raise
+    except TracklineError as exc:
+        # run_cycle_on records only cycles that get to the end; record this one as failed.
+        StateStore(wh, cfg.state_schema).record_run(
+            _run_id(), "cycle", None, started, "failed", 0, time.monotonic() - t0, str(exc)
+        )
+        raise
+    return JobResult(
+        "ok" if summary.ok else "failed",
+        sum(r.rows for r in summary.sync),
+        None if summary.ok else "a table failed to sync (see the cycle's run)",
+        {"run_id": summary.run_id},
+    )
+
+
+def checks_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
+    from trackline.quality.run import run_checks
+
+    report = run_checks(cfg, wh, reporter)
+    failed = [r.name for r in report.results if r.blocking]
+    return JobResult(
+        "ok" if report.ok else "failed",
+        len(report.failed),
+        ("blocking checks failed: " + ", ".join(failed)) if failed else None,
+        {"run_id": report.run_id, "failed": [r.name for r in report.failed]},
+    )
+
+
+def maintenance_tables(cfg: Config, wh: Warehouse) -> list[tuple[str, str]]:
+    """Raw, mart and history tables that exist (each once)."""
+    out: list[tuple[str, str]] = []
+    for t in cfg.tables:
+        rt = resolve(cfg, t, None, None)
+        out.append((rt.target_schema, rt.target))
+    for g in cfg.marts:
+        marts = [(g.anchor.table, g.anchor.history_name)] + [
+            (f.table, f.history_name) for f in g.followers
+        ]
+        for mart, hist in marts:
+            out.append((g.schema_, mart))
+            out += [(g.schema_, h) for h in wh.list_tables(g.schema_, f"{g.history_prefix}{hist}_")]
+    seen = dict.fromkeys(out)
+    return [st for st in seen if wh.table_exists(*st)]
+
+
+def maintenance_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
+    ran: dict[str, list[str]] = {}
+    errors: list[str] = []
+    for schema, table in maintenance_tables(cfg, wh):
+        try:
+            done = wh.maintenance(schema, table)  # the engine decides whether it is needed
+        except TracklineError as exc:
+            errors.append(f"{schema}.{table}: {exc}")
+            continue
+        if done:
+            ran[f"{schema}.{table}"] = done
+            reporter.event("maintenance", f"{schema}.{table}: {'; '.join(done)}")
+    return JobResult(
+        "failed" if errors else "ok", len(ran), "; ".join(errors) or None, {"ran": ran}
+    )

@@ -1,0 +1,162 @@
+"""`trackline report --html`: a self-contained page that renders in a real headless Chromium.
+
+Debian's chromium is installed by `scripts/browser.sh` (called by `scripts/test.sh`). Without
+it the test is skipped, except under CI=true, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.integration.quality_world import ECS, World, day
+from trackline.cli import main
+from trackline.config import DuckDBWarehouse
+from trackline.quality.html import collect
+from trackline.quality.run import run_checks
+
+CHROMIUM = Path("/usr/bin/chromium")
+BLUE = (0x25, 0x63, 0xEB)  # ok bars, first series
+RED = (0xDC, 0x26, 0x26)  # failed cycles, open exceptions
+
+
+def chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    message = f"{CHROMIUM} is missing (scripts/browser.sh installs Debian's chromium)"
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(f"{message}; CI=true: the browser test must run", pytrace=False)
+    pytest.skip(message)
+
+
+def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """Decode an 8-bit RGB/RGBA, non-interlaced PNG (what Chromium writes) with the stdlib."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width = 8, b"", 0
+    height = bpp = 0
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
+            assert depth == 8 and color in (2, 6) and interlace == 0
+            bpp = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        start = y * (stride + 1)
+        f, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, bpp, rows
+
+
+def count(rows: list[bytes], bpp: int, rgb: tuple[int, int, int]) -> int:
+    n = 0
+    for line in rows:
+        for i in range(0, len(line), bpp):
+            if all(abs(line[i + k] - rgb[k]) <= 6 for k in range(3)):
+                n += 1
+    return n
+
+
+def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    browser = chromium()
+    w = World(tmp_path, DuckDBWarehouse(path=tmp_path / "wh.duckdb")).build()
+    try:
+        # a failed cycle (red bar) and an open exception (red bar) to show
+        con = sqlite3.connect(w.src_path)
+        con.execute("ALTER TABLE ecs_order_info RENAME TO ecs_gone")
+        con.commit()
+        assert not w.step(day(47)).ok
+        con.execute("ALTER TABLE ecs_gone RENAME TO ecs_order_info")
+        con.commit()
+        con.close()
+        w.touch(50, day(47) + 60)
+        assert w.step(day(48)).ok
+        w.wh.execute(f"DELETE FROM {w.t(ECS)} WHERE order_id = 6")
+        run_checks(w.cfg, w.wh)
+        data = collect(w.cfg, w.wh)
+        # what the charts draw: rows per table, sizes of marts and history, freshness lag
+        assert len(data.cycles) == 7 and data.cycles[-1]["status"] == "ok"
+        last = data.cycles[-1]
+        assert last["rows"]["raw.uni_tracking_info_raw"] == 1
+        assert last["sizes"]["mart.mart_uni_tracking_info_hist"] >= 1
+        assert last["freshness"]["order_tracking"] == pytest.approx(day(48) - (day(47) + 60))
+        assert data.open_exceptions["order_tracking.has_row.mart_ecs_order_info"] == 1
+    finally:
+        w.close()
+    cfg_path = tmp_path / "trackline.yml"
+    cfg_path.write_text(yaml.safe_dump(w.data))
+    out = tmp_path / "report.html"
+    result = CliRunner().invoke(main, ["report", "-c", str(cfg_path), "--html", str(out)])
+    assert result.exit_code == 0, result.output
+
+    page = out.read_text()
+    # self-contained: no script, no stylesheet link, no URL of any kind
+    assert "<script" not in page and "<link" not in page and "url(" not in page
+    assert not re.search(r"https?://", page)
+    assert page.count("<svg") == 5
+    for title in (
+        "Rows moved per cycle",
+        "Cycle duration",
+        "Freshness lag",
+        "Mart and history sizes",
+        "Open exceptions by check",
+    ):
+        assert title in page
+
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [
+            str(browser),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--window-size=1000,2400",
+            f"--screenshot={shot}",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    width, bpp, rows = png_pixels(shot)
+    assert width == 1000
+    # the charts were drawn: blue series/bars and red failure bars are on the page
+    assert count(rows, bpp, BLUE) > 500
+    assert count(rows, bpp, RED) > 200
