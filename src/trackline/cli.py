@@ -125,7 +125,17 @@ def status(config_path: Path) -> None:
     for r in rows:
         t.add_row(r["table"], r["strategy"], r["watermark"], r["last_run"], r["status"],
                   f"{r['rows_last']:,}", f"{r['rows_total']:,}", r["lag"], r["error"] or "")
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    from trackline.load import open_warehouse
+    from trackline.quality.status import status_lines, status_section
+
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        for line in status_lines(status_section(cfg, wh)):
+            click.echo(line)
+    finally:
+        wh.close()
 
 
 @main.command()

@@ -8,6 +8,7 @@ Hooks an engine overrides:
 - `_connect`, `_execute`, `_query`, `_begin/_commit/_rollback`: driver plumbing;
 - `TYPE_MAP` / `sql_type`: Arrow → column type;
 - `table_options`: text after ``CREATE TABLE (…)`` (Redshift: DISTKEY/SORTKEY);
+- `view_options`: text after ``CREATE VIEW … AS <query>`` (Redshift: WITH NO SCHEMA BINDING);
 - `batch_relation`: make an in-memory Arrow batch (or staged files) queryable by name;
 - `append_arrow`: fastest append of a batch into a table (default: via `batch_relation`);
 - `lock`: one holder at a time for a named piece of work.
@@ -292,6 +293,10 @@ class Warehouse(ABC):
             f"ON {self.t(schema, table)} ({self.cols(columns)})"
         )
 
+    def view_options(self) -> str:
+        """Text after ``CREATE OR REPLACE VIEW … AS <query>`` (Redshift: late binding)."""
+        return ""
+
     SECONDARY_INDEXES: ClassVar[bool] = False
     """Create B-tree indexes on keys and time columns (row stores); columnar engines rely on
     zone maps / sort keys instead."""
@@ -304,6 +309,11 @@ class Warehouse(ABC):
             f"CREATE INDEX IF NOT EXISTS {self.q(name)} "
             f"ON {self.t(schema, table)} ({self.cols(columns)})"
         )
+
+    def approx_rows(self, schema: str, table: str) -> int:
+        """Row count for reports. Engines where COUNT(*) scans the table return their
+        statistics' estimate instead, so a report costs the same whatever the table's size."""
+        return int(self.scalar(f"SELECT COUNT(*) FROM {self.t(schema, table)}") or 0)
 
     def delete_all(self, schema: str, table: str) -> None:
         """Empty a table inside the current transaction (never TRUNCATE: it may commit)."""

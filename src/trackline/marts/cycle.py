@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackline.config import Config
+from trackline.extract.cdc import shift
 from trackline.load import Warehouse, open_warehouse
-from trackline.marts.engine import DEPARTURES, GroupEngine, MartStats
+from trackline.marts.engine import DEPARTURES, GroupEngine, MartPlan, MartStats
+from trackline.marts.history import HistoryTables
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
@@ -68,11 +70,19 @@ def mart_sizes(cfg: Config, wh: Warehouse) -> tuple[dict[str, int], dict[str, An
     sizes: dict[str, int] = {}
     newest: dict[str, Any] = {}
     for g in cfg.marts:
-        marts = [g.anchor.table, *[f.table for f in g.followers]]
-        for t in [*marts, *[f"{m}_hist" for m in marts]]:
-            if wh.table_exists(g.schema_, t):
-                n = wh.scalar(f"SELECT COUNT(*) FROM {wh.t(g.schema_, t)}")
-                sizes[f"{g.schema_}.{t}"] = int(n or 0)
+        marts = [(g.anchor.table, g.anchor.history_name)] + [
+            (f.table, f.history_name) for f in g.followers
+        ]
+        for mart, hist_name in marts:
+            if wh.table_exists(g.schema_, mart):
+                sizes[f"{g.schema_}.{mart}"] = wh.approx_rows(g.schema_, mart)
+            # the `<mart>_hist` view's size = the sum of its period tables (no view scan)
+            h = HistoryTables(wh, g.schema_, g.history_prefix, hist_name, mart, [], g.key, [], None)
+            periods = h.existing()
+            if periods:
+                sizes[f"{g.schema_}.{mart}_hist"] = sum(
+                    wh.approx_rows(g.schema_, h.table(p)) for p in periods
+                )
         if wh.table_exists(g.schema_, g.anchor.table):
             top = f"SELECT MAX({wh.q(g.anchor.time)}) FROM {wh.t(g.schema_, g.anchor.table)}"
             newest[g.name] = wh.scalar(top)
@@ -93,8 +103,10 @@ def raw_consumers(cfg: Config) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def trim_raw(cfg: Config, wh: Warehouse) -> dict[str, int]:
-    """Delete raw rows every reading mart has consumed AND older than the raw buffer."""
+def trim_raw(cfg: Config, wh: Warehouse, plan: bool = False) -> dict[str, int]:
+    """Delete raw rows every reading mart has consumed AND older than the raw buffer.
+
+    `plan`: the warehouse answers no rows (`trackline sql`); show the DELETE anyway."""
     state = StateStore(wh, cfg.state_schema)
     out: dict[str, int] = {}
     for name, readers in raw_consumers(cfg).items():
@@ -109,26 +121,32 @@ def trim_raw(cfg: Config, wh: Warehouse) -> dict[str, int]:
         ref, cur, b = wh.t(rt.target_schema, rt.target), wh.q(t.cdc.cursor), wh.q(BATCH_COL)
         with wh.transaction():
             top = wh.scalar(f"SELECT MAX({cur}) FROM {ref}")
-            if top is None:
+            if top is None and not plan:
                 continue
-            from trackline.extract.cdc import shift
-
-            cutoff = shift(top, keep)
+            cutoff = None if top is None else shift(top, keep)  # plan: a bound parameter
             n = int(
                 wh.scalar(
                     f"SELECT COUNT(*) FROM {ref} WHERE {b} <= ? AND {cur} < ?", (consumed, cutoff)
                 )
                 or 0
             )
-            if n:
+            if n or plan:
                 wh.execute(f"DELETE FROM {ref} WHERE {b} <= ? AND {cur} < ?", (consumed, cutoff))
         out[rt.key] = n
     return out
 
 
 def run_cycle_on(
-    cfg: Config, wh: Warehouse, reporter: Reporter | None = None, sync_tables: bool = True
+    cfg: Config,
+    wh: Warehouse,
+    reporter: Reporter | None = None,
+    sync_tables: bool = True,
+    *,
+    syncer: Syncer | None = None,
+    plan: MartPlan | None = None,
 ) -> CycleSummary:
+    """One cycle on an open warehouse. `syncer` (closed after the sync) replaces the default
+    one, and `plan` puts the marts in plan mode: both serve `trackline sql … cycle`."""
     reporter = reporter or NullReporter()
     summary = CycleSummary(uuid.uuid4().hex[:16])
     t0 = time.monotonic()
@@ -137,14 +155,14 @@ def run_cycle_on(
     state.ensure()
     with wh.lock("cycle", float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)):
         if sync_tables:
-            syncer = Syncer(cfg, wh, reporter)
+            syncer = syncer or Syncer(cfg, wh, reporter)
             try:
                 summary.sync = syncer.sync(None, run_id=summary.run_id)
             finally:
                 syncer.close()
         for g in cfg.marts:
-            summary.marts += GroupEngine(cfg, g, wh, reporter).run()
-        summary.raw_trimmed = trim_raw(cfg, wh)
+            summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
+        summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
         summary.sizes, summary.newest = mart_sizes(cfg, wh)
     summary.seconds = time.monotonic() - t0
     state.record_run(
