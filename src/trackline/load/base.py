@@ -95,6 +95,8 @@ class Warehouse(ABC):
         """What the adapter decided on its own (a value cut to fit, a stale lock taken over)."""
         self._depth = 0
         self._tx_lock = threading.RLock()
+        self.ready: set[str] = set()
+        """Things already set up on this connection (state schema migrated, …): skip re-checks."""
 
     def notice(self, message: str) -> None:
         """Record (and log) a decision the caller did not ask for; callers may report them."""
@@ -166,6 +168,7 @@ class Warehouse(ABC):
                 yield
             except BaseException:
                 self._depth = 0
+                self.ready.clear()
                 with contextlib.suppress(Exception):
                     self._rollback()
                 raise
@@ -204,13 +207,21 @@ class Warehouse(ABC):
         self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(schema)}")
 
     def table_exists(self, schema: str, table: str) -> bool:
-        return bool(
+        # Tables trackline created stay (it never drops one it loads into), so a "yes" is
+        # remembered for this connection; a rollback forgets everything remembered.
+        memo = f"table:{schema}.{table}"
+        if memo in self.ready:
+            return True
+        found = bool(
             self.scalar(
                 "SELECT COUNT(*) FROM information_schema.tables "
                 "WHERE table_schema = ? AND table_name = ?",
                 (schema, table),
             )
         )
+        if found:
+            self.ready.add(memo)
+        return found
 
     def column_names(self, schema: str, table: str) -> list[str]:
         rows = self.query(

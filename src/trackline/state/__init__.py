@@ -85,8 +85,11 @@ class StateStore:
         return self.wh.t(self.schema, name)
 
     def ensure(self) -> None:
-        """Create or migrate the state tables (idempotent, in one transaction)."""
+        """Create or migrate the state tables (idempotent, in one transaction; once per
+        connection)."""
         w = self.wh
+        if f"state:{self.schema}" in w.ready:
+            return
         with w.transaction():
             w.ensure_schema(self.schema)
             w.execute(
@@ -108,6 +111,7 @@ class StateStore:
                     f"INSERT INTO {self.t('schema_version')} (version, applied_at) VALUES (?, ?)",
                     (version, utcnow()),
                 )
+        w.ready.add(f"state:{self.schema}")
 
     # ------------------------------------------------------------------ watermarks
 
