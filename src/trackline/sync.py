@@ -89,6 +89,7 @@ class Syncer:
         self.wh = wh
         self.state = StateStore(wh, cfg.state_schema)
         self.stage = Stage(cfg.stage)
+        wh.stage = wh.stage or self.stage  # engines that COPY from the staged files read them
         self.reporter = reporter or NullReporter()
         self._sources: dict[tuple[str, str], Source] = {}
 
@@ -180,14 +181,15 @@ class Syncer:
 
         spec = CursorSpec(
             t.cdc.strategy,
-            by_name[t.cdc.cursor].expr if t.cdc.cursor else None,
-            by_name[t.cdc.id].expr if t.cdc.id else None,
+            by_name[t.cdc.cursor].cursor_ref if t.cdc.cursor else None,
+            by_name[t.cdc.id].cursor_ref if t.cdc.id else None,
             t.cdc.null_cursor,
         )
         unix = bool(t.cdc.cursor and pa.types.is_integer(by_name[t.cdc.cursor].arrow))
         upper = self._upper_bound(src, t, unix, res) if t.cdc.cursor else None
         res.upper = upper
-        self._pre_checks(src, rel, t, spec, wm, res)
+        zero_cursor = bool(t.cdc.cursor and by_name[t.cdc.cursor].zero_date_check)
+        self._pre_checks(src, rel, t, spec, wm, res, zero_cursor)
 
         snapshot_key = None
         if (
@@ -196,7 +198,7 @@ class Syncer:
             and not t.query
             and pa.types.is_integer(by_name[pk[0]].arrow)
         ):
-            snapshot_key = by_name[pk[0]].expr
+            snapshot_key = by_name[pk[0]].cursor_ref
         lookback = None
         if t.lookback_seconds and wm.ts is not None:
             lookback = shift(wm.ts, t.lookback_seconds)
@@ -243,7 +245,7 @@ class Syncer:
                 plan.phase,
                 wm,
                 plan.upper,
-                snapshot_key,
+                pk[0] if snapshot_key else None,
                 next_id,
                 pk,
                 res,
@@ -298,6 +300,10 @@ class Syncer:
         if unix and isinstance(upper, int | float):
             upper = int(upper)
         trx = src.oldest_write_transaction(unix)
+        if src.hold_problem:
+            msg = f"{t.name}: {src.hold_problem}"
+            res.warnings.append(msg)
+            self.reporter.event("hold", msg, table=t.name)
         if trx is not None:
             ceiling = self.cfg.defaults.hold_ceiling_seconds
             if trx.age_seconds > ceiling:
@@ -326,6 +332,7 @@ class Syncer:
         spec: CursorSpec,
         wm: Watermark,
         res: TableResult,
+        zero_cursor: bool = False,
     ) -> None:
         relation = src.relation_sql(rel)
         if spec.strategy == "id" and wm.id is not None:
@@ -337,15 +344,22 @@ class Syncer:
                     f"loaded. If that is expected, run `trackline reset {t.name}` to start over."
                 )
         if spec.ts and spec.strategy in ("hybrid", "timestamp"):
-            nulls = src.scalar(f"SELECT COUNT(*) FROM {relation} WHERE {spec.ts} IS NULL")
+            # A zero date (0000-00-00) is no usable cursor value either; both tests use the
+            # cursor index (ref_or_null), so this check does not scan the table.
+            zero = f" OR {spec.ts} = 0" if zero_cursor else ""
+            nulls = src.scalar(f"SELECT COUNT(*) FROM {relation} WHERE {spec.ts} IS NULL{zero}")
             if nulls:
                 if t.cdc.null_cursor == "error":
                     raise CdcError(
-                        f"table {t.name!r}: {nulls} row(s) have a NULL {t.cdc.cursor}; they "
+                        f"table {t.name!r}: {nulls} row(s) have a NULL "
+                        f"{'or zero-date ' if zero_cursor else ''}{t.cdc.cursor}; they "
                         "would never be read incrementally. Fix the rows, or set "
                         "cdc.null_cursor: load to load them once and report them"
                     )
-                msg = f"{t.name}: {nulls} row(s) with NULL {t.cdc.cursor} (loaded by the first read only)"
+                msg = (
+                    f"{t.name}: {nulls} row(s) with NULL {t.cdc.cursor} "
+                    "(loaded by the first read only)"
+                )
                 res.warnings.append(msg)
                 self.reporter.event("warning", msg, table=t.name)
 
@@ -419,7 +433,7 @@ class Syncer:
         phase: str,
         wm: Watermark,
         upper: Any,
-        snapshot_key: str | None,
+        snapshot_col: str | None,
         first_id: int,
         pk: list[str],
         res: TableResult,
@@ -442,7 +456,7 @@ class Syncer:
                     data = pa.Table.from_batches([b])
                     if zero_cols:
                         data = self._zero_dates(rt, data, zero_cols, pk, zero_policy, res)
-                    cur = self._next_watermark(t, data, cur, phase, upper, snapshot_key)
+                    cur = self._next_watermark(t, data, cur, phase, upper, snapshot_col)
                     data = data.append_column(
                         BATCH_COL, pa.array([bid] * data.num_rows, pa.int64())
                     )
@@ -521,7 +535,7 @@ class Syncer:
         cur: Watermark,
         phase: str,
         upper: Any,
-        snapshot_key: str | None,
+        snapshot_col: str | None,
     ) -> Watermark:
         if data.num_rows == 0:
             return cur
@@ -529,8 +543,8 @@ class Syncer:
         if t.cdc.strategy == "full":
             return cur
         if phase == "snapshot":
-            pk_name = t.primary_key[0] if t.primary_key else None
-            key = data.column(pk_name or _unquote(snapshot_key))[last].as_py()
+            assert snapshot_col is not None
+            key = data.column(snapshot_col)[last].as_py()
             return Watermark(
                 phase="snapshot", snapshot_upper=upper, snapshot_key=key, extra=cur.extra
             )
@@ -597,10 +611,6 @@ class Syncer:
 
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
-
-
-def _unquote(expr: str | None) -> str:
-    return (expr or "").strip('`"')
 
 
 def dedup_last(data: pa.Table, keys: list[str]) -> pa.Table:

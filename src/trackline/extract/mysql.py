@@ -50,6 +50,33 @@ _FIELD_TYPES = {
 }
 
 
+_NOT_NULL_FLAG, _UNSIGNED_FLAG, _BINARY_CHARSET = 1, 32, 63
+_BYTES = {"varchar": "varbinary", "char": "binary"}
+
+
+def _field_type(f: Any) -> tuple[str, str]:
+    """A result field → (DATA_TYPE, COLUMN_TYPE) as information_schema would state them."""
+    dtype = _FIELD_TYPES.get(f.type_code, "varchar")
+    binary = f.charsetnr == _BINARY_CHARSET
+    unsigned = bool(f.flags & _UNSIGNED_FLAG)
+    if dtype == "blob" and not binary:
+        dtype = "longtext"  # TEXT and MariaDB's JSON arrive as BLOB fields with a charset
+    elif dtype in _BYTES and binary:
+        dtype = _BYTES[dtype]
+    if dtype == "decimal":
+        # The field length of DECIMAL(p,s) counts the sign (unless unsigned) and the point.
+        p = f.length - (1 if f.scale else 0) - (0 if unsigned else 1)
+        return dtype, f"decimal({max(p, 1)},{f.scale})" + (" unsigned" if unsigned else "")
+    if dtype == "bit":
+        return dtype, f"bit({f.length})"
+    return dtype, dtype + (" unsigned" if unsigned else "")
+
+
+# Server errors worth retrying: too many connections, shutdown in progress, lock wait
+# timeout, deadlock, connection killed. Client errors (2000+) are lost connections.
+_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927})
+
+
 class MySQL(Source):
     DIALECT = "mysql"
 
@@ -125,7 +152,11 @@ class MySQL(Source):
                 cur.execute(sql, params or None)
                 return list(cur.fetchall())
         except pymysql.err.OperationalError as exc:
-            raise SourceUnreachable(f"{self._where()}: {self._sanitize(str(exc))}") from None
+            # PyMySQL files every unmapped server error (access denied, unknown column, …)
+            # under OperationalError; only lost connections and lock timeouts are transient.
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            kind = SourceUnreachable if code >= 2000 or code in _TRANSIENT else SourceError
+            raise kind(f"{self._where()}: {self._sanitize(str(exc))}") from None
         except pymysql.err.MySQLError as exc:
             raise SourceError(f"{self._where()}: {self._sanitize(str(exc))}") from None
 
@@ -136,8 +167,9 @@ class MySQL(Source):
             return self._query_columns(rel)
         db = rel.database or self.database
         rows = self.rows(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE FROM information_schema.columns "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE "
+            "FROM information_schema.columns WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "ORDER BY ORDINAL_POSITION",
             (db, rel.name),
         )
         if not rows:
@@ -145,8 +177,12 @@ class MySQL(Source):
                 f"table {db}.{rel.name} not found in {self._where()}; check `tables[].name` "
                 "and `source_db`"
             )
+        # Qualified references: the SELECT aliases a wrapped column back to its own name
+        # (NULLIF(`ts`, 0) AS `ts`), and an unqualified ORDER BY `ts` would sort by that
+        # alias instead of reading the (ts, id) index in order.
+        table = self.relation_sql(Relation(rel.name, db))
         return [
-            map_mysql_column(name, dtype, ctype, nullable == "YES", self.q(name))
+            map_mysql_column(name, dtype, ctype, nullable == "YES", f"{table}.{self.q(name)}")
             for name, dtype, ctype, nullable in rows
         ]
 
@@ -157,28 +193,22 @@ class MySQL(Source):
         try:
             with self.con.cursor() as cur:
                 cur.execute(sql)
-                desc = cur.description
+                # The result's field packets carry what `description` drops: the UNSIGNED
+                # flag and the character set (63 = binary: BLOB vs TEXT, VARBINARY vs VARCHAR).
+                fields = list(cur._result.fields)
         except pymysql.err.MySQLError as exc:
             raise SourceError(
                 f"query of table {rel.name!r} failed on {self._where()}: {self._sanitize(str(exc))}"
             ) from None
-        out = []
-        for d in desc:
-            name, code, _, length, prec, scale, null_ok = d[:7]
-            dtype = _FIELD_TYPES.get(code, "varchar")
-            ctype = dtype
-            if dtype == "decimal":
-                ctype = f"decimal({prec},{scale})"
-            elif dtype == "bit":
-                ctype = f"bit({length})"
-            elif dtype == "blob" and d[1] in (249, 250, 251, 252) and length and prec is None:
-                dtype = "blob"
-            out.append(
-                map_mysql_column(
-                    name, dtype, ctype, bool(null_ok), f"{self.q('_tl_src')}.{self.q(name)}"
-                )
+        return [
+            map_mysql_column(
+                f.name,
+                *_field_type(f),
+                not f.flags & _NOT_NULL_FLAG,
+                f"{self.q('_tl_src')}.{self.q(f.name)}",
             )
-        return out
+            for f in fields
+        ]
 
     def primary_key(self, rel: Relation) -> list[str]:
         if rel.query:
@@ -197,7 +227,11 @@ class MySQL(Source):
         return self.scalar("SELECT NOW(6)")
 
     def oldest_write_transaction(self, unix: bool) -> OpenTransaction | None:
-        """The oldest open InnoDB transaction that has modified rows (None if unreadable)."""
+        """The oldest open InnoDB transaction that has modified rows (None if unreadable,
+        with the reason in `hold_problem`, or when `innodb_hold: false`)."""
+        self.hold_problem = None
+        if not self.config.innodb_hold:
+            return None
         try:
             rows = self.rows(
                 "SELECT trx_started, trx_mysql_thread_id, "
@@ -207,8 +241,13 @@ class MySQL(Source):
                 "AND trx_mysql_thread_id <> CONNECTION_ID() "
                 "ORDER BY trx_started LIMIT 1"
             )
-        except SourceError:
-            return None  # no PROCESS privilege: the caller reports that the hold is off
+        except SourceError as exc:  # e.g. no PROCESS privilege: the caller reports it
+            self.hold_problem = (
+                f"cannot read information_schema.innodb_trx ({exc}); the upper bound is not "
+                "held for open transactions: grant PROCESS to the user, or set "
+                "innodb_hold: false to silence this"
+            )
+            return None
         if not rows:
             return None
         started, thread, age, unix_started = rows[0]

@@ -40,6 +40,8 @@ class OpenTransaction:
 
 class Source(ABC):
     DIALECT: str
+    hold_problem: str | None = None
+    """Why `oldest_write_transaction` could not look (set by the last call), for a warning."""
 
     def q(self, name: str) -> str:
         return quote(name, self.DIALECT)

@@ -8,7 +8,8 @@ connectorx 0.4.6 against MariaDB 10.11), the column is read through a SQL expres
 |------------------------------|-----------------------|-------------------------------------------|
 | TINYINT(1)                   | int8                  | as is: values other than 0/1 survive      |
 | … UNSIGNED                   | next wider / uint64   | as is (BIGINT UNSIGNED above 2^63 kept)   |
-| DECIMAL(p,s), p ≤ 38         | decimal128(p,s)       | as is (cx returns (38,10): cast back)     |
+| DECIMAL(p,s), s≤10, p-s≤18   | decimal128(p,s)       | as is (cx returns (38,10): cast back)     |
+| other DECIMAL(p,s), p ≤ 38   | decimal128(p,s)       | CAST(… AS CHAR), cast by Arrow: cx cuts   |
 | DECIMAL(p,s), p > 38         | string                | CAST(… AS CHAR): cx panics on these       |
 | DATE / DATETIME / TIMESTAMP  | date32 / timestamp[us]| NULLIF(col, 0): cx panics on 0000-00-00   |
 | TIME                         | string                | CAST(… AS CHAR): range is ±838 h          |
@@ -45,6 +46,10 @@ _STRING = {
     "enum",
     "set",
 }
+# connectorx 0.4.6 reads DECIMAL through rust_decimal (96-bit mantissa) rescaled to 10
+# places: exact only up to 10 decimals and 18 integer digits (measured against MariaDB).
+_CX_DECIMAL_SCALE = 10
+_CX_DECIMAL_INT_DIGITS = 18
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _ZERO_DATE = {"date", "datetime", "timestamp"}
 
@@ -62,6 +67,13 @@ class SourceColumn:
     """The SELECT expression (already quoted) that reads this column."""
     zero_date_check: bool = False
     """DATE/DATETIME/TIMESTAMP: the reader also selects a flag for 0000-00-00 values."""
+    ref: str = ""
+    """The plain quoted column, for WHERE / ORDER BY: a cursor predicate on `expr` (e.g.
+    NULLIF(col, 0)) could not use the (cursor, id) index and would scan the whole table."""
+
+    @property
+    def cursor_ref(self) -> str:
+        return self.ref or self.expr
 
 
 def map_mysql_column(
@@ -72,7 +84,7 @@ def map_mysql_column(
     unsigned = "unsigned" in ct
 
     def col(arrow: pa.DataType, expr: str = quoted, zero: bool = False) -> SourceColumn:
-        return SourceColumn(name, dt, ct, nullable, arrow, expr, zero)
+        return SourceColumn(name, dt, ct, nullable, arrow, expr, zero, quoted)
 
     if dt in _INT:
         return col(_INT[dt][1] if unsigned else _INT[dt][0])
@@ -83,6 +95,10 @@ def map_mysql_column(
         p, s = (int(m.group(1)), int(m.group(2) or 0)) if m else (10, 0)
         if p > 38:
             return col(pa.string(), f"CAST({quoted} AS CHAR)")
+        if s > _CX_DECIMAL_SCALE or p - s > _CX_DECIMAL_INT_DIGITS:
+            # connectorx holds decimals as rust_decimal at scale 10: more decimals are cut
+            # silently, more integer digits fail. Read the server's text; the cast is exact.
+            return col(pa.decimal128(p, s), f"CAST({quoted} AS CHAR)")
         return col(pa.decimal128(p, s))
     if dt == "float":
         return col(pa.float32())

@@ -13,6 +13,7 @@ carries `meta.content_length`, which Redshift's COPY of Parquet requires.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
 import io
@@ -174,7 +175,7 @@ class Stage:
             except (FileNotFoundError, OSError):
                 pass
 
-    def prune(self, older_than: dt.datetime, keep: set[str] | None = None) -> list[str]:
+    def prune(self, older_than: dt.datetime, keep: set[str] | None = None) -> builtins.list[str]:
         """Delete staged files last modified before `older_than` (except those in `keep`)."""
         removed = []
         for f in self.list():
