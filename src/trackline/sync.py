@@ -572,7 +572,8 @@ class Syncer:
     ) -> None:
         t = rt.cfg
         w = self.wh
-        with w.transaction():
+
+        def work() -> None:
             if t.write_mode == "append":
                 w.append_arrow(rt.target_schema, rt.target, data, staged)
             elif t.write_mode == "replace":
@@ -594,7 +595,12 @@ class Syncer:
                 wm_to=wm_to,
             )
             self.state.put(rt.key, t.cdc.strategy, wm_to, batch_id, data.num_rows)
+
+        w.run_transaction(work)  # retried whole on a serialization conflict
         checkpoint("sync.after_commit")
+        if w.notices:
+            res.warnings += w.notices
+            w.notices.clear()
         res.rows += data.num_rows
         res.batches += 1
         self.reporter.progress(t.name, data.num_rows)

@@ -22,21 +22,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
-from trackline.errors import WarehouseError
+from trackline.errors import RetryableWarehouseError, WarehouseError
 from trackline.sqlutil import column_list, qualified, quote
 
 if TYPE_CHECKING:
     from trackline.stage import Stage
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,36 @@ class Warehouse(ABC):
                 self._commit()
             except Exception as exc:
                 raise self.translate_error(exc, "COMMIT") from exc
+
+    def run_transaction(
+        self, work: Callable[[], T], *, attempts: int = 4, backoff: float = 0.5
+    ) -> T:
+        """Run `work` in one transaction; when it is the outermost one, retry the whole
+        transaction after a retryable error (serialization conflict, e.g. Redshift error 1023;
+        a dropped connection, reopened first), waiting backoff · 2^n seconds between tries."""
+        if self.in_transaction:
+            return work()
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction():
+                    return work()
+            except RetryableWarehouseError as exc:
+                if attempt == attempts:
+                    raise
+                self.notice(
+                    f"retrying after a transient {self.ENGINE} error ({exc}); "
+                    f"attempt {attempt + 1} of {attempts}"
+                )
+                time.sleep(backoff * 2 ** (attempt - 1))
+                with contextlib.suppress(Exception):
+                    if self.broken():
+                        self.close()
+                        self.connect()
+        raise AssertionError("unreachable")
+
+    def broken(self) -> bool:
+        """True when the connection is unusable and must be reopened before a retry."""
+        return False
 
     @property
     def in_transaction(self) -> bool:

@@ -76,6 +76,9 @@ class Postgres(Warehouse):
                 f"as {c.user!r}: {msg}"
             ) from None
 
+    def broken(self) -> bool:
+        return self.con is None or bool(self.con.closed) or self.con.broken
+
     def close(self) -> None:
         if self.con is not None:
             self.con.close()
