@@ -41,13 +41,33 @@ def handle_errors(fn: F) -> F:
 
 
 config_option = click.option(
-    "--config", "-c", "config_path", default="trackline.yml", show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path), help="The YAML config file.",
+    "--config",
+    "-c",
+    "config_path",
+    default="trackline.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The YAML config file.",
 )
 log_option = click.option(
-    "--log-format", type=click.Choice(["auto", "plain", "json", "rich", "quiet"]),
-    default="auto", show_default=True, help="Progress bars in a terminal, lines otherwise.",
+    "--log-format",
+    type=click.Choice(["auto", "plain", "json", "rich", "quiet"]),
+    default="auto",
+    show_default=True,
+    help="Progress bars in a terminal, lines otherwise.",
 )
+
+
+override_options = [
+    click.option("--source-db", help="Source database, as given to `sync --source-db`."),
+    click.option("--target-schema", help="Target schema, as given to `sync --target-schema`."),
+]
+
+
+def overrides(fn: F) -> F:
+    for opt in reversed(override_options):
+        fn = opt(fn)
+    return fn
 
 
 def _cfg(path: Path) -> Config:
@@ -62,8 +82,13 @@ def main(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--path", "out", default="trackline.yml", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--path",
+    "out",
+    default="trackline.yml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @handle_errors
 def init(out: Path, force: bool) -> None:
@@ -83,8 +108,13 @@ def init(out: Path, force: bool) -> None:
 @click.option("--tables", "-t", multiple=True, help="Tables to sync (default: all in the config).")
 @log_option
 @handle_errors
-def sync(config_path: Path, source_db: str | None, target_schema: str | None,
-         tables: tuple[str, ...], log_format: str) -> None:
+def sync(
+    config_path: Path,
+    source_db: str | None,
+    target_schema: str | None,
+    tables: tuple[str, ...],
+    log_format: str,
+) -> None:
     """Extract new/changed rows, stage them as Parquet, load them, advance the watermarks."""
     from trackline.report import make_reporter
     from trackline.sync import sync as run_sync
@@ -92,24 +122,32 @@ def sync(config_path: Path, source_db: str | None, target_schema: str | None,
     cfg = _cfg(config_path)
     reporter = make_reporter(log_format)
     try:
-        results = run_sync(cfg, list(tables) or None, source_db=source_db,
-                           target_schema=target_schema, reporter=reporter)
+        results = run_sync(
+            cfg,
+            list(tables) or None,
+            source_db=source_db,
+            target_schema=target_schema,
+            reporter=reporter,
+        )
     finally:
         reporter.close()
     failed = [r for r in results if r.status != "ok"]
     for r in results:
         mark = "ok " if r.status == "ok" else "FAILED"
-        click.echo(f"{mark} {r.table_key}: {r.rows:,} rows, {r.batches} batches, "
-                   f"{r.seconds:.1f}s, cursor {r.watermark or '-'}"
-                   + (f"  error: {r.error}" if r.error else ""))
+        click.echo(
+            f"{mark} {r.table_key}: {r.rows:,} rows, {r.batches} batches, "
+            f"{r.seconds:.1f}s, cursor {r.watermark or '-'}"
+            + (f"  error: {r.error}" if r.error else "")
+        )
     if failed:
         sys.exit(1)
 
 
 @main.command()
 @config_option
+@overrides
 @handle_errors
-def status(config_path: Path) -> None:
+def status(config_path: Path, source_db: str | None, target_schema: str | None) -> None:
     """Per table: strategy, watermark, last run, rows moved, lag behind the source, last error."""
     from rich.console import Console
     from rich.table import Table
@@ -117,14 +155,32 @@ def status(config_path: Path) -> None:
     from trackline.status import table_status
 
     cfg = _cfg(config_path)
-    rows = table_status(cfg)
+    rows = table_status(cfg, source_db, target_schema)
     t = Table(title="trackline status")
-    for col in ("table", "strategy", "watermark", "last run", "status", "rows (last)",
-                "rows (total)", "lag", "last error"):
+    for col in (
+        "table",
+        "strategy",
+        "watermark",
+        "last run",
+        "status",
+        "rows (last)",
+        "rows (total)",
+        "lag",
+        "last error",
+    ):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["table"], r["strategy"], r["watermark"], r["last_run"], r["status"],
-                  f"{r['rows_last']:,}", f"{r['rows_total']:,}", r["lag"], r["error"] or "")
+        t.add_row(
+            r["table"],
+            r["strategy"],
+            r["watermark"],
+            r["last_run"],
+            r["status"],
+            f"{r['rows_last']:,}",
+            f"{r['rows_total']:,}",
+            r["lag"],
+            r["error"] or "",
+        )
     Console(width=None if sys.stdout.isatty() else 160).print(t)
     from trackline.load import open_warehouse
     from trackline.quality.status import status_lines, status_section
@@ -142,15 +198,18 @@ def status(config_path: Path) -> None:
 @config_option
 @click.argument("table")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@overrides
 @handle_errors
-def reset(config_path: Path, table: str, yes: bool) -> None:
+def reset(
+    config_path: Path, table: str, yes: bool, source_db: str | None, target_schema: str | None
+) -> None:
     """Forget a table's watermark so the next sync reloads it from the start."""
     from trackline.status import reset_table
 
     cfg = _cfg(config_path)
     if not yes:
         click.confirm(f"reset the watermark of {table}? its target rows are deleted", abort=True)
-    reset_table(cfg, table)
+    reset_table(cfg, table, source_db, target_schema)
     click.echo(f"{table}: watermark and target rows cleared; the next sync reloads it")
 
 
@@ -158,13 +217,16 @@ def reset(config_path: Path, table: str, yes: bool) -> None:
 @config_option
 @click.argument("table")
 @click.option("--from-batch", type=int, default=1, show_default=True)
+@overrides
 @handle_errors
-def replay(config_path: Path, table: str, from_batch: int) -> None:
+def replay(
+    config_path: Path, table: str, from_batch: int, source_db: str | None, target_schema: str | None
+) -> None:
     """Reload a table's staged batches (from the ledger) into its target, idempotently."""
     from trackline.status import replay_table
 
     cfg = _cfg(config_path)
-    n, rows = replay_table(cfg, table, from_batch)
+    n, rows = replay_table(cfg, table, from_batch, source_db, target_schema)
     click.echo(f"{table}: replayed {n} batches ({rows:,} rows)")
 
 

@@ -13,7 +13,7 @@ from trackline.extract import Relation, open_source
 from trackline.load import StagedFiles, open_warehouse
 from trackline.stage import Stage
 from trackline.state import StateStore
-from trackline.sync import BATCH_COL, dedup_last, resolve
+from trackline.sync import BATCH_COL, merge_into, resolve
 
 
 def _lag(source_now: Any, ts: Any) -> str:
@@ -26,7 +26,9 @@ def _lag(source_now: Any, ts: Any) -> str:
     return f"{secs:,.0f}s"
 
 
-def table_status(cfg: Config) -> list[dict[str, Any]]:
+def table_status(
+    cfg: Config, source_db: str | None = None, target_schema: str | None = None
+) -> list[dict[str, Any]]:
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
@@ -34,7 +36,7 @@ def table_status(cfg: Config) -> list[dict[str, Any]]:
         state.ensure()
         out = []
         for t in cfg.tables:
-            rt = resolve(cfg, t, None, None)
+            rt = resolve(cfg, t, source_db, target_schema)
             st = state.get(rt.key)
             runs = state.last_runs(rt.key, limit=1)
             last = runs[0] if runs else {}
@@ -67,9 +69,11 @@ def table_status(cfg: Config) -> list[dict[str, Any]]:
         wh.close()
 
 
-def reset_table(cfg: Config, name: str) -> None:
+def reset_table(
+    cfg: Config, name: str, source_db: str | None = None, target_schema: str | None = None
+) -> None:
     t = cfg.table(name)
-    rt = resolve(cfg, t, None, None)
+    rt = resolve(cfg, t, source_db, target_schema)
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
@@ -83,7 +87,13 @@ def reset_table(cfg: Config, name: str) -> None:
         wh.close()
 
 
-def replay_table(cfg: Config, name: str, from_batch: int = 1) -> tuple[int, int]:
+def replay_table(
+    cfg: Config,
+    name: str,
+    from_batch: int = 1,
+    source_db: str | None = None,
+    target_schema: str | None = None,
+) -> tuple[int, int]:
     """Reload ledger batches ≥ `from_batch` from the stage, in order, one transaction each.
 
     Append targets: the batch's rows are deleted by `_tl_batch_id` and inserted again.
@@ -91,7 +101,7 @@ def replay_table(cfg: Config, name: str, from_batch: int = 1) -> tuple[int, int]
     version of each key ends on top. Either way a replay is idempotent.
     """
     t = cfg.table(name)
-    rt = resolve(cfg, t, None, None)
+    rt = resolve(cfg, t, source_db, target_schema)
     stage = Stage(cfg.stage)
     wh = open_warehouse(cfg.warehouse, stage=stage)
     wh.connect()
@@ -124,16 +134,12 @@ def replay_table(cfg: Config, name: str, from_batch: int = 1) -> tuple[int, int]
                 target = wh.t(rt.target_schema, rt.target)
                 with wh.transaction():
                     if t.write_mode == "merge" and pk:
-                        data = dedup_last(data, list(pk))
-                        with wh.batch_relation(data, staged) as rel:
-                            match = " AND ".join(f"{rel}.{wh.q(k)} = {target}.{wh.q(k)}" for k in pk)
-                            wh.execute(
-                                f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})"
-                            )
+                        merge_into(wh, rt.target_schema, rt.target, data, staged, list(pk))
                     else:
-                        wh.execute(f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?",
-                                   (b["batch_id"],))
-                    wh.append_arrow(rt.target_schema, rt.target, data, staged)
+                        wh.execute(
+                            f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?", (b["batch_id"],)
+                        )
+                        wh.append_arrow(rt.target_schema, rt.target, data, staged)
                 n += 1
                 rows += data.num_rows
     finally:

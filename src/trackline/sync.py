@@ -606,14 +606,24 @@ class Syncer:
         self.reporter.progress(t.name, data.num_rows)
 
     def _merge(self, rt: ResolvedTable, data: pa.Table, staged: StagedFiles, pk: list[str]) -> None:
-        w = self.wh
-        data = dedup_last(data, pk)
-        target = w.t(rt.target_schema, rt.target)
-        names = data.schema.names
-        with w.batch_relation(data, staged) as rel:
-            match = " AND ".join(f"{rel}.{w.q(k)} = {target}.{w.q(k)}" for k in pk)
-            w.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})")
-            w.execute(f"INSERT INTO {target} ({w.cols(names)}) SELECT {w.cols(names)} FROM {rel}")
+        merge_into(self.wh, rt.target_schema, rt.target, data, staged, pk)
+
+
+def merge_into(
+    w: Warehouse,
+    schema: str,
+    table: str,
+    data: pa.Table,
+    staged: StagedFiles | None,
+    pk: list[str],
+) -> None:
+    """Delete+insert by key (the batch deduplicated first: the last row per key wins)."""
+    data = dedup_last(data, pk)
+    target = w.t(schema, table)
+    with w.batch_relation(data, staged) as rel:
+        match = " AND ".join(f"{rel}.{w.q(k)} = {target}.{w.q(k)}" for k in pk)
+        w.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})")
+    w.append_arrow(schema, table, data, staged)
 
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
