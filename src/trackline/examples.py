@@ -76,16 +76,19 @@ marts:
       time: update_time
       tie_breaker: id
       history_name: uti
+      sort_key: [update_time, order_id]   # Redshift SORTKEY of the mart and its history
     followers:
       - table: mart_ecs_order_info
         source: ecs_order_info
         kind: one_per_key
         history_name: ecs
         on_reactivation: restore
+        sort_key: [partner_id, add_time, order_id]
       - table: mart_uni_tracking_spath
         source: uni_tracking_spath
         kind: events
         time: pathTime
         event_key: [id]
         history_name: uts
+        sort_key: [pathTime, code, order_id]
 """

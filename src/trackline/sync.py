@@ -620,10 +620,11 @@ def merge_into(
     """Delete+insert by key (the batch deduplicated first: the last row per key wins)."""
     data = dedup_last(data, pk)
     target = w.t(schema, table)
-    with w.batch_relation(data, staged) as rel:
+    names = data.schema.names
+    with w.batch_relation(data, staged) as rel:  # loaded once, used by both statements
         match = " AND ".join(f"{rel}.{w.q(k)} = {target}.{w.q(k)}" for k in pk)
         w.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})")
-    w.append_arrow(schema, table, data, staged)
+        w.execute(f"INSERT INTO {target} ({w.cols(names)}) SELECT {w.cols(names)} FROM {rel}")
 
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)

@@ -20,10 +20,11 @@ import sqlglot
 from click.testing import CliRunner
 from sqlglot import exp
 
+from tests.redshift_checks import Sent, from_recorded, redshift_problems
 from trackline.config import Config, RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from trackline.load import Column, StagedFiles
-from trackline.load.plan import PLACEHOLDER_ROLE, PLANS, Recorder, record
+from trackline.load.plan import PLACEHOLDER_ROLE, PLANS, Recorder, Statement, record
 from trackline.load.redshift import (
     VARBYTE_MAX_BYTES,
     VARCHAR_MAX_BYTES,
@@ -220,7 +221,7 @@ def test_state_tables_use_wide_varchar_not_text(cfg: Config) -> None:
 
 def test_copy_uses_the_manifest_and_iam_role(sync_sql: list[str]) -> None:
     copies = [s for s in sync_sql if s.startswith("COPY")]
-    assert len(copies) == 4
+    assert len(copies) == 4  # one per table (the merge's batch goes into a temp table)
     pattern = re.compile(
         r'COPY "settlement_public"\."uni_tracking_info_raw" '
         r'\("id", "order_id", "status", "update_time", "_tl_batch_id"\)\n'
@@ -258,11 +259,15 @@ def test_merge_deletes_by_key_with_exists_then_inserts(sync_sql: list[str]) -> N
         'DELETE FROM "settlement_public"."settlement_claim_detail" WHERE EXISTS '
         '(SELECT 1 FROM "_tl_batch_1" WHERE "_tl_batch_1"."ID" = '
         '"settlement_public"."settlement_claim_detail"."ID")',
-        'INSERT INTO "settlement_public"."settlement_claim_detail" '
-        '("ID", "amount", "update_at", "_tl_batch_id") '
-        'SELECT "ID", "amount", "update_at", "_tl_batch_id" FROM "_tl_batch_1"',
+        'INSERT INTO "settlement_public"."settlement_claim_detail" ("ID", "amount", '
+        '"update_at", "_tl_batch_id") SELECT "ID", "amount", "update_at", "_tl_batch_id" '
+        'FROM "_tl_batch_1"',
         'DROP TABLE IF EXISTS "_tl_batch_1"',
     ]
+    # the batch is COPYed from S3 once (into the temp table) and used by both statements
+    assert not any(
+        s.startswith('COPY "settlement_public"."settlement_claim_detail"') for s in sync_sql
+    )
 
 
 def test_full_snapshot_empties_with_delete_in_the_load_transaction(sync_sql: list[str]) -> None:
@@ -314,8 +319,8 @@ def test_upkeep_only_when_svv_table_info_says_so(cfg: Config) -> None:
 
 
 def test_plans_are_a_registry_and_unknown_commands_are_named(cfg: Config) -> None:
-    assert {"sync", "state"} <= set(PLANS)
-    with pytest.raises(ConfigError, match="knows: .*state.*sync"):
+    assert {"sync", "state", "cycle"} <= set(PLANS)
+    with pytest.raises(ConfigError, match="knows: cycle, state, sync"):
         render_plan(cfg, "marts-typo")
 
 
@@ -346,6 +351,309 @@ def test_sql_command_prints_the_plan(cfg: Config, tmp_path: Path) -> None:
     assert "FORMAT AS PARQUET\nMANIFEST;" in result.output
     bad = CliRunner().invoke(main, ["sql", "-c", str(path), "nope"])
     assert bad.exit_code == 2 and "knows:" in bad.output
+
+
+# ------------------------------------------------------------------ the cycle's mart steps
+
+MART = '"settlement_ods"'
+
+
+@pytest.fixture
+def cycle_cfg(cfg: Config) -> Config:
+    """`cfg` plus ecs_order_info and the order-tracking retention group, with the seeds' sort
+    keys (seed 004 §4.3)."""
+    con = sqlite3.connect(cfg.sources["kuaisong"].path)  # type: ignore[union-attr]
+    con.execute(
+        "CREATE TABLE ecs_order_info (id INTEGER PRIMARY KEY, order_id INTEGER, "
+        "partner_id INTEGER, add_time DATETIME)"
+    )
+    con.commit()
+    con.close()
+    data = cfg.model_dump(by_alias=True)
+    data["tables"].append(
+        {"name": "ecs_order_info", "target_schema": "settlement_public", "dist_key": "order_id",
+         "cdc": {"strategy": "hybrid", "cursor": "add_time", "id": "id"}}
+    )  # fmt: skip
+    data["marts"] = [
+        {"name": "order_tracking", "followers": [
+            {"table": "mart_ecs_order_info", "source": "ecs_order_info", "kind": "one_per_key",
+             "history_name": "ecs", "sort_key": ["partner_id", "add_time", "order_id"]},
+            {"table": "mart_uni_tracking_spath", "source": "uni_tracking_spath",
+             "kind": "events", "time": "pathTime", "event_key": ["id"], "history_name": "uts",
+             "sort_key": ["pathTime", "code", "order_id"]},
+        ]}
+    ]  # fmt: skip
+    return Config.model_validate(data)
+
+
+@pytest.fixture
+def cycle_plan(cycle_cfg: Config) -> list[Statement]:
+    """`trackline sql --engine redshift cycle`, statements with their parameters."""
+    recorders: list[Recorder] = []
+
+    def plan(rec: Recorder) -> None:
+        PLANS["cycle"](cycle_cfg, rec)
+        recorders.append(rec)
+
+    record(cycle_cfg, plan)
+    return recorders[0].recorded
+
+
+@pytest.fixture
+def cycle_sql(cycle_plan: list[Statement]) -> list[str]:
+    # the one history period of the plan, whatever today's half-year is
+    return [re.sub(r"(hist_\w+?)_\d{4}_h[12]", r"\1_P", s.sql) for s in cycle_plan]
+
+
+def _after(statements: list[str], start: int, prefix: str) -> int:
+    return next(i for i in range(start, len(statements)) if statements[i].startswith(prefix))
+
+
+def test_cycle_plan_is_redshift_sql(cycle_plan: list[Statement]) -> None:
+    """Every statement of the cycle plan (sync, marts, raw trim) passes the same checks as
+    the statements sent in compat mode: parses as redshift, no forbidden form, parameters only
+    where Redshift can prepare them, no correlated subquery it cannot decorrelate."""
+    sent = from_recorded(cycle_plan)
+    assert len(sent) > 250
+    bad = {s.sql: p for s in sent if (p := redshift_problems(s))}
+    assert not bad, bad
+    period = {m for s in sent for m in re.findall(r"hist_uti_(\d{4}_h[12])", s.sql)}
+    assert len(period) == 1  # the current half-year
+
+
+def test_cycle_plan_shows_the_marts_after_the_sync(cycle_sql: list[str]) -> None:
+    last_copy = max(i for i, s in enumerate(cycle_sql) if s.startswith("COPY"))
+    first_mart = min(i for i, s in enumerate(cycle_sql) if f'{MART}."mart_' in s)
+    assert 0 < last_copy < first_mart
+    # anchor, then the one_per_key follower, then events, then the raw buffers
+    order = [
+        _after(cycle_sql, first_mart, f'INSERT INTO {MART}."{t}" (') for t in (
+            "mart_uni_tracking_info", "mart_ecs_order_info", "mart_uni_tracking_spath")
+    ]  # fmt: skip
+    raw_trim = _after(cycle_sql, first_mart, 'DELETE FROM "settlement_public"."uni_tracking_info')
+    assert order == sorted(order) and order[-1] < raw_trim
+    assert cycle_sql[-2].startswith('INSERT INTO "trackline"."runs"')  # the cycle's run row
+
+
+def test_cycle_plan_mart_and_history_ddl_carry_distkey_and_sortkey(cycle_sql: list[str]) -> None:
+    assert (
+        f'CREATE TABLE IF NOT EXISTS {MART}."mart_uni_tracking_info" (\n'
+        '  "id" BIGINT,\n  "order_id" BIGINT,\n  "status" VARCHAR(65535),\n'
+        '  "update_time" TIMESTAMP\n'
+        ') DISTKEY("order_id") SORTKEY("update_time", "order_id")'
+    ) in cycle_sql
+    keys = {
+        "uni_tracking_info": ("uti", 'SORTKEY("update_time", "order_id")'),
+        "ecs_order_info": ("ecs", 'SORTKEY("partner_id", "add_time", "order_id")'),
+        "uni_tracking_spath": ("uts", 'SORTKEY("pathTime", "code", "order_id")'),
+    }
+    for table, (name, sort) in keys.items():
+        for target in (f"mart_{table}", f"hist_{name}_P"):
+            ddl = [
+                s
+                for s in cycle_sql
+                if s.startswith(f'CREATE TABLE IF NOT EXISTS {MART}."{target}"')
+            ]
+            assert len(ddl) == 1, target
+            assert ddl[0].endswith(f') DISTKEY("order_id") {sort}'), ddl[0]
+        view = next(
+            s
+            for s in cycle_sql
+            if s.startswith(f'CREATE OR REPLACE VIEW {MART}."mart_{table}_hist"')
+        )
+        assert view.endswith(f'FROM {MART}."hist_{name}_P" WITH NO SCHEMA BINDING')
+    assert not [s for s in cycle_sql if "INDEX" in s or "ON CONFLICT" in s]
+
+
+def _temp(statements: list[str], prefix: str, start: int = 0) -> tuple[int, str]:
+    """(index, quoted name) of the next CREATE TEMPORARY TABLE "<prefix>…"."""
+    i = _after(statements, start, f'CREATE TEMPORARY TABLE "{prefix}')
+    return i, '"' + statements[i].split('"')[1] + '"'
+
+
+def test_cycle_plan_anchor_replace_reactivate_archive_check_trim(cycle_sql: list[str]) -> None:
+    """The anchor's chunk: one transaction, steps in the order DESIGN §7 gives."""
+    mart, hist = f'{MART}."mart_uni_tracking_info"', f'{MART}."hist_uti_P"'
+    raw = '"settlement_public"."uni_tracking_info_raw"'
+    cols = '"id", "order_id", "status", "update_time"'
+    i, new = _temp(cycle_sql, "_tl_new_")
+    assert cycle_sql[i] == (
+        f'CREATE TEMPORARY TABLE {new} ("id" BIGINT, "order_id" BIGINT, '
+        '"status" VARCHAR(65535), "update_time" TIMESTAMP) DISTKEY("order_id")'
+    )
+    assert cycle_sql[i + 1 : i + 8] == [
+        f"INSERT INTO {new} ({cols}) SELECT {cols} FROM (SELECT {cols}, ROW_NUMBER() OVER "
+        '(PARTITION BY "order_id" ORDER BY "update_time" DESC, "id" DESC) AS _tl_rn '
+        f'FROM {raw} WHERE "_tl_batch_id" > ? AND "_tl_batch_id" <= ? '
+        'AND "order_id" IS NOT NULL) r WHERE _tl_rn = 1',
+        # never let an older version replace a newer one
+        f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m WHERE "
+        f'm."order_id" = {new}."order_id" AND m."update_time" > {new}."update_time")',
+        f"SELECT COUNT(*) FROM {new}",
+        # replace by key, no time window
+        f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {new} n "
+        f'WHERE n."order_id" = {mart}."order_id")',
+        f"INSERT INTO {mart} ({cols}) SELECT {cols} FROM {new}",
+        # 1. reactivation: the keys of this batch leave history
+        f"SELECT COUNT(*) FROM {hist} WHERE EXISTS (SELECT 1 FROM {new} n "
+        f'WHERE n."order_id" = {hist}."order_id")',
+        f"DELETE FROM {hist} WHERE EXISTS (SELECT 1 FROM {new} n "
+        f'WHERE n."order_id" = {hist}."order_id")',
+    ]
+    begin = max(j for j in range(i) if cycle_sql[j] == "BEGIN")
+    chunk = cycle_sql[begin : _after(cycle_sql, i, "COMMIT")]
+    assert "BEGIN" not in chunk[1:]  # one transaction
+    # 2. archive: rows past the cutoff into the period table (created on demand), guarded
+    m_cols = ", ".join(f"m.{c}" for c in cols.split(", "))
+    archive = chunk.index(
+        f"INSERT INTO {hist} ({cols}) SELECT {m_cols} "
+        f'FROM {mart} m WHERE m."update_time" >= ? AND m."update_time" < ? '
+        'AND m."update_time" < ? AND NOT EXISTS (SELECT 1 FROM '
+        f'{hist} h WHERE h."order_id" = m."order_id")'
+    )
+    assert any(s.startswith(f"CREATE TABLE IF NOT EXISTS {hist} (") for s in chunk[:archive])
+    # 3. safety check: past the cutoff and not in history (this version) -> exceptions
+    c, exc = _temp(chunk, "_tl_exc_", archive)
+    assert chunk[c] == f"CREATE TEMPORARY TABLE {exc} (k VARCHAR(256))"
+    assert chunk[c + 1] == (
+        f'INSERT INTO {exc} (k) SELECT DISTINCT CAST(m."order_id" AS VARCHAR(256)) '
+        f'FROM {mart} m WHERE m."update_time" >= ? AND m."update_time" < ? '
+        f'AND m."update_time" < ? AND NOT EXISTS (SELECT 1 FROM {hist} h '
+        'WHERE h."order_id" = m."order_id" AND h."update_time" = m."update_time")'
+    )
+    opened = _after(chunk, c, f'INSERT INTO {MART}."order_tracking_exceptions" (id, ')
+    assert "ROW_NUMBER() OVER (ORDER BY x.k)" in chunk[opened]
+    # 4. trim: archived (key + time) and no open exception
+    cond = (
+        f'{mart}."update_time" >= ? AND {mart}."update_time" < ? AND {mart}."update_time" < ? '
+        f'AND EXISTS (SELECT 1 FROM {hist} h WHERE h."order_id" = {mart}."order_id" '
+        f'AND h."update_time" = {mart}."update_time") AND NOT EXISTS (SELECT 1 FROM '
+        f"{MART}.\"order_tracking_exceptions\" e WHERE e.status = 'open' AND e.table_name = ? "
+        f'AND e.key_value = CAST({mart}."order_id" AS VARCHAR(256)))'
+    )
+    departures = chunk.index(
+        'INSERT INTO "trackline"."order_tracking_departures" ("order_id", period, seq) '
+        f'SELECT {mart}."order_id", ?, ? FROM {mart} WHERE {cond}'
+    )
+    trim = chunk.index(f"DELETE FROM {mart} WHERE {cond}")
+    assert archive < c < opened < departures < trim
+    assert chunk[-2:] == [
+        'DELETE FROM "trackline"."mart_progress" WHERE mart = ? AND raw_table = ?',
+        'INSERT INTO "trackline"."mart_progress" (mart, raw_table, last_batch_id, updated_at) '
+        "VALUES (?, ?, ?, ?)",
+    ]
+
+
+def test_cycle_plan_follower_restores_and_follows_its_anchor(cycle_sql: list[str]) -> None:
+    mart, hist = f'{MART}."mart_ecs_order_info"', f'{MART}."hist_ecs_P"'
+    cols = '"id", "order_id", "partner_id", "add_time"'
+    r, name = _temp(cycle_sql, "_tl_react_")
+    assert cycle_sql[r] == f'CREATE TEMPORARY TABLE {name} ("order_id" BIGINT) DISTKEY("order_id")'
+    found = f'EXISTS (SELECT 1 FROM {name} x WHERE x."order_id" = {hist}."order_id")'
+    absent = f'(SELECT 1 FROM {mart} m WHERE m."order_id" = {hist}."order_id")'
+    restore = cycle_sql.index(
+        f"INSERT INTO {mart} ({cols}) SELECT "
+        + ", ".join(f"{hist}.{c}" for c in cols.split(", "))
+        + f" FROM {hist} WHERE {found} AND NOT EXISTS {absent}"
+    )
+    assert cycle_sql[restore + 1] == f"DELETE FROM {hist} WHERE {found} AND EXISTS {absent}"
+    # departed keys archive into their anchor row's period, guarded, then trimmed
+    gone = (
+        'EXISTS (SELECT 1 FROM "trackline"."order_tracking_departures" d WHERE '
+        f'd."order_id" = {mart}."order_id" AND d.seq > ? AND d.seq <= ? AND d.period = ?) '
+        f'AND NOT EXISTS (SELECT 1 FROM {MART}."mart_uni_tracking_info" a '
+        f'WHERE a."order_id" = {mart}."order_id")'
+    )
+    archive = _after(cycle_sql, restore, f"INSERT INTO {hist} ")
+    assert cycle_sql[archive].endswith(
+        f"FROM {mart} WHERE {gone} AND NOT EXISTS (SELECT 1 FROM {hist} h "
+        f'WHERE h."order_id" = {mart}."order_id")'
+    )
+    trim = _after(cycle_sql, archive, f"DELETE FROM {mart} WHERE {gone} AND EXISTS")
+    assert "e.status = 'open'" in cycle_sql[trim]
+
+
+def test_cycle_plan_events_archive_by_their_own_time_and_raw_is_trimmed(
+    cycle_sql: list[str],
+) -> None:
+    mart, hist = f'{MART}."mart_uni_tracking_spath"', f'{MART}."hist_uts_P"'
+    t = '"pathTime"'
+    assert any(
+        s.startswith(f"INSERT INTO {hist} (")
+        and s.endswith(
+            f"FROM {mart} m WHERE m.{t} >= ? AND m.{t} < ? AND m.{t} < ? AND NOT EXISTS "
+            f'(SELECT 1 FROM {hist} h WHERE h."id" = m."id")'
+        )
+        for s in cycle_sql
+    )
+    assert any(
+        s.startswith(f"DELETE FROM {mart} WHERE {mart}.{t} >= ? AND ")
+        and f'h."id" = {mart}."id" AND h.{t} = {mart}.{t}' in s
+        for s in cycle_sql
+    )
+    # raw buffers with a time cursor (spath is read by id here: it has no data-time buffer)
+    for raw, cursor in (
+        ("uni_tracking_info_raw", "update_time"),
+        ("ecs_order_info_raw", "add_time"),
+    ):
+        assert (
+            f'DELETE FROM "settlement_public"."{raw}" WHERE "_tl_batch_id" <= ? AND "{cursor}" < ?'
+        ) in cycle_sql
+
+
+def test_sql_command_prints_the_cycle_plan(cycle_cfg: Config, tmp_path: Path) -> None:
+    import yaml
+
+    from trackline.load.cli import register
+
+    path = tmp_path / "cycle.yml"
+    path.write_text(yaml.safe_dump(cycle_cfg.model_dump(mode="json", by_alias=True)))
+
+    @click.group()
+    def main() -> None: ...
+
+    register(main)
+    result = CliRunner().invoke(main, ["sql", "--engine", "redshift", "-c", str(path), "cycle"])
+    assert result.exit_code == 0, result.output
+    assert "FORMAT AS PARQUET\nMANIFEST;" in result.output
+    assert 'SORTKEY("partner_id", "add_time", "order_id");' in result.output
+    assert "WITH NO SCHEMA BINDING;" in result.output
+
+
+def test_the_checks_catch_what_redshift_refuses() -> None:
+    """The checker itself (tests/redshift_checks.py): Redshift refuses each of these."""
+    refused = [
+        Sent("TRUNCATE t", (), True),
+        Sent("DELETE FROM t WHERE k NOT IN (SELECT k FROM u)", (), False),
+        Sent("SELECT 1 FROM t WHERE a IS DISTINCT FROM b", (), False),
+        Sent("INSERT INTO t (k) SELECT k FROM u ON CONFLICT (k) DO NOTHING", (), False),
+        Sent("CREATE INDEX t_ix ON t (k)", (), False),
+        Sent("CREATE TEMPORARY TABLE x AS SELECT k FROM t WHERE b > ?", (1,), True),
+        Sent("SELECT ROW_NUMBER() OVER (PARTITION BY k) FROM t", (), False),
+        Sent("SELECT k FROM t WHERE k IN (SELECT k FROM u LIMIT 1)", (), False),
+        Sent(  # skip-level correlation (the Redshift guide's example)
+            "SELECT e.n FROM e WHERE NOT EXISTS (SELECT 1 FROM l WHERE NOT EXISTS "
+            "(SELECT 1 FROM s WHERE e.id = s.id))",
+            (),
+            False,
+        ),
+        Sent(  # correlated subquery with a window function
+            "SELECT 1 FROM t WHERE EXISTS (SELECT SUM(u.v) OVER (ORDER BY u.v) FROM u "
+            "WHERE u.k = t.k)",
+            (),
+            False,
+        ),
+    ]
+    for s in refused:
+        assert redshift_problems(s), s.sql
+    accepted = Sent(
+        'DELETE FROM "m"."t" WHERE EXISTS (SELECT 1 FROM "n" n WHERE n."k" = "m"."t"."k") '
+        'AND NOT EXISTS (SELECT 1 FROM "e" e WHERE e.k = CAST("m"."t"."k" AS VARCHAR(256))) '
+        'AND "m"."t"."b" > ?',
+        (1,),
+        True,
+    )
+    assert redshift_problems(accepted) == []
 
 
 # ------------------------------------------------------------------ VARCHAR limit

@@ -39,10 +39,11 @@ def register(main: click.Group) -> None:
         stage_url: str | None,
         command: str,
     ) -> None:
-        """Print the SQL that COMMAND (sync, state, …) would run, as for a first run.
+        """Print the SQL that COMMAND (sync, state, cycle) would run, as for a first run.
 
         Sources are read for their metadata only (columns, keys, clock); `?` marks a bound
-        parameter.
+        parameter. `cycle` adds, after the sync, every mart step of a cycle as if each had
+        work to do, with one history period (the current half-year).
         """
         from trackline.config import load_config
         from trackline.load.redshift import render_plan

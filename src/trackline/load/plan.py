@@ -7,15 +7,20 @@ to the stage. Sources are opened for metadata only (column types, primary keys, 
 table is scanned and no row is read; each table's plan shows its first batch.
 
 A command's plan is a function in `PLANS` (a plain dict) that takes the config and the recorder
-and calls library functions with it; `record` runs any such function. The mart engine registers
-its own plan there (``PLANS["mart"] = …``).
+and calls library functions with it; `record` runs any such function.
+
+``cycle`` is the real `run_cycle_on` over the plan's sync, with the mart engine in plan mode
+(`trackline.marts.engine.MartPlan`): the marts read the raw columns the plan created, and as
+a warehouse that answers no rows would make every mart step skip its work, each step shows its
+statements as if it had some, with one history period (the current half-year). Cutoffs and
+batch ranges are bound parameters (``?``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -27,6 +32,9 @@ from trackline.load.base import Column, StagedFiles
 from trackline.load.redshift import Redshift
 from trackline.load.stagefiles import TRANSIENT_PREFIX
 from trackline.stage import Stage
+
+if TYPE_CHECKING:
+    from trackline.sync import Syncer, TableResult
 
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/trackline-copy"
 """Used when the config's warehouse is not Redshift and no --iam-role is given."""
@@ -47,7 +55,7 @@ class Recorder(Redshift):
         super().__init__(config)
         self.stage_url = stage_url.rstrip("/")
         self.recorded: list[Statement] = []
-        self._tables: dict[tuple[str, str], list[str]] = {}
+        self._tables: dict[tuple[str, str], list[Column]] = {}
         self._transient = 0
         self._temps = 0
 
@@ -97,15 +105,23 @@ class Recorder(Redshift):
         super().create_table(
             schema, table, columns, primary_key=primary_key, dist_key=dist_key, sort_key=sort_key
         )
-        self._tables[(schema, table)] = [c.name for c in columns]
+        self._tables[(schema, table)] = list(columns)
 
     def add_column(self, schema: str, table: str, column: Column) -> None:
         super().add_column(schema, table, column)
-        self._tables.setdefault((schema, table), []).append(column.name)
+        self._tables.setdefault((schema, table), []).append(column)
+
+    def columns(self, schema: str, table: str) -> list[Column]:
+        """The columns of a table this plan created ([] for any other table)."""
+        return list(self._tables.get((schema, table), []))
 
     def column_names(self, schema: str, table: str) -> list[str]:
         super().column_names(schema, table)
-        return list(self._tables.get((schema, table), []))
+        return [c.name for c in self.columns(schema, table)]
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        super().table_exists(schema, table)
+        return (schema, table) in self._tables
 
     # the stage is neither read nor written
     def _check_staged(self, data: pa.Table, staged: StagedFiles) -> list[str]:
@@ -171,12 +187,11 @@ def plan_state(cfg: Config, rec: Recorder) -> None:
     StateStore(rec, cfg.state_schema).ensure()
 
 
-def plan_sync(cfg: Config, rec: Recorder) -> None:
+def plan_syncer(cfg: Config, rec: Recorder) -> Syncer:
+    """The real sync loop, over metadata-only sources and a stage that writes nothing."""
     from trackline.sync import Syncer
 
     class PlanSyncer(Syncer):
-        """The real sync loop, over metadata-only sources and a stage that writes nothing."""
-
         def source(self, rt: Any) -> Source:
             return _MetadataSource(super().source(rt))
 
@@ -185,16 +200,36 @@ def plan_sync(cfg: Config, rec: Recorder) -> None:
 
     syncer = PlanSyncer(cfg, rec)
     syncer.stage = _NoWriteStage(StageConfig(url=rec.stage_url))
-    try:
-        results = syncer.sync()
-    finally:
-        syncer.close()
+    return syncer
+
+
+def _require_ok(results: Sequence[TableResult]) -> None:
     for r in results:
         if r.status != "ok":
             raise ConfigError(f"cannot plan table {r.table}: {r.error}")
 
 
-PLANS: dict[str, PlanFn] = {"state": plan_state, "sync": plan_sync}
+def plan_sync(cfg: Config, rec: Recorder) -> None:
+    syncer = plan_syncer(cfg, rec)
+    try:
+        results = syncer.sync()
+    finally:
+        syncer.close()
+    _require_ok(results)
+
+
+def plan_cycle(cfg: Config, rec: Recorder) -> None:
+    from trackline.marts.cycle import run_cycle_on
+    from trackline.marts.engine import MartPlan
+    from trackline.marts.history import Period
+    from trackline.state import utcnow
+
+    plan = MartPlan(raw_columns=rec.columns, period=Period.of(utcnow()))
+    summary = run_cycle_on(cfg, rec, syncer=plan_syncer(cfg, rec), plan=plan)
+    _require_ok(summary.sync)
+
+
+PLANS: dict[str, PlanFn] = {"state": plan_state, "sync": plan_sync, "cycle": plan_cycle}
 
 
 class _MetadataSource(Source):

@@ -22,6 +22,11 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
 - VARCHAR holds at most 65,535 bytes: checked in the Arrow data before COPY (`copy_ready`).
 - TRUNCATE commits (`TRUNCATE_COMMITS`), anti-joins use NOT EXISTS (`KEYED_INSERT`), there
   are no indexes (`create_unique_index` does nothing), VACUUM runs outside transactions.
+- Views are late-binding (``WITH NO SCHEMA BINDING``, `view_options`): the history union
+  views never pin the period tables they read.
+- Only SELECT, INSERT, UPDATE and DELETE take bound parameters (Redshift's PREPARE): DDL,
+  including ``CREATE TABLE … AS``, is sent without any, so temp tables are created, then
+  filled by an INSERT.
 - A serialization conflict (error 1023, SQLSTATE 40001) is a `RetryableWarehouseError`.
 - No advisory locks: `lock` keeps one row per held lock in ``trackline.locks`` (`TableLock`).
 - Quoted identifiers keep their case (``enable_case_sensitive_identifier``), as in PostgreSQL
@@ -33,9 +38,10 @@ binary is ``VARBYTE(1024000)``, the largest; ``uint64`` is ``DECIMAL(20,0)``; ti
 ``VARCHAR(32)`` ("HH:MM:SS.ffffff"), as MySQL TIME already arrives (its range is ±838 h, wider
 than a TIME column), and because Redshift documents no Parquet mapping for a TIME column.
 
-``compat_postgres: true`` runs this same adapter against PostgreSQL: DISTKEY/SORTKEY are
-dropped, VARBYTE becomes BYTEA, and COPY from S3 becomes a client-side COPY of the same files
-(the manifest's entries, read back from the stage, columns still matched by position).
+``compat_postgres: true`` runs this same adapter against PostgreSQL: DISTKEY/SORTKEY and
+``WITH NO SCHEMA BINDING`` are dropped, VARBYTE becomes BYTEA, and COPY from S3 becomes a
+client-side COPY of the same files (the manifest's entries, read back from the stage, columns
+still matched by position; `copy_sql` is the COPY Redshift would have received).
 """
 
 from __future__ import annotations
@@ -222,6 +228,11 @@ class Redshift(TableLock, Postgres):
         """Redshift has no indexes; keys stay unique through the anti-join inserts."""
         return None
 
+    def view_options(self) -> str:
+        # Late binding: the view is not bound to the tables it reads, so a period table can
+        # be dropped, renamed or recreated (and VACUUMed, ALTERed) without CASCADE on the view.
+        return "" if self.compat else " WITH NO SCHEMA BINDING"
+
     # ------------------------------------------------------------------ loading
 
     @contextlib.contextmanager
@@ -362,15 +373,19 @@ class Redshift(TableLock, Postgres):
         if uris:
             stagefiles.discard(self._require_stage(), uris)
 
+    def copy_sql(self, target: str, names: list[str], manifest: str) -> str:
+        """The COPY Redshift runs for one manifest (compat mode sends its PostgreSQL stand-in)."""
+        return (
+            f"COPY {target} ({self.cols(names)})\n"
+            f"FROM {s3_literal(manifest)}\n"
+            f"{self.iam_role}\n"
+            "FORMAT AS PARQUET\n"
+            "MANIFEST"
+        )
+
     def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
         if not self.compat:
-            self.execute(
-                f"COPY {target} ({self.cols(names)})\n"
-                f"FROM {s3_literal(manifest)}\n"
-                f"{self.iam_role}\n"
-                "FORMAT AS PARQUET\n"
-                "MANIFEST"
-            )
+            self.execute(self.copy_sql(target, names, manifest))
             return
         stage = self._require_stage()
         data = stage.read(stagefiles.manifest_urls(stage, manifest))

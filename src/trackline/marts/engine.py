@@ -28,12 +28,17 @@ post-steps and the mart's progress row:
     2–4      archive / check / trim purely by the event's own time
 
 NULL keys never enter a mart: they are counted and logged to the exceptions table.
+
+Plan mode (`MartPlan`, for ``trackline sql --engine redshift cycle``): the same code runs
+against a recording adapter that answers no rows. Raw columns then come from the plan's own
+sync instead of state, every chunk is "the batches after the mart's progress", every count is
+taken to be non-zero (so each step shows its statements), and history holds one period.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +49,7 @@ from trackline.errors import MartError
 from trackline.extract.cdc import shift
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
-from trackline.marts.exceptions import Exceptions
+from trackline.marts.exceptions import Exceptions, key_text
 from trackline.marts.history import HistoryTables, Period, arrow_type, periods_between
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore
@@ -83,6 +88,20 @@ class RawRef:
     columns: list[Column]
 
 
+@dataclass(frozen=True)
+class MartPlan:
+    """What plan mode needs instead of the warehouse's answers (see the module docstring)."""
+
+    raw_columns: Callable[[str, str], list[Column]]
+    """(schema, table) → the raw table's columns as the plan created them ([] if it did not)."""
+    period: Period
+    """The one history period that exists (e.g. the current half-year)."""
+
+    def cutoff(self, unix: bool) -> Any:
+        """A retention cutoff after the whole period: every step past the cutoff has work."""
+        return self.period.bounds(unix)[1]
+
+
 class GroupEngine:
     def __init__(
         self,
@@ -91,8 +110,10 @@ class GroupEngine:
         wh: Warehouse,
         reporter: Reporter | None = None,
         chunk_rows: int = 500_000,
+        plan: MartPlan | None = None,
     ) -> None:
         self.cfg, self.g, self.wh = cfg, group, wh
+        self.plan = plan
         self.state = StateStore(wh, cfg.state_schema)
         self.exc = Exceptions(wh, group.schema_, group.exceptions_table)
         self.reporter = reporter or NullReporter()
@@ -108,13 +129,22 @@ class GroupEngine:
         return self.wh.q(name)
 
     def raw(self, source: str) -> RawRef | None:
+        """The raw table of a `tables:` entry and its source columns (from the watermark)."""
         rt = resolve(self.cfg, self.cfg.table(source), None, None)
-        st = self.state.get(rt.key)
-        schema = (st.watermark.extra or {}).get("schema")
-        if not schema:
+        if self.plan is not None:
+            cols = self.plan.raw_columns(rt.target_schema, rt.target)
+            cols = [c for c in cols if c.name != BATCH_COL]
+        else:
+            st = self.state.get(rt.key)
+            schema = (st.watermark.extra or {}).get("schema") or {}
+            cols = [Column(n, arrow_type(tp)) for n, tp in schema.items()]
+        if not cols:
             return None
-        cols = [Column(n, arrow_type(tp)) for n, tp in schema.items()]
         return RawRef(rt.target_schema, rt.target, rt.key, cols)
+
+    def _some(self, n: int) -> bool:
+        """Whether a step has work: `n` rows, or always in plan mode (to show the statement)."""
+        return n > 0 or self.plan is not None
 
     def _time_is_unix(self, cols: list[Column], time_col: str) -> bool:
         for c in cols:
@@ -152,10 +182,14 @@ class GroupEngine:
             self.g.key,
             index_cols,
             sort_key,
+            periods=[self.plan.period] if self.plan is not None else None,
         )
 
     def _ledger_chunks(self, raw_key: str, after: int) -> Iterator[tuple[int, int, int]]:
         """(lo, hi, rows): consecutive ledger batches (lo, hi] of about chunk_rows rows."""
+        if self.plan is not None:  # the batches after the mart's progress, as one chunk
+            yield after, after + 1, 0
+            return
         lo, rows, hi = after, 0, after
         for b in self.state.batches(raw_key, after=after):
             hi = b["batch_id"]
@@ -343,7 +377,7 @@ class GroupEngine:
             )
             or 0
         )
-        if nulls:
+        if self._some(nulls):
             stats.null_keys += nulls
             stats.exceptions += int(
                 self.exc.record(
@@ -356,30 +390,47 @@ class GroupEngine:
         stats.rows_in += int(
             w.scalar(f"SELECT COUNT(*) FROM {rref} WHERE {b} > ? AND {b} <= ?", (lo, hi)) or 0
         )
-        name = w.temp_name("_tl_new")
+        name = self._temp_table("_tl_new", raw.columns)
         c = w.cols(cols)
         w.execute(
-            f"CREATE TEMPORARY TABLE {self.q(name)} AS SELECT {c} FROM ("
+            f"INSERT INTO {name} ({c}) SELECT {c} FROM ("
             f"SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {w.cols(part)} ORDER BY {order}) "
             f"AS _tl_rn FROM {rref} WHERE {b} > ? AND {b} <= ? AND {k} IS NOT NULL"
             f") r WHERE _tl_rn = 1",
             (lo, hi),
         )
-        return self.q(name)
+        return name
+
+    def _temp_table(self, prefix: str, columns: list[Column]) -> str:
+        """Create an empty session temp table (distributed by the group's key where the engine
+        distributes); returns its quoted name. Created, then filled by an INSERT: DDL takes no
+        bound parameters on Redshift (its PREPARE takes only SELECT, INSERT, UPDATE, DELETE)."""
+        w = self.wh
+        name = self.q(w.temp_name(prefix))
+        typed = ", ".join(f"{self.q(c.name)} {w.sql_type(c.type)}" for c in columns)
+        w.execute(f"CREATE TEMPORARY TABLE {name} ({typed}){w.table_options(self.g.key, None)}")
+        return name
 
     def _drop(self, rel: str) -> None:
         self.wh.execute(f"DROP TABLE IF EXISTS {rel}")
 
     def _count_then(self, count_sql: str, change_sql: str, params: tuple[Any, ...] = ()) -> int:
         n = int(self.wh.scalar(count_sql, params) or 0)
-        if n:
+        if self._some(n):
             self.wh.execute(change_sql, params)
         return n
+
+    def _open_exception(self, mart: str) -> str:
+        """SQL: the mart row's key has no open exception (bind the mart's name)."""
+        return (
+            f"NOT EXISTS (SELECT 1 FROM {self.exc.ref} e WHERE e.status = 'open' "
+            f"AND e.table_name = ? AND e.key_value = {key_text(f'{mart}.{self.q(self.g.key)}')})"
+        )
 
     def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str) -> int:
         w = self.wh
         n = int(w.scalar(f"SELECT COUNT(*) FROM {new}") or 0)
-        if not n:
+        if not self._some(n):
             return 0
         c, k = w.cols(cols), self.q(key)
         if w.KEYED_INSERT == "on_conflict":
@@ -405,7 +456,7 @@ class GroupEngine:
             )
             or 0
         )
-        if not n:
+        if not self._some(n):
             return 0
         if w.KEYED_INSERT == "on_conflict":
             w.execute(
@@ -437,16 +488,11 @@ class GroupEngine:
         """Archive → check → trim for rows whose own time is past MAX(time) − retention."""
         w, k = self.wh, self.q(self.g.key)
         mart, tm = self.t(mart_name), self.q(time_col)
-        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
-        if top is None:
-            return
-        cutoff = shift(top, self.g.retention_seconds)
-        lo = w.scalar(f"SELECT MIN({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
-        if lo is None:
+        past = self._past_cutoff(mart, tm, unix)
+        if past is None:
             stats.add_step("archive", t0)
             return
-        hi = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
-        periods = periods_between(lo, hi)
+        cutoff, periods = past
         c = w.cols(cols)
         on = " AND ".join(f"h.{self.q(x)} = m.{self.q(x)}" for x in match)
         # "In history" for check and trim means THIS version (key + time): a stale row of the
@@ -480,10 +526,7 @@ class GroupEngine:
             )
         checkpoint("mart.after_check")
         t0 = stats.add_step("check", t0)
-        open_exc = (
-            f"NOT EXISTS (SELECT 1 FROM {self.exc.ref} e WHERE e.status = 'open' "
-            f"AND e.table_name = ? AND e.key_value = CAST({mart}.{k} AS VARCHAR(256)))"
-        )
+        open_exc = self._open_exception(mart)
         on_t = " AND ".join(f"h.{self.q(x)} = {mart}.{self.q(x)}" for x in [*match, time_col])
         for p in periods:
             s, e = p.bounds(unix)
@@ -505,6 +548,20 @@ class GroupEngine:
                 params,
             )
         stats.add_step("trim", t0)
+
+    def _past_cutoff(self, mart: str, tm: str, unix: bool) -> tuple[Any, list[Period]] | None:
+        """The cutoff (the data clock MAX(time) − retention) and the periods holding rows past
+        it, or None when no row is past it."""
+        w, plan = self.wh, self.plan
+        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        if top is None and plan is None:
+            return None
+        cutoff = plan.cutoff(unix) if plan else shift(top, self.g.retention_seconds)
+        lo = w.scalar(f"SELECT MIN({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        if lo is None and plan is None:
+            return None
+        hi = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        return cutoff, [plan.period] if plan else periods_between(lo, hi)
 
     # ------------------------------------------------------------------ one_per_key
 
@@ -549,7 +606,7 @@ class GroupEngine:
                 checkpoint("mart.after_insert")
                 t0 = stats.add_step("insert", t0)
                 # 1. reactivation: anchor keys (new since our last look) missing here
-                if a_hi > a_last:
+                if self._some(a_hi - a_last):
                     stats.reactivated += self._reactivate_follower(
                         f, hist, a_raw, a_last, a_hi, cols, stats
                     )
@@ -563,6 +620,8 @@ class GroupEngine:
                         (d_last, d_hi),
                     )
                 ]
+                if self.plan is not None:
+                    periods = [self.plan.period]
                 gone = (
                     f"EXISTS (SELECT 1 FROM {dep} d WHERE d.{k} = {mart}.{k} AND d.seq > ? "
                     f"AND d.seq <= ? AND d.period = ?) AND NOT EXISTS (SELECT 1 FROM {anchor} a "
@@ -598,8 +657,7 @@ class GroupEngine:
                     h = self.t(hist.table(p))
                     cond = (
                         f"{gone} AND EXISTS (SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k}) "
-                        f"AND NOT EXISTS (SELECT 1 FROM {self.exc.ref} e WHERE e.status = 'open' "
-                        f"AND e.table_name = ? AND e.key_value = CAST({mart}.{k} AS VARCHAR(256)))"
+                        f"AND {self._open_exception(mart)}"
                     )
                     stats.trimmed += self._count_then(
                         f"SELECT COUNT(*) FROM {mart} WHERE {cond}",
@@ -631,7 +689,7 @@ class GroupEngine:
                 f"AND NOT EXISTS (SELECT 1 FROM {anchor} a WHERE a.{k} = {new}.{k})"
             )
             moved = int(w.scalar(f"SELECT COUNT(*) FROM {new} WHERE {gone}") or 0)
-            if moved:
+            if self._some(moved):
                 h = self.t(hist.ensure(p))
                 c = w.cols(cols)
                 w.execute(f"INSERT INTO {h} ({c}) SELECT {c} FROM {new} WHERE {gone}")
@@ -656,11 +714,11 @@ class GroupEngine:
             return 0
         araw = w.t(a_raw.schema, a_raw.table)
         b = self.q(BATCH_COL)
-        name = self.q(w.temp_name("_tl_react"))
+        name = self._temp_table("_tl_react", [c for c in a_raw.columns if c.name == self.g.key])
         # Only keys active in the anchor now: a re-read of an archived key that went straight
         # back to history in this cycle is not a reactivation.
         w.execute(
-            f"CREATE TEMPORARY TABLE {name} AS SELECT DISTINCT r.{k} FROM {araw} r "
+            f"INSERT INTO {name} ({k}) SELECT DISTINCT r.{k} FROM {araw} r "
             f"WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL "
             f"AND NOT EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = r.{k}) "
             f"AND EXISTS (SELECT 1 FROM {self.t(self.g.anchor.table)} a WHERE a.{k} = r.{k})",

@@ -15,6 +15,16 @@ from trackline.errors import MartError
 from trackline.load import Column, Warehouse
 from trackline.state import utcnow
 
+KEY_TYPE = "VARCHAR(256)"
+"""Keys are compared with `key_value` as ``CAST(key AS VARCHAR(256))`` (quality/results.py
+uses the same cast)."""
+
+
+def key_text(expr: str) -> str:
+    """SQL for a key as the text stored in `key_value`."""
+    return f"CAST({expr} AS {KEY_TYPE})"
+
+
 COLUMNS = [
     Column("id", pa.int64(), nullable=False),
     Column("check_name", pa.string()),
@@ -69,12 +79,14 @@ class Exceptions:
         w = self.wh
         now = utcnow()
         tmp = w.temp_name("_tl_exc")
-        w.execute(
-            f"CREATE TEMPORARY TABLE {w.q(tmp)} AS SELECT DISTINCT "
-            f"CAST({key_sql} AS VARCHAR(256)) AS k {from_where}",
-            params,
-        )
+        # Created, then filled: no bound parameters in DDL (Redshift prepares only
+        # SELECT, INSERT, UPDATE and DELETE).
+        w.execute(f"CREATE TEMPORARY TABLE {w.q(tmp)} (k {KEY_TYPE})")
         try:
+            w.execute(
+                f"INSERT INTO {w.q(tmp)} (k) SELECT DISTINCT {key_text(key_sql)} {from_where}",
+                params,
+            )
             w.execute(
                 f"UPDATE {self.ref} SET last_seen = ? WHERE status = 'open' AND check_name = ? "
                 f"AND table_name = ? AND EXISTS (SELECT 1 FROM {w.q(tmp)} x "

@@ -112,7 +112,11 @@ def arrow_type(text: str) -> pa.DataType:
 
 
 class HistoryTables:
-    """Creates period tables on demand and keeps the `<mart>_hist` view current."""
+    """Creates period tables on demand and keeps the `<mart>_hist` view current.
+
+    `periods` fixes the periods that exist instead of listing the schema: the plan of
+    `trackline sql … cycle` shows one representative period against a warehouse it never reads.
+    """
 
     def __init__(
         self,
@@ -125,15 +129,19 @@ class HistoryTables:
         key: str,
         index_cols: list[str],
         sort_key: list[str] | None,
+        periods: list[Period] | None = None,
     ) -> None:
         self.wh, self.schema, self.prefix, self.name = wh, schema, prefix, name
         self.mart, self.columns, self.key = mart, columns, key
         self.index_cols, self.sort_key = index_cols, sort_key
+        self.periods = periods
 
     def table(self, p: Period) -> str:
         return f"{self.prefix}{self.name}_{p.suffix}"
 
     def existing(self) -> list[Period]:
+        if self.periods is not None:
+            return list(self.periods)
         out = []
         stem = f"{self.prefix}{self.name}_"
         for t in self.wh.list_tables(self.schema, stem):
@@ -165,4 +173,5 @@ class HistoryTables:
         w.execute(
             f"CREATE OR REPLACE VIEW {w.t(self.schema, self.view_name())} AS "
             + " UNION ALL ".join(parts)
+            + w.view_options()
         )
