@@ -91,4 +91,26 @@ marts:
         event_key: [id]
         history_name: uts
         sort_key: [pathTime, code, order_id]
+
+quality:
+  freshness_seconds: 3600         # newest anchor row vs the source clock
+  slow_cycle_seconds: 600
+  checks:                         # your own: a SELECT returning the offending rows
+    - name: delivered_without_scan
+      severity: warning
+      key: order_id
+      sql: >
+        SELECT u.order_id FROM settlement_ods.mart_uni_tracking_info u
+        WHERE u.state = 5 AND NOT EXISTS (SELECT 1 FROM settlement_ods.mart_uni_tracking_spath s
+        WHERE s.order_id = u.order_id AND s.code = 500)
+  alerts:
+    log: true
+    # webhook: {url: "${TRACKLINE_WEBHOOK_URL}"}
+    # smtp: {host: smtp.example.com, user: alerts, password: "${SMTP_PASSWORD}",
+    #        sender: trackline@example.com, recipients: [data-team@example.com]}
+
+schedule:                         # `trackline run`
+  cycle_minutes: 15
+  checks_hour: 3                  # UTC
+  maintenance_hour: 4
 """
