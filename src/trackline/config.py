@@ -171,6 +171,9 @@ class StageConfig(Model):
     secret_access_key: SecretStr | None = None
     retention_days: int = 7
     """Staged files are kept this long as a replay buffer, then pruned."""
+    files_per_batch: int = Field(default=1, ge=1, le=1024)
+    """Split each batch into this many Parquet files of similar size (Redshift COPY loads one
+    file per slice in parallel: use a multiple of the cluster's slice count)."""
 
 
 # --------------------------------------------------------------------------- tables

@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -93,27 +94,35 @@ class Stage:
             f"year={when:%Y}/month={when:%m}/day={when:%d}"
         )
         base = f"{folder}/{table}_{when:%Y%m%d_%H%M%S}_{batch_id}"
-        data_path = f"{base}.parquet"
-        buf = io.BytesIO()
-        pq.write_table(data, buf, compression="zstd", row_group_size=1 << 20)
-        payload = buf.getvalue()
-        self._put(data_path, payload)
-        manifest = {
-            "entries": [
+        parts = self._split(data)
+        entries, uris, digest, size = [], [], hashlib.sha256(), 0
+        for i, part in enumerate(parts, start=1):
+            data_path = f"{base}.parquet" if len(parts) == 1 else f"{base}.p{i}.parquet"
+            buf = io.BytesIO()
+            pq.write_table(part, buf, compression="zstd", row_group_size=1 << 20)
+            payload = buf.getvalue()
+            self._put(data_path, payload)
+            digest.update(payload)
+            size += len(payload)
+            uris.append(self.uri(data_path))
+            entries.append(
                 {
                     "url": self.uri(data_path),
                     "mandatory": True,
-                    "meta": {"content_length": len(payload), "record_count": data.num_rows},
+                    "meta": {"content_length": len(payload), "record_count": part.num_rows},
                 }
-            ]
-        }
-        self._put(f"{base}.manifest", json.dumps(manifest, indent=1).encode())
-        return StagedFiles(
-            (self.uri(data_path),),
-            self.uri(f"{base}.manifest"),
-            hashlib.sha256(payload).hexdigest(),
-            len(payload),
-        )
+            )
+        self._put(f"{base}.manifest", json.dumps({"entries": entries}, indent=1).encode())
+        return StagedFiles(tuple(uris), self.uri(f"{base}.manifest"), digest.hexdigest(), size)
+
+    def _split(self, data: pa.Table) -> builtins.list[pa.Table]:
+        """`files_per_batch` parts of (nearly) equal row counts: COPY loads files in parallel,
+        one per slice, best when they are of similar size (AWS: a multiple of the slices)."""
+        n = max(1, min(self.config.files_per_batch, data.num_rows))
+        if n == 1:
+            return [data]
+        bounds = [data.num_rows * i // n for i in range(n + 1)]
+        return [data.slice(a, b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
 
     def _put(self, path: str, payload: bytes) -> None:
         try:
@@ -169,7 +178,8 @@ class Stage:
 
     def delete(self, uri: str) -> None:
         path = self._path(uri)
-        for p in (path, path.removesuffix(".parquet") + ".manifest"):
+        base = re.sub(r"\.p\d+$", "", path.removesuffix(".parquet"))
+        for p in (path, base + ".manifest"):
             try:
                 self.fs.delete_file(p)
             except (FileNotFoundError, OSError):
