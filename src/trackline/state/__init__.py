@@ -205,44 +205,6 @@ class StateStore:
 
     # ------------------------------------------------------------------ run history
 
-    def start_run(self, command: str, table_key: str | None = None) -> str:
-        run_id = uuid.uuid4().hex[:16]
-        with self.wh.transaction():
-            self.wh.execute(
-                f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, status) "
-                "VALUES (?, ?, ?, ?, 'running')",
-                (run_id, command, table_key, utcnow()),
-            )
-        return run_id
-
-    def finish_run(
-        self,
-        run_id: str,
-        table_key: str | None,
-        status: str,
-        rows: int,
-        seconds: float,
-        error: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        with self.wh.transaction():
-            self.wh.execute(
-                f"UPDATE {self.t('runs')} SET finished_at = ?, status = ?, rows_moved = ?, "
-                "seconds = ?, error = ?, detail = ? WHERE run_id = ? AND "
-                "(table_key = ? OR (table_key IS NULL AND ? IS NULL))",
-                (
-                    utcnow(),
-                    status,
-                    rows,
-                    seconds,
-                    error,
-                    json.dumps(detail, default=str) if detail else None,
-                    run_id,
-                    table_key,
-                    table_key,
-                ),
-            )
-
     def record_run(
         self,
         run_id: str,
