@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
