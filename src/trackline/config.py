@@ -116,6 +116,12 @@ class DuckDBWarehouse(Model):
     path: Path = Path("trackline.duckdb")
     lock_timeout_seconds: float = 0
     """How long a second process waits for the database file before giving up."""
+    memory_limit: str | None = Field(
+        default="256MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
+    """DuckDB's memory limit: keeps memory bounded whatever the table size (DuckDB spills to
+    disk beyond it). Raise it for mart cycles over tens of millions of rows; null = DuckDB's
+    default (80% of RAM)."""
 
 
 class PostgresWarehouse(Model):

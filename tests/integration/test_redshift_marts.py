@@ -67,6 +67,10 @@ class RecordingRedshift(Redshift):
         self.sent.append(Sent(sql, tuple(params), self.in_transaction))
         super()._execute(sql, params)
 
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        self.sent.append(Sent(sql, tuple(params), self.in_transaction))
+        return super()._execute_count(sql, params)
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self.sent.append(Sent(sql, tuple(params), self.in_transaction))
         return super()._query(sql, params)

@@ -12,13 +12,21 @@ from trackline.cli import handle_errors
 
 def register(main: click.Group) -> None:
     @main.command()
-    @click.option("--workdir", default="trackline-demo", show_default=True,
-                  type=click.Path(file_okay=False, path_type=Path),
-                  help="Folder for the source, stage and warehouse (recreated each run).")
+    @click.option(
+        "--workdir",
+        default="trackline-demo",
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder for the source, stage and warehouse (recreated each run).",
+    )
     @click.option("--days", default=240, show_default=True, help="Simulated days.")
     @click.option("--orders-per-day", default=300, show_default=True)
-    @click.option("--step-days", default=1, show_default=True,
-                  help="Simulated days per cycle (the real cycle code path runs each step).")
+    @click.option(
+        "--step-days",
+        default=1,
+        show_default=True,
+        help="Simulated days per cycle (the real cycle code path runs each step).",
+    )
     @click.option("--seed", default=7, show_default=True)
     @handle_errors
     def demo(workdir: Path, days: int, orders_per_day: int, step_days: int, seed: int) -> None:
@@ -67,8 +75,10 @@ def register(main: click.Group) -> None:
         )
         exc = ", ".join(f"{k}: {v}" for k, v in res.exceptions.items()) or "none"
         console.print(f"Open exceptions by check: {exc}")
-        console.print(f"G1 (one row per order) and G2 (mart ∪ history covers every order) "
-                      f"checked after every cycle: {res.violations} violations.")
+        console.print(
+            f"G1 (one row per order) and G2 (mart ∪ history covers every order) "
+            f"checked after every cycle: {res.violations} violations."
+        )
         since = dt.datetime.fromtimestamp(res.primary_since, dt.UTC).strftime("%Y-%m-%d")
         console.print(f"\nSeed 001 §7 primary query (pathTime >= {since}):")
         console.print(res.primary_query.replace("?", str(res.primary_since)), highlight=False)

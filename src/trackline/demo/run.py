@@ -121,8 +121,11 @@ def _source_keys(path: Path, until: int) -> set[object]:
 
 
 def run_demo(
-    workdir: Path, spec: DemoSpec | None = None, step_days: int = 1,
-    reporter: Reporter | None = None, check_every: int = 1,
+    workdir: Path,
+    spec: DemoSpec | None = None,
+    step_days: int = 1,
+    reporter: Reporter | None = None,
+    check_every: int = 1,
 ) -> DemoResult:
     """Build the source, run one cycle per simulated step, verify G1/G2 as it goes."""
     reporter = reporter or NullReporter()

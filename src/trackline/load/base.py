@@ -69,6 +69,8 @@ class Warehouse(ABC):
     KEYED_INSERT: ClassVar[str] = "anti_join"
     """How marts insert "only keys not present": `anti_join` (INSERT … WHERE NOT EXISTS) or
     `on_conflict` (INSERT … ON CONFLICT DO NOTHING through a unique index, flat cost in PG)."""
+    BATCH_ROW_MULTIPLE: ClassVar[int] = 1
+    """Sync batches are rounded up to a multiple of this (the engine's storage unit)."""
     TEXT_TYPE: ClassVar[str] = "TEXT"
     TIMESTAMP_TYPE: ClassVar[str] = "TIMESTAMP"
     TYPE_MAP: ClassVar[dict[str, str]] = {
@@ -138,6 +140,20 @@ class Warehouse(ABC):
         try:
             self._execute(sql, params)
         except Exception as exc:  # driver errors are translated at this boundary
+            if isinstance(exc, WarehouseError):
+                raise
+            raise self.translate_error(exc, sql) from exc
+
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        """Engines that report a DML statement's row count override this; -1 = unknown."""
+        self._execute(sql, params)
+        return -1
+
+    def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run an INSERT/UPDATE/DELETE and return how many rows it changed (-1 if unknown)."""
+        try:
+            return self._execute_count(sql, params)
+        except Exception as exc:
             if isinstance(exc, WarehouseError):
                 raise
             raise self.translate_error(exc, sql) from exc

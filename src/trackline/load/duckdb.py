@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ class DuckDB(Warehouse):
     DIALECT = "duckdb"
     MAX_IDENTIFIER_LENGTH = 255
     TEXT_TYPE = "VARCHAR"
+    BATCH_ROW_MULTIPLE = 122_880  # one DuckDB row group
     TYPE_MAP: ClassVar[dict[str, str]] = {
         **Warehouse.TYPE_MAP,
         "uint8": "UTINYINT",
@@ -51,6 +53,10 @@ class DuckDB(Warehouse):
         while True:
             try:
                 self.con = duckdb.connect(path)
+                if self.config.memory_limit:
+                    # DuckDB keeps written blocks cached up to 80% of RAM by default: memory
+                    # would grow with the table. A limit keeps it bounded (it evicts/spills).
+                    self.con.execute(f"SET memory_limit = '{_size(self.config.memory_limit)}'")
                 return
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -69,6 +75,10 @@ class DuckDB(Warehouse):
 
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         self.con.execute(sql, list(params) if params else None)
+
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        row = self.con.execute(sql, list(params) if params else None).fetchone()
+        return int(row[0]) if row else 0  # DuckDB answers a DML statement with its row count
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params) if params else None).fetchall()
@@ -108,3 +118,10 @@ class DuckDB(Warehouse):
         sql = f"ANALYZE {self.t(schema, table)}"
         self.execute(sql)
         return [sql]
+
+
+def _size(text: str) -> str:
+    """A validated DuckDB size literal such as ``256MB`` (config is validated; re-checked)."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", text.strip()):
+        raise WarehouseError(f"warehouse.memory_limit {text!r} is not a size such as '256MB'")
+    return text.strip()

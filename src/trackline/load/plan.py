@@ -78,6 +78,10 @@ class Recorder(Redshift):
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         self.recorded.append(Statement(sql, tuple(params)))
 
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        self._execute(sql, params)
+        return 0
+
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self.recorded.append(Statement(sql, tuple(params)))
         return []

@@ -88,14 +88,21 @@ class Postgres(Warehouse):
     def _pg_sql(sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
 
-    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        # With parameters psycopg parses placeholders (`?` → `%s`, a literal `%` doubled);
+        # without, it sends the text exactly as written.
         if params:
-            self.con.execute(self._pg_sql(sql), list(params))
-        else:
-            self.con.execute(sql.replace("%", "%%"))
+            return self.con.execute(self._pg_sql(sql), list(params))
+        return self.con.execute(sql)
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        self._run(sql, params)
+
+    def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
+        return int(self._run(sql, params).rowcount)
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        cur = self.con.execute(self._pg_sql(sql), list(params) if params else None)
+        cur = self._run(sql, params)
         return list(cur.fetchall()) if cur.description else []
 
     def _begin(self) -> None:

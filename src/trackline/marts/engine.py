@@ -331,9 +331,7 @@ class GroupEngine:
                 t0 = stats.add_step("insert", t0)
                 for p in hist.existing():
                     h = self.t(hist.table(p))
-                    stats.reactivated += self._count_then(
-                        f"SELECT COUNT(*) FROM {h} WHERE EXISTS (SELECT 1 FROM {new} n "
-                        f"WHERE n.{k} = {h}.{k})",
+                    stats.reactivated += self._change(
                         f"DELETE FROM {h} WHERE EXISTS (SELECT 1 FROM {new} n "
                         f"WHERE n.{k} = {h}.{k})",
                     )
@@ -414,11 +412,10 @@ class GroupEngine:
     def _drop(self, rel: str) -> None:
         self.wh.execute(f"DROP TABLE IF EXISTS {rel}")
 
-    def _count_then(self, count_sql: str, change_sql: str, params: tuple[Any, ...] = ()) -> int:
-        n = int(self.wh.scalar(count_sql, params) or 0)
-        if self._some(n):
-            self.wh.execute(change_sql, params)
-        return n
+    def _change(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one INSERT/DELETE; the rows it changed (the statement's own count: no second
+        pass over the tables to count first)."""
+        return max(self.wh.execute_count(sql, params), 0)
 
     def _open_exception(self, mart: str) -> str:
         """SQL: the mart row's key has no open exception (bind the mart's name)."""
@@ -429,46 +426,32 @@ class GroupEngine:
 
     def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str) -> int:
         w = self.wh
-        n = int(w.scalar(f"SELECT COUNT(*) FROM {new}") or 0)
-        if not self._some(n):
-            return 0
         c, k = w.cols(cols), self.q(key)
         if w.KEYED_INSERT == "on_conflict":
             sets = ", ".join(f"{self.q(x)} = EXCLUDED.{self.q(x)}" for x in cols if x != key)
-            w.execute(
+            return self._change(
                 f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} "
                 f"ON CONFLICT ({k}) DO UPDATE SET {sets}"
             )
-        else:
-            w.execute(
-                f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {new} n WHERE n.{k} = {mart}.{k})"
-            )
-            w.execute(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
-        return n
+        w.execute(
+            f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {new} n WHERE n.{k} = {mart}.{k})"
+        )
+        return self._change(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
 
     def _insert_absent(self, mart: str, new: str, cols: list[str], match: list[str]) -> int:
         w = self.wh
         c = w.cols(cols)
-        on = " AND ".join(f"m.{self.q(x)} = n.{self.q(x)}" for x in match)
-        n = int(
-            w.scalar(
-                f"SELECT COUNT(*) FROM {new} n WHERE NOT EXISTS (SELECT 1 FROM {mart} m WHERE {on})"
-            )
-            or 0
-        )
-        if not self._some(n):
-            return 0
         if w.KEYED_INSERT == "on_conflict":
-            w.execute(
+            return self._change(
                 f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} "
                 f"ON CONFLICT ({w.cols(match)}) DO NOTHING"
             )
-        else:
-            w.execute(
-                f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} n "
-                f"WHERE NOT EXISTS (SELECT 1 FROM {mart} m WHERE {on})"
-            )
-        return n
+        # Drop the batch rows already present first, probing the mart with the batch's keys
+        # (a semi-join the size of the batch), then insert the rest: an anti-join of the mart
+        # against the batch would build a hash table over the whole mart.
+        on = " AND ".join(f"m.{self.q(x)} = {new}.{self.q(x)}" for x in match)
+        w.execute(f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m WHERE {on})")
+        return self._change(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
 
     # ------------------------------------------------------------------ time retention
 
@@ -502,9 +485,7 @@ class GroupEngine:
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.ensure(p))
-            stats.archived += self._count_then(
-                f"SELECT COUNT(*) FROM {mart} m WHERE m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ? "
-                f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {on})",
+            stats.archived += self._change(
                 f"INSERT INTO {h} ({c}) SELECT {w.cols(cols, 'm.')} FROM {mart} m "
                 f"WHERE m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ? "
                 f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {on})",
@@ -542,8 +523,7 @@ class GroupEngine:
                     f"({k}, period, seq) SELECT {mart}.{k}, ?, ? FROM {mart} WHERE {cond}",
                     (p.suffix, departures_seq, *params),
                 )
-            stats.trimmed += self._count_then(
-                f"SELECT COUNT(*) FROM {mart} WHERE {cond}",
+            stats.trimmed += self._change(
                 f"DELETE FROM {mart} WHERE {cond}",
                 params,
             )
@@ -622,17 +602,23 @@ class GroupEngine:
                 ]
                 if self.plan is not None:
                     periods = [self.plan.period]
+                # The departed keys still absent from the anchor, computed once (a batch-sized
+                # set): archive, check and trim probe the mart with it.
+                key_col = [c for c in a_raw.columns if c.name == g.key]
+                gone_rel = self._temp_table("_tl_gone", [*key_col, Column("period", pa.string())])
+                w.execute(
+                    f"INSERT INTO {gone_rel} ({k}, period) SELECT DISTINCT d.{k}, d.period "
+                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {anchor} a WHERE a.{k} = d.{k})",
+                    (d_last, d_hi),
+                )
                 gone = (
-                    f"EXISTS (SELECT 1 FROM {dep} d WHERE d.{k} = {mart}.{k} AND d.seq > ? "
-                    f"AND d.seq <= ? AND d.period = ?) AND NOT EXISTS (SELECT 1 FROM {anchor} a "
-                    f"WHERE a.{k} = {mart}.{k})"
+                    f"EXISTS (SELECT 1 FROM {gone_rel} d WHERE d.{k} = {mart}.{k} AND d.period = ?)"
                 )
                 for p in periods:
                     h = self.t(hist.ensure(p))
-                    params = (d_last, d_hi, p.suffix)
-                    stats.archived += self._count_then(
-                        f"SELECT COUNT(*) FROM {mart} WHERE {gone} AND NOT EXISTS "
-                        f"(SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k})",
+                    params: tuple[Any, ...] = (p.suffix,)
+                    stats.archived += self._change(
                         f"INSERT INTO {h} ({w.cols(cols)}) SELECT {w.cols(cols, mart + '.')} "
                         f"FROM {mart} WHERE {gone} AND NOT EXISTS "
                         f"(SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k})",
@@ -648,7 +634,7 @@ class GroupEngine:
                         f"{mart}.{k}",
                         f"FROM {mart} WHERE {gone} AND NOT EXISTS "
                         f"(SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k})",
-                        (d_last, d_hi, p.suffix),
+                        (p.suffix,),
                         f"row of a departed key is not in {hist.table(p)}; it is kept",
                     )
                 checkpoint("mart.after_check")
@@ -659,11 +645,10 @@ class GroupEngine:
                         f"{gone} AND EXISTS (SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k}) "
                         f"AND {self._open_exception(mart)}"
                     )
-                    stats.trimmed += self._count_then(
-                        f"SELECT COUNT(*) FROM {mart} WHERE {cond}",
-                        f"DELETE FROM {mart} WHERE {cond}",
-                        (d_last, d_hi, p.suffix, f.table),
+                    stats.trimmed += self._change(
+                        f"DELETE FROM {mart} WHERE {cond}", (p.suffix, f.table)
                     )
+                self._drop(gone_rel)
                 stats.add_step("trim", t0)
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 self.state.set_mart_progress(f.table, a_raw.key, a_hi)
@@ -740,9 +725,7 @@ class GroupEngine:
                         f"is in {hist.table(p)} (on_reactivation: report)",
                     )
                     continue
-                n += self._count_then(
-                    f"SELECT COUNT(*) FROM {h} WHERE {found} AND NOT EXISTS "
-                    f"(SELECT 1 FROM {mart} m WHERE m.{k} = {h}.{k})",
+                n += self._change(
                     f"INSERT INTO {mart} ({w.cols(cols)}) SELECT {w.cols(cols, h + '.')} "
                     f"FROM {h} WHERE {found} AND NOT EXISTS "
                     f"(SELECT 1 FROM {mart} m WHERE m.{k} = {h}.{k})",
