@@ -320,13 +320,7 @@ class GroupEngine:
                 new = self._new_rows(raw, cols, lo, hi, [g.key], order, stats)
                 mart = self.t(a.table)
                 k = self.q(g.key)
-                tm = self.q(a.time)
-                # Never let an older version replace a newer one (replays, late backfills).
-                w.execute(
-                    f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m "
-                    f"WHERE m.{k} = {new}.{k} AND m.{tm} > {new}.{tm})"
-                )
-                stats.inserted += self._replace_by_key(mart, new, cols, g.key)
+                stats.inserted += self._replace_by_key(mart, new, cols, g.key, a.time)
                 checkpoint("mart.after_insert")
                 t0 = stats.add_step("insert", t0)
                 for p in hist.existing():
@@ -424,15 +418,23 @@ class GroupEngine:
             f"AND e.table_name = ? AND e.key_value = {key_text(f'{mart}.{self.q(self.g.key)}')})"
         )
 
-    def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str) -> int:
+    def _replace_by_key(
+        self, mart: str, new: str, cols: list[str], key: str, time_col: str
+    ) -> int:
+        """One row per key, the newest wins: an older version never replaces a newer one
+        (replays, late backfills); no time window on the key match (seed 001's bug)."""
         w = self.wh
-        c, k = w.cols(cols), self.q(key)
-        if w.KEYED_INSERT == "on_conflict":
+        c, k, tm = w.cols(cols), self.q(key), self.q(time_col)
+        if w.KEYED_INSERT == "on_conflict":  # through the unique index: flat cost
             sets = ", ".join(f"{self.q(x)} = EXCLUDED.{self.q(x)}" for x in cols if x != key)
             return self._change(
-                f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} "
-                f"ON CONFLICT ({k}) DO UPDATE SET {sets}"
+                f"INSERT INTO {mart} AS m ({c}) SELECT {c} FROM {new} "
+                f"ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE m.{tm} <= EXCLUDED.{tm}"
             )
+        w.execute(
+            f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m "
+            f"WHERE m.{k} = {new}.{k} AND m.{tm} > {new}.{tm})"
+        )
         w.execute(
             f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {new} n WHERE n.{k} = {mart}.{k})"
         )
