@@ -500,32 +500,41 @@ def test_cycle_plan_anchor_replace_reactivate_archive_check_trim(cycle_sql: list
     begin = max(j for j in range(i) if cycle_sql[j] == "BEGIN")
     chunk = cycle_sql[begin : _after(cycle_sql, i, "COMMIT")]
     assert "BEGIN" not in chunk[1:]  # one transaction
-    # 2. archive: rows past the cutoff into the period table (created on demand), guarded
+    # 2. archive: the rows past the cutoff of one period are copied to a temp table, what
+    #    history already holds is removed from it (guard), the rest goes into the period table
+    #    (created on demand)
     m_cols = ", ".join(f"m.{c}" for c in cols.split(", "))
-    archive = chunk.index(
-        f"INSERT INTO {hist} ({cols}) SELECT {m_cols} "
-        f'FROM {mart} m WHERE m."update_time" >= ? AND m."update_time" < ? '
-        'AND m."update_time" < ? AND NOT EXISTS (SELECT 1 FROM '
-        f'{hist} h WHERE h."order_id" = m."order_id")'
+    o, old = _temp(chunk, "_tl_old_")
+    fill = (
+        f"INSERT INTO {old} ({cols}) SELECT {m_cols} FROM {mart} m "
+        'WHERE m."update_time" >= ? AND m."update_time" < ? AND m."update_time" < ?'
     )
+    f1 = chunk.index(fill)
+    assert chunk[f1 + 1] == (
+        f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {hist} h "
+        f'WHERE h."order_id" = {old}."order_id")'
+    )
+    archive = f1 + 2
+    assert chunk[archive] == f"INSERT INTO {hist} ({cols}) SELECT {cols} FROM {old}"
     assert any(s.startswith(f"CREATE TABLE IF NOT EXISTS {hist} (") for s in chunk[:archive])
     # 3. safety check: past the cutoff and not in history (this version) -> exceptions
-    c, exc = _temp(chunk, "_tl_exc_", archive)
-    assert chunk[c] == f"CREATE TEMPORARY TABLE {exc} (k VARCHAR(256))"
+    f2 = chunk.index(fill, archive)
+    assert chunk[f2 + 1] == (
+        f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {hist} h "
+        f'WHERE h."order_id" = {old}."order_id" AND h."update_time" = {old}."update_time")'
+    )
+    c, exc = _temp(chunk, "_tl_exc_", f2)
     assert chunk[c + 1] == (
-        f'INSERT INTO {exc} (k) SELECT DISTINCT CAST(m."order_id" AS VARCHAR(256)) '
-        f'FROM {mart} m WHERE m."update_time" >= ? AND m."update_time" < ? '
-        f'AND m."update_time" < ? AND NOT EXISTS (SELECT 1 FROM {hist} h '
-        'WHERE h."order_id" = m."order_id" AND h."update_time" = m."update_time")'
+        f'INSERT INTO {exc} (k) SELECT DISTINCT CAST(o."order_id" AS VARCHAR(256)) FROM {old} o'
     )
     opened = _after(chunk, c, f'INSERT INTO {MART}."order_tracking_exceptions" (id, ')
     assert "ROW_NUMBER() OVER (ORDER BY x.k)" in chunk[opened]
-    # 4. trim: archived (key + time) and no open exception
+    # 4. trim: past the cutoff, minus the unarchived rows (kept in `old`), no open exception
     cond = (
         f'{mart}."update_time" >= ? AND {mart}."update_time" < ? AND {mart}."update_time" < ? '
-        f'AND EXISTS (SELECT 1 FROM {hist} h WHERE h."order_id" = {mart}."order_id" '
-        f'AND h."update_time" = {mart}."update_time") AND NOT EXISTS (SELECT 1 FROM '
-        f"{MART}.\"order_tracking_exceptions\" e WHERE e.status = 'open' AND e.table_name = ? "
+        f'AND NOT EXISTS (SELECT 1 FROM {old} o WHERE o."order_id" = {mart}."order_id") '
+        f'AND NOT EXISTS (SELECT 1 FROM {MART}."order_tracking_exceptions" e WHERE '
+        "e.status = 'open' AND e.table_name = ? "
         f'AND e.key_value = CAST({mart}."order_id" AS VARCHAR(256)))'
     )
     departures = chunk.index(
@@ -533,7 +542,7 @@ def test_cycle_plan_anchor_replace_reactivate_archive_check_trim(cycle_sql: list
         f'SELECT {mart}."order_id", ?, ? FROM {mart} WHERE {cond}'
     )
     trim = chunk.index(f"DELETE FROM {mart} WHERE {cond}")
-    assert archive < c < opened < departures < trim
+    assert o < archive < c < opened < departures < trim
     assert chunk[-2:] == [
         'DELETE FROM "trackline"."mart_progress" WHERE mart = ? AND raw_table = ?',
         'INSERT INTO "trackline"."mart_progress" (mart, raw_table, last_batch_id, updated_at) '
@@ -556,12 +565,13 @@ def test_cycle_plan_follower_restores_and_follows_its_anchor(cycle_sql: list[str
     assert cycle_sql[restore + 1] == f"DELETE FROM {hist} WHERE {found} AND EXISTS {absent}"
     # departed keys (still absent from the anchor) are collected once per chunk, ...
     g, gone_rel = _temp(cycle_sql, "_tl_gone_", restore)
-    assert cycle_sql[g + 1] == (
+    assert cycle_sql[g + 1 : g + 3] == [
         f'INSERT INTO {gone_rel} ("order_id", period) SELECT DISTINCT d."order_id", d.period '
-        'FROM "trackline"."order_tracking_departures" d WHERE d.seq > ? AND d.seq <= ? '
-        f'AND NOT EXISTS (SELECT 1 FROM {MART}."mart_uni_tracking_info" a '
-        'WHERE a."order_id" = d."order_id")'
-    )
+        'FROM "trackline"."order_tracking_departures" d WHERE d.seq > ? AND d.seq <= ?',
+        # minus the keys active in the anchor again (a probe of the anchor with these keys)
+        f'DELETE FROM {gone_rel} WHERE EXISTS (SELECT 1 FROM {MART}."mart_uni_tracking_info" a '
+        f'WHERE a."order_id" = {gone_rel}."order_id")',
+    ]
     # ... then archived into their anchor row's period, guarded, and trimmed
     gone = f'EXISTS (SELECT 1 FROM {gone_rel} d WHERE d."order_id" = {mart}."order_id" AND d.period = ?)'
     archive = _after(cycle_sql, g, f"INSERT INTO {hist} ")
@@ -578,17 +588,15 @@ def test_cycle_plan_events_archive_by_their_own_time_and_raw_is_trimmed(
 ) -> None:
     mart, hist = f'{MART}."mart_uni_tracking_spath"', f'{MART}."hist_uts_P"'
     t = '"pathTime"'
-    assert any(
-        s.startswith(f"INSERT INTO {hist} (")
-        and s.endswith(
-            f"FROM {mart} m WHERE m.{t} >= ? AND m.{t} < ? AND m.{t} < ? AND NOT EXISTS "
-            f'(SELECT 1 FROM {hist} h WHERE h."id" = m."id")'
-        )
-        for s in cycle_sql
+    o = _temp(cycle_sql, "_tl_old_", _after(cycle_sql, 0, f"INSERT INTO {mart} ("))[1]
+    guard = cycle_sql.index(
+        f'DELETE FROM {o} WHERE EXISTS (SELECT 1 FROM {hist} h WHERE h."id" = {o}."id")'
     )
+    assert cycle_sql[guard + 1].startswith(f"INSERT INTO {hist} (")
+    assert cycle_sql[guard + 1].endswith(f"FROM {o}")
     assert any(
         s.startswith(f"DELETE FROM {mart} WHERE {mart}.{t} >= ? AND ")
-        and f'h."id" = {mart}."id" AND h.{t} = {mart}.{t}' in s
+        and f'NOT EXISTS (SELECT 1 FROM {o} o WHERE o."id" = {mart}."id")' in s
         for s in cycle_sql
     )
     # raw buffers with a time cursor (spath is read by id here: it has no data-time buffer)

@@ -418,9 +418,7 @@ class GroupEngine:
             f"AND e.table_name = ? AND e.key_value = {key_text(f'{mart}.{self.q(self.g.key)}')})"
         )
 
-    def _replace_by_key(
-        self, mart: str, new: str, cols: list[str], key: str, time_col: str
-    ) -> int:
+    def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str, time_col: str) -> int:
         """One row per key, the newest wins: an older version never replaces a newer one
         (replays, late backfills); no time window on the key match (seed 001's bug)."""
         w = self.wh
@@ -479,44 +477,68 @@ class GroupEngine:
             return
         cutoff, periods = past
         c = w.cols(cols)
-        on = " AND ".join(f"h.{self.q(x)} = m.{self.q(x)}" for x in match)
+        old = self._temp_table("_tl_old", hist.columns)
+
+        def pairs(left: str, right: str, names: list[str]) -> str:
+            return " AND ".join(f"{left}.{self.q(x)} = {right}.{self.q(x)}" for x in names)
+
         # "In history" for check and trim means THIS version (key + time): a stale row of the
         # key in the period table makes the guard skip the archive, and must not let the trim
         # delete the only copy of the newest version.
-        same = on + f" AND h.{tm} = m.{tm}"
+        key_on, same_on = pairs("h", old, match), pairs("h", old, [*match, time_col])
+        # Each step works on `old`, a temp copy of the (few) mart rows past the cutoff in one
+        # period, and removes from it what history already holds with a semi-join probe:
+        # an anti-join (NOT EXISTS) of those rows against a period table would build a hash
+        # table over the whole history, so its cost would grow with the history (G7).
+        in_period = f"m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ?"
+
+        def fill(s: Any, e: Any) -> None:
+            w.execute(f"DELETE FROM {old}")
+            w.execute(
+                f"INSERT INTO {old} ({c}) SELECT {w.cols(cols, 'm.')} FROM {mart} m "
+                f"WHERE {in_period}",
+                (s, e, cutoff),
+            )
+
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.ensure(p))
-            stats.archived += self._change(
-                f"INSERT INTO {h} ({c}) SELECT {w.cols(cols, 'm.')} FROM {mart} m "
-                f"WHERE m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ? "
-                f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {on})",
-                (s, e, cutoff),
-            )
+            fill(s, e)
+            w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {key_on})")
+            stats.archived += self._change(f"INSERT INTO {h} ({c}) SELECT {c} FROM {old}")
         checkpoint("mart.after_archive")
         t0 = stats.add_step("archive", t0)
+        unarchived: dict[Period, bool] = {}
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.table(p))
-            stats.exceptions += self.exc.record_from(
+            fill(s, e)
+            w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {same_on})")
+            opened = self.exc.record_from(
                 "unarchived_past_cutoff",
                 mart_name,
-                f"m.{k}",
-                f"FROM {mart} m WHERE m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ? "
-                f"AND NOT EXISTS (SELECT 1 FROM {h} h WHERE {same})",
-                (s, e, cutoff),
+                f"o.{k}",
+                f"FROM {old} o",
+                (),
                 f"row past the retention cutoff is not in {hist.table(p)}; it is kept in the mart",
             )
+            stats.exceptions += opened
+            unarchived[p] = self._some(int(w.scalar(f"SELECT COUNT(*) FROM {old}") or 0))
         checkpoint("mart.after_check")
         t0 = stats.add_step("check", t0)
         open_exc = self._open_exception(mart)
-        on_t = " AND ".join(f"h.{self.q(x)} = {mart}.{self.q(x)}" for x in [*match, time_col])
         for p in periods:
             s, e = p.bounds(unix)
             h = self.t(hist.table(p))
+            keep_out = ""
+            if unarchived[p]:  # rows not (this version) in history stay; `old` holds them
+                fill(s, e)
+                w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {same_on})")
+                keep_out = (
+                    f" AND NOT EXISTS (SELECT 1 FROM {old} o WHERE {pairs('o', mart, match)})"
+                )
             cond = (
-                f"{mart}.{tm} >= ? AND {mart}.{tm} < ? AND {mart}.{tm} < ? "
-                f"AND EXISTS (SELECT 1 FROM {h} h WHERE {on_t}) AND {open_exc}"
+                f"{mart}.{tm} >= ? AND {mart}.{tm} < ? AND {mart}.{tm} < ?{keep_out} AND {open_exc}"
             )
             params = (s, e, cutoff, mart_name)
             if departures_seq is not None:
@@ -525,10 +547,8 @@ class GroupEngine:
                     f"({k}, period, seq) SELECT {mart}.{k}, ?, ? FROM {mart} WHERE {cond}",
                     (p.suffix, departures_seq, *params),
                 )
-            stats.trimmed += self._change(
-                f"DELETE FROM {mart} WHERE {cond}",
-                params,
-            )
+            stats.trimmed += self._change(f"DELETE FROM {mart} WHERE {cond}", params)
+        self._drop(old)
         stats.add_step("trim", t0)
 
     def _past_cutoff(self, mart: str, tm: str, unix: bool) -> tuple[Any, list[Period]] | None:
@@ -610,9 +630,14 @@ class GroupEngine:
                 gone_rel = self._temp_table("_tl_gone", [*key_col, Column("period", pa.string())])
                 w.execute(
                     f"INSERT INTO {gone_rel} ({k}, period) SELECT DISTINCT d.{k}, d.period "
-                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ? AND NOT EXISTS "
-                    f"(SELECT 1 FROM {anchor} a WHERE a.{k} = d.{k})",
+                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ?",
                     (d_last, d_hi),
+                )
+                # (a semi-join probe of the anchor with these few keys, not an anti-join
+                # that would hash the whole anchor)
+                w.execute(
+                    f"DELETE FROM {gone_rel} WHERE EXISTS (SELECT 1 FROM {anchor} a "
+                    f"WHERE a.{k} = {gone_rel}.{k})"
                 )
                 gone = (
                     f"EXISTS (SELECT 1 FROM {gone_rel} d WHERE d.{k} = {mart}.{k} AND d.period = ?)"
@@ -707,9 +732,12 @@ class GroupEngine:
         w.execute(
             f"INSERT INTO {name} ({k}) SELECT DISTINCT r.{k} FROM {araw} r "
             f"WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL "
-            f"AND NOT EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = r.{k}) "
             f"AND EXISTS (SELECT 1 FROM {self.t(self.g.anchor.table)} a WHERE a.{k} = r.{k})",
             (a_last, a_hi),
+        )
+        # keys already here are no reactivation (semi-join probe, not an anti-join over the mart)
+        w.execute(
+            f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = {name}.{k})"
         )
         n = 0
         try:
