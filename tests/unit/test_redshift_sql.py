@@ -573,7 +573,10 @@ def test_cycle_plan_follower_restores_and_follows_its_anchor(cycle_sql: list[str
         f'WHERE a."order_id" = {gone_rel}."order_id")',
     ]
     # ... then archived into their anchor row's period, guarded, and trimmed
-    gone = f'EXISTS (SELECT 1 FROM {gone_rel} d WHERE d."order_id" = {mart}."order_id" AND d.period = ?)'
+    gone = (
+        f'EXISTS (SELECT 1 FROM {gone_rel} d WHERE d."order_id" = {mart}."order_id" '
+        "AND d.period = ?)"
+    )
     archive = _after(cycle_sql, g, f"INSERT INTO {hist} ")
     assert cycle_sql[archive].endswith(
         f"FROM {mart} WHERE {gone} AND NOT EXISTS (SELECT 1 FROM {hist} h "
