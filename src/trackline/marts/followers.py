@@ -1,0 +1,260 @@
+"""The follower marts of a retention group: one row per key (follows its anchor into
+history and back) and events (retention by their own time). See `trackline.marts.engine`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.config import FollowerConfig
+from trackline.faults import checkpoint
+from trackline.load import Column
+from trackline.marts.history import HistoryTables, Period
+from trackline.marts.steps import DEPARTURES, MartStats, MartSteps, RawRef
+from trackline.sync import BATCH_COL
+
+
+class FollowerSteps(MartSteps):
+    # ------------------------------------------------------------------ one_per_key
+
+    def run_one_per_key(self, f: FollowerConfig) -> MartStats:
+        g, w = self.g, self.wh
+        raw = self.raw(f.source)
+        a_raw = self.raw(g.anchor.source)
+        assert raw is not None and a_raw is not None
+        stats = MartStats(f.table, "one_per_key")
+        t_start = time.monotonic()
+        cols = [c.name for c in raw.columns]
+        hist = self.history(f.history_name, f.table, raw.columns, [g.key], f.sort_key or [g.key])
+        mart, anchor, k = self.t(f.table), self.t(g.anchor.table), self.q(g.key)
+        dep = w.t(self.cfg.state_schema, self._dep_table())
+        dep_mark = f"{DEPARTURES}:{g.name}"
+        last = self.state.mart_progress(f.table, raw.key)
+        chunks = list(self._ledger_chunks(raw.key, last))
+        a_last = self.state.mart_progress(f.table, a_raw.key)
+        a_hi = self.state.mart_progress(g.anchor.table, a_raw.key)
+        d_last = self.state.mart_progress(f.table, dep_mark)
+        d_hi = int(w.scalar(f"SELECT COALESCE(MAX(seq), 0) FROM {dep}") or 0)
+        if not chunks and (a_hi > a_last or d_hi > d_last):
+            chunks = [(last, last, 0)]  # nothing new here, but the anchor moved: post-steps
+        tie = self.cfg.table(f.source).cdc.id
+        for lo, hi, _rows in chunks:
+            with w.transaction():
+                t0 = time.monotonic()
+                if hi > lo:
+                    order = f"{self.q(tie)} DESC" if tie else f"{k}"
+                    new = self._new_rows(raw, cols, lo, hi, [g.key], order, stats)
+                    # A key already in history is not new (a re-read, a reset + resync): it
+                    # comes back only through reactivation, never as a second copy.
+                    for p in hist.existing():
+                        h = self.t(hist.table(p))
+                        w.execute(
+                            f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {h} h "
+                            f"WHERE h.{k} = {new}.{k})"
+                        )
+                    stats.archived += self._follow_departed(new, hist, a_raw, cols)
+                    stats.inserted += self._insert_absent(mart, new, cols, [g.key])
+                    self._drop(new)
+                checkpoint("mart.after_insert")
+                t0 = stats.add_step("insert", t0)
+                # 1. reactivation: anchor keys (new since our last look) missing here
+                if self._some(a_hi - a_last):
+                    stats.reactivated += self._reactivate_follower(
+                        f, hist, a_raw, a_last, a_hi, cols, stats
+                    )
+                checkpoint("mart.after_reactivate")
+                t0 = stats.add_step("reactivate", t0)
+                # 2–4. keys that departed the anchor follow it into the same period
+                periods = [
+                    Period.parse(r[0])
+                    for r in w.query(
+                        f"SELECT DISTINCT period FROM {dep} WHERE seq > ? AND seq <= ?",
+                        (d_last, d_hi),
+                    )
+                ]
+                if self.plan is not None:
+                    periods = [self.plan.period]
+                # The departed keys still absent from the anchor, computed once (a batch-sized
+                # set): archive, check and trim probe the mart with it.
+                key_col = [c for c in a_raw.columns if c.name == g.key]
+                gone_rel = self._temp_table("_tl_gone", [*key_col, Column("period", pa.string())])
+                w.execute(
+                    f"INSERT INTO {gone_rel} ({k}, period) SELECT DISTINCT d.{k}, d.period "
+                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ?",
+                    (d_last, d_hi),
+                )
+                # (a semi-join probe of the anchor with these few keys, not an anti-join
+                # that would hash the whole anchor)
+                w.execute(
+                    f"DELETE FROM {gone_rel} WHERE EXISTS (SELECT 1 FROM {anchor} a "
+                    f"WHERE a.{k} = {gone_rel}.{k})"
+                )
+                gone = (
+                    f"EXISTS (SELECT 1 FROM {gone_rel} d WHERE d.{k} = {mart}.{k} AND d.period = ?)"
+                )
+                for p in periods:
+                    h = self.t(hist.ensure(p))
+                    params: tuple[Any, ...] = (p.suffix,)
+                    stats.archived += self._change(
+                        f"INSERT INTO {h} ({w.cols(cols)}) SELECT {w.cols(cols, mart + '.')} "
+                        f"FROM {mart} WHERE {gone} AND NOT EXISTS "
+                        f"(SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k})",
+                        params,
+                    )
+                checkpoint("mart.after_archive")
+                t0 = stats.add_step("archive", t0)
+                for p in periods:
+                    h = self.t(hist.table(p))
+                    stats.exceptions += self.exc.record_from(
+                        "unarchived_past_cutoff",
+                        f.table,
+                        f"{mart}.{k}",
+                        f"FROM {mart} WHERE {gone} AND NOT EXISTS "
+                        f"(SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k})",
+                        (p.suffix,),
+                        f"row of a departed key is not in {hist.table(p)}; it is kept",
+                    )
+                checkpoint("mart.after_check")
+                t0 = stats.add_step("check", t0)
+                for p in periods:
+                    h = self.t(hist.table(p))
+                    cond = (
+                        f"{gone} AND EXISTS (SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k}) "
+                        f"AND {self._open_exception(mart)}"
+                    )
+                    stats.trimmed += self._change(
+                        f"DELETE FROM {mart} WHERE {cond}", (p.suffix, f.table)
+                    )
+                self._drop(gone_rel)
+                stats.add_step("trim", t0)
+                self.state.set_mart_progress(f.table, raw.key, hi)
+                self.state.set_mart_progress(f.table, a_raw.key, a_hi)
+                self.state.set_mart_progress(f.table, dep_mark, d_hi)
+                checkpoint("mart.before_commit")
+            a_last, d_last = a_hi, d_hi
+            stats.batches += 1
+        stats.seconds = time.monotonic() - t_start
+        return stats
+
+    def _follow_departed(
+        self, new: str, hist: HistoryTables, a_raw: RawRef, cols: list[str]
+    ) -> int:
+        """Rows of `new` whose key already left the anchor (a follower row that arrived after
+        its key was archived) go straight to the anchor row's history period."""
+        g, w, k = self.g, self.wh, self.q(self.g.key)
+        anchor = self.t(g.anchor.table)
+        a_hist = self.history(g.anchor.history_name, g.anchor.table, a_raw.columns, [g.key], None)
+        n = 0
+        for p in a_hist.existing():
+            gone = (
+                f"EXISTS (SELECT 1 FROM {self.t(a_hist.table(p))} x WHERE x.{k} = {new}.{k}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {anchor} a WHERE a.{k} = {new}.{k})"
+            )
+            moved = int(w.scalar(f"SELECT COUNT(*) FROM {new} WHERE {gone}") or 0)
+            if self._some(moved):
+                h = self.t(hist.ensure(p))
+                c = w.cols(cols)
+                w.execute(f"INSERT INTO {h} ({c}) SELECT {c} FROM {new} WHERE {gone}")
+                w.execute(f"DELETE FROM {new} WHERE {gone}")
+                n += moved
+        return n
+
+    def _reactivate_follower(
+        self,
+        f: FollowerConfig,
+        hist: HistoryTables,
+        a_raw: RawRef,
+        a_last: int,
+        a_hi: int,
+        cols: list[str],
+        stats: MartStats,
+    ) -> int:
+        w, k = self.wh, self.q(self.g.key)
+        mart = self.t(f.table)
+        periods = hist.existing()
+        if not periods:
+            return 0
+        araw = w.t(a_raw.schema, a_raw.table)
+        b = self.q(BATCH_COL)
+        name = self._temp_table("_tl_react", [c for c in a_raw.columns if c.name == self.g.key])
+        # Only keys active in the anchor now: a re-read of an archived key that went straight
+        # back to history in this cycle is not a reactivation.
+        w.execute(
+            f"INSERT INTO {name} ({k}) SELECT DISTINCT r.{k} FROM {araw} r "
+            f"WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL "
+            f"AND EXISTS (SELECT 1 FROM {self.t(self.g.anchor.table)} a WHERE a.{k} = r.{k})",
+            (a_last, a_hi),
+        )
+        # keys already here are no reactivation (semi-join probe, not an anti-join over the mart)
+        w.execute(
+            f"DELETE FROM {name} WHERE EXISTS (SELECT 1 FROM {mart} m WHERE m.{k} = {name}.{k})"
+        )
+        n = 0
+        try:
+            for p in periods:
+                h = self.t(hist.table(p))
+                found = f"EXISTS (SELECT 1 FROM {name} x WHERE x.{k} = {h}.{k})"
+                if f.on_reactivation == "report":
+                    stats.exceptions += self.exc.record_from(
+                        "follower_reactivated",
+                        f.table,
+                        f"{h}.{k}",
+                        f"FROM {h} WHERE {found}",
+                        (),
+                        f"key is active again in {self.g.anchor.table}; its {f.table} row "
+                        f"is in {hist.table(p)} (on_reactivation: report)",
+                    )
+                    continue
+                n += self._change(
+                    f"INSERT INTO {mart} ({w.cols(cols)}) SELECT {w.cols(cols, h + '.')} "
+                    f"FROM {h} WHERE {found} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {mart} m WHERE m.{k} = {h}.{k})",
+                )
+                w.execute(
+                    f"DELETE FROM {h} WHERE {found} AND EXISTS "
+                    f"(SELECT 1 FROM {mart} m WHERE m.{k} = {h}.{k})"
+                )
+        finally:
+            self._drop(name)
+        return n
+
+    # ------------------------------------------------------------------ events
+
+    def run_events(self, f: FollowerConfig) -> MartStats:
+        g, w = self.g, self.wh
+        raw = self.raw(f.source)
+        assert raw is not None and f.time
+        stats = MartStats(f.table, "events")
+        t_start = time.monotonic()
+        cols = [c.name for c in raw.columns]
+        ek = self._event_key(f)
+        unix = self._time_is_unix(raw.columns, f.time)
+        hist = self.history(f.history_name, f.table, raw.columns, ek, f.sort_key or [f.time, g.key])
+        mart = self.t(f.table)
+        last = self.state.mart_progress(f.table, raw.key)
+        for lo, hi, _rows in self._ledger_chunks(raw.key, last):
+            with w.transaction():
+                t0 = time.monotonic()
+                new = self._new_rows(raw, cols, lo, hi, ek, f"{self.q(BATCH_COL)} DESC", stats)
+                stats.inserted += self._insert_absent(mart, new, cols, ek)
+                self._drop(new)
+                checkpoint("mart.after_insert")
+                t0 = stats.add_step("insert", t0)
+                self._retention_by_time(
+                    stats,
+                    mart_name=f.table,
+                    time_col=f.time,
+                    unix=unix,
+                    hist=hist,
+                    match=ek,
+                    cols=cols,
+                    departures_seq=None,
+                    t0=t0,
+                )
+                self.state.set_mart_progress(f.table, raw.key, hi)
+                checkpoint("mart.before_commit")
+            stats.batches += 1
+        stats.seconds = time.monotonic() - t_start
+        return stats

@@ -1,0 +1,465 @@
+"""Shared machinery of the mart engine: setup of a retention group's tables, the raw
+batches a mart consumes, and the steps every mart kind uses (new rows, keyed inserts, the
+archive → check → trim of rows past a time cutoff). The steps themselves are described in
+`trackline.marts.engine`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from trackline.config import Config, FollowerConfig, RetentionGroupConfig
+from trackline.errors import MartError
+from trackline.extract.cdc import shift
+from trackline.faults import checkpoint
+from trackline.load import Column, Warehouse
+from trackline.marts.exceptions import Exceptions, key_text
+from trackline.marts.history import HistoryTables, Period, arrow_type, periods_between
+from trackline.report import NullReporter, Reporter
+from trackline.state import StateStore
+from trackline.sync import BATCH_COL, resolve
+
+DEPARTURES = "departures"
+
+
+@dataclass
+class MartStats:
+    mart: str
+    kind: str
+    batches: int = 0
+    rows_in: int = 0
+    inserted: int = 0
+    null_keys: int = 0
+    reactivated: int = 0
+    archived: int = 0
+    exceptions: int = 0
+    trimmed: int = 0
+    seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def add_step(self, name: str, t0: float) -> float:
+        now = time.monotonic()
+        self.steps[name] = self.steps.get(name, 0.0) + now - t0
+        return now
+
+
+@dataclass(frozen=True)
+class RawRef:
+    schema: str
+    table: str
+    key: str
+    """The raw table's state key (``schema.table``)."""
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
+class MartPlan:
+    """What plan mode needs instead of the warehouse's answers (see the module docstring)."""
+
+    raw_columns: Callable[[str, str], list[Column]]
+    """(schema, table) → the raw table's columns as the plan created them ([] if it did not)."""
+    period: Period
+    """The one history period that exists (e.g. the current half-year)."""
+
+    def cutoff(self, unix: bool) -> Any:
+        """A retention cutoff after the whole period: every step past the cutoff has work."""
+        return self.period.bounds(unix)[1]
+
+
+class MartSteps:
+    def __init__(
+        self,
+        cfg: Config,
+        group: RetentionGroupConfig,
+        wh: Warehouse,
+        reporter: Reporter | None = None,
+        chunk_rows: int = 500_000,
+        plan: MartPlan | None = None,
+    ) -> None:
+        self.cfg, self.g, self.wh = cfg, group, wh
+        self.plan = plan
+        self.state = StateStore(wh, cfg.state_schema)
+        self.exc = Exceptions(wh, group.schema_, group.exceptions_table)
+        self.reporter = reporter or NullReporter()
+        self.chunk_rows = chunk_rows
+        self.schema = group.schema_
+
+    # ------------------------------------------------------------------ helpers
+
+    def t(self, table: str) -> str:
+        return self.wh.t(self.schema, table)
+
+    def q(self, name: str) -> str:
+        return self.wh.q(name)
+
+    def raw(self, source: str) -> RawRef | None:
+        """The raw table of a `tables:` entry and its source columns (from the watermark)."""
+        rt = resolve(self.cfg, self.cfg.table(source), None, None)
+        if self.plan is not None:
+            cols = self.plan.raw_columns(rt.target_schema, rt.target)
+            cols = [c for c in cols if c.name != BATCH_COL]
+        else:
+            st = self.state.get(rt.key)
+            schema = (st.watermark.extra or {}).get("schema") or {}
+            cols = [Column(n, arrow_type(tp)) for n, tp in schema.items()]
+        if not cols:
+            return None
+        return RawRef(rt.target_schema, rt.target, rt.key, cols)
+
+    def _some(self, n: int) -> bool:
+        """Whether a step has work: `n` rows, or always in plan mode (to show the statement)."""
+        return n > 0 or self.plan is not None
+
+    def _time_is_unix(self, cols: list[Column], time_col: str) -> bool:
+        for c in cols:
+            if c.name == time_col:
+                return pa.types.is_integer(c.type)
+        raise MartError(
+            f"mart group {self.g.name!r}: time column {time_col!r} is not a column of the raw "
+            f"table (columns: {', '.join(c.name for c in cols)})"
+        )
+
+    def _require(self, cols: list[Column], names: list[str], what: str) -> None:
+        have = {c.name for c in cols}
+        for n in names:
+            if n not in have:
+                raise MartError(
+                    f"mart group {self.g.name!r}: {what} column {n!r} is not in the raw table "
+                    f"(columns: {', '.join(sorted(have))})"
+                )
+
+    def history(
+        self,
+        name: str,
+        mart: str,
+        cols: list[Column],
+        index_cols: list[str],
+        sort_key: list[str] | None,
+    ) -> HistoryTables:
+        return HistoryTables(
+            self.wh,
+            self.schema,
+            self.g.history_prefix,
+            name,
+            mart,
+            cols,
+            self.g.key,
+            index_cols,
+            sort_key,
+            periods=[self.plan.period] if self.plan is not None else None,
+        )
+
+    def _ledger_chunks(self, raw_key: str, after: int) -> Iterator[tuple[int, int, int]]:
+        """(lo, hi, rows): consecutive ledger batches (lo, hi] of about chunk_rows rows."""
+        if self.plan is not None:  # the batches after the mart's progress, as one chunk
+            yield after, after + 1, 0
+            return
+        lo, rows, hi = after, 0, after
+        for b in self.state.batches(raw_key, after=after):
+            hi = b["batch_id"]
+            rows += b["row_count"]
+            if rows >= self.chunk_rows:
+                yield lo, hi, rows
+                lo, rows = hi, 0
+        if hi > lo:
+            yield lo, hi, rows
+
+    def _last_batch(self, raw_key: str) -> int:
+        return int(self.state.get(raw_key).last_batch_id)
+
+    # ------------------------------------------------------------------ setup
+
+    def ensure(self) -> bool:
+        """Create marts, indexes and the departures list. False while raw has no schema yet."""
+        g, w = self.g, self.wh
+        a_raw = self.raw(g.anchor.source)
+        if a_raw is None:
+            return False
+        w.ensure_schema(self.schema)
+        self.exc.ensure()
+        self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
+        self._ensure_mart(
+            g.anchor.table,
+            a_raw,
+            g.anchor.sort_key or [g.anchor.time, g.key],
+            unique=[g.key],
+            index=[g.anchor.time],
+        )
+        key_col = next(c for c in a_raw.columns if c.name == g.key)
+        if not w.table_exists(self.cfg.state_schema, self._dep_table()):
+            w.create_table(
+                self.cfg.state_schema,
+                self._dep_table(),
+                [
+                    Column(g.key, key_col.type),
+                    Column("period", pa.string()),
+                    Column("seq", pa.int64()),
+                ],
+                dist_key=g.key,
+            )
+            w.create_index(self.cfg.state_schema, self._dep_table(), [g.key])
+        for f in g.followers:
+            f_raw = self.raw(f.source)
+            if f_raw is None:
+                continue
+            self._require(f_raw.columns, [g.key], f"follower {f.table}")
+            if f.kind == "events":
+                ek = self._event_key(f)
+                self._require(f_raw.columns, [*ek, f.time or ""], f"follower {f.table}")
+                self._ensure_mart(
+                    f.table,
+                    f_raw,
+                    f.sort_key or [f.time or "", g.key],
+                    unique=ek,
+                    index=[f.time or "", g.key],
+                )
+            else:
+                self._ensure_mart(f.table, f_raw, f.sort_key or [g.key], unique=[g.key], index=[])
+        return True
+
+    def _dep_table(self) -> str:
+        return f"{self.g.name}_{DEPARTURES}"
+
+    def _ensure_mart(
+        self, mart: str, raw: RawRef, sort_key: list[str], unique: list[str], index: list[str]
+    ) -> None:
+        w = self.wh
+        if not w.table_exists(self.schema, mart):
+            w.create_table(self.schema, mart, raw.columns, dist_key=self.g.key, sort_key=sort_key)
+        else:  # columns added to raw by schema drift flow into the mart too
+            have = set(w.column_names(self.schema, mart))
+            for c in raw.columns:
+                if c.name not in have:
+                    w.add_column(self.schema, mart, c)
+        if w.KEYED_INSERT == "on_conflict":
+            w.create_unique_index(self.schema, mart, unique)
+        w.create_index(self.schema, mart, index)
+        w.create_index(raw.schema, raw.table, [BATCH_COL])
+
+    def _event_key(self, f: FollowerConfig) -> list[str]:
+        if f.event_key:
+            return list(f.event_key)
+        t = self.cfg.table(f.source)
+        if t.cdc.id:
+            return [t.cdc.id]
+        raise MartError(f"follower {f.table!r}: set `event_key` (columns that identify an event)")
+
+    def _new_rows(
+        self,
+        raw: RawRef,
+        cols: list[str],
+        lo: int,
+        hi: int,
+        part: list[str],
+        order: str,
+        stats: MartStats,
+    ) -> str:
+        """Temp table of the raw rows in batches (lo, hi], one per `part`, NULL keys counted."""
+        w, k = self.wh, self.q(self.g.key)
+        rref = w.t(raw.schema, raw.table)
+        b = self.q(BATCH_COL)
+        nulls = int(
+            w.scalar(
+                f"SELECT COUNT(*) FROM {rref} WHERE {b} > ? AND {b} <= ? AND {k} IS NULL", (lo, hi)
+            )
+            or 0
+        )
+        if self._some(nulls):
+            stats.null_keys += nulls
+            stats.exceptions += int(
+                self.exc.record(
+                    "null_key",
+                    raw.table,
+                    f"batches {lo + 1}-{hi}",
+                    f"{nulls} raw row(s) with NULL {self.g.key} kept out of the marts",
+                )
+            )
+        stats.rows_in += int(
+            w.scalar(f"SELECT COUNT(*) FROM {rref} WHERE {b} > ? AND {b} <= ?", (lo, hi)) or 0
+        )
+        name = self._temp_table("_tl_new", raw.columns)
+        c = w.cols(cols)
+        w.execute(
+            f"INSERT INTO {name} ({c}) SELECT {c} FROM ("
+            f"SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {w.cols(part)} ORDER BY {order}) "
+            f"AS _tl_rn FROM {rref} WHERE {b} > ? AND {b} <= ? AND {k} IS NOT NULL"
+            f") r WHERE _tl_rn = 1",
+            (lo, hi),
+        )
+        return name
+
+    def _temp_table(self, prefix: str, columns: list[Column]) -> str:
+        """Create an empty session temp table (distributed by the group's key where the engine
+        distributes); returns its quoted name. Created, then filled by an INSERT: DDL takes no
+        bound parameters on Redshift (its PREPARE takes only SELECT, INSERT, UPDATE, DELETE)."""
+        w = self.wh
+        name = self.q(w.temp_name(prefix))
+        typed = ", ".join(f"{self.q(c.name)} {w.sql_type(c.type)}" for c in columns)
+        w.execute(f"CREATE TEMPORARY TABLE {name} ({typed}){w.table_options(self.g.key, None)}")
+        return name
+
+    def _drop(self, rel: str) -> None:
+        self.wh.execute(f"DROP TABLE IF EXISTS {rel}")
+
+    def _change(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run one INSERT/DELETE; the rows it changed (the statement's own count: no second
+        pass over the tables to count first)."""
+        return max(self.wh.execute_count(sql, params), 0)
+
+    def _open_exception(self, mart: str) -> str:
+        """SQL: the mart row's key has no open exception (bind the mart's name)."""
+        return (
+            f"NOT EXISTS (SELECT 1 FROM {self.exc.ref} e WHERE e.status = 'open' "
+            f"AND e.table_name = ? AND e.key_value = {key_text(f'{mart}.{self.q(self.g.key)}')})"
+        )
+
+    def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str, time_col: str) -> int:
+        """One row per key, the newest wins: an older version never replaces a newer one
+        (replays, late backfills); no time window on the key match (seed 001's bug)."""
+        w = self.wh
+        c, k, tm = w.cols(cols), self.q(key), self.q(time_col)
+        if w.KEYED_INSERT == "on_conflict":  # through the unique index: flat cost
+            sets = ", ".join(f"{self.q(x)} = EXCLUDED.{self.q(x)}" for x in cols if x != key)
+            return self._change(
+                f"INSERT INTO {mart} AS m ({c}) SELECT {c} FROM {new} "
+                f"ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE m.{tm} <= EXCLUDED.{tm}"
+            )
+        w.execute(
+            f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m "
+            f"WHERE m.{k} = {new}.{k} AND m.{tm} > {new}.{tm})"
+        )
+        w.execute(
+            f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {new} n WHERE n.{k} = {mart}.{k})"
+        )
+        return self._change(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
+
+    def _insert_absent(self, mart: str, new: str, cols: list[str], match: list[str]) -> int:
+        w = self.wh
+        c = w.cols(cols)
+        if w.KEYED_INSERT == "on_conflict":
+            return self._change(
+                f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} "
+                f"ON CONFLICT ({w.cols(match)}) DO NOTHING"
+            )
+        # Drop the batch rows already present first, probing the mart with the batch's keys
+        # (a semi-join the size of the batch), then insert the rest: an anti-join of the mart
+        # against the batch would build a hash table over the whole mart.
+        on = " AND ".join(f"m.{self.q(x)} = {new}.{self.q(x)}" for x in match)
+        w.execute(f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {mart} m WHERE {on})")
+        return self._change(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
+
+    # ------------------------------------------------------------------ time retention
+
+    def _retention_by_time(
+        self,
+        stats: MartStats,
+        *,
+        mart_name: str,
+        time_col: str,
+        unix: bool,
+        hist: HistoryTables,
+        match: list[str],
+        cols: list[str],
+        departures_seq: int | None,
+        t0: float,
+    ) -> None:
+        """Archive → check → trim for rows whose own time is past MAX(time) − retention."""
+        w, k = self.wh, self.q(self.g.key)
+        mart, tm = self.t(mart_name), self.q(time_col)
+        past = self._past_cutoff(mart, tm, unix)
+        if past is None:
+            stats.add_step("archive", t0)
+            return
+        cutoff, periods = past
+        c = w.cols(cols)
+        old = self._temp_table("_tl_old", hist.columns)
+
+        def pairs(left: str, right: str, names: list[str]) -> str:
+            return " AND ".join(f"{left}.{self.q(x)} = {right}.{self.q(x)}" for x in names)
+
+        # "In history" for check and trim means THIS version (key + time): a stale row of the
+        # key in the period table makes the guard skip the archive, and must not let the trim
+        # delete the only copy of the newest version.
+        key_on, same_on = pairs("h", old, match), pairs("h", old, [*match, time_col])
+        # Each step works on `old`, a temp copy of the (few) mart rows past the cutoff in one
+        # period, and removes from it what history already holds with a semi-join probe:
+        # an anti-join (NOT EXISTS) of those rows against a period table would build a hash
+        # table over the whole history, so its cost would grow with the history (G7).
+        in_period = f"m.{tm} >= ? AND m.{tm} < ? AND m.{tm} < ?"
+
+        def fill(s: Any, e: Any) -> None:
+            w.execute(f"DELETE FROM {old}")
+            w.execute(
+                f"INSERT INTO {old} ({c}) SELECT {w.cols(cols, 'm.')} FROM {mart} m "
+                f"WHERE {in_period}",
+                (s, e, cutoff),
+            )
+
+        for p in periods:
+            s, e = p.bounds(unix)
+            h = self.t(hist.ensure(p))
+            fill(s, e)
+            w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {key_on})")
+            stats.archived += self._change(f"INSERT INTO {h} ({c}) SELECT {c} FROM {old}")
+        checkpoint("mart.after_archive")
+        t0 = stats.add_step("archive", t0)
+        unarchived: dict[Period, bool] = {}
+        for p in periods:
+            s, e = p.bounds(unix)
+            h = self.t(hist.table(p))
+            fill(s, e)
+            w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {same_on})")
+            opened = self.exc.record_from(
+                "unarchived_past_cutoff",
+                mart_name,
+                f"o.{k}",
+                f"FROM {old} o",
+                (),
+                f"row past the retention cutoff is not in {hist.table(p)}; it is kept in the mart",
+            )
+            stats.exceptions += opened
+            unarchived[p] = self._some(int(w.scalar(f"SELECT COUNT(*) FROM {old}") or 0))
+        checkpoint("mart.after_check")
+        t0 = stats.add_step("check", t0)
+        open_exc = self._open_exception(mart)
+        for p in periods:
+            s, e = p.bounds(unix)
+            h = self.t(hist.table(p))
+            keep_out = ""
+            if unarchived[p]:  # rows not (this version) in history stay; `old` holds them
+                fill(s, e)
+                w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {same_on})")
+                keep_out = (
+                    f" AND NOT EXISTS (SELECT 1 FROM {old} o WHERE {pairs('o', mart, match)})"
+                )
+            cond = (
+                f"{mart}.{tm} >= ? AND {mart}.{tm} < ? AND {mart}.{tm} < ?{keep_out} AND {open_exc}"
+            )
+            params = (s, e, cutoff, mart_name)
+            if departures_seq is not None:
+                w.execute(
+                    f"INSERT INTO {w.t(self.cfg.state_schema, self._dep_table())} "
+                    f"({k}, period, seq) SELECT {mart}.{k}, ?, ? FROM {mart} WHERE {cond}",
+                    (p.suffix, departures_seq, *params),
+                )
+            stats.trimmed += self._change(f"DELETE FROM {mart} WHERE {cond}", params)
+        self._drop(old)
+        stats.add_step("trim", t0)
+
+    def _past_cutoff(self, mart: str, tm: str, unix: bool) -> tuple[Any, list[Period]] | None:
+        """The cutoff (the data clock MAX(time) − retention) and the periods holding rows past
+        it, or None when no row is past it."""
+        w, plan = self.wh, self.plan
+        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        if top is None and plan is None:
+            return None
+        cutoff = plan.cutoff(unix) if plan else shift(top, self.g.retention_seconds)
+        lo = w.scalar(f"SELECT MIN({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        if lo is None and plan is None:
+            return None
+        hi = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        return cutoff, [plan.period] if plan else periods_between(lo, hi)
