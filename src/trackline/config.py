@@ -154,6 +154,22 @@ class RedshiftWarehouse(Model):
     belong to a run that died, and is taken over (with a warning)."""
     compat_postgres: bool = False
     """Run the Redshift SQL against PostgreSQL (tests): no DISTKEY/SORTKEY, client-side COPY."""
+    iam_auth: bool = False
+    """Connect with temporary credentials from Redshift's `GetClusterCredentials` (the AWS
+    credential chain decides who asks; needs boto3: `pip install 'trackline[redshift-iam]'`)
+    instead of `password`; `user` is the database user to get credentials for."""
+    cluster_identifier: str | None = None
+    """The cluster's identifier, for `iam_auth`."""
+    auto_create_user: bool = False
+    """`iam_auth`: create the database user on first login (GetClusterCredentials AutoCreate)."""
+
+    @model_validator(mode="after")
+    def _iam_needs_cluster(self) -> RedshiftWarehouse:
+        if self.iam_auth and not self.cluster_identifier:
+            raise ValueError(
+                "iam_auth needs `cluster_identifier` (the cluster to get credentials for)"
+            )
+        return self
 
 
 WarehouseConfig = Annotated[

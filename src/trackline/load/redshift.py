@@ -163,6 +163,8 @@ class Redshift(TableLock, Postgres):
     def conninfo(self) -> dict[str, Any]:
         info = super().conninfo()
         info.update(client_encoding="utf8", prepare_threshold=None)
+        if self.config.iam_auth:
+            info["user"], info["password"] = cluster_credentials(self.config)
         if not self.compat:
             info["sslmode"] = "require"
         return info
@@ -450,3 +452,32 @@ def render_plan(
     from trackline.load.plan import render_plan as render
 
     return render(cfg, command, iam_role=iam_role, stage_url=stage_url)
+
+
+def cluster_credentials(config: RedshiftWarehouse) -> tuple[str, str]:
+    """Temporary database credentials from `GetClusterCredentials` (IAM authentication).
+
+    boto3 is imported here only: it is needed for this option alone. The temporary password
+    is returned to the driver and never logged or put in an error message.
+    """
+    try:
+        import boto3
+        import botocore.exceptions
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "warehouse.iam_auth needs boto3: pip install 'trackline[redshift-iam]'"
+        ) from None
+    client = boto3.client("redshift", region_name=config.region)
+    try:
+        creds = client.get_cluster_credentials(
+            DbUser=config.user,
+            DbName=config.database,
+            ClusterIdentifier=config.cluster_identifier or "",
+            AutoCreate=config.auto_create_user,
+        )
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise WarehouseError(
+            f"GetClusterCredentials for user {config.user!r} on cluster "
+            f"{config.cluster_identifier!r} failed: {exc}"
+        ) from None
+    return str(creds["DbUser"]), str(creds["DbPassword"])
