@@ -14,7 +14,9 @@ from typing import Any, Protocol, TextIO
 
 class Reporter(Protocol):
     def event(self, kind: str, message: str, **fields: Any) -> None: ...
-    def progress(self, task: str, advance: int, total: int | None = None) -> None: ...
+    def progress(
+        self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+    ) -> None: ...
     def close(self) -> None: ...
 
 
@@ -25,7 +27,9 @@ class NullReporter:
     def event(self, kind: str, message: str, **fields: Any) -> None:
         self.events.append((kind, message, fields))
 
-    def progress(self, task: str, advance: int, total: int | None = None) -> None:
+    def progress(
+        self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+    ) -> None:
         return None
 
     def close(self) -> None:
@@ -56,7 +60,9 @@ class LogReporter:
             )
         print(line, file=self.stream, flush=True)
 
-    def progress(self, task: str, advance: int, total: int | None = None) -> None:
+    def progress(
+        self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+    ) -> None:
         return None
 
     def close(self) -> None:
@@ -80,7 +86,7 @@ class RichReporter:
         self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:,} rows"),
+            TextColumn("{task.completed:,} {task.fields[unit]}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
@@ -94,9 +100,11 @@ class RichReporter:
         )
         self.bars.console.print(f"[{style}]{message}[/{style}]", highlight=False)
 
-    def progress(self, task: str, advance: int, total: int | None = None) -> None:
+    def progress(
+        self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+    ) -> None:
         if task not in self.tasks:
-            self.tasks[task] = self.bars.add_task(task, total=total)
+            self.tasks[task] = self.bars.add_task(task, total=total, unit=unit)
         self.bars.update(self.tasks[task], advance=advance, total=total)
 
     def close(self) -> None:

@@ -156,7 +156,9 @@ def run_demo(
                 elif m.kind == "one_per_key":
                     res.restored += m.reactivated
             res.cycles += 1
-            reporter.progress("simulated days", step_days, total=len(steps) * step_days)
+            reporter.progress(
+                "simulated days", step_days, total=len(steps) * step_days, unit="days"
+            )
             if i % check_every == 0 or i == len(steps) - 1:
                 bad = check_all(cfg, wh)
                 lag = cfg.defaults.lag_seconds
