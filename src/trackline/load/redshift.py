@@ -6,8 +6,8 @@ it is already pinned. Two settings make it work with Redshift (psycopg issue #12
 reports its encoding as ``UNICODE``, unknown to Python, so the connection asks for ``utf8``;
 and automatic prepared statements are off (``prepare_threshold=None``) because Redshift refuses
 the ``DEALLOCATE ALL`` psycopg sends to reset them. Values stay bound parameters.
-TODO: IAM authentication (``redshift:GetClusterCredentials`` through boto3 for a temporary
-user and password); today the password comes from the config (an environment variable).
+Credentials: the password from the config (an environment variable), or with ``iam_auth`` a
+temporary user and password from ``redshift:GetClusterCredentials`` (`cluster_credentials`).
 
 What differs from PostgreSQL, and where it is handled (DESIGN §6):
 
