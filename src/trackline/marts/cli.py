@@ -86,7 +86,11 @@ def register(main: click.Group) -> None:
         rows = list_exceptions(cfg, None if status == "all" else status, limit)
         if not rows:
             click.echo("no exceptions")
+        where = None
         for r in rows:
+            if r["where"] != where:
+                where = r["where"]
+                click.echo(f"-- {where}")
             click.echo(
                 f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
                 f"{r['table_name']}  key={r['key_value']}  {r['detail']}"
@@ -97,11 +101,19 @@ def register(main: click.Group) -> None:
     @click.argument("exception_id", type=int)
     @click.option("--note", required=True, help="What was done about it.")
     @click.option("--group", default=None, help="Retention group (default: the first).")
+    @click.option(
+        "--run-level",
+        is_flag=True,
+        help="An exception of `trackline check`'s run-level checks (listed under "
+        "trackline.check_exceptions).",
+    )
     @handle_errors
-    def resolve(config_path: Path, exception_id: int, note: str, group: str | None) -> None:
+    def resolve(
+        config_path: Path, exception_id: int, note: str, group: str | None, run_level: bool
+    ) -> None:
         """Mark an exception resolved: its row becomes trimmable again."""
         from trackline.marts.status import resolve_exception
 
         cfg = load_config(config_path)
-        resolve_exception(cfg, exception_id, note, group)
+        resolve_exception(cfg, exception_id, note, group, run_level)
         click.echo(f"exception {exception_id} resolved")

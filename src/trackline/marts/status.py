@@ -54,21 +54,37 @@ def list_exceptions(cfg: Config, status: str | None, limit: int = 100) -> list[d
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
+        from trackline.quality.checks import STATE_EXCEPTIONS
+
         out: list[dict[str, Any]] = []
-        for g in _groups(cfg):
-            exc = Exceptions(wh, g.schema_, g.exceptions_table)
-            if wh.table_exists(g.schema_, g.exceptions_table):
-                out += exc.list(status, limit)
+        # each group's table, then the run-level failures `trackline check` records
+        places = [(g.schema_, g.exceptions_table) for g in _groups(cfg)]
+        places.append((cfg.state_schema, STATE_EXCEPTIONS))
+        for schema, table in places:
+            if wh.table_exists(schema, table):
+                out += [
+                    {**r, "where": f"{schema}.{table}"}
+                    for r in Exceptions(wh, schema, table).list(status, limit)
+                ]
         return out
     finally:
         wh.close()
 
 
-def resolve_exception(cfg: Config, exc_id: int, note: str, group: str | None) -> None:
+def resolve_exception(
+    cfg: Config, exc_id: int, note: str, group: str | None, run_level: bool = False
+) -> None:
+    """Resolve in the group's exceptions table, or (`run_level`) in the one `trackline check`
+    keeps for run-level failures."""
+    from trackline.quality.checks import STATE_EXCEPTIONS
+
     g = _groups(cfg, group)[0]
+    schema, table = (
+        (cfg.state_schema, STATE_EXCEPTIONS) if run_level else (g.schema_, g.exceptions_table)
+    )
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
-        Exceptions(wh, g.schema_, g.exceptions_table).resolve(exc_id, note)
+        Exceptions(wh, schema, table).resolve(exc_id, note)
     finally:
         wh.close()
