@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from tests.integration.marts_helpers import warehouse_dict
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
 from trackline.load import Warehouse, open_warehouse
 from trackline.marts.cycle import CycleSummary, run_cycle_on
@@ -27,18 +28,6 @@ EXCEPTIONS = "order_tracking_exceptions"
 
 def day(n: float) -> int:
     return T0 + int(n * DAY)
-
-
-def warehouse_dict(wh: DuckDBWarehouse | PostgresWarehouse) -> dict[str, Any]:
-    if isinstance(wh, DuckDBWarehouse):
-        return {"type": "duckdb", "path": str(wh.path)}
-    return {
-        "type": "postgres",
-        "host": wh.host,
-        "port": wh.port,
-        "user": wh.user,
-        "database": wh.database,
-    }
 
 
 class World:
