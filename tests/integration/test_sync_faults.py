@@ -250,3 +250,43 @@ def test_replay_twice_leaves_the_table_unchanged(
     assert wh_rows(cfg, key, COLS, ["id", "_tl_batch_id"]) == before
     if write_mode == "merge":
         assert wh_rows(cfg, key) == source_rows(mysql_db)
+
+
+@pytest.mark.parametrize("kill", ["sync.after_commit@1", "sync.after_commit@2"])
+def test_kill_after_a_batch_of_null_cursor_rows_loads_them_once(
+    mysql_db: MySQLDb,
+    warehouse_config: Warehouse,
+    tmp_path: Path,
+    request: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    kill: str,
+) -> None:
+    """`null_cursor: load` on a table read incrementally from the start (no integer primary
+    key, so no snapshot): the NULL-cursor rows sort first and fill whole batches; a kill after
+    such a batch must not load them twice on the rerun."""
+    mysql_db.execute(
+        "CREATE TABLE ev (code VARCHAR(8) PRIMARY KEY, id INT NOT NULL, update_time DATETIME, "
+        "KEY (update_time, id))"
+    )
+    mysql_db.executemany(
+        "INSERT INTO ev VALUES (%s, %s, %s)",
+        [(f"n{i}", i, None) for i in range(1, 6)]
+        + [(f"t{i}", 10 + i, PAST + dt.timedelta(seconds=i)) for i in range(1, 4)],
+    )
+    t = table(
+        "ev",
+        batch_size=2,
+        cdc={"strategy": "hybrid", "cursor": "update_time", "id": "id", "null_cursor": "load"},
+    )
+    b = second_warehouse(warehouse_config, tmp_path, request)
+    a_cfg, b_cfg = configs(mysql_db, warehouse_config, b, tmp_path, t)
+    run_faulted(a_cfg, kill, monkeypatch)
+    sync_ok(a_cfg)
+    sync_ok(b_cfg)
+    cols = ["code", "id", "update_time", "_tl_batch_id"]
+    rows_a = wh_rows(a_cfg, "public.ev_raw", cols, ["id"])
+    assert [r[1] for r in rows_a] == [1, 2, 3, 4, 5, 11, 12, 13]  # each once
+    assert rows_a == wh_rows(b_cfg, "public.ev_raw", cols, ["id"])
+    assert ledger(a_cfg, "public.ev_raw") == ledger(b_cfg, "public.ev_raw")
+    wa = state_watermark(a_cfg, "public.ev_raw")
+    assert (wa.ts, wa.id) == (PAST + dt.timedelta(seconds=3), 13)

@@ -159,6 +159,10 @@ def test_null_cursor_load_reads_null_rows_on_the_first_run_only() -> None:
         f" WHERE (`ts` < {U} OR `ts` IS NULL) ORDER BY `id`"
     )
     assert "IS NULL" not in plan("hybrid", Watermark(ts=TS, id=1), null_cursor="load")[0]
+    # a batch of NULL-cursor rows only left its last id: a rerun reads on from there
+    assert plan("hybrid", Watermark(id=7), null_cursor="load")[0] == (
+        f" WHERE (`ts` < {U} OR (`ts` IS NULL AND `id` > 7)) ORDER BY `ts`, `id`"
+    )
 
 
 def test_timestamp_strategy_is_inclusive() -> None:

@@ -190,7 +190,11 @@ def plan_query(
                 0, f"({ts} > {lit(wm.ts)} OR ({ts} = {lit(wm.ts)} AND {idc} > {lit(wm.id)}))"
             )
         elif spec.null_cursor == "load":
-            conds = [f"({conds[0]} OR {ts} IS NULL)"]
+            # NULL-cursor rows sort first; `wm.id` (with no `wm.ts`) is how far they were read
+            nulls = f"{ts} IS NULL"
+            if wm.id is not None:
+                nulls = f"({nulls} AND {idc} > {lit(wm.id)})"
+            conds = [f"({conds[0]} OR {nulls})"]
         order = f"{ts}, {idc}"
     return BatchPlan(
         f"{base} WHERE {' AND '.join(conds)} ORDER BY {order}", spec.strategy, "incremental", upper
