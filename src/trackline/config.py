@@ -148,6 +148,12 @@ class RedshiftWarehouse(Model):
     varchar_policy: Literal["error", "truncate"] = "error"
     """A text value above Redshift's 65,535-byte VARCHAR limit: stop with an error naming the
     table, column and row, or cut it at a character boundary and report it."""
+    json_as: Literal["varchar", "super"] = "varchar"
+    """How JSON source columns are stored: as their text (VARCHAR, the 65,535-byte limit
+    applies) or as SUPER documents (up to 16 MB, queried with PartiQL). Applies to tables
+    created from then on: an existing table keeps its column types, and its marts follow it.
+    JSON columns are MySQL JSON columns, MariaDB columns with a JSON_VALID check, and the
+    columns a table lists in `json_columns`."""
     lock_timeout_seconds: float = 0
     lock_stale_seconds: float = Field(default=6 * 3600, gt=0)
     """Redshift has no advisory locks: a row in `trackline.locks` older than this is taken to
@@ -240,6 +246,10 @@ class TableConfig(Model):
     write_mode: Literal["append", "merge", "replace"] = "append"
     dist_key: Ident | None = None
     sort_key: list[Ident] | None = None
+    json_columns: list[Ident] = Field(default_factory=list)
+    """Text columns that hold JSON documents (besides MySQL JSON columns and MariaDB columns
+    with a JSON_VALID check, found on their own): stored as SUPER on Redshift with
+    `warehouse.json_as: super`, as text elsewhere."""
     raw_retention_seconds: int | None = None
 
     @model_validator(mode="after")

@@ -27,6 +27,13 @@ warehouse:                        # duckdb (embedded), postgres or redshift
   # user: trackline
   # password: ${WAREHOUSE_PASSWORD}
   # database: analytics
+  # type: redshift                # needs an s3:// stage
+  # host: my-cluster.abc123.eu-west-1.redshift.amazonaws.com
+  # user: trackline
+  # password: ${REDSHIFT_PASSWORD}
+  # database: analytics
+  # iam_role: arn:aws:iam::123456789012:role/trackline-copy
+  # json_as: super                # JSON columns as SUPER documents (default: varchar)
 
 stage:
   url: ./stage                    # or s3://bucket/prefix (credentials from the AWS chain)

@@ -12,6 +12,7 @@ Marts consume raw by that id; replay and merge use it to stay idempotent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import queue
 import threading
@@ -34,7 +35,7 @@ from trackline.errors import (
 )
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import CursorSpec, Watermark, plan_query, shift
-from trackline.extract.types import SourceColumn
+from trackline.extract.types import SourceColumn, json_field
 from trackline.faults import checkpoint
 from trackline.load import Column, StagedFiles, Warehouse, open_warehouse
 from trackline.report import NullReporter, Reporter
@@ -162,7 +163,7 @@ class Syncer:
         t = rt.cfg
         src = self.source(rt)
         rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
-        cols = src.columns(rel)
+        cols = self._json_columns(t, src.columns(rel))
         by_name = {c.name: c for c in cols}
         self._check_cursor_columns(t, by_name)
         pk = t.primary_key or src.primary_key(rel)
@@ -173,11 +174,17 @@ class Syncer:
             )
         st = self.state.get(rt.key)
         wm = st.watermark
-        arrow_schema = pa.schema([pa.field(c.name, c.arrow) for c in cols])
         with self.wh.transaction():
-            self._ensure_target(rt, cols, pk, wm, res)
+            stored_json = self._ensure_target(rt, cols, pk, wm, res)
         st = self.state.get(rt.key)
         wm = st.watermark
+        # JSON documents are marked only where the target stores them as such (Redshift SUPER)
+        arrow_schema = pa.schema(
+            [
+                json_field(c.name, c.arrow) if c.name in stored_json else pa.field(c.name, c.arrow)
+                for c in cols
+            ]
+        )
 
         spec = CursorSpec(
             t.cdc.strategy,
@@ -371,6 +378,27 @@ class Syncer:
 
     # ------------------------------------------------------------------ target & drift
 
+    @staticmethod
+    def _json_columns(t: TableConfig, cols: list[SourceColumn]) -> list[SourceColumn]:
+        """Mark the columns `json_columns` names as JSON documents (they must be text)."""
+        if not t.json_columns:
+            return cols
+        by_name = {c.name: c for c in cols}
+        for name in t.json_columns:
+            c = by_name.get(name)
+            if c is None:
+                raise ConfigError(
+                    f"table {t.name!r}: json_columns names {name!r}, which is not one of its "
+                    f"columns ({', '.join(by_name)})"
+                )
+            if not pa.types.is_string(c.arrow):
+                raise ConfigError(
+                    f"table {t.name!r}: json_columns names {name!r}, a {c.column_type or c.arrow} "
+                    "column; only text columns can hold JSON documents"
+                )
+        names = set(t.json_columns)
+        return [dataclasses.replace(c, json=True) if c.name in names else c for c in cols]
+
     def _ensure_target(
         self,
         rt: ResolvedTable,
@@ -378,13 +406,19 @@ class Syncer:
         pk: list[str],
         wm: Watermark,
         res: TableResult,
-    ) -> None:
+    ) -> set[str]:
+        """Create or check the target; return its columns stored as JSON documents."""
         w = self.wh
         w.ensure_schema(rt.target_schema)
-        columns = [Column(c.name, c.arrow) for c in cols] + [Column(BATCH_COL, pa.int64())]
+        new_json = {c.name for c in cols if c.json} if w.stores_json else set()
+        columns = [Column(c.name, c.arrow, json=c.name in new_json) for c in cols] + [
+            Column(BATCH_COL, pa.int64())
+        ]
         loaded = wm.extra.get("schema") if wm.extra else None
         current = {c.name: str(c.arrow) for c in cols}
-        if not w.table_exists(rt.target_schema, rt.target):
+        stored_json = new_json
+        created = not w.table_exists(rt.target_schema, rt.target)
+        if created:
             w.create_table(
                 rt.target_schema,
                 rt.target,
@@ -392,7 +426,10 @@ class Syncer:
                 dist_key=rt.cfg.dist_key,
                 sort_key=rt.cfg.sort_key,
             )
-        elif loaded:
+        else:
+            # what the table stores as JSON is read from it: json_as applies to new tables
+            stored_json = w.json_column_names(rt.target_schema, rt.target)
+        if loaded and not created:
             dropped = [n for n in loaded if n not in current]
             changed = [
                 (n, loaded[n], current[n])
@@ -412,21 +449,31 @@ class Syncer:
             existing = set(w.column_names(rt.target_schema, rt.target))
             for c in cols:
                 if c.name not in existing:
-                    w.add_column(rt.target_schema, rt.target, Column(c.name, c.arrow))
+                    w.add_column(
+                        rt.target_schema,
+                        rt.target,
+                        Column(c.name, c.arrow, json=c.name in new_json),
+                    )
+                    stored_json |= {c.name} & new_json
                     msg = (
                         f"{rt.cfg.name}: new source column {c.name!r} ({c.arrow}) added to {rt.key}"
                     )
                     res.warnings.append(msg)
                     self.reporter.event("drift", msg, table=rt.cfg.name, column=c.name)
-        if loaded != current:
+        json_list = sorted(stored_json)
+        if loaded != current or (wm.extra or {}).get("json", []) != json_list:
             st = self.state.get(rt.key)
+            extra = {**st.watermark.extra, "schema": current, "json": json_list}
+            if not json_list:
+                extra.pop("json")
             self.state.put(
                 rt.key,
                 rt.cfg.cdc.strategy,
-                st.watermark.advanced(extra={**st.watermark.extra, "schema": current}),
+                st.watermark.advanced(extra=extra),
                 st.last_batch_id,
                 0,
             )
+        return stored_json
 
     # ------------------------------------------------------------------ pipeline
 
@@ -557,7 +604,11 @@ class Syncer:
         if t.cdc.strategy == "id":
             return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
         ts = data.column(t.cdc.cursor)[last].as_py()
-        if ts is None:  # NULL-cursor rows (null_cursor: load) sort first; keep the cursor
+        if ts is None:
+            # A batch of NULL-cursor rows only (null_cursor: load; they sort first): the id of
+            # the last one is the progress, so a rerun after this batch does not load them again.
+            if t.cdc.strategy == "hybrid" and cur.ts is None:
+                return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
             return cur
         if t.cdc.strategy == "timestamp":
             return cur.advanced(ts=ts, id=None)

@@ -31,8 +31,17 @@ def test_demo_archives_reactivates_and_keeps_invariants(tmp_path: Path) -> None:
 
 def test_demo_command_is_rerunnable(tmp_path: Path) -> None:
     runner = CliRunner()
-    args = ["demo", "--workdir", str(tmp_path / "w"), "--days", "20", "--orders-per-day", "10",
-            "--step-days", "5"]
+    args = [
+        "demo",
+        "--workdir",
+        str(tmp_path / "w"),
+        "--days",
+        "20",
+        "--orders-per-day",
+        "10",
+        "--step-days",
+        "5",
+    ]
     first = runner.invoke(main, args)
     assert first.exit_code == 0, first.output
     assert "0 violations" in first.output

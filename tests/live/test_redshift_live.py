@@ -46,6 +46,7 @@ from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
 from trackline.config import Config, RedshiftWarehouse, StageConfig  # noqa: E402
 from trackline.errors import LockBusy  # noqa: E402
+from trackline.extract.types import json_field  # noqa: E402
 from trackline.load import Column, open_warehouse  # noqa: E402
 from trackline.load.redshift import Redshift  # noqa: E402
 from trackline.stage import Stage  # noqa: E402
@@ -159,6 +160,42 @@ def test_copy_round_trips_every_type(wh: Redshift, run: str) -> None:
     with wh.transaction():
         wh.append_arrow(run, "t", more, staged)
     assert wh.scalar(f'SELECT COUNT(*) FROM {wh.t(run, "t")} WHERE "extra" = ?', ("e",)) == 1
+
+
+def test_json_documents_copy_into_super(run: str) -> None:
+    """`json_as: super`: the staged JSON logical type loads as SUPER documents (not string
+    scalars), information_schema reports the columns as super, and a merge goes through a SUPER
+    temp table."""
+    w = open_warehouse(_warehouse(json_as="super"), stage=Stage(_stage(run)))
+    assert isinstance(w, Redshift)
+    w.lock_schema = f"{run}_state"
+    w.connect()
+    try:
+        docs = ['{"a": [1, 2], "b": "x"}', "null", None, '"s"']
+        data = pa.Table.from_arrays(
+            [pa.array([1, 2, 3, 4], pa.int64()), pa.array(docs)],
+            schema=pa.schema([pa.field("id", pa.int64()), json_field("doc")]),
+        )
+        with w.transaction():
+            w.ensure_schema(run)
+            w.create_table(run, "j", [Column.of(f) for f in data.schema], dist_key="id")
+        assert w.json_column_names(run, "j") == {"doc"}
+        assert w.stage is not None
+        staged = w.stage.write_batch(
+            source_db="live", schema=run, table="j", batch_id=1, data=data, when=dt.datetime.now()
+        )
+        with w.transaction():
+            w.append_arrow(run, "j", data, staged)
+            with w.batch_relation(data.slice(0, 1), None) as rel:
+                w.execute(f"INSERT INTO {w.t(run, 'j')} SELECT * FROM {rel}")
+        rows = w.query(
+            f'SELECT "id", IS_OBJECT("doc"), JSON_TYPEOF("doc"), "doc".b::VARCHAR '
+            f'FROM {w.t(run, "j")} ORDER BY "id"'
+        )
+        assert rows[0] == (1, True, "object", "x") and rows[1] == (1, True, "object", "x")
+        assert rows[2][2] == "null" and rows[3][1] is None and rows[4][2] == "string"
+    finally:
+        w.close()
 
 
 def test_sync_from_sqlite_into_redshift(tmp_path: Path, run: str) -> None:

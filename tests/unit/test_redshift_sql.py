@@ -274,7 +274,9 @@ def test_full_snapshot_empties_with_delete_in_the_load_transaction(sync_sql: lis
     marks = _in_transaction(sync_sql)
     i = sync_sql.index('DELETE FROM "settlement_public"."partner"')
     assert marks[i][1]
-    assert sync_sql[i + 1].startswith("SELECT column_name FROM information_schema.columns")
+    assert sync_sql[i + 1].startswith(
+        "SELECT column_name, data_type FROM information_schema.columns"
+    )
     assert sync_sql[i + 2].startswith('COPY "settlement_public"."partner"')
     assert marks[i + 2][1]
 
@@ -788,3 +790,34 @@ def test_dist_and_sort_keys_must_be_columns(cfg: Config) -> None:
 
     with pytest.raises(ConfigError, match="sort_key of s.t: column 'nope'"):
         record(cfg, bad)
+
+
+# ------------------------------------------------------------------ JSON documents as SUPER
+
+
+def test_json_columns_are_super_in_raw_mart_and_history_ddl(cycle_cfg: Config) -> None:
+    """`warehouse.json_as: super`: the columns a table lists in `json_columns` are SUPER in its
+    raw table, in the mart made from it and in its history period; other text stays VARCHAR;
+    COPY is unchanged (the staged file carries the JSON logical type)."""
+    data = cycle_cfg.model_dump(by_alias=True)
+    data["warehouse"]["json_as"] = "super"
+    for t in data["tables"]:
+        if t["name"] == "uni_tracking_spath":
+            t["json_columns"] = ["code"]
+    cfg = Config.model_validate(data)
+    statements = render_plan(cfg, "cycle")
+    creates = {
+        m.group(1): s
+        for s in statements
+        if (m := re.match(r'CREATE TABLE IF NOT EXISTS "[^"]+"\."([^"]+)"', s))
+    }
+    for table in ("uni_tracking_spath_raw", "mart_uni_tracking_spath"):
+        assert '"code" SUPER' in creates[table], creates[table]
+    (hist,) = [s for t, s in creates.items() if t.startswith("hist_uts_")]
+    assert '"code" SUPER' in hist
+    assert '"status" VARCHAR(65535)' in creates["uni_tracking_info_raw"]
+    assert "SUPER" not in creates["uni_tracking_info_raw"]
+    for s in statements:
+        sqlglot.parse_one(s, read="redshift")
+    # the default keeps JSON as text
+    assert not any("SUPER" in s for s in render_plan(cycle_cfg, "cycle"))

@@ -8,7 +8,9 @@ metadata query goes through PyMySQL with bound parameters. connectorx panics (a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -75,6 +77,9 @@ def _field_type(f: Any) -> tuple[str, str]:
 # Server errors worth retrying: too many connections, shutdown in progress, lock wait
 # timeout, deadlock, connection killed. Client errors (2000+) are lost connections.
 _TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927})
+
+
+_JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
 
 
 class MySQL(Source):
@@ -181,10 +186,33 @@ class MySQL(Source):
         # (NULLIF(`ts`, 0) AS `ts`), and an unqualified ORDER BY `ts` would sort by that
         # alias instead of reading the (ts, id) index in order.
         table = self.relation_sql(Relation(rel.name, db))
-        return [
+        cols = [
             map_mysql_column(name, dtype, ctype, nullable == "YES", f"{table}.{self.q(name)}")
             for name, dtype, ctype, nullable in rows
         ]
+        json_checked = self._json_valid_columns(db, rel.name)
+        return [dataclasses.replace(c, json=True) if c.name in json_checked else c for c in cols]
+
+    def _json_valid_columns(self, db: str, table: str) -> set[str]:
+        """MariaDB's JSON is an alias of LONGTEXT with a ``CHECK (json_valid(col))``: the
+        columns with such a check. (MySQL's JSON type is found from DATA_TYPE; its
+        CHECK_CONSTRAINTS view has no TABLE_NAME, and the query's error means "none".)"""
+        try:
+            rows = self.rows(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, table),
+            )
+        except SourceUnreachable:
+            raise
+        except SourceError:
+            return set()
+        found = set()
+        for (clause,) in rows:
+            m = _JSON_VALID.fullmatch(str(clause).strip())
+            if m:
+                found.add(m.group(1).replace("``", "`"))
+        return found
 
     def _query_columns(self, rel: Relation) -> list[SourceColumn]:
         import pymysql

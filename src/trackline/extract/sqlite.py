@@ -108,13 +108,12 @@ class SQLite(Source):
                 cur = con.execute(sql)
             except sqlite3.Error as exc:
                 raise SourceError(f"SQLite {self.config.path}: {exc}") from None
-            names = schema.names
             while True:
                 rows = cur.fetchmany(batch_size)
                 if not rows:
                     return
                 cols = list(zip(*rows, strict=True))
                 arrays = [pa.array(list(c), type=f.type) for c, f in zip(cols, schema, strict=True)]
-                yield pa.RecordBatch.from_arrays(arrays, names=names)
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
         finally:
             con.close()

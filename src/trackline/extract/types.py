@@ -16,6 +16,13 @@ connectorx 0.4.6 against MariaDB 10.11), the column is read through a SQL expres
 | BIT(1) / BIT(n)              | bool / uint64         | CAST(… AS UNSIGNED)                       |
 | JSON, ENUM, SET, *TEXT       | string                | as is                                     |
 | BINARY, VARBINARY, *BLOB     | binary                | as is                                     |
+
+JSON columns (MySQL's JSON type; in MariaDB, where JSON is LONGTEXT, a JSON_VALID check; or a
+table's `json_columns`) are text marked as JSON documents: `SourceColumn.json`, and on an Arrow
+field the metadata `JSON_META` (`json_field`, `is_json`). A warehouse that stores JSON as
+documents (Redshift SUPER) creates those columns with its JSON type, and the stage writes them
+with Parquet's JSON logical type, which is what Redshift's COPY loads into SUPER as parsed
+documents (a plain string would be stored as one string scalar).
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class SourceColumn:
     ref: str = ""
     """The plain quoted column, for WHERE / ORDER BY: a cursor predicate on `expr` (e.g.
     NULLIF(col, 0)) could not use the (cursor, id) index and would scan the whole table."""
+    json: bool = False
+    """The column holds JSON documents (see the module docstring)."""
 
     @property
     def cursor_ref(self) -> str:
@@ -84,7 +93,7 @@ def map_mysql_column(
     unsigned = "unsigned" in ct
 
     def col(arrow: pa.DataType, expr: str = quoted, zero: bool = False) -> SourceColumn:
-        return SourceColumn(name, dt, ct, nullable, arrow, expr, zero, quoted)
+        return SourceColumn(name, dt, ct, nullable, arrow, expr, zero, quoted, dt == "json")
 
     if dt in _INT:
         return col(_INT[dt][1] if unsigned else _INT[dt][0])
@@ -122,6 +131,23 @@ def map_mysql_column(
         f"column {name!r} has MySQL type {column_type!r}, which trackline cannot map yet; "
         "exclude it with a `query:` that casts it (e.g. CAST(col AS CHAR))"
     )
+
+
+JSON_META_KEY = b"trackline.json"
+JSON_META = {JSON_META_KEY: b"1"}
+
+
+def json_field(name: str, type_: pa.DataType | None = None) -> pa.Field:
+    """An Arrow field marked as holding JSON documents (as text)."""
+    return pa.field(name, type_ or pa.string(), metadata=JSON_META)
+
+
+def is_json(field: pa.Field) -> bool:
+    return bool(field.metadata and field.metadata.get(JSON_META_KEY) == b"1")
+
+
+def source_field(col: SourceColumn) -> pa.Field:
+    return json_field(col.name, col.arrow) if col.json else pa.field(col.name, col.arrow)
 
 
 def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import pyarrow as pa
 
 from trackline.errors import RetryableWarehouseError, WarehouseError
+from trackline.extract.types import is_json
 from trackline.sqlutil import column_list, qualified, quote
 
 if TYPE_CHECKING:
@@ -47,6 +48,12 @@ class Column:
     name: str
     type: pa.DataType
     nullable: bool = True
+    json: bool = False
+    """Stored with the engine's JSON document type (`Warehouse.JSON_TYPE`), where it has one."""
+
+    @classmethod
+    def of(cls, field: pa.Field) -> Column:
+        return cls(field.name, field.type, field.nullable, is_json(field))
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,8 @@ class Warehouse(ABC):
     BATCH_ROW_MULTIPLE: ClassVar[int] = 1
     """Sync batches are rounded up to a multiple of this (the engine's storage unit)."""
     TEXT_TYPE: ClassVar[str] = "TEXT"
+    JSON_TYPE: ClassVar[str | None] = None
+    """The column type of JSON documents (Redshift: SUPER); None = kept as text."""
     TIMESTAMP_TYPE: ClassVar[str] = "TIMESTAMP"
     TYPE_MAP: ClassVar[dict[str, str]] = {
         "bool": "BOOLEAN",
@@ -280,6 +289,18 @@ class Warehouse(ABC):
         )
         return [r[0] for r in rows]
 
+    @property
+    def stores_json(self) -> bool:
+        """Whether new tables store JSON source columns as documents (`JSON_TYPE`)."""
+        return False
+
+    def json_column_names(self, schema: str, table: str) -> set[str]:
+        """The columns of an existing table stored with `JSON_TYPE`."""
+        if not self.JSON_TYPE:
+            return set()
+        want = self.JSON_TYPE.lower()
+        return {n for n, t in self.column_types(schema, table).items() if t == want}
+
     def column_types(self, schema: str, table: str) -> dict[str, str]:
         """Column name → the engine's type name, lower-cased (for drift checks)."""
         rows = self.query(
@@ -313,6 +334,11 @@ class Warehouse(ABC):
             return "DATE"
         raise WarehouseError(f"{self.ENGINE}: no column type for Arrow type {t}")
 
+    def column_type(self, c: Column) -> str:
+        if c.json and self.JSON_TYPE:
+            return self.JSON_TYPE
+        return self.sql_type(c.type)
+
     def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:  # noqa: ARG002 - engines without physical design options ignore them
         return ""
 
@@ -327,7 +353,7 @@ class Warehouse(ABC):
         sort_key: Sequence[str] | None = None,
     ) -> None:
         parts = [
-            f"{self.q(c.name)} {self.sql_type(c.type)}{'' if c.nullable else ' NOT NULL'}"
+            f"{self.q(c.name)} {self.column_type(c)}{'' if c.nullable else ' NOT NULL'}"
             for c in columns
         ]
         if primary_key:
@@ -342,7 +368,7 @@ class Warehouse(ABC):
     def add_column(self, schema: str, table: str, column: Column) -> None:
         self.execute(
             f"ALTER TABLE {self.t(schema, table)} "
-            f"ADD COLUMN {self.q(column.name)} {self.sql_type(column.type)}"
+            f"ADD COLUMN {self.q(column.name)} {self.column_type(column)}"
         )
 
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:

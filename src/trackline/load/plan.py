@@ -123,6 +123,10 @@ class Recorder(Redshift):
         super().column_names(schema, table)
         return [c.name for c in self.columns(schema, table)]
 
+    def column_types(self, schema: str, table: str) -> dict[str, str]:
+        super().column_types(schema, table)
+        return {c.name: self.column_type(c).lower() for c in self.columns(schema, table)}
+
     def table_exists(self, schema: str, table: str) -> bool:
         super().table_exists(schema, table)
         return (schema, table) in self._tables

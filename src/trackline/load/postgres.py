@@ -153,10 +153,10 @@ class Postgres(Warehouse):
     @contextlib.contextmanager
     def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
         name = self.temp_name()
-        cols = [Column(f.name, f.type) for f in data.schema]
+        cols = [Column.of(f) for f in data.schema]
         self.execute(
             f"CREATE TEMPORARY TABLE {self.q(name)} ("
-            + ", ".join(f"{self.q(c.name)} {self.sql_type(c.type)}" for c in cols)
+            + ", ".join(f"{self.q(c.name)} {self.column_type(c)}" for c in cols)
             + ")"
         )
         try:

@@ -33,6 +33,14 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
   and DuckDB, so mixed-case source columns (``pathTime``) keep their names. Readers must
   quote them too, or set the same parameter.
 
+JSON documents (``warehouse.json_as: super``): JSON source columns of tables created from then
+on are ``SUPER``, and so are the mart and history columns made from them. The batch file holds
+them with Parquet's JSON logical type, which COPY parses into SUPER documents (Redshift's own
+UNLOAD writes SUPER that way; a plain Parquet string would become one SUPER string scalar, the
+reason a text → SUPER load otherwise needs ``JSON_PARSE``). Each value is checked before COPY:
+valid JSON, at most 16 MB (SUPER's limit). Whether a column is SUPER is read from the target
+table, so a table created as VARCHAR keeps loading text. Compat mode uses JSONB.
+
 Types (Arrow → Redshift): text is ``VARCHAR(65535)`` (``TEXT`` would be ``VARCHAR(256)``);
 binary is ``VARBYTE(1024000)``, the largest; ``uint64`` is ``DECIMAL(20,0)``; times of day are
 ``VARCHAR(32)`` ("HH:MM:SS.ffffff"), as MySQL TIME already arrives (its range is ±838 h, wider
@@ -56,6 +64,7 @@ import pyarrow.compute as pc
 
 from trackline.config import RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
+from trackline.extract.types import is_json, json_field
 from trackline.load import stagefiles
 from trackline.load.base import Column, StagedFiles, Warehouse
 from trackline.load.postgres import Postgres
@@ -67,6 +76,7 @@ if TYPE_CHECKING:
 
 VARCHAR_MAX_BYTES = 65_535
 VARBYTE_MAX_BYTES = 1_024_000
+SUPER_MAX_BYTES = 16 * 1024 * 1024
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
@@ -130,6 +140,7 @@ class Redshift(TableLock, Postgres):
     KEYED_INSERT = "anti_join"
     SECONDARY_INDEXES = False  # no indexes: sort keys and zone maps instead
     TEXT_TYPE = f"VARCHAR({VARCHAR_MAX_BYTES})"
+    JSON_TYPE = "SUPER"
     TYPE_MAP: ClassVar[dict[str, str]] = {
         **Warehouse.TYPE_MAP,
         "string": TEXT_TYPE,
@@ -193,6 +204,20 @@ class Redshift(TableLock, Postgres):
         name = super().sql_type(t)
         return "BYTEA" if self.compat and name.startswith("VARBYTE") else name
 
+    @property
+    def stores_json(self) -> bool:
+        return self.config.json_as == "super"
+
+    def _json_type(self) -> str:
+        return "JSONB" if self.compat else "SUPER"
+
+    def column_type(self, c: Column) -> str:
+        return self._json_type() if c.json else super().column_type(c)
+
+    def json_column_names(self, schema: str, table: str) -> set[str]:
+        want = self._json_type().lower()
+        return {n for n, t in self.column_types(schema, table).items() if t == want}
+
     def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:
         if self.compat:
             return ""
@@ -240,7 +265,7 @@ class Redshift(TableLock, Postgres):
     @contextlib.contextmanager
     def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
         rel = self.q(self.temp_name())
-        cols = ", ".join(f"{self.q(f.name)} {self.sql_type(f.type)}" for f in data.schema)
+        cols = ", ".join(f"{self.q(f.name)} {self.column_type(Column.of(f))}" for f in data.schema)
         self.execute(f"CREATE TEMPORARY TABLE {rel} ({cols})")
         where = staged.manifest_uri if staged and staged.manifest_uri else "memory"
         try:
@@ -254,7 +279,10 @@ class Redshift(TableLock, Postgres):
         self, schema: str, table: str, data: pa.Table, staged: StagedFiles | None = None
     ) -> int:
         names = list(data.schema.names)
-        existing = self.column_names(schema, table)
+        types = self.column_types(schema, table)
+        existing = list(types)
+        json_type = self._json_type().lower()
+        data = with_json(data, {n for n, t in types.items() if t == json_type})
         if existing == names:
             self._load(self.t(schema, table), data, staged, f"{schema}.{table}")
             return data.num_rows
@@ -298,7 +326,9 @@ class Redshift(TableLock, Postgres):
                 col = pc.cast(col, cast)
                 field = field.with_type(cast)
                 changes.append(f"{field.name} cast to {cast}")
-            if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            if is_json(field):
+                self._check_json(col, field.name, label)
+            elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
                 col, cut = self._fit_text(col, field.name, label)
                 if cut:
                     changes.append(f"{cut} value(s) of {field.name} cut")
@@ -339,6 +369,37 @@ class Redshift(TableLock, Postgres):
         )
         return pc.replace_with_mask(arr, mask, pa.array(cut, arr.type)), count
 
+    def _check_json(self, col: pa.ChunkedArray, name: str, label: str) -> None:
+        """A SUPER column's values: each valid JSON and at most 16 MB (checked by DuckDB's
+        JSON reader, vectorised), so a bad value stops the batch with its row named."""
+        import duckdb
+
+        if len(col) == 0:
+            return
+        lengths = pc.binary_length(col)
+        over = pc.fill_null(pc.greater(lengths, SUPER_MAX_BYTES), False)
+        if pc.any(over).as_py():
+            first = pc.index(over, True).as_py()
+            raise WarehouseError(
+                f"{label}: column {name!r}, row {first} of the batch holds a JSON document of "
+                f"{lengths[first].as_py():,} bytes, more than Redshift's SUPER limit of "
+                f"{SUPER_MAX_BYTES:,} bytes. Nothing was loaded"
+            )
+        con = duckdb.connect()
+        try:
+            con.register("batch", pa.table({"v": col}))
+            sql = "SELECT coalesce(json_valid(v), true) AS ok FROM batch"
+            ok = con.sql(sql).to_arrow_table().column("ok")
+        finally:
+            con.close()
+        if not pc.all(ok).as_py():
+            first = pc.index(ok, False).as_py()
+            raise WarehouseError(
+                f"{label}: column {name!r}, row {first} of the batch is not valid JSON, and "
+                "the column is stored as SUPER. Nothing was loaded. Fix the value in the "
+                "source, or take the column out of the table's `json_columns`"
+            )
+
     def _check_bytes(self, col: pa.ChunkedArray, name: str, label: str) -> None:
         lengths = pc.binary_length(col)
         over = pc.fill_null(pc.greater(lengths, VARBYTE_MAX_BYTES), False)
@@ -366,6 +427,9 @@ class Redshift(TableLock, Postgres):
             )
         if rows != data.num_rows:  # e.g. deduplicated for a merge after staging
             return [f"the batch holds {data.num_rows} of the {rows} staged rows"]
+        if stagefiles.json_names(schema) != stagefiles.json_names(data.schema):
+            # e.g. staged before warehouse.json_as changed: JSON logical type ≠ the column's
+            return ["the staged file's JSON columns are not the target's SUPER columns"]
         return []
 
     def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:
@@ -442,6 +506,23 @@ class Redshift(TableLock, Postgres):
         for sql in todo:
             self.execute(sql)
         return todo
+
+
+def with_json(data: pa.Table, names: set[str]) -> pa.Table:
+    """`data` with exactly its text columns in `names` marked as JSON documents (the target's
+    SUPER columns), so the temp tables, checks and COPY file follow the target's types."""
+
+    def text(f: pa.Field) -> bool:
+        return pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+
+    want = [text(f) and f.name in names for f in data.schema]
+    if [is_json(f) for f in data.schema] == want:
+        return data
+    fields = [
+        json_field(f.name, f.type).with_nullable(f.nullable) if w else f.remove_metadata()
+        for f, w in zip(data.schema, want, strict=True)
+    ]
+    return pa.Table.from_arrays(data.columns, schema=pa.schema(fields, data.schema.metadata))
 
 
 def render_plan(

@@ -20,6 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trackline.errors import StageError, WarehouseError
+from trackline.extract.types import is_json
+from trackline.stage import arrow_schema, parquet_form
 
 if TYPE_CHECKING:
     from trackline.stage import Stage
@@ -28,8 +30,13 @@ TRANSIENT_PREFIX = "_trackline_tmp"
 
 
 def columns(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
-    """What COPY by position depends on: names and types, in order (not nullability)."""
+    """What COPY by position depends on: names and types, in order (not nullability; whether
+    text is a JSON document is `json_names`)."""
     return [(f.name, f.type) for f in schema]
+
+
+def json_names(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if is_json(f)]
 
 
 def _path(stage: Stage, uri: str) -> str:
@@ -52,7 +59,7 @@ def staged_schema(stage: Stage, manifest: str) -> tuple[pa.Schema, int]:
         try:
             with stage.fs.open_input_file(_path(stage, url)) as f:
                 meta = pq.ParquetFile(f)
-                file_schema, rows = meta.schema_arrow, rows + meta.metadata.num_rows
+                file_schema, rows = arrow_schema(meta.schema_arrow), rows + meta.metadata.num_rows
         except (OSError, pa.ArrowInvalid) as exc:
             raise StageError(f"cannot read staged file {url}: {exc}") from None
         if schema is not None and columns(schema) != columns(file_schema):
@@ -69,7 +76,7 @@ def write_transient(stage: Stage, data: pa.Table) -> tuple[str, list[str]]:
     base = stage.uri(f"{stage.root}/{TRANSIENT_PREFIX}/{uuid.uuid4().hex}")
     data_uri, manifest_uri = f"{base}.parquet", f"{base}.manifest"
     buf = io.BytesIO()
-    pq.write_table(data, buf, compression="zstd")
+    pq.write_table(parquet_form(data), buf, compression="zstd")
     payload = buf.getvalue()
     meta = {"content_length": len(payload), "record_count": data.num_rows}
     manifest = {"entries": [{"url": data_uri, "mandatory": True, "meta": meta}]}

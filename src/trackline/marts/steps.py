@@ -104,8 +104,10 @@ class MartSteps:
             cols = [c for c in cols if c.name != BATCH_COL]
         else:
             st = self.state.get(rt.key)
-            schema = (st.watermark.extra or {}).get("schema") or {}
-            cols = [Column(n, arrow_type(tp)) for n, tp in schema.items()]
+            extra = st.watermark.extra or {}
+            schema, json_cols = extra.get("schema") or {}, set(extra.get("json") or [])
+            # JSON columns as the raw table stores them (SUPER on Redshift with json_as: super)
+            cols = [Column(n, arrow_type(tp), json=n in json_cols) for n, tp in schema.items()]
         if not cols:
             return None
         return RawRef(rt.target_schema, rt.target, rt.key, cols)
@@ -298,7 +300,7 @@ class MartSteps:
         bound parameters on Redshift (its PREPARE takes only SELECT, INSERT, UPDATE, DELETE)."""
         w = self.wh
         name = self.q(w.temp_name(prefix))
-        typed = ", ".join(f"{self.q(c.name)} {w.sql_type(c.type)}" for c in columns)
+        typed = ", ".join(f"{self.q(c.name)} {w.column_type(c)}" for c in columns)
         w.execute(f"CREATE TEMPORARY TABLE {name} ({typed}){w.table_options(self.g.key, None)}")
         return name
 

@@ -9,6 +9,9 @@ Layout (DESIGN §5), schema-isolated so two pipelines never collide::
 Files are written atomically: locally to a temporary name renamed into place, on S3 by a
 single PUT / completed multipart upload, so a reader never sees half a file. The manifest
 carries `meta.content_length`, which Redshift's COPY of Parquet requires.
+
+Columns marked as JSON documents (`trackline.extract.types.is_json`) are written with
+Parquet's JSON logical type (`parquet_form`) and read back as marked text (`arrow_form`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,53 @@ import pyarrow.parquet as pq
 
 from trackline.config import StageConfig
 from trackline.errors import StageError
+from trackline.extract.types import is_json, json_field
 from trackline.load.base import StagedFiles
+
+
+def parquet_form(data: pa.Table) -> pa.Table:
+    """The table as written to Parquet: JSON-marked text as Arrow's JSON extension type, which
+    pyarrow writes with the JSON logical type (Redshift's COPY parses those into SUPER)."""
+    if not any(is_json(f) for f in data.schema):
+        return data
+    fields, cols = [], []
+    for f, col in zip(data.schema, data.columns, strict=True):
+        if is_json(f) and not isinstance(f.type, pa.JsonType):
+            t = pa.json_(f.type)
+            col = pa.chunked_array([pa.ExtensionArray.from_storage(t, c) for c in col.chunks], t)
+            f = pa.field(f.name, t, f.nullable)
+        fields.append(f)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=pa.schema(fields, data.schema.metadata))
+
+
+def arrow_schema(schema: pa.Schema) -> pa.Schema:
+    """A Parquet file's Arrow schema with JSON columns as JSON-marked text."""
+    if not any(isinstance(f.type, pa.JsonType) for f in schema):
+        return schema
+    return pa.schema(
+        [
+            json_field(f.name, f.type.storage_type).with_nullable(f.nullable)
+            if isinstance(f.type, pa.JsonType)
+            else f
+            for f in schema
+        ],
+        schema.metadata,
+    )
+
+
+def arrow_form(data: pa.Table) -> pa.Table:
+    """A table read from Parquet with its JSON columns as JSON-marked text."""
+    schema = arrow_schema(data.schema)
+    if schema is data.schema:
+        return data
+    cols = [
+        pa.chunked_array([c.storage for c in col.chunks], f.type)
+        if isinstance(col.type, pa.JsonType)
+        else col
+        for f, col in zip(schema, data.columns, strict=True)
+    ]
+    return pa.Table.from_arrays(cols, schema=schema)
 
 
 @dataclass(frozen=True)
@@ -94,7 +143,7 @@ class Stage:
             f"year={when:%Y}/month={when:%m}/day={when:%d}"
         )
         base = f"{folder}/{table}_{when:%Y%m%d_%H%M%S}_{batch_id}"
-        parts = self._split(data)
+        parts = self._split(parquet_form(data))
         entries, uris, digest, size = [], [], hashlib.sha256(), 0
         for i, part in enumerate(parts, start=1):
             data_path = f"{base}.parquet" if len(parts) == 1 else f"{base}.p{i}.parquet"
@@ -159,7 +208,7 @@ class Stage:
             tables = [pq.read_table(self._path(u), filesystem=self.fs) for u in uris]
         except (OSError, pa.ArrowInvalid) as exc:
             raise StageError(f"cannot read staged file: {exc}") from None
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        return arrow_form(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
 
     def read_bytes(self, uri: str) -> bytes:
         with self.fs.open_input_stream(self._path(uri)) as f:
