@@ -317,6 +317,9 @@ def _pg_server() -> _Server:
     )
 
 
+REDSHIFT_TEST_ROLE = "arn:aws:iam::123456789012:role/trackline-test"
+
+
 @dataclass
 class PgDb:
     """A fresh database on the test PostgreSQL server, dropped after the test."""
@@ -363,6 +366,20 @@ class PgDb:
         }
         values.update(overrides)
         return PostgresWarehouse(**values)
+
+    def redshift_compat(self, **overrides: Any) -> dict[str, Any]:
+        """A Redshift warehouse config (as data) that runs against this database in
+        ``compat_postgres`` mode."""
+        return {
+            "type": "redshift",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "database": self.database,
+            "iam_role": REDSHIFT_TEST_ROLE,
+            "compat_postgres": True,
+            **overrides,
+        }
 
     def close(self) -> None:
         if self._conn is not None:

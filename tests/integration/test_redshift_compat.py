@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.conftest import MySQLDb, PgDb, S3Endpoint
+from tests.conftest import REDSHIFT_TEST_ROLE, MySQLDb, PgDb, S3Endpoint
 from trackline.config import Config, DuckDBWarehouse, RedshiftWarehouse, StageConfig
 from trackline.errors import LockBusy, WarehouseError
 from trackline.load import Column, open_warehouse
@@ -25,7 +25,7 @@ from trackline.load.redshift import VARCHAR_MAX_BYTES, Redshift
 from trackline.stage import Stage
 from trackline.sync import sync
 
-ROLE = "arn:aws:iam::123456789012:role/trackline-test"
+ROLE = REDSHIFT_TEST_ROLE
 
 TRACKING_DDL = """
 CREATE TABLE uni_tracking_info (
@@ -128,16 +128,7 @@ def _transient_files(s3: S3Endpoint) -> list[str]:
 
 
 def _compat(pg_db: PgDb, **overrides: Any) -> RedshiftWarehouse:
-    values: dict[str, Any] = {
-        "host": pg_db.host,
-        "port": pg_db.port,
-        "user": pg_db.user,
-        "database": pg_db.database,
-        "iam_role": ROLE,
-        "compat_postgres": True,
-    }
-    values.update(overrides)
-    return RedshiftWarehouse(**values)
+    return RedshiftWarehouse(**pg_db.redshift_compat(**overrides))
 
 
 def test_full_sync_matches_duckdb(

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PgDb, S3Endpoint
+from tests.conftest import REDSHIFT_TEST_ROLE, PgDb, S3Endpoint
 from tests.integration.marts_helpers import (
     ECS,
     UTI,
@@ -52,7 +52,7 @@ from trackline.marts.history import HistoryTables, Period
 from trackline.marts.invariants import check_all
 from trackline.stage import Stage
 
-ROLE = "arn:aws:iam::123456789012:role/trackline-test"
+ROLE = REDSHIFT_TEST_ROLE
 EXC = "order_tracking_exceptions"
 
 
@@ -94,15 +94,7 @@ def _configs(
         on_reactivation=on_reactivation,
     )
     red = config_dict(src, pg.warehouse_config(), tmp / "unused", on_reactivation=on_reactivation)
-    red["warehouse"] = {
-        "type": "redshift",
-        "host": pg.host,
-        "port": pg.port,
-        "user": pg.user,
-        "database": pg.database,
-        "iam_role": ROLE,
-        "compat_postgres": True,
-    }
+    red["warehouse"] = pg.redshift_compat()
     stage = s3.stage_config()
     red["stage"] = {
         "url": stage.url,

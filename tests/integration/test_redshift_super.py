@@ -36,7 +36,6 @@ from trackline.marts.cycle import run_cycle_on
 from trackline.stage import Stage
 from trackline.sync import sync
 
-ROLE = "arn:aws:iam::123456789012:role/trackline-test"
 JSON_COLS = {"props", "extra"}
 
 # Documents written by the source itself, so every touch of the mart helpers' Driver carries
@@ -203,25 +202,12 @@ def _spath_config(red: RedshiftWarehouse | dict[str, Any], src: Path, s3: S3Endp
     )
 
 
-def _compat(pg: PgDb, **kw: Any) -> dict[str, Any]:
-    return {
-        "type": "redshift",
-        "host": pg.host,
-        "port": pg.port,
-        "user": pg.user,
-        "database": pg.database,
-        "iam_role": ROLE,
-        "compat_postgres": True,
-        **kw,
-    }
-
-
 def test_a_value_that_is_not_json_stops_the_batch_naming_column_and_row(
     tmp_path: Path, pg_db: PgDb, s3: S3Endpoint
 ) -> None:
     source = Source(tmp_path / "src.db")
     source.con.executescript(TRIGGERS)
-    cfg = _spath_config(_compat(pg_db, json_as="super"), source.path, s3)
+    cfg = _spath_config(pg_db.redshift_compat(json_as="super"), source.path, s3)
     try:
         for o in range(1, 6):
             source.touch(o, day(0) + o)
@@ -324,7 +310,9 @@ def test_mariadb_json_is_found_and_json_as_applies_to_new_tables(
 
     # json_as: super, merge mode (batches go through a temp table): doc is found on its own,
     # raw_msg is listed, note stays text although it holds JSON-looking text.
-    cfg = _mariadb_config(mysql_db, _compat(pg_db, json_as="super"), s3, json_columns=["raw_msg"])
+    cfg = _mariadb_config(
+        mysql_db, pg_db.redshift_compat(json_as="super"), s3, json_columns=["raw_msg"]
+    )
     assert [r.status for r in sync(cfg)] == ["ok"]
     types = _types(pg_db)
     assert (types["doc"], types["raw_msg"], types["note"]) == (
@@ -356,7 +344,7 @@ def test_json_as_varchar_keeps_text_and_a_text_table_stays_text_after_switching(
     mysql_db.execute(MARIADB_DDL)
     past = dt.datetime(2024, 5, 1, 8, 0, 0)
     _insert(mysql_db, range(1, 6), past)
-    cfg = _mariadb_config(mysql_db, _compat(pg_db), s3)  # json_as defaults to varchar
+    cfg = _mariadb_config(mysql_db, pg_db.redshift_compat(), s3)  # json_as defaults to varchar
     assert [r.status for r in sync(cfg)] == ["ok"]
     assert _types(pg_db)["doc"] == "character varying"
     stage = Stage(cfg.stage)
@@ -368,7 +356,7 @@ def test_json_as_varchar_keeps_text_and_a_text_table_stays_text_after_switching(
         assert [str(schema.column(i).logical_type) for i in range(len(schema))].count("JSON") == 0
 
     # Switching to super later: the existing table keeps VARCHAR and keeps loading text.
-    switched = _mariadb_config(mysql_db, _compat(pg_db, json_as="super"), s3)
+    switched = _mariadb_config(mysql_db, pg_db.redshift_compat(json_as="super"), s3)
     time.sleep(1.1)
     _insert(mysql_db, range(6, 9), None)
     time.sleep(0.05)
@@ -390,7 +378,9 @@ def test_json_columns_must_name_text_columns(
 ) -> None:
     mysql_db.execute(MARIADB_DDL)
     _insert(mysql_db, range(1, 3), dt.datetime(2024, 5, 1))
-    cfg = _mariadb_config(mysql_db, _compat(pg_db, json_as="super"), s3, json_columns=columns)
+    cfg = _mariadb_config(
+        mysql_db, pg_db.redshift_compat(json_as="super"), s3, json_columns=columns
+    )
     (res,) = sync(cfg)
     assert res.status == "failed" and message in res.error, res.error
     assert "orders_doc" in res.error

@@ -23,9 +23,11 @@ from sqlglot import exp
 from tests.redshift_checks import Sent, from_recorded, redshift_problems
 from trackline.config import Config, RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
+from trackline.extract.types import json_field
 from trackline.load import Column, StagedFiles
 from trackline.load.plan import PLACEHOLDER_ROLE, PLANS, Recorder, Statement, record
 from trackline.load.redshift import (
+    SUPER_MAX_BYTES,
     VARBYTE_MAX_BYTES,
     VARCHAR_MAX_BYTES,
     Redshift,
@@ -707,6 +709,29 @@ def test_binary_over_varbyte_limit_is_always_an_error() -> None:
     data = pa.table({"blob": pa.array([b"\x01" * (VARBYTE_MAX_BYTES + 1)], pa.binary())})
     with pytest.raises(WarehouseError, match="'blob', row 0.*VARBYTE"):
         _adapter(varchar_policy="truncate").copy_ready(data, "s.t")
+
+
+def _docs(values: list[str | None]) -> pa.Table:
+    schema = pa.schema([pa.field("k", pa.int64()), json_field("doc")])
+    return pa.Table.from_arrays([pa.array(range(len(values))), pa.array(values)], schema=schema)
+
+
+def test_super_documents_skip_the_varchar_limit_but_not_their_own() -> None:
+    big = '{"a": "' + "€" * 30_000 + '"}'  # a 90 kB document: over VARCHAR, fine as SUPER
+    data = _docs(['{"x": 1}', None, "null", big])
+    ready, changes = _adapter().copy_ready(data, "s.t")
+    assert ready is data and changes == []
+    huge = '"' + "x" * SUPER_MAX_BYTES + '"'
+    with pytest.raises(WarehouseError, match="'doc', row 1 .*SUPER limit of 16,777,216"):
+        _adapter().copy_ready(_docs(["1", huge]), "s.t")
+
+
+def test_a_super_value_that_is_not_json_is_an_error_naming_its_row() -> None:
+    with pytest.raises(WarehouseError) as err:
+        _adapter().copy_ready(_docs(['{"ok": true}', "[1, 2]", "{'single': 1}"]), "s.t")
+    msg = str(err.value)
+    assert "s.t: column 'doc', row 2 of the batch is not valid JSON" in msg
+    assert "single" not in msg  # the value itself never goes into an error
 
 
 # ------------------------------------------------------------------ errors and literals

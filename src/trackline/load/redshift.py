@@ -127,6 +127,21 @@ def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{n} {t}" for n, t in stagefiles.columns(schema))
 
 
+def _check_size(
+    col: pa.ChunkedArray, name: str, label: str, limit: int, kind: str, hint: str
+) -> None:
+    """Refuse a batch holding a value over `limit` bytes, naming its column and row."""
+    lengths = pc.binary_length(col)
+    over = pc.fill_null(pc.greater(lengths, limit), False)
+    if pc.any(over).as_py():
+        first = pc.index(over, True).as_py()
+        raise WarehouseError(
+            f"{label}: column {name!r}, row {first} of the batch holds "
+            f"{lengths[first].as_py():,} bytes, more than Redshift's {kind} limit of "
+            f"{limit:,} bytes. Nothing was loaded{hint}"
+        )
+
+
 def _utf8_prefix(text: str, limit: int) -> str:
     """The longest prefix of `text` that is at most `limit` bytes in UTF-8 (whole characters)."""
     return text.encode()[:limit].decode("utf-8", "ignore")
@@ -376,15 +391,7 @@ class Redshift(TableLock, Postgres):
 
         if len(col) == 0:
             return
-        lengths = pc.binary_length(col)
-        over = pc.fill_null(pc.greater(lengths, SUPER_MAX_BYTES), False)
-        if pc.any(over).as_py():
-            first = pc.index(over, True).as_py()
-            raise WarehouseError(
-                f"{label}: column {name!r}, row {first} of the batch holds a JSON document of "
-                f"{lengths[first].as_py():,} bytes, more than Redshift's SUPER limit of "
-                f"{SUPER_MAX_BYTES:,} bytes. Nothing was loaded"
-            )
+        _check_size(col, name, label, SUPER_MAX_BYTES, "SUPER", "")
         con = duckdb.connect()
         try:
             con.register("batch", pa.table({"v": col}))
@@ -401,16 +408,8 @@ class Redshift(TableLock, Postgres):
             )
 
     def _check_bytes(self, col: pa.ChunkedArray, name: str, label: str) -> None:
-        lengths = pc.binary_length(col)
-        over = pc.fill_null(pc.greater(lengths, VARBYTE_MAX_BYTES), False)
-        if pc.any(over).as_py():
-            first = pc.index(over, True).as_py()
-            raise WarehouseError(
-                f"{label}: column {name!r}, row {first} of the batch holds "
-                f"{lengths[first].as_py():,} bytes, more than Redshift's VARBYTE limit of "
-                f"{VARBYTE_MAX_BYTES:,} bytes. Nothing was loaded; exclude or shorten the "
-                "column with a `query:`"
-            )
+        hint = "; exclude or shorten the column with a `query:`"
+        _check_size(col, name, label, VARBYTE_MAX_BYTES, "VARBYTE", hint)
 
     # Stage I/O. `_check_staged`, `_restage` and `_discard` are all `Recorder` replaces.
 
