@@ -303,7 +303,10 @@ class FollowerConfig(Model):
     source: Ident
     kind: Literal["one_per_key", "events"]
     time: Ident | None = None
-    """events: the event time that drives retention and history period."""
+    """events: the event time that drives retention and history period. one_per_key
+    (optional): a row whose key is not in the anchor (an orphan: its key never got an anchor
+    row) is archived by this time once past the retention, into that time's period; without
+    it such rows stay in the mart."""
     event_key: list[Ident] | None = None
     """events: columns that identify one event (default: the source primary key)."""
     history_name: Ident

@@ -89,6 +89,7 @@ marts:
         source: ecs_order_info
         kind: one_per_key
         history_name: ecs
+        time: add_time                # an ecs row whose order never got a uti row leaves by it
         on_reactivation: restore
         sort_key: [partner_id, add_time, order_id]
       - table: mart_uni_tracking_spath

@@ -355,6 +355,52 @@ def test_follower_row_arriving_after_its_order_left_goes_to_history(pipe: Pipeli
     assert p.join3(9) == 1
 
 
+def test_orphan_follower_rows_leave_by_their_own_time_and_come_back(
+    tmp_path: Path, warehouse_config: WarehouseCfg
+) -> None:
+    """An ecs row whose order never gets a uti row (an orphan) would stay in mart_ecs for
+    ever: with the follower's `time`, it is archived by its own time once past the retention
+    (its add_time's period), and restored when its order does appear after all. An ecs row
+    whose order is still active stays however old it is."""
+    data = config_dict(tmp_path / "src.db", warehouse_config, tmp_path / "stage")
+    data["marts"][0]["followers"][0]["time"] = "add_time"
+    p = Pipeline(tmp_path, warehouse_config)
+    p.cfg = Config.model_validate(data)
+    try:
+        for order, t in ((20, day(1)), (21, day(2)), (22, day(40))):  # ecs only
+            p.src.con.execute(
+                "INSERT INTO ecs_order_info (order_id, add_time, partner_id) VALUES (?, ?, 5)",
+                (order, t),
+            )
+        p.src.touch(1, day(0))  # order 1: active all along, its ecs row is old
+        for c in range(5, 56, 5):
+            p.src.touch(1, day(c - 1))
+            p.step(day(c))
+        assert sorted(p.keys(ECS)) == [1, 22]  # 22 is within the retention; 1 is active
+        assert p.where_in_history("ecs", 20) == ["hist_ecs_2026_h1"]
+        assert p.where_in_history("ecs", 21) == ["hist_ecs_2026_h1"]
+        assert p.where_in_history("ecs", 1) == []
+        assert check_all(p.cfg, p.wh) == []
+        for order in (1, 20, 21, 22):  # every ecs row once, in the mart or in history (G2)
+            copies = p.keys(ECS).count(order) + len(p.where_in_history("ecs", order))
+            assert copies == 1, order
+        # the order of orphan 21 shows up after all: its ecs row comes back with it
+        p.src.touch(21, day(56))
+        s = p.step(day(57))
+        assert {m.mart: m.reactivated for m in s.marts}[ECS] == 1
+        assert 21 in p.keys(ECS) and p.where_in_history("ecs", 21) == []
+        assert p.join3(21) == 1
+        # and 22 ages out too, without its order, as new orders move ecs's own data clock
+        for c in range(60, 81, 5):
+            p.src.touch(100 + c, day(c - 1))
+            p.step(day(c))
+        assert [o for o in sorted(p.keys(ECS)) if o < 100] == [1, 21]
+        assert p.where_in_history("ecs", 22) == ["hist_ecs_2026_h1"]
+        assert check_all(p.cfg, p.wh) == []
+    finally:
+        p.close()
+
+
 def test_datetime_time_columns_from_mariadb(
     tmp_path: Path, warehouse_config: WarehouseCfg, mysql_db: MySQLDb
 ) -> None:

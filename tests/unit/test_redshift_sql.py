@@ -381,7 +381,8 @@ def cycle_cfg(cfg: Config) -> Config:
     data["marts"] = [
         {"name": "order_tracking", "followers": [
             {"table": "mart_ecs_order_info", "source": "ecs_order_info", "kind": "one_per_key",
-             "history_name": "ecs", "sort_key": ["partner_id", "add_time", "order_id"]},
+             "history_name": "ecs", "time": "add_time",
+             "sort_key": ["partner_id", "add_time", "order_id"]},
             {"table": "mart_uni_tracking_spath", "source": "uni_tracking_spath",
              "kind": "events", "time": "pathTime", "event_key": ["id"], "history_name": "uts",
              "sort_key": ["pathTime", "code", "order_id"]},

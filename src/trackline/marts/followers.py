@@ -128,7 +128,21 @@ class FollowerSteps(MartSteps):
                         f"DELETE FROM {mart} WHERE {cond}", (p.suffix, f.table)
                     )
                 self._drop(gone_rel)
-                stats.add_step("trim", t0)
+                t0 = stats.add_step("trim", t0)
+                # 5. rows whose key never reached the anchor leave by their own time
+                if f.time:
+                    self._retention_by_time(
+                        stats,
+                        mart_name=f.table,
+                        time_col=f.time,
+                        unix=self._time_is_unix(raw.columns, f.time),
+                        hist=hist,
+                        match=[g.key],
+                        cols=cols,
+                        departures_seq=None,
+                        t0=t0,
+                        orphans_of=anchor,
+                    )
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 self.state.set_mart_progress(f.table, a_raw.key, a_hi)
                 self.state.set_mart_progress(f.table, dep_mark, d_hi)

@@ -220,7 +220,11 @@ class MartSteps:
                     index=[f.time or "", g.key],
                 )
             else:
-                self._ensure_mart(f.table, f_raw, f.sort_key or [g.key], unique=[g.key], index=[])
+                # (with `time`, orphans leave by it: MIN/MAX past the cutoff use the index)
+                index = [f.time, g.key] if f.time else []
+                self._ensure_mart(
+                    f.table, f_raw, f.sort_key or [g.key], unique=[g.key], index=index
+                )
         return True
 
     def _dep_table(self) -> str:
@@ -368,8 +372,13 @@ class MartSteps:
         cols: list[str],
         departures_seq: int | None,
         t0: float,
+        orphans_of: str | None = None,
     ) -> None:
-        """Archive → check → trim for rows whose own time is past MAX(time) − retention."""
+        """Archive → check → trim for rows whose own time is past MAX(time) − retention.
+
+        `orphans_of` (a quoted anchor table): only rows whose key is not in it, i.e. the rows
+        of a one_per_key follower whose key never reached the anchor (others follow their
+        anchor row)."""
         w, k = self.wh, self.q(self.g.key)
         mart, tm = self.t(mart_name), self.q(time_col)
         past = self._past_cutoff(mart, tm, unix)
@@ -400,6 +409,11 @@ class MartSteps:
                 f"WHERE {in_period}",
                 (s, e, cutoff),
             )
+            if orphans_of:  # keys still in the anchor stay: they leave with their anchor row
+                w.execute(
+                    f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {orphans_of} a "
+                    f"WHERE a.{k} = {old}.{k})"
+                )
 
         for p in periods:
             s, e = p.bounds(unix)
@@ -437,6 +451,10 @@ class MartSteps:
                 w.execute(f"DELETE FROM {old} WHERE EXISTS (SELECT 1 FROM {h} h WHERE {same_on})")
                 keep_out = (
                     f" AND NOT EXISTS (SELECT 1 FROM {old} o WHERE {pairs('o', mart, match)})"
+                )
+            if orphans_of:
+                keep_out += (
+                    f" AND NOT EXISTS (SELECT 1 FROM {orphans_of} a WHERE a.{k} = {mart}.{k})"
                 )
             cond = (
                 f"{mart}.{tm} >= ? AND {mart}.{tm} < ? AND {mart}.{tm} < ?{keep_out} AND {open_exc}"
