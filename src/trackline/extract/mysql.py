@@ -145,10 +145,6 @@ class MySQL(Source):
             self._con.close()
             self._con = None
 
-    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        rows = self.rows(sql, params)
-        return rows[0][0] if rows else None
-
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         import pymysql
 

@@ -81,7 +81,12 @@ class Source(ABC):
         return None
 
     @abstractmethod
-    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A small metadata or lookup query's rows (bound parameters in the driver's style)."""
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
 
     @abstractmethod
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -51,12 +51,11 @@ class SQLite(Source):
             return f"({rel.query.strip().rstrip(';')}) AS {self.q('_tl_src')}"
         return self.q(rel.name)
 
-    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
-            row = self.con.execute(sql, params).fetchone()
+            return list(self.con.execute(sql, params).fetchall())
         except sqlite3.Error as exc:
             raise SourceError(f"SQLite {self.config.path}: {exc}") from None
-        return row[0] if row else None
 
     def columns(self, rel: Relation) -> list[SourceColumn]:
         if rel.query:

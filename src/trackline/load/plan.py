@@ -265,8 +265,8 @@ class _MetadataSource(Source):
     def now(self, unix: bool) -> Any:
         return self.real.now(unix)
 
-    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        return None  # pre-checks (NULL cursors, max id) would scan the table
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return []  # pre-checks (NULL cursors, max id) would scan the table
 
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)

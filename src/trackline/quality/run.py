@@ -11,11 +11,13 @@ cycle is half-way through.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from trackline.config import IDENT_RE, Config
+from trackline.errors import TracklineError
 from trackline.load import Warehouse
 from trackline.marts.exceptions import Exceptions
 from trackline.quality.alerts import Alert, Delivery, compose, deliver
@@ -162,6 +164,9 @@ def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_
             f"key column {key!r} is not in the check's result (columns: {', '.join(r.columns)})"
         )
     r.failing_count = int(wh.scalar(f"SELECT COUNT(*) FROM {ref}") or 0)
+    if r.failing_count and check.in_flight is not None and key is not None:
+        _drop_in_flight(wh, check, ref, key)
+        r.failing_count = int(wh.scalar(f"SELECT COUNT(*) FROM {ref}") or 0)
     r.status = "fail" if r.failing_count else "pass"
     if r.failing_count:
         order = wh.q(key) if key else "1"
@@ -180,6 +185,29 @@ def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_
         else:
             r.resolved_count = book.resolve_unkeyed(check.name, check.table)
     wh.execute(f"DROP TABLE {ref}")
+
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_MAX = 10_000
+"""Most offending rows a check asks the source about (beyond: all are reported)."""
+
+
+def _drop_in_flight(wh: Warehouse, check: Check, ref: str, key: str) -> None:
+    """Remove from the materialised failures the keys `check.in_flight` says are in flight."""
+    assert check.in_flight is not None
+    rows = wh.query(
+        f"SELECT {wh.q(key)}, anchor_time FROM {ref} ORDER BY {wh.q(key)} LIMIT {IN_FLIGHT_MAX}"
+    )
+    try:
+        drop = sorted(check.in_flight([(r[0], r[1]) for r in rows]), key=repr)
+    except TracklineError as exc:  # the source is unreachable: report every row, say why
+        log.warning("%s: could not ask the source which keys are in flight: %s", check.name, exc)
+        return
+    for i in range(0, len(drop), 500):
+        chunk = drop[i : i + 500]
+        marks = ", ".join("?" * len(chunk))
+        wh.execute(f"DELETE FROM {ref} WHERE {wh.q(key)} IN ({marks})", tuple(chunk))
 
 
 def _collected(wh: Warehouse, check: Check, r: CheckResult, run_id: str) -> None:
