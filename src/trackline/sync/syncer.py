@@ -1,28 +1,16 @@
-"""The EL loop for one table: plan → extract → stage → load + commit, batch after batch.
-
-Each batch commits its rows, its ledger entry and the new watermark in ONE warehouse
-transaction, so a crash loses at most the batch in flight and a rerun continues from the last
-committed cursor (G3). Extraction and staging of batch N+1 run in a worker thread while batch N
-loads (a queue of one), so the slower side sets the pace rather than the sum of both.
-
-Raw tables carry one extra column, ``_tl_batch_id``: the ledger batch that wrote the row.
-Marts consume raw by that id; replay and merge use it to stay idempotent.
-"""
+"""`Syncer`: the EL loop over the tables of one config (see the package docstring)."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from trackline.config import Config, TableConfig
 from trackline.errors import (
@@ -30,56 +18,22 @@ from trackline.errors import (
     ConfigError,
     InjectedFault,
     LockBusy,
-    SchemaDriftError,
     TracklineError,
 )
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import CursorSpec, Watermark, plan_query, shift
 from trackline.extract.types import SourceColumn, json_field
 from trackline.faults import checkpoint
-from trackline.load import Column, StagedFiles, Warehouse, open_warehouse
+from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.report import NullReporter, Reporter
 from trackline.stage import Stage
 from trackline.state import StateStore, utcnow
+from trackline.sync.batches import merge_into, next_watermark, zero_dates
+from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
+from trackline.sync.target import ensure_target, json_columns
 
-BATCH_COL = "_tl_batch_id"
-
-
-@dataclass
-class TableResult:
-    table: str
-    table_key: str
-    status: str = "ok"
-    rows: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    watermark: str = ""
-    upper: Any = None
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    first_batch: int = 0
-    last_batch: int = 0
-
-
-@dataclass(frozen=True)
-class ResolvedTable:
-    cfg: TableConfig
-    source_name: str
-    source_db: str
-    target_schema: str
-    target: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.target_schema}.{self.target}"
-
-
-def resolve(
-    cfg: Config, t: TableConfig, source_db: str | None, target_schema: str | None
-) -> ResolvedTable:
-    name, src = cfg.source_for(t)
-    db = source_db or t.source_db or src.database
-    return ResolvedTable(t, name, db, target_schema or t.target_schema, t.target)
+_FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
+"""Errors that end the whole run instead of failing one table."""
 
 
 class Syncer:
@@ -163,7 +117,7 @@ class Syncer:
         t = rt.cfg
         src = self.source(rt)
         rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
-        cols = self._json_columns(t, src.columns(rel))
+        cols = json_columns(t, src.columns(rel))
         by_name = {c.name: c for c in cols}
         self._check_cursor_columns(t, by_name)
         pk = t.primary_key or src.primary_key(rel)
@@ -175,7 +129,7 @@ class Syncer:
         st = self.state.get(rt.key)
         wm = st.watermark
         with self.wh.transaction():
-            stored_json = self._ensure_target(rt, cols, pk, wm, res)
+            stored_json = ensure_target(self.wh, self.state, self.reporter, rt, cols, pk, wm, res)
         st = self.state.get(rt.key)
         wm = st.watermark
         # JSON documents are marked only where the target stores them as such (Redshift SUPER)
@@ -378,103 +332,6 @@ class Syncer:
 
     # ------------------------------------------------------------------ target & drift
 
-    @staticmethod
-    def _json_columns(t: TableConfig, cols: list[SourceColumn]) -> list[SourceColumn]:
-        """Mark the columns `json_columns` names as JSON documents (they must be text)."""
-        if not t.json_columns:
-            return cols
-        by_name = {c.name: c for c in cols}
-        for name in t.json_columns:
-            c = by_name.get(name)
-            if c is None:
-                raise ConfigError(
-                    f"table {t.name!r}: json_columns names {name!r}, which is not one of its "
-                    f"columns ({', '.join(by_name)})"
-                )
-            if not pa.types.is_string(c.arrow):
-                raise ConfigError(
-                    f"table {t.name!r}: json_columns names {name!r}, a {c.column_type or c.arrow} "
-                    "column; only text columns can hold JSON documents"
-                )
-        names = set(t.json_columns)
-        return [dataclasses.replace(c, json=True) if c.name in names else c for c in cols]
-
-    def _ensure_target(
-        self,
-        rt: ResolvedTable,
-        cols: list[SourceColumn],
-        pk: list[str],
-        wm: Watermark,
-        res: TableResult,
-    ) -> set[str]:
-        """Create or check the target; return its columns stored as JSON documents."""
-        w = self.wh
-        w.ensure_schema(rt.target_schema)
-        new_json = {c.name for c in cols if c.json} if w.stores_json else set()
-        columns = [Column(c.name, c.arrow, json=c.name in new_json) for c in cols] + [
-            Column(BATCH_COL, pa.int64())
-        ]
-        loaded = wm.extra.get("schema") if wm.extra else None
-        current = {c.name: str(c.arrow) for c in cols}
-        stored_json = new_json
-        created = not w.table_exists(rt.target_schema, rt.target)
-        if created:
-            w.create_table(
-                rt.target_schema,
-                rt.target,
-                columns,
-                dist_key=rt.cfg.dist_key,
-                sort_key=rt.cfg.sort_key,
-            )
-        else:
-            # what the table stores as JSON is read from it: json_as applies to new tables
-            stored_json = w.json_column_names(rt.target_schema, rt.target)
-        if loaded and not created:
-            dropped = [n for n in loaded if n not in current]
-            changed = [
-                (n, loaded[n], current[n])
-                for n in loaded
-                if n in current and loaded[n] != current[n]
-            ]
-            if dropped or changed:
-                what = "; ".join(
-                    [f"column {n!r} was dropped in the source" for n in dropped]
-                    + [f"column {n!r} changed type {a} → {b}" for n, a, b in changed]
-                )
-                raise SchemaDriftError(
-                    f"table {rt.cfg.name!r} → {rt.key}: {what}. Nothing was loaded for this "
-                    "table. Alter the target to match (or drop it) and run "
-                    f"`trackline reset {rt.cfg.name}` to reload it."
-                )
-            existing = set(w.column_names(rt.target_schema, rt.target))
-            for c in cols:
-                if c.name not in existing:
-                    w.add_column(
-                        rt.target_schema,
-                        rt.target,
-                        Column(c.name, c.arrow, json=c.name in new_json),
-                    )
-                    stored_json |= {c.name} & new_json
-                    msg = (
-                        f"{rt.cfg.name}: new source column {c.name!r} ({c.arrow}) added to {rt.key}"
-                    )
-                    res.warnings.append(msg)
-                    self.reporter.event("drift", msg, table=rt.cfg.name, column=c.name)
-        json_list = sorted(stored_json)
-        if loaded != current or (wm.extra or {}).get("json", []) != json_list:
-            st = self.state.get(rt.key)
-            extra = {**st.watermark.extra, "schema": current, "json": json_list}
-            if not json_list:
-                extra.pop("json")
-            self.state.put(
-                rt.key,
-                rt.cfg.cdc.strategy,
-                st.watermark.advanced(extra=extra),
-                st.last_batch_id,
-                0,
-            )
-        return stored_json
-
     # ------------------------------------------------------------------ pipeline
 
     def _pipeline(
@@ -508,8 +365,8 @@ class Syncer:
                     checkpoint("sync.after_extract")
                     data = pa.Table.from_batches([b])
                     if zero_cols:
-                        data = self._zero_dates(rt, data, zero_cols, pk, zero_policy, res)
-                    cur = self._next_watermark(t, data, cur, phase, upper, snapshot_col)
+                        data = zero_dates(self.reporter, rt, data, zero_cols, pk, zero_policy, res)
+                    cur = next_watermark(t, data, cur, phase, upper, snapshot_col)
                     data = data.append_column(
                         BATCH_COL, pa.array([bid] * data.num_rows, pa.int64())
                     )
@@ -551,68 +408,6 @@ class Syncer:
                 except queue.Empty:
                     pass
                 worker.join(timeout=0.1)
-
-    def _zero_dates(
-        self,
-        rt: ResolvedTable,
-        data: pa.Table,
-        zero_cols: list[SourceColumn],
-        pk: list[str],
-        policy: str,
-        res: TableResult,
-    ) -> pa.Table:
-        for c in zero_cols:
-            flag = data.column("_tl_zero_" + c.name)
-            n = pc.sum(flag).as_py() or 0
-            if n:
-                idx = pc.index(flag, 1).as_py()
-                where = (
-                    ", ".join(f"{k}={data.column(k)[idx].as_py()!r}" for k in pk) or f"row {idx}"
-                )
-                if policy == "error":
-                    raise CdcError(
-                        f"table {rt.cfg.name!r}, column {c.name!r}: {n} zero date(s) "
-                        f"(0000-00-00), first at {where}; set defaults.zero_date: null to load "
-                        "them as NULL"
-                    )
-                msg = f"{rt.cfg.name}.{c.name}: {n} zero date(s) loaded as NULL (first at {where})"
-                res.warnings.append(msg)
-                self.reporter.event("warning", msg, table=rt.cfg.name, column=c.name)
-            data = data.drop_columns(["_tl_zero_" + c.name])
-        return data
-
-    @staticmethod
-    def _next_watermark(
-        t: TableConfig,
-        data: pa.Table,
-        cur: Watermark,
-        phase: str,
-        upper: Any,
-        snapshot_col: str | None,
-    ) -> Watermark:
-        if data.num_rows == 0:
-            return cur
-        last = data.num_rows - 1
-        if t.cdc.strategy == "full":
-            return cur
-        if phase == "snapshot":
-            assert snapshot_col is not None
-            key = data.column(snapshot_col)[last].as_py()
-            return Watermark(
-                phase="snapshot", snapshot_upper=upper, snapshot_key=key, extra=cur.extra
-            )
-        if t.cdc.strategy == "id":
-            return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
-        ts = data.column(t.cdc.cursor)[last].as_py()
-        if ts is None:
-            # A batch of NULL-cursor rows only (null_cursor: load; they sort first): the id of
-            # the last one is the progress, so a rerun after this batch does not load them again.
-            if t.cdc.strategy == "hybrid" and cur.ts is None:
-                return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
-            return cur
-        if t.cdc.strategy == "timestamp":
-            return cur.advanced(ts=ts, id=None)
-        return cur.advanced(ts=ts, id=data.column(t.cdc.id)[last].as_py())
 
     # ------------------------------------------------------------------ commit
 
@@ -664,42 +459,6 @@ class Syncer:
 
     def _merge(self, rt: ResolvedTable, data: pa.Table, staged: StagedFiles, pk: list[str]) -> None:
         merge_into(self.wh, rt.target_schema, rt.target, data, staged, pk)
-
-
-def merge_into(
-    w: Warehouse,
-    schema: str,
-    table: str,
-    data: pa.Table,
-    staged: StagedFiles | None,
-    pk: list[str],
-) -> None:
-    """Delete+insert by key (the batch deduplicated first: the last row per key wins)."""
-    data = dedup_last(data, pk)
-    target = w.t(schema, table)
-    names = data.schema.names
-    with w.batch_relation(data, staged) as rel:  # loaded once, used by both statements
-        match = " AND ".join(f"{rel}.{w.q(k)} = {target}.{w.q(k)}" for k in pk)
-        w.execute(f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {rel} WHERE {match})")
-        w.execute(f"INSERT INTO {target} ({w.cols(names)}) SELECT {w.cols(names)} FROM {rel}")
-
-
-_FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
-
-
-def dedup_last(data: pa.Table, keys: list[str]) -> pa.Table:
-    """Keep the last row per key (batches are read in cursor order, so last = newest)."""
-    if not keys or data.num_rows < 2:
-        return data
-    idx = pa.array(range(data.num_rows), pa.int64())
-    grouped = (
-        data.select(keys)
-        .append_column("_i", idx)
-        .group_by(keys, use_threads=False)
-        .aggregate([("_i", "max")])
-    )
-    keep = pc.sort_indices(grouped.column("_i_max"))
-    return data.take(pc.take(grouped.column("_i_max"), keep))
 
 
 def sync(
