@@ -186,6 +186,52 @@ def test_full_sync_matches_duckdb(
     assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(0,)]
 
 
+def test_unsigned_and_time_columns_are_staged_for_copy_and_never_restaged(
+    mysql_db: MySQLDb, pg_db: PgDb, s3: S3Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """INT/BIGINT UNSIGNED and TIME, which Redshift's Parquet reader does not map, are cast
+    when the batch is staged: COPY loads the staged manifests themselves, with no second
+    write of the batch to S3. A batch staged uncast (by an earlier version) is restaged."""
+    _seed(mysql_db)
+    cfg = _config(mysql_db, _compat(pg_db), s3.stage_config())
+    manifests: list[str] = []
+    real = Redshift._copy_manifest
+
+    def spy(self: Redshift, target: str, names: list[str], manifest: str) -> None:
+        manifests.append(manifest)
+        real(self, target, names, manifest)
+
+    monkeypatch.setattr(Redshift, "_copy_manifest", spy)
+    assert [r.status for r in sync(cfg)] == ["ok", "ok"]
+    assert manifests and not [m for m in manifests if "_trackline_tmp" in m]
+    stage = Stage(cfg.stage)
+    first = next(f for f in stage.list() if "uni_tracking_info" in f.uri)
+    types = {f.name: str(f.type) for f in stage.read([first.uri]).schema}
+    assert (types["id"], types["order_id"], types["pathTime"]) == (
+        "int64",
+        "decimal128(20, 0)",
+        "string",
+    )
+    # an uncast staged file (what earlier versions wrote) is restaged, not refused
+    plain = pa.table({"id": pa.array([7], pa.uint32()), "at": pa.array([None], pa.time64("us"))})
+    wh = open_warehouse(cfg.warehouse, stage=stage)
+    wh.connect()
+    try:
+        with wh.transaction():
+            wh.ensure_schema("old")
+            wh.create_table("old", "t", [Column(f.name, f.type) for f in plain.schema])
+        staged = stage.write_batch(
+            source_db="x", schema="old", table="t", batch_id=1, data=plain, when=dt.datetime.now()
+        )
+        manifests.clear()
+        with wh.transaction():
+            wh.append_arrow("old", "t", plain, staged)
+        assert len(manifests) == 1 and "_trackline_tmp" in manifests[0]
+        assert pg_db.query("SELECT id, at FROM old.t") == [(7, None)]
+    finally:
+        wh.close()
+
+
 @pytest.fixture
 def wh(pg_db: PgDb, s3: S3Endpoint) -> Any:
     def make(**overrides: Any) -> Redshift:
@@ -338,7 +384,8 @@ def test_sql_plan_for_a_mysql_source(mysql_db: MySQLDb, s3: S3Endpoint) -> None:
     ):
         assert column in ddl, column
     assert ddl.endswith('DISTKEY("order_id") SORTKEY("update_time", "order_id")')
-    # unsigned ids are cast before COPY, so the batch is loaded from a transient file
+    # unsigned ids are cast when staged: COPY reads the staged manifest itself
     copy = next(s for s in plan if s.startswith('COPY "settlement_public"."uni_tracking_info_raw"'))
-    assert "/_trackline_tmp/" in copy and f"IAM_ROLE '{ROLE}'" in copy
+    assert "/_trackline_tmp/" not in copy and f"IAM_ROLE '{ROLE}'" in copy
+    assert "/uni_tracking_info_raw/year=" in copy
     assert not s3.keys()  # nothing was written to the stage

@@ -298,7 +298,7 @@ def test_lock_is_a_row_taken_in_its_own_transaction(sync_sql: list[str]) -> None
     assert sync_sql[j - 1] == "BEGIN" and sync_sql[j + 1] == "COMMIT"
 
 
-def test_unsigned_and_time_columns_are_cast_and_loaded_from_a_transient_file(
+def test_unsigned_and_time_columns_are_typed_for_copy_and_loaded_from_the_staged_file(
     cfg: Config,
 ) -> None:
     statements = record(cfg, _exercise_adapter)
@@ -307,7 +307,11 @@ def test_unsigned_and_time_columns_are_cast_and_loaded_from_a_transient_file(
     assert '"bin" VARBYTE(1024000)' in ddl and '"tod" VARCHAR(32)' in ddl
     assert ddl.endswith('DISTKEY("u32") SORTKEY("ts", "s")')
     copy = next(s for s in statements if s.startswith('COPY "s"."all_types"'))
-    assert f"FROM '{STAGE}/_trackline_tmp/batch-1.manifest'" in copy
+    assert f"FROM '{STAGE}/b1.manifest'" in copy  # sync stages the cast form (stage_form)
+    data = _all_types()
+    staged = Recorder(RedshiftWarehouse(host="h", user="u", iam_role=ROLE), STAGE).stage_form(data)
+    assert [str(f.type) for f in staged.schema][1:4] == ["int8", "int64", "decimal128(20, 0)"]
+    assert staged.column("tod").type == pa.string() and staged.num_rows == data.num_rows
     # after ADD COLUMN the table's order is not the file's: temp table, then INSERT by name
     i = statements.index('ALTER TABLE "s"."all_types" ADD COLUMN "extra" VARCHAR(65535)')
     assert statements[i + 2].startswith('CREATE TEMPORARY TABLE "_tl_batch_1"')

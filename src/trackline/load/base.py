@@ -396,6 +396,11 @@ class Warehouse(ABC):
             f"ON {self.t(schema, table)} ({self.cols(columns)})"
         )
 
+    def stage_form(self, data: pa.Table) -> pa.Table:
+        """The batch as sync writes it to the stage: for engines that load the staged files
+        themselves (Redshift's COPY), in the types they read; others: unchanged."""
+        return data
+
     def approx_rows(self, schema: str, table: str) -> int:
         """Row count for reports. Engines where COUNT(*) scans the table return their
         statistics' estimate instead, so a report costs the same whatever the table's size."""

@@ -132,7 +132,7 @@ class Recorder(Redshift):
         return (schema, table) in self._tables
 
     # the stage is neither read nor written
-    def _check_staged(self, data: pa.Table, staged: StagedFiles) -> list[str]:
+    def _check_staged(self, cast: pa.Table, data: pa.Table, staged: StagedFiles) -> list[str]:
         return []
 
     def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:

@@ -15,9 +15,12 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
   Parquet columns are matched by position, so before COPY the staged file's schema must equal
   the batch's (else `WarehouseError`), and the target's columns must be in the batch's order
   (else, e.g. after a drift-added column, the batch goes through a temp table and an INSERT by
-  name). When the batch is not byte-for-byte what was staged (rows filtered after staging,
-  such as a merge's deduplication; text cut by ``varchar_policy``; unsigned integers, which
-  Redshift's Parquet reader does not map), the batch is written to a transient file under
+  name). Sync stages each batch in the types COPY reads (`stage_form`: unsigned integers,
+  which Redshift's Parquet reader does not map, widened or as DECIMAL(20,0); times of day as
+  text), so COPY loads the staged manifest itself. When the batch is not what was staged
+  (rows filtered after staging, such as a merge's deduplication; text cut by
+  ``varchar_policy``; a file staged uncast by an earlier version; JSON columns that differ
+  from the target's SUPER columns), the batch is written to a transient file under
   ``_trackline_tmp/`` in the stage, loaded, and deleted (`stagefiles`).
 - VARCHAR holds at most 65,535 bytes: checked in the Arrow data before COPY (`copy_ready`).
 - TRUNCATE commits (`TRUNCATE_COMMITS`), anti-joins use NOT EXISTS (`KEYED_INSERT`), there
@@ -313,12 +316,13 @@ class Redshift(TableLock, Postgres):
 
     def _load(self, target: str, data: pa.Table, staged: StagedFiles | None, label: str) -> None:
         """COPY `data` into `target` (a quoted relation whose columns are the batch's)."""
-        ready, changes = self.copy_ready(data, label)
+        cast, _ = self.stage_form_of(data)
+        ready, changes = self._fit_values(cast, label)
         if staged is None or not staged.manifest_uri:
             changes.append("the batch was not staged")
             manifest = ""
         else:
-            changes += self._check_staged(data, staged)
+            changes += self._check_staged(cast, data, staged)
             manifest = staged.manifest_uri
         transient: list[str] = []
         if changes:
@@ -328,10 +332,14 @@ class Redshift(TableLock, Postgres):
         finally:
             self._discard(transient)
 
-    def copy_ready(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
-        """The batch as COPY can load it, and what had to change: casts of the types Redshift's
-        Parquet reader does not map, and text over the VARCHAR limit (per varchar_policy)."""
-        changes: list[str] = []
+    def stage_form(self, data: pa.Table) -> pa.Table:
+        return self.stage_form_of(data)[0]
+
+    def stage_form_of(self, data: pa.Table) -> tuple[pa.Table, list[str]]:
+        """The batch with the types Redshift's Parquet reader does not map cast to ones it does
+        (`PARQUET_CASTS`; times of day as text), and what was cast. Sync stages this form, so
+        COPY loads the staged file itself."""
+        casts: list[str] = []
         fields, arrays = [], []
         for field, col in zip(data.schema, data.columns, strict=True):
             cast = self.PARQUET_CASTS.get(str(field.type))
@@ -340,7 +348,26 @@ class Redshift(TableLock, Postgres):
             if cast is not None:
                 col = pc.cast(col, cast)
                 field = field.with_type(cast)
-                changes.append(f"{field.name} cast to {cast}")
+                casts.append(f"{field.name} cast to {cast}")
+            fields.append(field)
+            arrays.append(col)
+        if not casts:
+            return data, casts
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields, data.schema.metadata)), casts
+
+    def copy_ready(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
+        """The batch as COPY can load it, and what had to change: casts of the types Redshift's
+        Parquet reader does not map, and text over the VARCHAR limit (per varchar_policy)."""
+        cast, casts = self.stage_form_of(data)
+        ready, cuts = self._fit_values(cast, label)
+        return ready, casts + cuts
+
+    def _fit_values(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
+        """Check every value against its column's limit (VARCHAR per varchar_policy, VARBYTE,
+        SUPER documents); return the batch (text cut if so configured) and what was cut."""
+        changes: list[str] = []
+        arrays = []
+        for field, col in zip(data.schema, data.columns, strict=True):
             if is_json(field):
                 self._check_json(col, field.name, label)
             elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
@@ -349,11 +376,10 @@ class Redshift(TableLock, Postgres):
                     changes.append(f"{cut} value(s) of {field.name} cut")
             elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
                 self._check_bytes(col, field.name, label)
-            fields.append(field)
             arrays.append(col)
         if not changes:
             return data, changes
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), changes
+        return pa.Table.from_arrays(arrays, schema=data.schema), changes
 
     def _fit_text(
         self, col: pa.ChunkedArray, name: str, label: str
@@ -413,23 +439,30 @@ class Redshift(TableLock, Postgres):
 
     # Stage I/O. `_check_staged`, `_restage` and `_discard` are all `Recorder` replaces.
 
-    def _check_staged(self, data: pa.Table, staged: StagedFiles) -> list[str]:
-        """Raise when the staged file cannot be this batch; return why it must be restaged."""
+    def _check_staged(self, cast: pa.Table, data: pa.Table, staged: StagedFiles) -> list[str]:
+        """Raise when the staged file cannot be this batch; return why it must be restaged.
+
+        `cast` is the batch in the form sync stages (`stage_form`); a file staged without the
+        casts (by an earlier version, or for another engine) holds `data`'s types: it is
+        restaged rather than refused."""
         assert staged.manifest_uri
         schema, rows = stagefiles.staged_schema(self._require_stage(), staged.manifest_uri)
-        if stagefiles.columns(schema) != stagefiles.columns(data.schema):
-            raise WarehouseError(
-                f"the files of {staged.manifest_uri} have the columns {_describe(schema)} but "
-                f"the batch has {_describe(data.schema)}; COPY matches Parquet columns by "
-                "position, so nothing was loaded. Replay only batches staged with the "
-                "target's current columns"
-            )
-        if rows != data.num_rows:  # e.g. deduplicated for a merge after staging
-            return [f"the batch holds {data.num_rows} of the {rows} staged rows"]
-        if stagefiles.json_names(schema) != stagefiles.json_names(data.schema):
+        reasons = []
+        if stagefiles.columns(schema) != stagefiles.columns(cast.schema):
+            if stagefiles.columns(schema) != stagefiles.columns(data.schema):
+                raise WarehouseError(
+                    f"the files of {staged.manifest_uri} have the columns {_describe(schema)} "
+                    f"but the batch has {_describe(cast.schema)}; COPY matches Parquet columns "
+                    "by position, so nothing was loaded. Replay only batches staged with the "
+                    "target's current columns"
+                )
+            reasons.append("the staged file holds types COPY does not map (staged uncast)")
+        if rows != cast.num_rows:  # e.g. deduplicated for a merge after staging
+            reasons.append(f"the batch holds {cast.num_rows} of the {rows} staged rows")
+        if stagefiles.json_names(schema) != stagefiles.json_names(cast.schema):
             # e.g. staged before warehouse.json_as changed: JSON logical type ≠ the column's
-            return ["the staged file's JSON columns are not the target's SUPER columns"]
-        return []
+            reasons.append("the staged file's JSON columns are not the target's SUPER columns")
+        return reasons
 
     def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:
         return stagefiles.write_transient(self._require_stage(), ready)

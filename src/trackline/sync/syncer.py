@@ -375,7 +375,7 @@ class Syncer:
                         schema=rt.target_schema,
                         table=rt.target,
                         batch_id=bid,
-                        data=data,
+                        data=self.wh.stage_form(data),
                         when=when,
                     )
                     checkpoint("sync.after_stage")
