@@ -1,0 +1,138 @@
+"""What moves: tables with their CDC rules, defaults, and the marts' retention groups."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from trackline.config.base import Ident, Model
+
+
+class CdcConfig(Model):
+    strategy: Literal["hybrid", "timestamp", "id", "full"] = "hybrid"
+    cursor: Ident | None = None
+    """Time column (DATETIME/TIMESTAMP or unix integer)."""
+    id: Ident | None = None
+    """Unique, increasing tie-breaker (hybrid) or the id cursor (strategy id)."""
+    null_cursor: Literal["error", "load"] = "error"
+    """A row whose cursor is NULL: stop with an error, or load it once and report it."""
+
+    @model_validator(mode="after")
+    def _columns_for_strategy(self) -> CdcConfig:
+        if self.strategy in ("hybrid", "timestamp") and not self.cursor:
+            raise ValueError(f"strategy {self.strategy!r} needs `cursor` (the time column)")
+        if self.strategy in ("hybrid", "id") and not self.id:
+            raise ValueError(f"strategy {self.strategy!r} needs `id` (a unique increasing column)")
+        return self
+
+
+class TableConfig(Model):
+    name: Ident
+    """Source table name (or, with `query`, the name this source goes by)."""
+    source: Ident | None = None
+    """Which entry of `sources:` (default: the only one)."""
+    source_db: Ident | None = None
+    query: str | None = None
+    """A SELECT (e.g. a join) to read instead of the table; the cursor names its columns."""
+    target_schema: Ident = "public"
+    target_table: Ident | None = None
+    """Default: `<name>_raw` for append tables, `<name>` otherwise."""
+    cdc: CdcConfig
+    """Required: the strategy decides which columns must exist, so there is no safe default."""
+    primary_key: list[Ident] | None = None
+    """Default: read from the source's primary key."""
+    batch_size: int | None = Field(default=None, gt=0)
+    lag_seconds: int | None = Field(default=None, ge=0)
+    lookback_seconds: int = Field(default=0, ge=0)
+    write_mode: Literal["append", "merge", "replace"] = "append"
+    dist_key: Ident | None = None
+    sort_key: list[Ident] | None = None
+    json_columns: list[Ident] = Field(default_factory=list)
+    """Text columns that hold JSON documents (besides MySQL JSON columns and MariaDB columns
+    with a JSON_VALID check, found on their own): stored as SUPER on Redshift with
+    `warehouse.json_as: super`, as text elsewhere."""
+    raw_retention_seconds: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableConfig:
+        if self.lookback_seconds and self.write_mode != "merge":
+            raise ValueError(
+                "lookback_seconds re-reads rows already loaded; it needs write_mode: merge "
+                "(idempotent by key)"
+            )
+        if self.cdc.strategy == "timestamp" and self.write_mode != "merge":
+            raise ValueError(
+                "cdc strategy 'timestamp' re-reads the boundary second; it needs "
+                "write_mode: merge (idempotent by key)"
+            )
+        if self.cdc.strategy == "full" and self.write_mode == "append":
+            object.__setattr__(self, "write_mode", "replace")
+        return self
+
+    @property
+    def target(self) -> str:
+        if self.target_table:
+            return self.target_table
+        return f"{self.name}_raw" if self.write_mode == "append" else self.name
+
+
+class Defaults(Model):
+    batch_size: int = Field(default=100_000, gt=0)
+    lag_seconds: int = Field(default=300, ge=0)
+    hold_ceiling_seconds: int = Field(default=3600, ge=0)
+    zero_date: Literal["null", "error"] = "null"
+    """MySQL `0000-00-00` dates: load as NULL and report, or stop with an error."""
+    raw_retention_seconds: int = 2 * 86400
+
+
+# --------------------------------------------------------------------------- marts
+
+
+class AnchorConfig(Model):
+    table: Ident = "mart_uni_tracking_info"
+    source: Ident = "uni_tracking_info"
+    """The `tables:` entry (by name) whose raw table feeds this mart."""
+    time: Ident = "update_time"
+    tie_breaker: Ident | None = "id"
+    history_name: Ident = "uti"
+    sort_key: list[Ident] | None = None
+    """Redshift SORTKEY of the mart and its history (default: time, key)."""
+
+
+class FollowerConfig(Model):
+    table: Ident
+    source: Ident
+    kind: Literal["one_per_key", "events"]
+    time: Ident | None = None
+    """events: the event time that drives retention and history period. one_per_key
+    (optional): a row whose key is not in the anchor (an orphan: its key never got an anchor
+    row) is archived by this time once past the retention, into that time's period; without
+    it such rows stay in the mart."""
+    event_key: list[Ident] | None = None
+    """events: columns that identify one event (default: the source primary key)."""
+    history_name: Ident
+    on_reactivation: Literal["restore", "report"] = "restore"
+    sort_key: list[Ident] | None = None
+
+    @model_validator(mode="after")
+    def _events_need_time(self) -> FollowerConfig:
+        if self.kind == "events" and not self.time:
+            raise ValueError("a follower of kind 'events' needs `time` (the event time column)")
+        return self
+
+
+class RetentionGroupConfig(Model):
+    name: Ident = "order_tracking"
+    key: Ident = "order_id"
+    schema_: Ident = Field(default="settlement_ods", alias="schema")
+    retention_seconds: int = Field(default=15_552_000, gt=0)
+    history_prefix: Ident = "hist_"
+    exceptions_table: Ident = "order_tracking_exceptions"
+    anchor: AnchorConfig = AnchorConfig()
+    followers: list[FollowerConfig] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------- quality

@@ -1,0 +1,78 @@
+"""`Config`: the whole file, and lookups across its sections."""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from trackline.config.base import Ident, LocatedError, Model
+from trackline.config.connections import DuckDBWarehouse, SourceConfig, StageConfig, WarehouseConfig
+from trackline.config.pipeline import Defaults, RetentionGroupConfig, TableConfig
+from trackline.config.quality import QualityConfig, ScheduleConfig
+from trackline.errors import ConfigError
+
+
+class Config(Model):
+    sources: dict[Ident, SourceConfig]
+    warehouse: WarehouseConfig = DuckDBWarehouse()
+    stage: StageConfig = StageConfig()
+    defaults: Defaults = Defaults()
+    tables: list[TableConfig] = []
+    marts: list[RetentionGroupConfig] = []
+    state_schema: Ident = "trackline"
+    quality: QualityConfig = QualityConfig()
+    """Data-quality checks and alert channels (`trackline check`)."""
+    schedule: ScheduleConfig = ScheduleConfig()
+    """The local scheduler's timetable (`trackline run`)."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [t.name for t in self.tables]
+        seen: set[str] = set()
+        for i, t in enumerate(self.tables):
+            if t.name in seen:
+                raise LocatedError(
+                    ("tables", i, "name"), f"table names must be unique; {t.name!r} is repeated"
+                )
+            seen.add(t.name)
+        for i, t in enumerate(self.tables):
+            if t.source is not None and t.source not in self.sources:
+                raise LocatedError(
+                    ("tables", i, "source"),
+                    f"table {t.name!r}: source {t.source!r} is not one of {sorted(self.sources)}",
+                )
+            if t.source is None and len(self.sources) != 1:
+                raise LocatedError(
+                    ("tables", i),
+                    f"table {t.name!r}: say which source it comes from (`source:`), "
+                    f"one of {sorted(self.sources)}",
+                )
+        for gi, g in enumerate(self.marts):
+            refs: list[tuple[tuple[str | int, ...], str]] = [
+                (("marts", gi, "anchor", "source"), g.anchor.source),
+                *[
+                    (("marts", gi, "followers", fi, "source"), f.source)
+                    for fi, f in enumerate(g.followers)
+                ],
+            ]
+            for loc, src in refs:
+                if src not in names:
+                    raise LocatedError(
+                        loc, f"mart group {g.name!r}: source {src!r} is not a table in `tables:`"
+                    )
+        return self
+
+    def table(self, name: str) -> TableConfig:
+        for t in self.tables:
+            if t.name == name:
+                return t
+        raise ConfigError(
+            f"table {name!r} is not in the config's `tables:` (known: "
+            f"{', '.join(t.name for t in self.tables) or 'none'})"
+        )
+
+    def source_for(self, table: TableConfig) -> tuple[str, SourceConfig]:
+        name = table.source or next(iter(self.sources))
+        return name, self.sources[name]
+
+
+# --------------------------------------------------------------------------- loading
