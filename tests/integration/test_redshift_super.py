@@ -338,6 +338,37 @@ def test_mariadb_json_is_found_and_json_as_applies_to_new_tables(
     assert pg_db.query("SELECT COUNT(*) FROM ods.orders_doc") == [(9,)]
 
 
+def test_a_json_column_added_in_the_source_arrives_as_super(
+    mysql_db: MySQLDb, pg_db: PgDb, s3: S3Endpoint
+) -> None:
+    """Schema drift on an append table: a JSON column added to the source is added to the raw
+    table as a document column, and the batches (whose column order is no longer the
+    table's) are loaded through a temp table with that column as a document too."""
+    mysql_db.execute(MARIADB_DDL)
+    _insert(mysql_db, range(1, 4), dt.datetime(2024, 5, 1, 8, 0, 0))
+    cfg = _mariadb_config(mysql_db, pg_db.redshift_compat(json_as="super"), s3, write_mode="append")
+    assert [r.status for r in sync(cfg)] == ["ok"]
+    mysql_db.execute("ALTER TABLE orders_doc ADD COLUMN extra JSON AFTER doc")
+    time.sleep(1.1)
+    mysql_db.execute(
+        "INSERT INTO orders_doc (id, doc, extra, note, raw_msg, n, update_time) "
+        "VALUES (10, '{}', '{\"k\": [1, {\"z\": null}]}', 'n', NULL, 1, NOW(6))"
+    )
+    time.sleep(0.05)
+    (res,) = sync(cfg)
+    assert res.status == "ok" and any("'extra'" in w for w in res.warnings), res
+    cols = pg_db.query(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'ods' AND table_name = 'orders_doc_raw' ORDER BY ordinal_position"
+    )
+    assert cols[-1] == ("extra", "jsonb") and ("doc", "jsonb") in cols
+    assert pg_db.query(
+        "SELECT extra->'k'->1->'z', jsonb_typeof(extra->'k'->1->'z') "
+        "FROM ods.orders_doc_raw WHERE id = 10"
+    ) == [(None, "null")]
+    assert pg_db.query("SELECT COUNT(*) FROM ods.orders_doc_raw WHERE extra IS NULL") == [(3,)]
+
+
 def test_json_as_varchar_keeps_text_and_a_text_table_stays_text_after_switching(
     mysql_db: MySQLDb, pg_db: PgDb, s3: S3Endpoint
 ) -> None:
