@@ -43,6 +43,7 @@ from trackline import faults
 from trackline.cli import main
 from trackline.config import DuckDBWarehouse, PostgresWarehouse
 from trackline.errors import InjectedFault
+from trackline.report import NullReporter
 from trackline.sync import sync
 
 Warehouse = DuckDBWarehouse | PostgresWarehouse
@@ -63,9 +64,13 @@ def test_initial_load_then_only_changed_rows_move(
     create_orders(mysql_db, 30, PAST)
     cfg = make_config(mysql_db, warehouse_config, stage, [table(batch_size=8)])
 
-    first = one(sync_ok(cfg))
-    assert (first.rows, first.batches) == (30, 4)
+    reporter = NullReporter()
+    (first,) = sync(cfg, reporter=reporter)
+    assert first.status == "ok" and (first.rows, first.batches) == (30, 4)
     assert wh_rows(cfg, "public.orders_raw") == source_rows(mysql_db)
+    # the snapshot and the read after it are one run: one "done", with the run's totals
+    done = [(m, f) for k, m, f in reporter.events if k == "done"]
+    assert len(done) == 1 and done[0][1]["rows"] == 30, done
 
     # Nothing changed: nothing moves.
     assert one(sync_ok(cfg)).rows == 0

@@ -113,7 +113,9 @@ class Syncer:
 
     # ------------------------------------------------------------------ one table
 
-    def _sync_table(self, rt: ResolvedTable, res: TableResult) -> None:
+    def _sync_table(self, rt: ResolvedTable, res: TableResult, *, announce: bool = True) -> None:
+        """Sync one table; `announce`: report it done (not for the read after a snapshot,
+        whose rows the snapshot's own report includes)."""
         t = rt.cfg
         src = self.source(rt)
         rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
@@ -232,6 +234,8 @@ class Syncer:
             self._sync_incremental_after_snapshot(rt, res)
             wm = self.state.get(rt.key).watermark
         res.watermark = wm.describe()
+        if not announce:
+            return
         self.reporter.event(
             "done",
             f"{t.name}: {res.rows:,} rows in {res.batches} batches, cursor {res.watermark}",
@@ -242,7 +246,7 @@ class Syncer:
     def _sync_incremental_after_snapshot(self, rt: ResolvedTable, res: TableResult) -> None:
         # Rows that changed while the snapshot ran (ts >= its upper bound, < a fresh upper).
         inner = TableResult(res.table, res.table_key)
-        self._sync_table(rt, inner)
+        self._sync_table(rt, inner, announce=False)
         res.rows += inner.rows
         res.batches += inner.batches
         res.last_batch = inner.last_batch or res.last_batch
