@@ -832,8 +832,8 @@ def test_json_columns_are_super_in_raw_mart_and_history_ddl(cycle_cfg: Config) -
     data = cycle_cfg.model_dump(by_alias=True)
     data["warehouse"]["json_as"] = "super"
     for t in data["tables"]:
-        if t["name"] == "uni_tracking_spath":
-            t["json_columns"] = ["code"]
+        if t["name"] == "uni_tracking_info":
+            t["json_columns"] = ["status"]
     cfg = Config.model_validate(data)
     statements = render_plan(cfg, "cycle")
     creates = {
@@ -841,13 +841,23 @@ def test_json_columns_are_super_in_raw_mart_and_history_ddl(cycle_cfg: Config) -
         for s in statements
         if (m := re.match(r'CREATE TABLE IF NOT EXISTS "[^"]+"\."([^"]+)"', s))
     }
-    for table in ("uni_tracking_spath_raw", "mart_uni_tracking_spath"):
-        assert '"code" SUPER' in creates[table], creates[table]
-    (hist,) = [s for t, s in creates.items() if t.startswith("hist_uts_")]
-    assert '"code" SUPER' in hist
-    assert '"status" VARCHAR(65535)' in creates["uni_tracking_info_raw"]
-    assert "SUPER" not in creates["uni_tracking_info_raw"]
+    for table in ("uni_tracking_info_raw", "mart_uni_tracking_info"):
+        assert '"status" SUPER' in creates[table], creates[table]
+    (hist,) = [s for t, s in creates.items() if t.startswith("hist_uti_")]
+    assert '"status" SUPER' in hist
+    assert '"code" VARCHAR(65535)' in creates["uni_tracking_spath_raw"]
+    assert "SUPER" not in creates["uni_tracking_spath_raw"]
     for s in statements:
         sqlglot.parse_one(s, read="redshift")
     # the default keeps JSON as text
     assert not any("SUPER" in s for s in render_plan(cycle_cfg, "cycle"))
+
+
+def test_a_super_column_cannot_be_a_sort_or_dist_key(cycle_cfg: Config) -> None:
+    data = cycle_cfg.model_dump(by_alias=True)
+    data["warehouse"]["json_as"] = "super"
+    for t in data["tables"]:
+        if t["name"] == "uni_tracking_spath":  # its sort_key is [pathTime, code, order_id]
+            t["json_columns"] = ["code"]
+    with pytest.raises(ConfigError, match="sort_key of .*'code' holds JSON documents"):
+        render_plan(Config.model_validate(data), "sync")

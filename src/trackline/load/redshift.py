@@ -253,12 +253,20 @@ class Redshift(TableLock, Postgres):
         sort_key: Sequence[str] | None = None,
     ) -> None:
         names = {c.name for c in columns}
+        documents = {c.name for c in columns if c.json}
         for key, cols in (("dist_key", [dist_key] if dist_key else []), ("sort_key", sort_key)):
             missing = [c for c in cols or [] if c not in names]
             if missing:
                 raise ConfigError(
                     f"{key} of {schema}.{table}: column {missing[0]!r} is not one of its "
                     f"columns ({', '.join(c.name for c in columns)})"
+                )
+            super_keys = [c for c in cols or [] if c in documents]
+            if super_keys:
+                raise ConfigError(
+                    f"{key} of {schema}.{table}: column {super_keys[0]!r} holds JSON documents "
+                    "(SUPER), which cannot be a distribution or sort key; choose another "
+                    "column or take it out of `json_columns`"
                 )
         super().create_table(
             schema,
