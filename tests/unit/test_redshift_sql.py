@@ -326,6 +326,26 @@ def test_upkeep_only_when_svv_table_info_says_so(cfg: Config) -> None:
     assert rec.maintenance("s", "t") == ['VACUUM "s"."t"', 'ANALYZE "s"."t"']
 
 
+class _Counted(Recorder):
+    """svv_table_info lists s.t with 1,200 visible of 1,500 stored rows; nothing else."""
+
+    def _query(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        super()._query(sql, params)
+        if "svv_table_info" in sql:
+            return [(1200, 1500)] if tuple(params) == ("s", "t") else []
+        return [(-1.0,)] if "reltuples" in sql else [(7,)]
+
+
+def test_mart_sizes_come_from_svv_table_info_outside_transactions() -> None:
+    rec = _Counted(RedshiftWarehouse(host="h", user="u", iam_role=ROLE), STAGE)
+    assert rec.approx_rows("s", "t") == 1200
+    assert rec.approx_rows("s", "empty") == 0  # the view lists only tables holding rows
+    assert rec.sql()[-1].startswith("SELECT estimated_visible_rows, tbl_rows FROM svv_table_info")
+    with rec.transaction():  # a failed query would abort it: statistics, then COUNT(*)
+        assert rec.approx_rows("s", "t") == 7
+    assert not any("svv_table_info" in q for q in rec.sql()[-4:])
+
+
 def test_plans_are_a_registry_and_unknown_commands_are_named(cfg: Config) -> None:
     assert {"sync", "state", "cycle"} <= set(PLANS)
     with pytest.raises(ConfigError, match="knows: cycle, state, sync"):

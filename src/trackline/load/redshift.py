@@ -512,6 +512,28 @@ class Redshift(TableLock, Postgres):
 
     # ------------------------------------------------------------------ upkeep
 
+    def approx_rows(self, schema: str, table: str) -> int:
+        """Rows for reports from ``svv_table_info.estimated_visible_rows`` (kept current by
+        Redshift, unlike ``pg_class.reltuples``, which only ANALYZE refreshes). The view lists
+        only tables that hold rows: none listed = 0. In a transaction, in compat mode, or when
+        the view may not be read: PostgreSQL's way (statistics, else COUNT(*))."""
+        if self.compat or self.in_transaction:
+            return super().approx_rows(schema, table)
+        try:
+            rows = self.query(
+                "SELECT estimated_visible_rows, tbl_rows FROM svv_table_info "
+                'WHERE "schema" = ? AND "table" = ?',
+                (schema, table),
+            )
+        except WarehouseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) not in _DENIED_OR_MISSING:
+                raise
+            return super().approx_rows(schema, table)
+        if not rows:
+            return 0
+        visible, total = rows[0]
+        return int(visible if visible is not None else total or 0)
+
     def maintenance(self, schema: str, table: str) -> list[str]:
         """VACUUM when over 10% of the rows are unsorted, ANALYZE when statistics are over 10%
         stale (``svv_table_info``); ANALYZE only if that view may not be read."""
