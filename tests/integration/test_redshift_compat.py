@@ -21,7 +21,8 @@ from tests.conftest import REDSHIFT_TEST_ROLE, MySQLDb, PgDb, S3Endpoint
 from trackline.config import Config, DuckDBWarehouse, RedshiftWarehouse, StageConfig
 from trackline.errors import LockBusy, WarehouseError
 from trackline.load import Column, open_warehouse
-from trackline.load.redshift import VARCHAR_MAX_BYTES, Redshift
+from trackline.load.limits import VARCHAR_MAX_BYTES
+from trackline.load.redshift import Redshift
 from trackline.stage import Stage
 from trackline.sync import sync
 

@@ -25,11 +25,9 @@ from trackline.config import Config, RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from trackline.extract.types import json_field
 from trackline.load import Column, StagedFiles
+from trackline.load.limits import SUPER_MAX_BYTES, VARBYTE_MAX_BYTES, VARCHAR_MAX_BYTES
 from trackline.load.plan import PLACEHOLDER_ROLE, PLANS, Recorder, Statement, record
 from trackline.load.redshift import (
-    SUPER_MAX_BYTES,
-    VARBYTE_MAX_BYTES,
-    VARCHAR_MAX_BYTES,
     Redshift,
     iam_role_clause,
     render_plan,

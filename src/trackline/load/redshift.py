@@ -22,7 +22,8 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
   ``varchar_policy``; a file staged uncast by an earlier version; JSON columns that differ
   from the target's SUPER columns), the batch is written to a transient file under
   ``_trackline_tmp/`` in the stage, loaded, and deleted (`stagefiles`).
-- VARCHAR holds at most 65,535 bytes: checked in the Arrow data before COPY (`copy_ready`).
+- VARCHAR holds at most 65,535 bytes, VARBYTE 1,024,000 and a SUPER document 16 MB: checked
+  in the Arrow data before COPY (`trackline.load.limits`).
 - TRUNCATE commits (`TRUNCATE_COMMITS`), anti-joins use NOT EXISTS (`KEYED_INSERT`), there
   are no indexes (`create_unique_index` does nothing), VACUUM runs outside transactions.
 - Views are late-binding (``WITH NO SCHEMA BINDING``, `view_options`): the history union
@@ -68,8 +69,9 @@ import pyarrow.compute as pc
 from trackline.config import RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json, json_field
-from trackline.load import stagefiles
+from trackline.load import limits, stagefiles
 from trackline.load.base import Column, StagedFiles, Warehouse
+from trackline.load.limits import VARBYTE_MAX_BYTES, VARCHAR_MAX_BYTES
 from trackline.load.postgres import Postgres
 from trackline.load.tablelock import TableLock
 
@@ -77,9 +79,6 @@ if TYPE_CHECKING:
     from trackline.config import Config
     from trackline.stage import Stage
 
-VARCHAR_MAX_BYTES = 65_535
-VARBYTE_MAX_BYTES = 1_024_000
-SUPER_MAX_BYTES = 16 * 1024 * 1024
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
@@ -128,26 +127,6 @@ def s3_literal(uri: str) -> str:
 
 def _describe(schema: pa.Schema) -> str:
     return ", ".join(f"{n} {t}" for n, t in stagefiles.columns(schema))
-
-
-def _check_size(
-    col: pa.ChunkedArray, name: str, label: str, limit: int, kind: str, hint: str
-) -> None:
-    """Refuse a batch holding a value over `limit` bytes, naming its column and row."""
-    lengths = pc.binary_length(col)
-    over = pc.fill_null(pc.greater(lengths, limit), False)
-    if pc.any(over).as_py():
-        first = pc.index(over, True).as_py()
-        raise WarehouseError(
-            f"{label}: column {name!r}, row {first} of the batch holds "
-            f"{lengths[first].as_py():,} bytes, more than Redshift's {kind} limit of "
-            f"{limit:,} bytes. Nothing was loaded{hint}"
-        )
-
-
-def _utf8_prefix(text: str, limit: int) -> str:
-    """The longest prefix of `text` that is at most `limit` bytes in UTF-8 (whole characters)."""
-    return text.encode()[:limit].decode("utf-8", "ignore")
 
 
 class Redshift(TableLock, Postgres):
@@ -371,79 +350,7 @@ class Redshift(TableLock, Postgres):
         return ready, casts + cuts
 
     def _fit_values(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
-        """Check every value against its column's limit (VARCHAR per varchar_policy, VARBYTE,
-        SUPER documents); return the batch (text cut if so configured) and what was cut."""
-        changes: list[str] = []
-        arrays = []
-        for field, col in zip(data.schema, data.columns, strict=True):
-            if is_json(field):
-                self._check_json(col, field.name, label)
-            elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-                col, cut = self._fit_text(col, field.name, label)
-                if cut:
-                    changes.append(f"{cut} value(s) of {field.name} cut")
-            elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
-                self._check_bytes(col, field.name, label)
-            arrays.append(col)
-        if not changes:
-            return data, changes
-        return pa.Table.from_arrays(arrays, schema=data.schema), changes
-
-    def _fit_text(
-        self, col: pa.ChunkedArray, name: str, label: str
-    ) -> tuple[pa.ChunkedArray | pa.Array, int]:
-        lengths = pc.binary_length(col)
-        over = pc.fill_null(pc.greater(lengths, VARCHAR_MAX_BYTES), False)
-        count = pc.sum(over).as_py() or 0
-        if not count:
-            return col, 0
-        first = pc.index(over, True).as_py()
-        if self.config.varchar_policy == "error":
-            more = f" ({count} such values in this batch)" if count > 1 else ""
-            raise WarehouseError(
-                f"{label}: column {name!r}, row {first} of the batch holds "
-                f"{lengths[first].as_py():,} bytes, more than Redshift's VARCHAR limit of "
-                f"{VARCHAR_MAX_BYTES:,} bytes{more}. Nothing was loaded. Set "
-                "warehouse.varchar_policy: truncate to cut such values at a character "
-                "boundary (reported), or shorten the column with a `query:`"
-            )
-        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-        mask = over.combine_chunks() if isinstance(over, pa.ChunkedArray) else over
-        idx = pc.indices_nonzero(mask).to_pylist()
-        cut = [_utf8_prefix(arr[i].as_py(), VARCHAR_MAX_BYTES) for i in idx]
-        self.notice(
-            f"{label}: {count} value(s) of column {name!r} were longer than "
-            f"{VARCHAR_MAX_BYTES:,} bytes and were cut at a character boundary "
-            f"(varchar_policy: truncate; first at row {first} of the batch)"
-        )
-        return pc.replace_with_mask(arr, mask, pa.array(cut, arr.type)), count
-
-    def _check_json(self, col: pa.ChunkedArray, name: str, label: str) -> None:
-        """A SUPER column's values: each valid JSON and at most 16 MB (checked by DuckDB's
-        JSON reader, vectorised), so a bad value stops the batch with its row named."""
-        import duckdb
-
-        if len(col) == 0:
-            return
-        _check_size(col, name, label, SUPER_MAX_BYTES, "SUPER", "")
-        con = duckdb.connect()
-        try:
-            con.register("batch", pa.table({"v": col}))
-            sql = "SELECT coalesce(json_valid(v), true) AS ok FROM batch"
-            ok = con.sql(sql).to_arrow_table().column("ok")
-        finally:
-            con.close()
-        if not pc.all(ok).as_py():
-            first = pc.index(ok, False).as_py()
-            raise WarehouseError(
-                f"{label}: column {name!r}, row {first} of the batch is not valid JSON, and "
-                "the column is stored as SUPER. Nothing was loaded. Fix the value in the "
-                "source, or take the column out of the table's `json_columns`"
-            )
-
-    def _check_bytes(self, col: pa.ChunkedArray, name: str, label: str) -> None:
-        hint = "; exclude or shorten the column with a `query:`"
-        _check_size(col, name, label, VARBYTE_MAX_BYTES, "VARBYTE", hint)
+        return limits.fit_values(data, label, self.config.varchar_policy, self.notice)
 
     # Stage I/O. `_check_staged`, `_restage` and `_discard` are all `Recorder` replaces.
 
