@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from tests.conftest import MySQLDb
 from tests.integration.quality_world import (
     DAY,
     ECS,
@@ -334,3 +335,53 @@ def test_check_sql_is_portable(world: World) -> None:
         upper = c.sql.upper()
         assert "IS DISTINCT FROM" not in upper and "NOT IN (" not in upper, c.name
         assert c.sql.count("?") == len(c.params), c.name
+
+
+def test_in_flight_lookup_against_mariadb(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """The source lookup of test 1 with MySQL's driver (``%s`` parameters) and DATETIME times:
+    of the offending keys, only those whose source row moved past the consumed cursor are in
+    flight."""
+    import datetime as dt
+
+    from trackline.config import Config
+    from trackline.quality.checks import _moved_on_in_source
+
+    mysql_db.execute(
+        "CREATE TABLE uni_tracking_info (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "order_id BIGINT, update_time DATETIME(6) NOT NULL)"
+    )
+    t0 = dt.datetime(2026, 3, 1, 8, 0, 0)
+    seen = t0 + dt.timedelta(hours=1)  # the anchor mart consumed rows below this
+    mysql_db.executemany(
+        "INSERT INTO uni_tracking_info (order_id, update_time) VALUES (%s, %s)",
+        [
+            (1, t0 + dt.timedelta(hours=2)),  # moved on past `seen`: in flight
+            (2, t0 + dt.timedelta(minutes=30)),  # newer than the mart but consumed: a gap
+            (3, t0),  # unchanged: a gap
+        ],
+    )
+    cfg = Config.model_validate(
+        {
+            "sources": {"src": mysql_db.source_config(innodb_hold=False)},
+            "warehouse": {"type": "duckdb", "path": str(tmp_path / "unused.duckdb")},
+            "tables": [
+                {"name": n, "cdc": {"strategy": "hybrid", "cursor": c, "id": "id"}}
+                for n, c in (
+                    ("uni_tracking_info", "update_time"),
+                    ("ecs_order_info", "add_time"),
+                    ("uni_tracking_spath", "pathTime"),
+                )
+            ],
+            "marts": [
+                {
+                    "followers": [
+                        {"table": "mart_uts", "source": "uni_tracking_spath", "kind": "events",
+                         "time": "pathTime", "history_name": "uts"}
+                    ]
+                }
+            ],
+        }
+    )  # fmt: skip
+    probe = _moved_on_in_source(cfg, cfg.marts[0], seen)
+    assert probe([(1, t0), (2, t0), (3, t0), (4, t0)]) == {1}
+    assert _moved_on_in_source(cfg, cfg.marts[0], None)([(1, t0)]) == set()
