@@ -34,7 +34,13 @@ from tests.integration.synctools import (
 )
 from trackline import faults
 from trackline.cli import main
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, TableConfig
+from trackline.config import (
+    Config,
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    RedshiftWarehouse,
+    TableConfig,
+)
 from trackline.errors import InjectedFault
 from trackline.status import reset_table
 from trackline.sync import sync
@@ -290,3 +296,46 @@ def test_kill_after_a_batch_of_null_cursor_rows_loads_them_once(
     assert ledger(a_cfg, "public.ev_raw") == ledger(b_cfg, "public.ev_raw")
     wa = state_watermark(a_cfg, "public.ev_raw")
     assert (wa.ts, wa.id) == (PAST + dt.timedelta(seconds=3), 13)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_redshift_adapter_kill_at_each_step_then_rerun_equals_clean_run(
+    mysql_db: MySQLDb,
+    pg_db: PgDb,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """G3 through the Redshift adapter (compat mode against PostgreSQL: the COPY of the
+    staged files runs inside the watermark's transaction, the lock is a row of
+    trackline.locks): a kill at each step, in an append and a merge table, then a rerun, ends
+    as an uninterrupted run."""
+    ref = second_warehouse(pg_db.warehouse_config(), tmp_path, request)
+    assert isinstance(ref, PostgresWarehouse)
+    red_a = RedshiftWarehouse(**pg_db.redshift_compat())
+    red_b = RedshiftWarehouse(**pg_db.redshift_compat(database=ref.database))
+    pairs = [
+        (
+            make_config(mysql_db, red_a, tmp_path / f"stage_a_{mode}", [t]),
+            make_config(mysql_db, red_b, tmp_path / f"stage_b_{mode}", [t]),
+            key,
+        )
+        for mode, t, key in (
+            ("append", table(batch_size=7), "public.orders_raw"),
+            ("merge", table(batch_size=5, write_mode="merge"), "public.orders"),
+        )
+    ]
+    _scenario_source(mysql_db)
+    for a, b, key in pairs:
+        _round(with_lag(a, 3600), with_lag(b, 3600), key, f"{step}@2", monkeypatch)
+        assert_same(a, b, key, same_cursor=False)  # the cursor is each run's clock
+    _scenario_changes(mysql_db)
+    for a, b, key in pairs:
+        _round(a, b, key, f"{step}@3", monkeypatch)
+        assert_same(a, b, key)
+    (a_app, _, raw), (a_mrg, _, merged) = pairs
+    assert wh_rows(a_mrg, merged) == source_rows(mysql_db)
+    newest = {r[0]: r for r in wh_rows(a_app, raw, ORDER_COLS, ["id", "update_time"])}
+    assert sorted(newest.values()) == source_rows(mysql_db)
+    assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(0,)]
