@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.load import Warehouse, open_warehouse
 from trackline.marts.cycle import CycleSummary, run_cycle_on
 from trackline.marts.history import Period
@@ -126,9 +126,11 @@ class Source:
         return {r[0] for r in self.con.execute(sql, params)}
 
 
-def warehouse_dict(wh: DuckDBWarehouse | PostgresWarehouse) -> dict[str, Any]:
+def warehouse_dict(wh: DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse) -> dict[str, Any]:
     if isinstance(wh, DuckDBWarehouse):
         return {"type": "duckdb", "path": str(wh.path)}
+    if isinstance(wh, RedshiftWarehouse):
+        return wh.model_dump(mode="json", exclude={"password"})
     return {
         "type": "postgres",
         "host": wh.host,

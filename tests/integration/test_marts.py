@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, PgDb
 from tests.integration.marts_helpers import (
     DAY,
     ECS,
@@ -41,7 +41,7 @@ from tests.integration.marts_helpers import (
 )
 from trackline import faults
 from trackline.cli import main
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.errors import InjectedFault
 from trackline.load import Warehouse
 from trackline.marts.cycle import run_cycle_on, trim_raw
@@ -606,16 +606,41 @@ def _snapshot(wh: Warehouse, cfg: Config) -> dict[str, Any]:
     return out
 
 
+@pytest.fixture(
+    params=[
+        pytest.param("duckdb", id="duckdb"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.servers),
+        pytest.param("redshift", id="redshift-compat", marks=pytest.mark.servers),
+    ]
+)
+def any_warehouse(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse:
+    """`warehouse_config` plus the Redshift adapter in compat mode (PostgreSQL underneath,
+    loading by its COPY path from the local stage)."""
+    if request.param == "duckdb":
+        return DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    pg: PgDb = request.getfixturevalue("pg_db")
+    if request.param == "postgres":
+        return pg.warehouse_config()
+    return RedshiftWarehouse(**pg.redshift_compat())
+
+
 @pytest.mark.parametrize("step", STEPS)
 def test_kill_at_every_mart_step_then_rerun_equals_uninterrupted(
-    tmp_path: Path, warehouse_config: WarehouseCfg, monkeypatch: pytest.MonkeyPatch, step: str
+    tmp_path: Path,
+    any_warehouse: DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
 ) -> None:
     """Pipeline A is killed at `step` in every mart (1st, 2nd, 3rd time the step is reached)
     of every cycle and rerun; pipeline B (same source, same warehouse server, other schemas)
-    runs uninterrupted. After every cycle: same marts, history, exceptions, progress; G1/G2."""
+    runs uninterrupted. After every cycle: same marts, history, exceptions, progress; G1/G2.
+    Also through the Redshift adapter, whose marts share no code path with PostgreSQL's
+    upsert (anti-join inserts, a lock table, temp tables created then filled)."""
     src = Source(tmp_path / "src.db")
-    a = make_config(tmp_path, src.path, warehouse_config, prefix="a_")
-    b = make_config(tmp_path, src.path, warehouse_config, prefix="b_")
+    a = make_config(tmp_path, src.path, any_warehouse, prefix="a_")  # type: ignore[arg-type]
+    b = make_config(tmp_path, src.path, any_warehouse, prefix="b_")  # type: ignore[arg-type]
     wh = connect(a)
     drv = Driver(src, busy_plan(seed=5, orders=16, span_days=30))
     kills = 0
