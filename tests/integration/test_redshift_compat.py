@@ -340,6 +340,99 @@ def test_lock_table_busy_then_stale_takeover(wh: Any) -> None:
             pass
 
 
+def _plant_lock(w: Redshift, name: str, holder: str) -> None:
+    w._lock_table()
+    with w.transaction():
+        w.execute(
+            "INSERT INTO trackline.locks (name, holder, acquired_at) VALUES (?, ?, ?)",
+            (name, holder, dt.datetime.now(dt.UTC).replace(tzinfo=None)),
+        )
+
+
+def test_lock_of_a_run_that_died_is_taken_over_at_once(wh: Any, pg_db: PgDb) -> None:
+    """A run killed while holding the lock leaves its row; its database session is gone, so
+    the next run takes the lock at once instead of waiting `lock_stale_seconds` (6 h)."""
+    w = wh()
+    gone = pg_db.connect()
+    pid, user = gone.execute("SELECT pg_backend_pid(), current_user").fetchone()  # type: ignore[misc]
+    gone.close()
+    _plant_lock(w, "cycle", f"crashed-host:4242:deadbeef (session {pid} of {user})")
+    with w.lock("cycle"):
+        assert any("has no session" in n and "crashed-host" in n for n in w.notices)
+        holder = w.scalar("SELECT holder FROM trackline.locks WHERE name = 'cycle'")
+        assert f"of {user})" in holder and "crashed-host" not in holder
+    assert w.scalar("SELECT COUNT(*) FROM trackline.locks") == 0
+
+
+def test_lock_of_a_live_session_or_of_another_user_is_not_taken(wh: Any, pg_db: PgDb) -> None:
+    w = wh()
+    alive = pg_db.connect()
+    try:
+        pid, user = alive.execute("SELECT pg_backend_pid(), current_user").fetchone()  # type: ignore[misc]
+        _plant_lock(w, "a", f"busy-host:1:aaaa (session {pid} of {user})")
+        with pytest.raises(LockBusy, match="busy-host"), w.lock("a", timeout=0.3):
+            pass
+    finally:
+        alive.close()
+    # another user's sessions may be invisible on Redshift: only the age can free its lock
+    _plant_lock(w, "b", "other-host:1:bbbb (session 999999 of someone_else)")
+    with pytest.raises(LockBusy, match="other-host"), w.lock("b", timeout=0.3):
+        pass
+    # and a holder that names no session (an older trackline) is judged by age alone
+    _plant_lock(w, "c", "old-host:1:cccc")
+    with pytest.raises(LockBusy, match="old-host"), w.lock("c", timeout=0.3):
+        pass
+
+
+def test_hard_kill_of_a_sync_then_the_next_run_goes_on(
+    mysql_db: MySQLDb, pg_db: PgDb, s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """`trackline sync` through the Redshift adapter killed by os._exit inside a batch (no
+    rollback, no lock release): the next run is not blocked by the dead run's lock row, and
+    ends with the same rows as an uninterrupted run."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    _seed(mysql_db)
+    cfg = _config(mysql_db, _compat(pg_db), s3.stage_config())
+    data = cfg.model_dump(mode="json", by_alias=True)
+    data["stage"]["access_key_id"] = s3.access_key_id
+    data["stage"]["secret_access_key"] = s3.secret_access_key
+    data["sources"]["kuaisong"]["password"] = ""
+    path = tmp_path / "trackline.yml"
+    path.write_text(yaml.safe_dump(data))
+    exe = str(Path(sys.executable).with_name("trackline"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKLINE_")}
+    killed = subprocess.run(
+        [exe, "sync", "-c", str(path), "--log-format", "plain"],
+        env={**env, "TRACKLINE_FAIL_AT": "sync.before_commit@2", "TRACKLINE_FAIL_MODE": "exit"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == 99, killed.stderr
+    assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(1,)]  # left behind
+    done = subprocess.run(
+        [exe, "sync", "-c", str(path), "--log-format", "plain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "taking it over" in done.stderr
+    assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(0,)]
+    got = _rows(pg_db.query, "settlement_public.uni_tracking_info_raw", "id")
+    assert len(got) == 60 and len({r[0] for r in got}) == 60  # every row once
+    claims = pg_db.query(
+        'SELECT COUNT(*), COUNT(DISTINCT "ID") FROM settlement_public.settlement_claim_detail'
+    )
+    assert claims == [(30, 30)]
+
+
 def test_maintenance_falls_back_to_analyze_without_svv_table_info(wh: Any) -> None:
     w = wh()
     _target(w, pa.table({"k": [1]}))

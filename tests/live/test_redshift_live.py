@@ -254,6 +254,22 @@ def test_lock_table_and_upkeep(wh: Redshift, run: str) -> None:
                 pass
         with other.lock("live"):
             pass
+        # a holder whose session is gone (a run that died) is taken over at once
+        gone = open_warehouse(_warehouse())
+        assert isinstance(gone, Redshift)
+        gone.lock_schema = wh.lock_schema
+        gone.connect()
+        holder = "dead-host:1:dead" + gone._session()
+        gone.close()
+        assert "(session " in holder
+        table = wh.t(wh.lock_schema, "locks")
+        with wh.transaction():
+            wh.execute(
+                f'INSERT INTO {table} ("name", holder, acquired_at) VALUES (?, ?, GETDATE())',
+                ("died", holder),
+            )
+        with other.lock("died", timeout=5):
+            assert any("has no session" in n for n in other.notices)
     finally:
         other.close()
     with wh.transaction():

@@ -182,6 +182,11 @@ class Redshift(TableLock, Postgres):
         for sql in self.session_setup():
             self.execute(sql)
 
+    def sessions_sql(self) -> str:
+        if self.compat:
+            return "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ?"
+        return super().sessions_sql()
+
     def session_setup(self) -> tuple[str, ...]:
         return () if self.compat else self.SESSION_SETUP
 

@@ -2,9 +2,16 @@
 
 The row is inserted in a transaction of its own, after ``LOCK <table>`` has serialised the
 acquirers (Redshift does not enforce PRIMARY KEY; a table lock is its documented cure for
-concurrent read-then-write transactions). The release deletes the row. A row older than
-`lock_stale_seconds` belongs to a run that died, and is taken over with a notice; a row left by
-a failed release (lost connection) is therefore freed after that age at the latest.
+concurrent read-then-write transactions). The release deletes the row.
+
+A run that dies without releasing (killed, out of memory, the machine rebooted) leaves its
+row behind. The holder names its database session (``session <backend pid> of <user>``); a
+run that finds the lock busy asks the warehouse whether that session still exists
+(`session_alive`: Redshift's ``stv_sessions``, PostgreSQL's ``pg_stat_activity``) and takes
+over at once when it does not, so the next 15-minute run is not blocked. The check is only
+trusted for a holder of the same database user (a regular Redshift user sees only its own
+sessions); otherwise, and when the check cannot run, a row older than `lock_stale_seconds` is
+taken over with a notice.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import datetime as dt
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -21,6 +29,8 @@ from typing import Any, ClassVar
 
 from trackline.errors import LockBusy, RetryableWarehouseError, WarehouseError
 from trackline.load.base import Warehouse
+
+_SESSION = re.compile(r" \(session (\d+) of (.+)\)$")
 
 
 def _utcnow() -> dt.datetime:
@@ -57,9 +67,11 @@ class TableLock(Warehouse):
                 f"{self.ENGINE} a lock is a row committed in its own transaction)"
             )
         table = self._lock_table()
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}{self._session()}"
         deadline = time.monotonic() + max(timeout, 0)
         while (busy := self._try_lock(table, name, holder)) is not None:
+            if self._holder_gone(busy[0], holder) and self._take_over(table, name, busy[0], holder):
+                break
             if time.monotonic() >= deadline:
                 other, since = busy
                 raise LockBusy(
@@ -79,6 +91,61 @@ class TableLock(Warehouse):
                     f"DELETE FROM {table} WHERE {self.q('name')} = ? AND holder = ?",
                     (name, holder),
                 )
+
+    # ------------------------------------------------------------------ dead holders
+
+    def sessions_sql(self) -> str:
+        """How many sessions have this backend pid (Redshift's ``stv_sessions``)."""
+        return "SELECT COUNT(*) FROM stv_sessions WHERE process = ?"
+
+    def _session(self) -> str:
+        """`` (session <pid> of <user>)`` for this connection, or '' when unknown."""
+        try:
+            rows = self.query("SELECT pg_backend_pid(), current_user")
+        except WarehouseError:
+            return ""
+        return f" (session {int(rows[0][0])} of {rows[0][1]})" if rows else ""
+
+    def session_alive(self, pid: int) -> bool | None:
+        """Whether the warehouse still has a session with this backend pid (None: unknown)."""
+        try:
+            return bool(self.scalar(self.sessions_sql(), (pid,)))
+        except WarehouseError:
+            return None
+
+    def _holder_gone(self, other: str, holder: str) -> bool:
+        """`other`'s session is gone (it died without releasing), as far as `holder` (this
+        run) can tell."""
+        m = _SESSION.search(other)
+        mine = _SESSION.search(holder)
+        if not m or not mine or m.group(2) != mine.group(2):
+            return False  # another user's sessions may be invisible to us: rely on age
+        if int(m.group(1)) == int(mine.group(1)):
+            return False  # our own session (re-entrancy is handled before)
+        return self.session_alive(int(m.group(1))) is False
+
+    def _take_over(self, table: str, name: str, other: str, holder: str) -> bool:
+        """Replace `other`'s row by ours if it is still `other`'s (compare and swap)."""
+        try:
+            with self.transaction():
+                self.execute(f"LOCK {table}")
+                n = self.execute_count(
+                    f"DELETE FROM {table} WHERE {self.q('name')} = ? AND holder = ?",
+                    (name, other),
+                )
+                if n == 0:
+                    return False
+                self.execute(
+                    f"INSERT INTO {table} ({self.q('name')}, holder, acquired_at) VALUES (?, ?, ?)",
+                    (name, holder, _utcnow()),
+                )
+        except RetryableWarehouseError:
+            return False
+        self.notice(
+            f"lock {name!r}: its holder {other} has no session in the warehouse any more (the "
+            "run died without releasing it); taking it over"
+        )
+        return True
 
     def _lock_table(self) -> str:
         table = self.t(self.lock_schema, self.LOCK_TABLE)
