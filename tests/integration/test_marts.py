@@ -39,11 +39,14 @@ from tests.integration.marts_helpers import (
     make_config,
     write_config,
 )
+from tests.integration.test_redshift_marts import RecordingRedshift
+from tests.redshift_checks import redshift_problems
 from trackline import faults
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.errors import InjectedFault
 from trackline.load import Warehouse
+from trackline.load.redshift import Redshift
 from trackline.marts.cycle import run_cycle_on, trim_raw
 from trackline.marts.engine import GroupEngine
 from trackline.marts.exceptions import Exceptions
@@ -277,6 +280,86 @@ def test_reactivation_restores_follower_and_the_join(pipe: Pipeline) -> None:
     assert pipe.where_in_history("uti", 7) == ["hist_uti_2026_h2"]
     assert pipe.where_in_history("ecs", 7) == ["hist_ecs_2026_h2"]
     assert_state(pipe)
+
+
+class LocalStageRecorder(RecordingRedshift):
+    """Records every statement but the COPY (compat mode loads the local stage's files)."""
+
+    def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
+        Redshift._copy_manifest(self, target, names, manifest)
+
+
+def test_order_re_archived_into_another_half_year_takes_its_follower_along(
+    tmp_path: Path, any_warehouse: DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse
+) -> None:
+    """A corrected update_time (seen by a full re-read) moves archived order 7 straight from
+    2026_h1 to 2026_h2: its new time is already past the cutoff, so the anchor row never
+    becomes active and the ecs row is never reactivated. The ecs row must still move to the
+    anchor's new period (one archived order sits in one period), and not be copied into both.
+    Through the Redshift adapter too, every statement checked against what Redshift takes."""
+    p = Pipeline(tmp_path, any_warehouse)  # type: ignore[arg-type]
+    if isinstance(any_warehouse, RedshiftWarehouse):
+        p.wh.close()
+        p.wh = LocalStageRecorder(any_warehouse)
+        p.wh.connect()
+    try:
+        p.src.touch(7, day(3))
+        for c in range(10, 231, 20):
+            p.src.touch(1, day(c - 1))
+            p.step(day(c))
+        assert p.where_in_history("uti", 7) == ["hist_uti_2026_h1"]
+        assert p.where_in_history("ecs", 7) == ["hist_ecs_2026_h1"]
+        p.src.con.execute(  # the cutoff is now day 199
+            "UPDATE uni_tracking_info SET update_time = ? WHERE order_id = 7", (day(185),)
+        )
+        p.src.touch(1, day(231))
+        p.wh.close()
+        reset_table(p.cfg, "uni_tracking_info")  # below the watermark: only a re-read sees it
+        p.wh.connect()
+        s = p.step(day(232))
+        assert {m.mart: m.reactivated for m in s.marts}[ECS] == 0
+        assert p.where_in_history("uti", 7) == ["hist_uti_2026_h2"]
+        assert p.where_in_history("ecs", 7) == ["hist_ecs_2026_h2"]
+        assert 7 not in p.keys(UTI) + p.keys(ECS)
+        assert_state(p)
+        if isinstance(p.wh, LocalStageRecorder):
+            moves = [s for s in p.wh.sent if "hist_ecs_2026_h1" in s.sql and "_tl_stray" in s.sql]
+            assert len(moves) == 2  # the copy into 2026_h2 and the delete from 2026_h1
+            assert {s.sql: redshift_problems(s) for s in p.wh.sent if redshift_problems(s)} == {}
+    finally:
+        p.close()
+
+
+def test_two_departures_of_one_order_in_one_follower_run_leave_one_copy(pipe: Pipeline) -> None:
+    """The anchor archives order 7 into 2026_h1, then (after a full re-read, in a batch the
+    follower has not read yet) moves it to 2026_h2. The follower, catching up over both
+    departures in one run, must put its row in the latest period only."""
+    p = pipe
+
+    def anchor_only(t: int) -> None:
+        p.src.clock(t)
+        sync_only(p.cfg, p.wh)
+        GroupEngine(p.cfg, p.cfg.marts[0], p.wh).run_anchor()
+
+    p.src.touch(7, day(3))
+    p.src.touch(1, day(9))
+    p.step(day(10))
+    for c in range(30, 231, 40):
+        p.src.touch(1, day(c - 1))
+        anchor_only(day(c))
+    assert p.where_in_history("uti", 7) == ["hist_uti_2026_h1"]
+    p.src.con.execute(
+        "UPDATE uni_tracking_info SET update_time = ? WHERE order_id = 7", (day(185),)
+    )
+    p.src.touch(1, day(231))
+    with released(p):
+        reset_table(p.cfg, "uni_tracking_info")
+    anchor_only(day(232))
+    assert p.where_in_history("uti", 7) == ["hist_uti_2026_h2"]
+    assert 7 in p.keys(ECS)  # the follower has not run since day 10
+    p.step(day(233))
+    assert p.where_in_history("ecs", 7) == ["hist_ecs_2026_h2"]
+    assert_state(p)
 
 
 def test_reactivation_report_mode_opens_exception(

@@ -66,24 +66,19 @@ class FollowerSteps(MartSteps):
                     )
                 checkpoint("mart.after_reactivate")
                 t0 = stats.add_step("reactivate", t0)
-                # 2–4. keys that departed the anchor follow it into the same period
-                periods = [
-                    Period.parse(r[0])
-                    for r in w.query(
-                        f"SELECT DISTINCT period FROM {dep} WHERE seq > ? AND seq <= ?",
-                        (d_last, d_hi),
-                    )
-                ]
-                if self.plan is not None:
-                    periods = [self.plan.period]
+                # 2–4. keys that departed the anchor follow it into the same period.
                 # The departed keys still absent from the anchor, computed once (a batch-sized
-                # set): archive, check and trim probe the mart with it.
+                # set), each with the period of its LAST departure in this window (a key can
+                # leave, come back and leave again into another half-year before we look):
+                # archive, check and trim probe the mart with it.
                 key_col = [c for c in a_raw.columns if c.name == g.key]
                 gone_rel = self._temp_table("_tl_gone", [*key_col, Column("period", pa.string())])
                 w.execute(
                     f"INSERT INTO {gone_rel} ({k}, period) SELECT DISTINCT d.{k}, d.period "
-                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ?",
-                    (d_last, d_hi),
+                    f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {dep} l WHERE l.{k} = d.{k} AND l.seq > d.seq "
+                    f"AND l.seq <= ?)",
+                    (d_last, d_hi, d_hi),
                 )
                 # (a semi-join probe of the anchor with these few keys, not an anti-join
                 # that would hash the whole anchor)
@@ -91,6 +86,13 @@ class FollowerSteps(MartSteps):
                     f"DELETE FROM {gone_rel} WHERE EXISTS (SELECT 1 FROM {anchor} a "
                     f"WHERE a.{k} = {gone_rel}.{k})"
                 )
+                periods = [
+                    Period.parse(r[0])
+                    for r in w.query(f"SELECT DISTINCT period FROM {gone_rel} ORDER BY period")
+                ]
+                if self.plan is not None:
+                    periods = [self.plan.period]
+                self._follow_into_period(gone_rel, hist, mart, periods, cols)
                 gone = (
                     f"EXISTS (SELECT 1 FROM {gone_rel} d WHERE d.{k} = {mart}.{k} AND d.period = ?)"
                 )
@@ -151,6 +153,57 @@ class FollowerSteps(MartSteps):
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
         return stats
+
+    def _follow_into_period(
+        self, gone_rel: str, hist: HistoryTables, mart: str, periods: list[Period], cols: list[str]
+    ) -> int:
+        """Departed keys whose row is already in one of our history periods, but not the one
+        their anchor row left into, move there (insert, then delete the old copy: idempotent).
+
+        This happens when an archived anchor row is read again with a corrected time that is
+        already past the cutoff: the anchor row moves straight from one period to another
+        without ever being active, so our row was never reactivated. One archived order sits
+        in one period across tables (DESIGN §7). Only keys absent from our mart are probed."""
+        w, k = self.wh, self.q(self.g.key)
+        existing = hist.existing()
+        if not periods or not any(q != p for q in existing for p in periods):
+            return 0
+        a_raw = self.raw(self.g.anchor.source)
+        assert a_raw is not None
+        key_col = [c for c in a_raw.columns if c.name == self.g.key]
+        stray = self._temp_table("_tl_stray", [*key_col, Column("period", pa.string())])
+        try:
+            w.execute(f"INSERT INTO {stray} ({k}, period) SELECT {k}, period FROM {gone_rel}")
+            # (a semi-join probe of our mart with the departed keys, not an anti-join)
+            w.execute(
+                f"DELETE FROM {stray} WHERE EXISTS (SELECT 1 FROM {mart} m "
+                f"WHERE m.{k} = {stray}.{k})"
+            )
+            if not self._some(int(w.scalar(f"SELECT COUNT(*) FROM {stray}") or 0)):
+                return 0
+            moved = 0
+            for p in periods:
+                for q in existing:
+                    if q == p:
+                        continue
+                    hp, hq = self.t(hist.ensure(p)), self.t(hist.table(q))
+                    found = (
+                        f"EXISTS (SELECT 1 FROM {stray} s WHERE s.{k} = {hq}.{k} AND s.period = ?)"
+                    )
+                    moved += self._change(
+                        f"INSERT INTO {hp} ({w.cols(cols)}) SELECT {w.cols(cols, hq + '.')} "
+                        f"FROM {hq} WHERE {found} AND NOT EXISTS "
+                        f"(SELECT 1 FROM {hp} h WHERE h.{k} = {hq}.{k})",
+                        (p.suffix,),
+                    )
+                    w.execute(
+                        f"DELETE FROM {hq} WHERE {found} AND EXISTS "
+                        f"(SELECT 1 FROM {hp} h WHERE h.{k} = {hq}.{k})",
+                        (p.suffix,),
+                    )
+            return moved
+        finally:
+            self._drop(stray)
 
     def _follow_departed(
         self, new: str, hist: HistoryTables, a_raw: RawRef, cols: list[str]

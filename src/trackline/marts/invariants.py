@@ -25,9 +25,9 @@ def _hist_union(wh: Warehouse, g: RetentionGroupConfig, name: str, cols: list[st
 
 def check_group(wh: Warehouse, g: RetentionGroupConfig, limit: int = 20) -> list[Violation]:
     """G1: one row per key in the anchor and one_per_key followers, one row per event key
-    in events; and an anchor key is never both active and in history."""
+    in events; and an anchor or one_per_key follower key is never both active and in
+    history, nor in two history periods."""
     out: list[Violation] = []
-    k = wh.q(g.key)
     marts = [(g.anchor.table, [g.key])] + [
         (f.table, [g.key] if f.kind == "one_per_key" else list(f.event_key or []))
         for f in g.followers
@@ -40,27 +40,35 @@ def check_group(wh: Warehouse, g: RetentionGroupConfig, limit: int = 20) -> list
             f"GROUP BY {wh.cols(key)} HAVING COUNT(*) > 1 LIMIT {int(limit)}"
         )
         out += [Violation("G1_duplicate_key", table, r[:-1], f"{r[-1]} rows") for r in rows]
-    anchor = wh.t(g.schema_, g.anchor.table)
-    hist = _hist_union(wh, g, g.anchor.history_name, [g.key])
-    if hist and wh.table_exists(g.schema_, g.anchor.table):
-        rows = wh.query(
-            f"SELECT h.{k} FROM ({hist}) h WHERE EXISTS (SELECT 1 FROM {anchor} a "
-            f"WHERE a.{k} = h.{k}) LIMIT {int(limit)}"
-        )
-        out += [
-            Violation(
-                "G1_active_and_archived", g.anchor.table, r[0], "key is in the mart and in history"
-            )
-            for r in rows
-        ]
-        rows = wh.query(
-            f"SELECT {k}, COUNT(*) FROM ({hist}) h GROUP BY {k} HAVING COUNT(*) > 1 "
-            f"LIMIT {int(limit)}"
-        )
-        out += [
-            Violation("G1_duplicate_in_history", g.anchor.table, r[0], f"{r[1]} rows") for r in rows
-        ]
+    # A key is in a mart or in its history, never both, and in one period only: the anchor
+    # and every one-row-per-key follower.
+    for table, hist_name in [(g.anchor.table, g.anchor.history_name)] + [
+        (f.table, f.history_name) for f in g.followers if f.kind == "one_per_key"
+    ]:
+        out += _active_and_archived(wh, g, table, hist_name, limit)
     return out
+
+
+def _active_and_archived(
+    wh: Warehouse, g: RetentionGroupConfig, table: str, hist_name: str, limit: int
+) -> list[Violation]:
+    k = wh.q(g.key)
+    hist = _hist_union(wh, g, hist_name, [g.key])
+    if not hist or not wh.table_exists(g.schema_, table):
+        return []
+    mart = wh.t(g.schema_, table)
+    rows = wh.query(
+        f"SELECT h.{k} FROM ({hist}) h WHERE EXISTS (SELECT 1 FROM {mart} a "
+        f"WHERE a.{k} = h.{k}) LIMIT {int(limit)}"
+    )
+    out = [
+        Violation("G1_active_and_archived", table, r[0], "key is in the mart and in history")
+        for r in rows
+    ]
+    rows = wh.query(
+        f"SELECT {k}, COUNT(*) FROM ({hist}) h GROUP BY {k} HAVING COUNT(*) > 1 LIMIT {int(limit)}"
+    )
+    return out + [Violation("G1_duplicate_in_history", table, r[0], f"{r[1]} rows") for r in rows]
 
 
 def covered_keys(wh: Warehouse, g: RetentionGroupConfig) -> set[object]:

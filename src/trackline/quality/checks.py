@@ -364,7 +364,8 @@ def _duplicate_check(g: RetentionGroupConfig) -> Check:
             "-- trackline.marts.invariants.check_group (G1), for each of "
             f"{marts}:\n"
             "SELECT <key>, COUNT(*) FROM <mart> GROUP BY <key> HAVING COUNT(*) > 1\n"
-            "-- and anchor keys both in the mart and in history, or twice in history"
+            "-- and anchor or one_per_key follower keys both in the mart and in history, "
+            "or twice in history"
         ),
         key="key",
         table_column="table_name",
