@@ -23,52 +23,68 @@ def _hist_union(wh: Warehouse, g: RetentionGroupConfig, name: str, cols: list[st
     return " UNION ALL ".join(parts) if parts else None
 
 
-def check_group(wh: Warehouse, g: RetentionGroupConfig, limit: int = 20) -> list[Violation]:
+def check_group(
+    wh: Warehouse, g: RetentionGroupConfig, limit: int = 20, cfg: Config | None = None
+) -> list[Violation]:
     """G1: one row per key in the anchor and one_per_key followers, one row per event key
-    in events; and an anchor or one_per_key follower key is never both active and in
-    history, nor in two history periods."""
+    in events; and no key (event key for events) is both in a mart and in its history, nor
+    in two history periods. `cfg` supplies an events follower's default event key (its
+    source's `cdc.id`) when `event_key` is not set."""
     out: list[Violation] = []
-    marts = [(g.anchor.table, [g.key])] + [
-        (f.table, [g.key] if f.kind == "one_per_key" else list(f.event_key or []))
-        for f in g.followers
-    ]
-    for table, key in marts:
+    marts = [(g.anchor.table, g.anchor.history_name, [g.key])]
+    for f in g.followers:
+        if f.kind == "one_per_key":
+            marts.append((f.table, f.history_name, [g.key]))
+            continue
+        key = list(f.event_key or [])
+        if not key and cfg is not None and cfg.table(f.source).cdc.id:
+            key = [str(cfg.table(f.source).cdc.id)]
+        marts.append((f.table, f.history_name, key))
+    for table, hist_name, key in marts:
         if not key or not wh.table_exists(g.schema_, table):
             continue
         rows = wh.query(
             f"SELECT {wh.cols(key)}, COUNT(*) FROM {wh.t(g.schema_, table)} "
             f"GROUP BY {wh.cols(key)} HAVING COUNT(*) > 1 LIMIT {int(limit)}"
         )
-        out += [Violation("G1_duplicate_key", table, r[:-1], f"{r[-1]} rows") for r in rows]
-    # A key is in a mart or in its history, never both, and in one period only: the anchor
-    # and every one-row-per-key follower.
-    for table, hist_name in [(g.anchor.table, g.anchor.history_name)] + [
-        (f.table, f.history_name) for f in g.followers if f.kind == "one_per_key"
-    ]:
-        out += _active_and_archived(wh, g, table, hist_name, limit)
+        out += [Violation("G1_duplicate_key", table, _key(r[:-1]), f"{r[-1]} rows") for r in rows]
+        # in the mart or in its history, never both, and in one period only
+        out += _active_and_archived(wh, g, table, hist_name, key, limit)
     return out
 
 
+def _key(values: tuple[object, ...] | list[object]) -> object:
+    return values[0] if len(values) == 1 else tuple(values)
+
+
 def _active_and_archived(
-    wh: Warehouse, g: RetentionGroupConfig, table: str, hist_name: str, limit: int
+    wh: Warehouse,
+    g: RetentionGroupConfig,
+    table: str,
+    hist_name: str,
+    key: list[str],
+    limit: int,
 ) -> list[Violation]:
-    k = wh.q(g.key)
-    hist = _hist_union(wh, g, hist_name, [g.key])
+    hist = _hist_union(wh, g, hist_name, key)
     if not hist or not wh.table_exists(g.schema_, table):
         return []
-    mart = wh.t(g.schema_, table)
+    mart, cols = wh.t(g.schema_, table), wh.cols(key)
+    on = " AND ".join(f"a.{wh.q(c)} = h.{wh.q(c)}" for c in key)
     rows = wh.query(
-        f"SELECT h.{k} FROM ({hist}) h WHERE EXISTS (SELECT 1 FROM {mart} a "
-        f"WHERE a.{k} = h.{k}) LIMIT {int(limit)}"
+        f"SELECT {wh.cols(key, 'h.')} FROM ({hist}) h WHERE EXISTS (SELECT 1 FROM {mart} a "
+        f"WHERE {on}) LIMIT {int(limit)}"
     )
     out = [
-        Violation("G1_active_and_archived", table, r[0], "key is in the mart and in history")
+        Violation("G1_active_and_archived", table, _key(r), "key is in the mart and in history")
         for r in rows
     ]
     rows = wh.query(
-        f"SELECT {k}, COUNT(*) FROM ({hist}) h GROUP BY {k} HAVING COUNT(*) > 1 LIMIT {int(limit)}"
+        f"SELECT {cols}, COUNT(*) FROM ({hist}) h GROUP BY {cols} HAVING COUNT(*) > 1 "
+        f"LIMIT {int(limit)}"
     )
-    return out + [Violation("G1_duplicate_in_history", table, r[0], f"{r[1]} rows") for r in rows]
+    return out + [
+        Violation("G1_duplicate_in_history", table, _key(r[:-1]), f"{r[-1]} rows") for r in rows
+    ]
 
 
 def covered_keys(wh: Warehouse, g: RetentionGroupConfig) -> set[object]:
@@ -89,5 +105,5 @@ def missing_keys(wh: Warehouse, g: RetentionGroupConfig, expected: set[object]) 
 def check_all(cfg: Config, wh: Warehouse) -> list[Violation]:
     out: list[Violation] = []
     for g in cfg.marts:
-        out += check_group(wh, g)
+        out += check_group(wh, g, cfg=cfg)
     return out

@@ -175,7 +175,7 @@ def group_checks(cfg: Config, g: RetentionGroupConfig, wh: Warehouse) -> list[Ch
         else:
             row_check = _follower_row_check(cfg, g, f, wh, newest)
             out += [row_check] if row_check else []
-    out.append(_duplicate_check(g))
+    out.append(_duplicate_check(cfg, g))
     for mart in [g.anchor.table, *[f.table for f in g.followers]]:
         if wh.table_exists(g.schema_, mart):
             out.append(
@@ -346,10 +346,10 @@ def _follower_row_check(
     )
 
 
-def _duplicate_check(g: RetentionGroupConfig) -> Check:
+def _duplicate_check(cfg: Config, g: RetentionGroupConfig) -> Check:
     def collect(wh: Warehouse) -> Rows:
         rows = []
-        for v in check_group(wh, g, limit=DUPLICATE_LIMIT):
+        for v in check_group(wh, g, limit=DUPLICATE_LIMIT, cfg=cfg):
             key = v.key
             if isinstance(key, tuple):
                 key = key[0] if len(key) == 1 else ",".join(str(p) for p in key)
@@ -364,8 +364,8 @@ def _duplicate_check(g: RetentionGroupConfig) -> Check:
             "-- trackline.marts.invariants.check_group (G1), for each of "
             f"{marts}:\n"
             "SELECT <key>, COUNT(*) FROM <mart> GROUP BY <key> HAVING COUNT(*) > 1\n"
-            "-- and anchor or one_per_key follower keys both in the mart and in history, "
-            "or twice in history"
+            "-- and keys (event keys for events) both in a mart and in its history, "
+            "or in two history periods"
         ),
         key="key",
         table_column="table_name",
