@@ -15,10 +15,12 @@ Environment overrides: ``TRACKLINE_TEST_MYSQL_HOST`` / ``TRACKLINE_TEST_MYSQL_PO
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -253,6 +255,19 @@ def _mysql_drop(host: str, port: int, name: str) -> None:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:
         admin.close()
+
+
+@pytest.fixture
+def hold_serial() -> Iterator[None]:
+    """The InnoDB hold is server-wide: tests that keep transactions open run one at a time
+    (across xdist workers too), or one's open transaction would hold the other's bound."""
+    path = Path(tempfile.gettempdir()) / "trackline-tests-innodb-hold.lock"
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @pytest.fixture

@@ -9,10 +9,7 @@ places the watermark in the past so later rows can carry past (and shared) times
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -382,19 +379,6 @@ def test_rows_at_or_after_the_upper_bound_wait(
     cfg = make_config(mysql_db, warehouse_config, stage, [table()])
     assert one(sync_ok(cfg)).rows == 3  # later (here: a smaller lag), the rest arrive
     assert [r[0] for r in wh_rows(cfg, "public.orders_raw")] == list(range(1, 9))
-
-
-@pytest.fixture
-def hold_serial() -> Iterator[None]:
-    """The InnoDB hold is server-wide: tests that keep transactions open run one at a time
-    (across xdist workers too), or one's open transaction would hold the other's bound."""
-    path = Path(tempfile.gettempdir()) / "trackline-tests-innodb-hold.lock"
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def test_late_committing_transaction_is_picked_up(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,10 @@ from trackline.extract.source import OpenTransaction, Relation, Source, rechunk
 from trackline.extract.types import SourceColumn, cast_batch, map_mysql_column
 
 # PyMySQL FIELD_TYPE codes → information_schema-style DATA_TYPE, for `query:` sources.
+INNODB_TRX_CACHE_SECONDS = 0.12
+"""information_schema.innodb_trx is refreshed at most every 0.1 s (InnoDB's
+TRX_I_S_CACHE_MIN_REFRESH_US), plus a margin."""
+
 _FIELD_TYPES = {
     0: "decimal",
     1: "tinyint",
@@ -89,6 +94,7 @@ class MySQL(Source):
         self.config = config
         self.database = database or config.database
         self._con: Any = None
+        self._now_read_at: float | None = None
 
     # ------------------------------------------------------------------ connections
 
@@ -246,16 +252,28 @@ class MySQL(Source):
         return [r[0] for r in rows]
 
     def now(self, unix: bool) -> Any:
+        self._now_read_at = time.monotonic()
         if unix:
             return int(self.scalar("SELECT UNIX_TIMESTAMP(NOW(6))"))
         return self.scalar("SELECT NOW(6)")
 
-    def oldest_write_transaction(self, unix: bool) -> OpenTransaction | None:
+    def oldest_write_transaction(self, unix: bool, fresh: bool = False) -> OpenTransaction | None:
         """The oldest open InnoDB transaction that has modified rows (None if unreadable,
-        with the reason in `hold_problem`, or when `innodb_hold: false`)."""
+        with the reason in `hold_problem`, or when `innodb_hold: false`).
+
+        `information_schema.innodb_trx` is served from a cache refreshed at most every 0.1 s,
+        so it can miss a transaction that wrote its first row a moment before `now()` was
+        read. With `fresh`, this waits until a cache read now must have been refreshed after
+        that moment (INNODB_TRX_CACHE_SECONDS after it): a bound with a lag of less than a
+        second would otherwise pass rows such a transaction commits later (they are stamped
+        below the bound, and the watermark moves past them)."""
         self.hold_problem = None
         if not self.config.innodb_hold:
             return None
+        if fresh and self._now_read_at is not None:
+            wait = self._now_read_at + INNODB_TRX_CACHE_SECONDS - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
         try:
             rows = self.rows(
                 "SELECT trx_started, trx_mysql_thread_id, "

@@ -77,7 +77,10 @@ class Source(ABC):
     def now(self, unix: bool) -> Any:
         """The source database's clock (unix seconds when the cursor is an integer)."""
 
-    def oldest_write_transaction(self, unix: bool) -> OpenTransaction | None:
+    def oldest_write_transaction(self, unix: bool, fresh: bool = False) -> OpenTransaction | None:
+        """The oldest open transaction that has written rows, or None. `fresh`: it must see
+        every transaction that had written when `now()` was last read (a bound with little
+        or no lag relies on that)."""
         return None
 
     @abstractmethod

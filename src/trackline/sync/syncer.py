@@ -35,6 +35,10 @@ from trackline.sync.target import ensure_target, json_columns
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
 """Errors that end the whole run instead of failing one table."""
 
+FRESH_HOLD_BELOW_LAG_SECONDS = 1
+"""Under this lag, the open-transaction hold is read fresh (`Source.oldest_write_transaction`):
+a moment's staleness of the source's view would matter; with more lag it cannot."""
+
 
 class Syncer:
     """Runs sync for tables of one config against one open warehouse."""
@@ -270,7 +274,9 @@ class Syncer:
         upper = shift(src.now(unix), lag)
         if unix and isinstance(upper, int | float):
             upper = int(upper)
-        trx = src.oldest_write_transaction(unix)
+        # Under a second of lag, rows a transaction wrote just before `now()` would pass the
+        # bound if the source's view of open transactions were a moment old: ask it fresh.
+        trx = src.oldest_write_transaction(unix, fresh=lag < FRESH_HOLD_BELOW_LAG_SECONDS)
         if src.hold_problem:
             msg = f"{t.name}: {src.hold_problem}"
             res.warnings.append(msg)
