@@ -160,8 +160,12 @@ def _run(
     writers.start()
     kills = 0
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        # at least `seconds` of writing and at least 3 kills (a kill only lands in a sync
+        # that has rows to move; on a loaded machine there are fewer of them per second)
+        start = time.monotonic()
+        while time.monotonic() - start < seconds or (
+            kills < 3 and time.monotonic() - start < 6 * seconds
+        ):
             kills += _sync_with_kills(cfg, rng, monkeypatch)
             assert _key_counts(cfg) == [], "a key held twice in the merge target"
     finally:
@@ -187,4 +191,4 @@ def test_concurrent_writers_and_killed_syncs_lose_nothing(
     )
     sync_ok(cfg)
     assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
-    assert writers.late_commits >= 3 and kills >= 2, (writers.late_commits, kills)
+    assert writers.late_commits >= 3 and kills >= 3, (writers.late_commits, kills)

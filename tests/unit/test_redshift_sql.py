@@ -590,11 +590,14 @@ def test_cycle_plan_follower_restores_and_follows_its_anchor(cycle_sql: list[str
         + f" FROM {hist} WHERE {found} AND NOT EXISTS {absent}"
     )
     assert cycle_sql[restore + 1] == f"DELETE FROM {hist} WHERE {found} AND EXISTS {absent}"
-    # departed keys (still absent from the anchor) are collected once per chunk, ...
+    # departed keys (still absent from the anchor) are collected once per chunk, each with
+    # the period of its last departure, ...
     g, gone_rel = _temp(cycle_sql, "_tl_gone_", restore)
+    dep = '"trackline"."order_tracking_departures"'
     assert cycle_sql[g + 1 : g + 3] == [
         f'INSERT INTO {gone_rel} ("order_id", period) SELECT DISTINCT d."order_id", d.period '
-        'FROM "trackline"."order_tracking_departures" d WHERE d.seq > ? AND d.seq <= ?',
+        f"FROM {dep} d WHERE d.seq > ? AND d.seq <= ? AND NOT EXISTS (SELECT 1 FROM {dep} l "
+        'WHERE l."order_id" = d."order_id" AND l.seq > d.seq AND l.seq <= ?)',
         # minus the keys active in the anchor again (a probe of the anchor with these keys)
         f'DELETE FROM {gone_rel} WHERE EXISTS (SELECT 1 FROM {MART}."mart_uni_tracking_info" a '
         f'WHERE a."order_id" = {gone_rel}."order_id")',
