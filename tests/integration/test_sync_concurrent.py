@@ -17,17 +17,18 @@ rows.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import pymysql
 import pytest
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, S3Endpoint
 from tests.integration.synctools import (
     create_orders,
     make_config,
@@ -38,11 +39,11 @@ from tests.integration.synctools import (
     wh_rows,
 )
 from trackline import faults
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, StageConfig
 from trackline.errors import InjectedFault
 from trackline.sync import sync
 
-Warehouse = DuckDBWarehouse | PostgresWarehouse
+Warehouse: TypeAlias = DuckDBWarehouse | PostgresWarehouse
 STEPS = ("sync.after_extract", "sync.after_stage", "sync.before_commit", "sync.after_commit")
 
 
@@ -145,14 +146,14 @@ def _key_counts(cfg: Config) -> list[Any]:
 def _run(
     mysql_db: MySQLDb,
     wh_cfg: Warehouse,
-    stage: Path,
+    stage: Path | StageConfig,
     monkeypatch: pytest.MonkeyPatch,
     *,
     hold: bool,
     seconds: float,
     seed: int,
 ) -> tuple[Config, Writers, int]:
-    create_orders(mysql_db, 50, __import__("datetime").datetime(2024, 3, 1, 8))
+    create_orders(mysql_db, 50, dt.datetime(2024, 3, 1, 8))
     cfg = make_config(mysql_db, wh_cfg, stage, [table(batch_size=7, write_mode="merge")], hold=hold)
     sync_ok(cfg)
     rng = random.Random(seed)
@@ -188,6 +189,26 @@ def test_concurrent_writers_and_killed_syncs_lose_nothing(
 ) -> None:
     cfg, writers, kills = _run(
         mysql_db, warehouse_config, tmp_path / "stage", monkeypatch, hold=True, seconds=8, seed=seed
+    )
+    sync_ok(cfg)
+    assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
+    assert writers.late_commits >= 3 and kills >= 3, (writers.late_commits, kills)
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+def test_concurrent_writers_and_killed_syncs_through_the_s3_stage(
+    mysql_db: MySQLDb,
+    s3: S3Endpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    hold_serial: None,
+) -> None:
+    """The same through a real S3 endpoint (moto over HTTP): staged files, manifests and
+    replays of a killed batch on the object store."""
+    wh = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    cfg, writers, kills = _run(
+        mysql_db, wh, s3.stage_config("stage"), monkeypatch, hold=True, seconds=8, seed=3
     )
     sync_ok(cfg)
     assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
