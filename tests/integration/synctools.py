@@ -27,6 +27,7 @@ from trackline.config import (
     TableConfig,
 )
 from trackline.extract.cdc import Watermark
+from trackline.extract.mysql import WRITE_STATEMENT
 from trackline.load import Warehouse, open_warehouse
 from trackline.sync import BATCH_COL, TableResult, sync
 
@@ -251,7 +252,8 @@ def create_orders(mysql_db: MySQLDb, n: int, start: dt.datetime, step_seconds: f
 
 def wait_for_no_other_writers(mysql_db: MySQLDb, *mine: int, timeout: float = 30.0) -> None:
     """The InnoDB hold is server-wide: before a test that asserts on it, wait until no other
-    connection (another test, a benchmark) has an open transaction that modified rows."""
+    connection (another test, a benchmark) has an open transaction that modified rows or a
+    write statement running."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -264,6 +266,13 @@ def wait_for_no_other_writers(mysql_db: MySQLDb, *mine: int, timeout: float = 30
                 "WHERE trx_rows_modified > 0"
             )
             if r[0] not in mine
+        ] + [  # running write statements hold the bound too (trackline.extract.mysql)
+            r
+            for r in mysql_db.query(
+                "SELECT ID, INFO FROM information_schema.PROCESSLIST "
+                "WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND INFO IS NOT NULL"
+            )
+            if r[0] not in mine and WRITE_STATEMENT.match(str(r[1]))
         ]
         if not others:
             return

@@ -9,6 +9,7 @@ places the watermark in the past so later rows can carry past (and shared) times
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,52 @@ def test_read_only_transaction_does_not_hold_the_bound(
         reader.rollback()
         reader.close()
     assert wh_rows(cfg, "public.orders_raw") == source_rows(mysql_db)
+
+
+def test_long_write_statement_holds_the_bound_from_its_start(
+    mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path, hold_serial: None
+) -> None:
+    """An INSERT … SELECT stamps its row with NOW() of its start but writes it 2.5 s later;
+    until then InnoDB reports no modified row. Rows committed meanwhile, and a lag of 1 s,
+    would move the watermark past that stamp. The process list holds the bound instead."""
+    create_orders(mysql_db, 5, PAST)
+    cfg = make_config(mysql_db, warehouse_config, stage, [table(lag_seconds=1)], hold=True)
+    sync_ok(cfg)
+    slow = mysql_db.connect()
+    started = source_now(mysql_db)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with slow.cursor() as cur:
+                cur.execute(
+                    "INSERT INTO orders (order_no, status, amount, update_time) "
+                    "SELECT 'SLOW', 'slow', 1, NOW(6) FROM DUAL WHERE SLEEP(2.5) = 0"
+                )
+            slow.commit()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            errors.append(e)
+
+    writer = threading.Thread(target=run)
+    writer.start()
+    try:
+        time.sleep(0.3)
+        insert_orders(mysql_db, ["NOW"] * 3)  # committed, stamped after the slow statement's
+        time.sleep(1.3)  # now - lag is past them all
+        held = one(sync_ok(cfg))
+        assert held.upper <= started + dt.timedelta(seconds=0.3)
+        assert held.rows == 0
+    finally:
+        writer.join(10)
+        slow.close()
+    assert not errors, errors
+    time.sleep(1.1)
+    wait_for_no_other_writers(mysql_db)
+    res = one(sync_ok(cfg))
+    assert res.rows == 4
+    rows = wh_rows(cfg, "public.orders_raw")
+    assert rows == source_rows(mysql_db)
+    assert "slow" in [r[2] for r in rows]
 
 
 def test_transaction_older_than_the_hold_ceiling_is_reported_not_waited_for(

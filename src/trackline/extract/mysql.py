@@ -28,6 +28,28 @@ INNODB_TRX_CACHE_SECONDS = 0.12
 """information_schema.innodb_trx is refreshed at most every 0.1 s (InnoDB's
 TRX_I_S_CACHE_MIN_REFRESH_US), plus a margin."""
 
+WRITE_STATEMENT = re.compile(
+    r"\s*(?:(?:/\*.*?\*/|--[^\n]*\n|#[^\n]*\n)\s*)*"
+    r"(?:INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL|WITH)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+"""A statement that may write rows (leading comments skipped); `WITH` may lead an UPDATE or
+DELETE, and CALL a procedure that writes: both are held, to be safe."""
+
+_PROCESSLIST = (
+    "FROM information_schema.PROCESSLIST "
+    "WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND INFO IS NOT NULL"
+)
+_RUNNING_WRITES_MS = (  # MariaDB: milliseconds, + 10 ms for the rounding of TIME_MS
+    "SELECT ID, (TIME_MS + 10) / 1000, "
+    "NOW(6) - INTERVAL CAST((TIME_MS + 10) * 1000 AS SIGNED) MICROSECOND, "
+    "UNIX_TIMESTAMP(NOW(6)) - (TIME_MS + 10) / 1000, INFO " + _PROCESSLIST
+)
+_RUNNING_WRITES_S = (  # MySQL: whole seconds
+    "SELECT ID, TIME + 1, NOW(6) - INTERVAL (TIME + 1) SECOND, "
+    "UNIX_TIMESTAMP(NOW(6)) - TIME - 1, INFO " + _PROCESSLIST
+)
+
 _FIELD_TYPES = {
     0: "decimal",
     1: "tinyint",
@@ -95,6 +117,7 @@ class MySQL(Source):
         self.database = database or config.database
         self._con: Any = None
         self._now_read_at: float | None = None
+        self._processlist_ms: bool | None = None  # PROCESSLIST.TIME_MS exists (MariaDB)
 
     # ------------------------------------------------------------------ connections
 
@@ -258,8 +281,9 @@ class MySQL(Source):
         return self.scalar("SELECT NOW(6)")
 
     def oldest_write_transaction(self, unix: bool, fresh: bool = False) -> OpenTransaction | None:
-        """The oldest open InnoDB transaction that has modified rows (None if unreadable,
-        with the reason in `hold_problem`, or when `innodb_hold: false`).
+        """The oldest open InnoDB transaction that has modified rows, or write statement
+        still running (`_running_writes`); None if there is none, if they are unreadable
+        (the reason in `hold_problem`), or with `innodb_hold: false`.
 
         `information_schema.innodb_trx` is served from a cache refreshed at most every 0.1 s,
         so it can miss a transaction that wrote its first row a moment before `now()` was
@@ -290,10 +314,49 @@ class MySQL(Source):
                 "innodb_hold: false to silence this"
             )
             return None
-        if not rows:
+        found = [
+            OpenTransaction(int(unix_started) if unix else started, int(thread), float(age))
+            for started, thread, age, unix_started in rows
+        ]
+        found += self._running_writes(unix)
+        if not found:
             return None
-        started, thread, age, unix_started = rows[0]
-        return OpenTransaction(int(unix_started) if unix else started, int(thread), float(age))
+        return max(found, key=lambda t: t.age_seconds)
+
+    def _running_writes(self, unix: bool) -> list[OpenTransaction]:
+        """Write statements running now, held at the moment they started.
+
+        A statement stamps its rows with NOW() as of its start, but InnoDB counts the
+        transaction as a writer (`trx_rows_modified > 0`) only from its first modified row:
+        an INSERT … SELECT that aggregates for longer than the lag before inserting, or an
+        UPDATE that scans long before its first match, would otherwise write rows below a
+        bound that has moved on. The start is NOW(6) − TIME_MS (MariaDB); MySQL's process
+        list has whole seconds only, so there it is NOW() − (TIME + 1) s, earlier than the
+        real start: the hold errs on the safe side."""
+        rows: list[tuple[Any, ...]] = []
+        try:
+            if self._processlist_ms is not False:
+                try:
+                    rows = self.rows(_RUNNING_WRITES_MS)
+                    self._processlist_ms = True
+                except SourceError as exc:
+                    if self._processlist_ms or "TIME_MS" not in str(exc).upper():
+                        raise
+                    self._processlist_ms = False
+            if self._processlist_ms is False:
+                rows = self.rows(_RUNNING_WRITES_S)
+        except SourceError as exc:
+            self.hold_problem = (
+                f"cannot read information_schema.PROCESSLIST ({exc}); the upper bound is "
+                "not held for running write statements: grant PROCESS to the user, or set "
+                "innodb_hold: false to silence this"
+            )
+            return []
+        return [
+            OpenTransaction(int(unix_start) if unix else start, int(thread), float(age))
+            for thread, age, start, unix_start, info in rows
+            if WRITE_STATEMENT.match(str(info))
+        ]
 
     # ------------------------------------------------------------------ data
 
