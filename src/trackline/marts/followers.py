@@ -9,9 +9,10 @@ from typing import Any
 import pyarrow as pa
 
 from trackline.config import FollowerConfig
+from trackline.extract.cdc import shift
 from trackline.faults import checkpoint
 from trackline.load import Column
-from trackline.marts.history import HistoryTables, Period
+from trackline.marts.history import HistoryTables, Period, periods_between
 from trackline.marts.steps import DEPARTURES, MartStats, MartSteps, RawRef
 from trackline.sync import BATCH_COL
 
@@ -305,6 +306,7 @@ class FollowerSteps(MartSteps):
             with w.transaction():
                 t0 = time.monotonic()
                 new = self._new_rows(raw, cols, lo, hi, ek, f"{self.q(BATCH_COL)} DESC", stats)
+                self._drop_archived_events(new, mart, hist, f.time, unix, ek)
                 stats.inserted += self._insert_absent(mart, new, cols, ek)
                 self._drop(new)
                 checkpoint("mart.after_insert")
@@ -325,3 +327,38 @@ class FollowerSteps(MartSteps):
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
         return stats
+
+    def _drop_archived_events(
+        self, new: str, mart: str, hist: HistoryTables, time_col: str, unix: bool, ek: list[str]
+    ) -> int:
+        """Re-read events that are already in history leave the batch (events are inserted
+        once, DESIGN §7). Inserting them would be undone in the same transaction (archive
+        finds them there, trim deletes them), but after a reset of the events table that is
+        the whole history inserted into the mart and deleted again, and counted as inserted.
+
+        An archived event was below the cutoff when it left, so only rows below the current
+        cutoff (from the mart's data clock before this batch) are candidates, each probed in
+        the period of its own time; in a steady cycle there are none and nothing is probed."""
+        w, tm = self.wh, self.q(time_col)
+        existing = hist.existing()
+        if not existing:
+            return 0
+        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        if top is None and self.plan is None:
+            return 0
+        cutoff = self.plan.cutoff(unix) if self.plan else shift(top, self.g.retention_seconds)
+        span = w.query(f"SELECT MIN({tm}), MAX({tm}) FROM {new} WHERE {tm} < ?", (cutoff,))
+        lo, hi = span[0] if span else (None, None)  # plan mode answers no rows
+        if lo is None and self.plan is None:
+            return 0
+        probe = periods_between(lo, hi) if self.plan is None else existing
+        on = " AND ".join(f"h.{self.q(c)} = {new}.{self.q(c)}" for c in ek)
+        dropped = 0
+        for p in (p for p in probe if p in existing):
+            start, end = p.bounds(unix)
+            dropped += self._change(
+                f"DELETE FROM {new} WHERE {tm} >= ? AND {tm} < ? AND {tm} < ? AND EXISTS "
+                f"(SELECT 1 FROM {self.t(hist.table(p))} h WHERE {on})",
+                (start, end, cutoff),
+            )
+        return dropped
