@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -773,6 +775,53 @@ def test_kill_at_every_mart_step_then_rerun_equals_uninterrupted(
 def _yaml_config(p: Pipeline, **kw: Any) -> Path:
     data = config_dict(p.src.path, p.cfg.warehouse, p.tmp / "stage", **kw)  # type: ignore[arg-type]
     return write_config(p.tmp / "trackline.yml", data)
+
+
+def test_hard_kill_of_a_cycle_process_then_rerun_equals_uninterrupted(
+    tmp_path: Path, any_warehouse: DuckDBWarehouse | PostgresWarehouse | RedshiftWarehouse
+) -> None:
+    """`trackline cycle` in a subprocess dies by os._exit (TRACKLINE_FAIL_MODE=exit: no
+    rollback handler, no finally, the connection just drops) in the middle of a mart
+    transaction, twice per cycle where it matters (the follower at its archive step, then the
+    rerun of it at its insert); the next `trackline cycle` must leave the
+    same marts, history, exceptions and progress as pipeline B, which never dies."""
+    src = Source(tmp_path / "src.db")
+    data = config_dict(src.path, any_warehouse, tmp_path / "a_stage", prefix="a_")  # type: ignore[arg-type]
+    path = write_config(tmp_path / "a.yml", data)
+    a = Config.model_validate(data)
+    b = make_config(tmp_path, src.path, any_warehouse, prefix="b_")  # type: ignore[arg-type]
+    exe = str(Path(sys.executable).with_name("trackline"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKLINE_")}
+
+    def cycle_a(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "cycle", "-c", str(path), "--log-format", "plain"],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    drv = Driver(src, busy_plan(seed=5, orders=16, span_days=30))
+    kills = 0
+    for c in (1, 9, 41, 57, 73):
+        drv.until(day(c))
+        if c in (41, 73):  # the first archive; reactivations
+            for step in ("mart.after_archive@2", "mart.after_insert@1"):
+                killed = cycle_a(TRACKLINE_FAIL_AT=step, TRACKLINE_FAIL_MODE="exit")
+                assert killed.returncode == 99, (step, killed.stdout, killed.stderr)
+                kills += 1
+        done = cycle_a()
+        assert done.returncode == 0, done.stderr
+        wh = connect(b)
+        try:
+            assert run_cycle_on(b, wh).ok
+            assert _snapshot(wh, a) == _snapshot(wh, b), f"cycle at day {c}"
+            assert check_all(a, wh) == []
+            assert missing_keys(wh, a.marts[0], src.keys()) == set()
+        finally:
+            wh.close()
+    assert kills == 4
 
 
 def test_open_exception_keeps_row_until_resolved_via_cli(pipe: Pipeline) -> None:
