@@ -72,6 +72,7 @@ EXPECTED_CHECKS = {
     "runs.failed_cycle",
     "runs.slow_cycle",
     "runs.zero_row_cycle",
+    "runs.future_rows",
     "custom.lost_orders",
 }
 
@@ -261,6 +262,27 @@ def test_failed_slow_and_zero_row_cycles(world: World) -> None:
     # the zero-row cycle is no longer the last one: resolved
     assert by_name(report)["runs.zero_row_cycle"].status == "pass"
     assert world.open_exceptions("runs.zero_row_cycle") == []
+
+
+def test_rows_dated_in_the_future_are_reported_until_the_clock_reaches_them(
+    world: World,
+) -> None:
+    assert by_name(run_checks(world.cfg, world.wh))["runs.future_rows"].status == "pass"
+    world.touch(20, day(60))  # a clock off by 9 days: sync reads below the source clock
+    world.step(day(51))
+    r = by_name(run_checks(world.cfg, world.wh))["runs.future_rows"]
+    assert r.status == "fail" and r.severity == "warning"
+    assert sorted(r.sample_keys) == [
+        f"raw.{n}_raw" for n in ("ecs_order_info", "uni_tracking_info", "uni_tracking_spath")
+    ]
+    row = dict(zip(r.columns, r.sample[0], strict=True))
+    assert row["future_rows"] == 1 and row["newest"] == str(day(60))
+    uti = world.wh.query(f"SELECT order_id FROM {world.t(UTI)} WHERE order_id = 20")
+    assert uti == []  # not loaded: why the check exists
+    # within `future_seconds` (default one day) of the clock it is no longer reported
+    world.step(day(59) + 1)
+    assert by_name(run_checks(world.cfg, world.wh))["runs.future_rows"].status == "pass"
+    assert world.open_exceptions("runs.future_rows") == []
 
 
 def test_a_check_that_cannot_run_is_an_error_not_a_crash(world: World) -> None:

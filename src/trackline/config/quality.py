@@ -100,6 +100,10 @@ class QualityConfig(Model):
     """A cycle that took longer than this is reported (warning)."""
     run_window_hours: int = Field(default=24, gt=0)
     """Failed and slow cycles are looked for among the cycles started in this many hours."""
+    future_seconds: int = Field(default=86_400, gt=0)
+    """Source rows whose time cursor is more than this ahead of the source clock are reported
+    (warning): incremental sync reads below the clock, so they would wait unloaded until the
+    clock reaches them (a device or application clock off by years)."""
     checks: list[CustomCheck] = []
     alerts: AlertsConfig = AlertsConfig()
 

@@ -16,6 +16,8 @@ run-level, from ``trackline.runs``
   runs.slow_cycle                 a cycle slower than `quality.slow_cycle_seconds`
   runs.zero_row_cycle             the last cycle moved no row of a table while the source had
                                   rows past its watermark, below the cycle's upper bound
+  runs.future_rows                source rows dated beyond the source clock + future_seconds
+                                  (incremental sync would leave them unloaded until then)
 custom: `quality.checks[]` from the config.
 
 Tests 1-3 compare tables that are loaded one after the other, so a key changed a moment ago
@@ -475,7 +477,52 @@ def run_checks_of(cfg: Config, wh: Warehouse, now: dt.datetime | None = None) ->
             "source clock is behind its data or rows are dated in the future)",
             collect=lambda w: zero_row_tables(cfg, w),
         ),
+        Check(
+            name="runs.future_rows",
+            severity="warning",
+            sql=(
+                "-- in the SOURCE, for each table with a time cursor:\n"
+                "SELECT COUNT(*), MAX(<cursor>) FROM <table> WHERE <cursor> > "
+                f"<source clock> + {q.future_seconds} s"
+            ),
+            key="table_key",
+            table=RUNS_TABLE,
+            exceptions=exc,
+            description=f"source rows dated more than {q.future_seconds:,} s after the source "
+            "clock: incremental sync reads below the clock, so they wait unloaded until it "
+            "reaches them",
+            collect=lambda w: future_rows(cfg, w),
+        ),
     ]
+
+
+def future_rows(cfg: Config, wh: Warehouse) -> Rows:
+    """Tables whose source holds rows with a time cursor beyond the source clock plus
+    `quality.future_seconds` (not loaded by incremental sync until the clock gets there)."""
+    columns = ["table_key", "future_rows", "newest", "source_now"]
+    state = StateStore(wh, cfg.state_schema)
+    out = []
+    for t in cfg.tables:
+        if t.cdc.strategy not in ("hybrid", "timestamp") or not t.cdc.cursor:
+            continue
+        rt = resolve(cfg, t, None, None)
+        kind = _kind(state.get(rt.key).watermark.ts)
+        if kind is None:  # never synced (or no row yet): the cursor's type is unknown
+            continue
+        with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+            mark = _SOURCE_PLACEHOLDER.get(src.DIALECT, "?")
+            rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
+            if mark == "%s":
+                rel = rel.replace("%", "%%")
+            now = src.now(kind == "unix")
+            ahead = shift(now, -cfg.quality.future_seconds)
+            c = src.q(t.cdc.cursor)
+            n, top = src.rows(f"SELECT COUNT(*), MAX({c}) FROM {rel} WHERE {c} > {mark}", (ahead,))[
+                0
+            ]
+        if n:
+            out.append((rt.key, int(n), str(top), str(now)))
+    return Rows(columns, out)
 
 
 def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
