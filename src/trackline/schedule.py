@@ -47,7 +47,7 @@ from trackline.config import Config
 from trackline.errors import LockBusy, TracklineError
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
-from trackline.state import StateStore, utcnow
+from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import resolve
 
 Clock = Callable[[], dt.datetime]
@@ -232,13 +232,13 @@ class Scheduler:
         return result
 
     def run_once(self) -> list[str]:
-        """What is due now, once (for cron); holds the ``scheduler`` lock."""
-        with self.wh.lock("scheduler", 0), self._signals():
+        """What is due now, once (for cron); holds this pipeline's ``scheduler`` lock."""
+        with self.wh.lock(pipeline_lock(self.cfg.state_schema, "scheduler"), 0), self._signals():
             return self.run_due()
 
     def run_forever(self, until: dt.datetime | None = None) -> None:
         """Run due jobs, sleep until the next slot, repeat until stopped (or `until`)."""
-        with self.wh.lock("scheduler", 0), self._signals():
+        with self.wh.lock(pipeline_lock(self.cfg.state_schema, "scheduler"), 0), self._signals():
             self.reporter.event(
                 "schedule", "scheduler started: " + ", ".join(j.name for j in self.jobs)
             )

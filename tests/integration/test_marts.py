@@ -46,13 +46,15 @@ from tests.redshift_checks import redshift_problems
 from trackline import faults
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
-from trackline.errors import InjectedFault
+from trackline.errors import InjectedFault, LockBusy
 from trackline.load import Warehouse
 from trackline.load.redshift import Redshift
 from trackline.marts.cycle import run_cycle_on, trim_raw
 from trackline.marts.engine import GroupEngine
 from trackline.marts.exceptions import Exceptions
 from trackline.marts.invariants import check_all, missing_keys
+from trackline.quality.run import run_checks
+from trackline.state import pipeline_lock
 from trackline.status import replay_table, reset_table
 from trackline.sync import Syncer
 
@@ -822,6 +824,37 @@ def test_hard_kill_of_a_cycle_process_then_rerun_equals_uninterrupted(
         finally:
             wh.close()
     assert kills == 4
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("engine", ["postgres", "redshift-compat"])
+def test_two_pipelines_share_a_warehouse_database_without_blocking_each_other(
+    tmp_path: Path, pg_db: PgDb, engine: str
+) -> None:
+    """Pipelines with their own state schema (here a_ and b_) run their cycles and checks in
+    one warehouse database at the same time; a second run of the SAME pipeline is refused."""
+    wh_cfg = (
+        pg_db.warehouse_config()
+        if engine == "postgres"
+        else RedshiftWarehouse(**pg_db.redshift_compat())
+    )
+    src = Source(tmp_path / "src.db")
+    a = make_config(tmp_path, src.path, wh_cfg, prefix="a_")  # type: ignore[arg-type]
+    b = make_config(tmp_path, src.path, wh_cfg, prefix="b_")  # type: ignore[arg-type]
+    src.touch(1, day(0))
+    src.clock(day(1))
+    wa, wb = connect(a), connect(b)
+    try:
+        with wb.lock(pipeline_lock(b.state_schema, "cycle")):  # b's cycle is running
+            assert run_cycle_on(a, wa).ok
+            assert run_checks(a, wa).results
+        with wb.lock(pipeline_lock(a.state_schema, "cycle")):  # a's own cycle is running
+            with pytest.raises(LockBusy, match="cycle:a_trackline"):
+                run_cycle_on(a, wa)
+        assert run_cycle_on(a, wa).ok
+    finally:
+        wa.close()
+        wb.close()
 
 
 def test_open_exception_keeps_row_until_resolved_via_cli(pipe: Pipeline) -> None:

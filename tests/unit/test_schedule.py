@@ -171,7 +171,7 @@ def test_daily_jobs_run_at_their_hour(cfg: Config, wh: Warehouse) -> None:
     assert len(rec.times("cycle")) == 2 * 24 * 4 + 1
 
 
-def test_one_scheduler_per_warehouse(cfg: Config, wh: Warehouse) -> None:
+def test_one_scheduler_per_pipeline(cfg: Config, wh: Warehouse) -> None:
     clock = FakeClock(START)
     sched, rec = make(cfg, wh, clock)
     second, _ = make(cfg, wh, clock)

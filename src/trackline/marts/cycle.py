@@ -13,7 +13,7 @@ from trackline.load import Warehouse, open_warehouse
 from trackline.marts.engine import DEPARTURES, GroupEngine, MartPlan, MartStats
 from trackline.marts.history import HistoryTables
 from trackline.report import NullReporter, Reporter
-from trackline.state import StateStore, utcnow
+from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
 
 
@@ -153,7 +153,8 @@ def run_cycle_on(
     started = utcnow()
     state = StateStore(wh, cfg.state_schema)
     state.ensure()
-    with wh.lock("cycle", float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)):
+    timeout = float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), timeout):
         if sync_tables:
             syncer = syncer or Syncer(cfg, wh, reporter)
             try:

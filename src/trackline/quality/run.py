@@ -24,7 +24,7 @@ from trackline.quality.alerts import Alert, Delivery, compose, deliver
 from trackline.quality.checks import FIRST_COLUMN, Check, all_checks
 from trackline.quality.results import SAMPLE, CheckResult, FailureBook, ResultsStore
 from trackline.report import NullReporter, Reporter
-from trackline.state import StateStore, utcnow
+from trackline.state import StateStore, pipeline_lock, utcnow
 
 
 @dataclass
@@ -65,7 +65,7 @@ def run_checks(
     started, t0 = utcnow(), time.monotonic()
     store = ResultsStore(wh, cfg.state_schema)
     timeout = float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
-    with wh.lock("cycle", timeout):
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), timeout):
         with wh.transaction():
             for g in cfg.marts:
                 if wh.table_exists(g.schema_, g.anchor.table):

@@ -61,6 +61,14 @@ def _migrations(w: Warehouse, s: str) -> list[list[str]]:
     ]
 
 
+def pipeline_lock(state_schema: str, work: str) -> str:
+    """The warehouse lock name of one pipeline's `work` ("cycle", "scheduler"): pipelines
+    with their own state schema share a warehouse database without blocking each other,
+    while two runs of the same pipeline still exclude each other. (Sync locks are per
+    target table instead: two pipelines writing one table must not overlap.)"""
+    return f"{work}:{state_schema}"
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
