@@ -237,6 +237,7 @@ def _register_optional() -> None:
         "trackline.demo.cli",
         "trackline.quality.cli",
         "trackline.load.cli",
+        "trackline.jobs.cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

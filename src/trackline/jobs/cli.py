@@ -1,0 +1,85 @@
+"""`trackline reconcile TABLE [--apply]`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from trackline.cli import config_option, handle_errors, log_option, overrides
+from trackline.config import load_config
+
+
+def register(main: click.Group) -> None:
+    @main.command()
+    @config_option
+    @log_option
+    @click.argument("table")
+    @click.option(
+        "--apply", is_flag=True, help="Delete from the target the keys deleted in the source."
+    )
+    @click.option(
+        "--chunk",
+        type=click.IntRange(min=1),
+        default=1_000_000,
+        show_default=True,
+        help="Keys per range (a differing range is compared key by key in memory).",
+    )
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @overrides
+    @handle_errors
+    def reconcile(
+        config_path: Path,
+        log_format: str,
+        table: str,
+        apply: bool,
+        chunk: int,
+        as_json: bool,
+        source_db: str | None,
+        target_schema: str | None,
+    ) -> None:
+        """Compare a merge target's keys with its source: keys deleted in the source (report,
+        or --apply to delete them) and keys the sync should have loaded but did not (exit 1)."""
+        from trackline.jobs.reconcile import reconcile as run
+        from trackline.load import open_warehouse
+        from trackline.report import make_reporter
+
+        cfg = load_config(config_path)
+        reporter = make_reporter("quiet" if as_json and log_format == "auto" else log_format)
+        wh = open_warehouse(cfg.warehouse)
+        wh.connect()
+        try:
+            res = run(
+                cfg,
+                wh,
+                table,
+                apply=apply,
+                chunk=chunk,
+                source_db=source_db,
+                target_schema=target_schema,
+                reporter=reporter,
+            )
+        finally:
+            wh.close()
+            reporter.close()
+        if as_json:
+            click.echo(json.dumps(res.as_dict()))
+        else:
+            click.echo(
+                f"{res.table_key} (key {res.key}): {res.ranges} ranges, "
+                f"{res.ranges_compared} compared key by key"
+            )
+            click.echo(
+                f"  deleted in the source: {res.deleted_count:,}"
+                + (f" (deleted from the target: {res.applied:,})" if apply else "")
+                + (f"  e.g. {', '.join(map(str, res.deleted[:10]))}" if res.deleted else "")
+            )
+            click.echo(
+                f"  missing (should have been loaded): {res.missing_count:,}"
+                + (f"  e.g. {', '.join(map(str, res.missing[:10]))}" if res.missing else "")
+            )
+            click.echo(f"  pending (the next sync brings them): {res.pending_count:,}")
+        if not res.ok:
+            sys.exit(1)

@@ -1,0 +1,130 @@
+"""`trackline reconcile` against real MariaDB → DuckDB / PostgreSQL.
+
+Hard deletes in the source are invisible to timestamp CDC: reconcile finds them range by
+range, reports them, and with --apply removes them from the merge target. It also audits G2:
+a key the sync should have loaded but the target lacks is reported as missing (exit 1), while
+rows newer than the watermark are only pending.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import TypeAlias
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import MySQLDb
+from tests.integration.synctools import (
+    create_orders,
+    insert_orders,
+    make_config,
+    source_rows,
+    sync_ok,
+    table,
+    warehouse,
+    wh_rows,
+    write_config,
+)
+from trackline.cli import main
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.errors import ConfigError
+from trackline.jobs import ReconcileResult, reconcile
+
+Warehouse: TypeAlias = DuckDBWarehouse | PostgresWarehouse
+PAST = dt.datetime(2024, 3, 1, 8, 0, 0)
+
+
+def run(cfg: Config, **kw: object) -> ReconcileResult:
+    with warehouse(cfg) as wh:
+        return reconcile(cfg, wh, "orders", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def synced(mysql_db: MySQLDb, warehouse_config: Warehouse, tmp_path: Path) -> Config:
+    """30 orders (ids 1–30) synced into a merge target."""
+    create_orders(mysql_db, 30, PAST)
+    cfg = make_config(
+        mysql_db, warehouse_config, tmp_path / "stage", [table(write_mode="merge", batch_size=7)]
+    )
+    sync_ok(cfg)
+    return cfg
+
+
+def test_deleted_source_rows_are_found_by_range_then_applied(
+    synced: Config, mysql_db: MySQLDb
+) -> None:
+    cfg = synced
+    same = run(cfg, chunk=10)
+    assert (same.ranges, same.ranges_compared, same.deleted_count, same.missing_count) == (
+        3,
+        0,
+        0,
+        0,
+    )
+    mysql_db.execute("DELETE FROM orders WHERE id IN (3, 7, 24)")
+    found = run(cfg, chunk=10)
+    # ranges [1, 11) and [21, 31) differ; [11, 21) is settled by its count and sum alone
+    assert (found.ranges, found.ranges_compared) == (3, 2)
+    assert found.deleted == [3, 7, 24] and found.deleted_count == 3
+    assert found.missing_count == 0 and found.pending_count == 0 and found.ok
+    assert found.applied == 0
+    assert len(wh_rows(cfg, "public.orders")) == 30  # reported only
+
+    applied = run(cfg, chunk=10, apply=True)
+    assert applied.applied == 3
+    assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
+    again = run(cfg, chunk=10, apply=True)
+    assert (again.ranges_compared, again.deleted_count, again.applied) == (0, 0, 0)
+
+
+def test_a_lost_row_is_missing_a_new_one_only_pending(synced: Config, mysql_db: MySQLDb) -> None:
+    cfg = synced
+    with warehouse(cfg) as wh:  # a row the target should hold goes astray
+        wh.execute(f"DELETE FROM {wh.t('public', 'orders')} WHERE id = 12")
+    insert_orders(mysql_db, ["NOW"] * 2)  # past the watermark: the next sync brings them
+    res = run(cfg, chunk=7)
+    assert res.missing == [12] and res.missing_count == 1 and not res.ok
+    assert res.pending_count == 2 and res.deleted_count == 0
+
+
+def test_cli_reports_and_exits_1_on_missing_rows(
+    synced: Config, mysql_db: MySQLDb, tmp_path: Path
+) -> None:
+    cfg = synced
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    mysql_db.execute("DELETE FROM orders WHERE id = 5")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["reconcile", "orders", "-c", str(path), "--log-format", "quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert "deleted in the source: 1" in ok.output and "e.g. 5" in ok.output
+    with warehouse(cfg) as wh:
+        wh.execute(f"DELETE FROM {wh.t('public', 'orders')} WHERE id = 9")
+    bad = runner.invoke(main, ["reconcile", "orders", "-c", str(path), "--json", "--apply"])
+    assert bad.exit_code == 1, bad.output
+    out = json.loads(bad.output)
+    assert out["missing_sample"] == ["9"] and out["deleted"] == 1 and out["applied"] == 1
+
+
+def test_only_merge_targets_with_one_integer_key(
+    mysql_db: MySQLDb, warehouse_config: Warehouse, tmp_path: Path
+) -> None:
+    create_orders(mysql_db, 3, PAST)
+    appended = make_config(mysql_db, warehouse_config, tmp_path / "stage", [table()])
+    sync_ok(appended)
+    with pytest.raises(ConfigError, match="'orders'.*write_mode is 'append'"):
+        run(appended)
+    two = make_config(
+        mysql_db,
+        warehouse_config,
+        tmp_path / "stage2",
+        [table(write_mode="merge", primary_key=["id", "order_no"], target_table="orders_m")],
+    )
+    sync_ok(two)
+    with (
+        warehouse(two) as wh,
+        pytest.raises(ConfigError, match="single-column integer key"),
+    ):
+        reconcile(two, wh, "orders")
