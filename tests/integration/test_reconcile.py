@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from tests.conftest import MySQLDb
 from tests.integration.synctools import (
+    ORDERS_DDL,
     create_orders,
     insert_orders,
     make_config,
@@ -58,16 +59,18 @@ def test_deleted_source_rows_are_found_by_range_then_applied(
 ) -> None:
     cfg = synced
     same = run(cfg, chunk=10)
+    # equal figures over the whole key space: one question per side, nothing compared
     assert (same.ranges, same.ranges_compared, same.deleted_count, same.missing_count) == (
-        3,
+        1,
         0,
         0,
         0,
     )
     mysql_db.execute("DELETE FROM orders WHERE id IN (3, 7, 24)")
     found = run(cfg, chunk=10)
-    # ranges [1, 11) and [21, 31) differ; [11, 21) is settled by its count and sum alone
-    assert (found.ranges, found.ranges_compared) == (3, 2)
+    # split while a differing range holds more than 10 rows: [-, 16) → [-, 9) compared,
+    # [9, 16) equal; [16, -) → [16, 24) equal, [24, -) compared
+    assert (found.ranges, found.ranges_compared) == (7, 2)
     assert found.deleted == [3, 7, 24] and found.deleted_count == 3
     assert found.missing_count == 0 and found.pending_count == 0 and found.ok
     assert found.applied == 0
@@ -77,7 +80,31 @@ def test_deleted_source_rows_are_found_by_range_then_applied(
     assert applied.applied == 3
     assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
     again = run(cfg, chunk=10, apply=True)
-    assert (again.ranges_compared, again.deleted_count, again.applied) == (0, 0, 0)
+    assert (again.ranges, again.ranges_compared, again.deleted_count) == (1, 0, 0)
+
+
+def test_sparse_keys_are_split_by_their_rows_not_by_their_width(
+    mysql_db: MySQLDb, warehouse_config: Warehouse, tmp_path: Path
+) -> None:
+    """Snowflake-like ids: 40 keys spread over 10^18. Splitting by the keys' middle reaches
+    each differing key in a few dozen questions, where fixed-width ranges would need 10^12."""
+    mysql_db.execute(ORDERS_DDL)
+    step = 25_000_000_000_000_000
+    mysql_db.executemany(
+        "INSERT INTO orders (id, order_no, status, amount, update_time) "
+        "VALUES (%s, %s, 'new', 1, %s)",
+        [(i * step + 7, f"S{i}", PAST) for i in range(1, 41)],
+    )
+    cfg = make_config(
+        mysql_db, warehouse_config, tmp_path / "stage", [table(write_mode="merge", batch_size=9)]
+    )
+    sync_ok(cfg)
+    gone = [5 * step + 7, 33 * step + 7]
+    mysql_db.execute("DELETE FROM orders WHERE id IN (%s, %s)", gone)
+    res = run(cfg, chunk=4, apply=True)
+    assert res.deleted == gone and res.applied == 2 and res.missing_count == 0
+    assert res.ranges < 40
+    assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
 
 
 def test_a_lost_row_is_missing_a_new_one_only_pending(synced: Config, mysql_db: MySQLDb) -> None:
