@@ -155,3 +155,16 @@ def test_only_merge_targets_with_one_integer_key(
         pytest.raises(ConfigError, match="single-column integer key"),
     ):
         reconcile(two, wh, "orders")
+
+
+def test_a_key_held_twice_in_the_target_does_not_stall_the_split(
+    synced: Config, mysql_db: MySQLDb
+) -> None:
+    """A broken target (one key twice, e.g. written by hand) cannot be split below one key
+    value: that range is compared as it is, and the run ends."""
+    with warehouse(synced) as wh:
+        t = wh.t("public", "orders")
+        wh.execute(f"INSERT INTO {t} SELECT * FROM {t} WHERE id = 4")
+        assert wh.scalar(f"SELECT COUNT(*) FROM {t} WHERE id = 4") == 2
+    res = run(synced, chunk=1)
+    assert res.ok and res.deleted_count == 0 and res.ranges_compared >= 1

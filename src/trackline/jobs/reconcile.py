@@ -121,9 +121,10 @@ def reconcile(
                 continue
             if max(s_fig[0], t_fig[0]) > chunk:
                 lo, hi = side.span(start, end)
-                mid = lo + (hi - lo) // 2 + 1  # [start, mid) holds lo…mid-1; never empty
-                todo += [(mid, end), (start, mid)]  # the lower half first
-                continue
+                if hi > lo:  # (one key value held many times cannot be split: compare it)
+                    mid = lo + (hi - lo) // 2 + 1  # [start, mid) holds lo…mid-1: never empty
+                    todo += [(mid, end), (start, mid)]  # the lower half first
+                    continue
             res.ranges_compared += 1
             source = side.source_keys(start, end, cursor)
             target = side.target_keys(start, end)
