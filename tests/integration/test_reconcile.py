@@ -16,7 +16,7 @@ from typing import TypeAlias
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, PgDb
 from tests.integration.synctools import (
     ORDERS_DDL,
     create_orders,
@@ -29,8 +29,10 @@ from tests.integration.synctools import (
     wh_rows,
     write_config,
 )
+from tests.integration.test_marts import LocalStageRecorder
+from tests.redshift_checks import redshift_problems
 from trackline.cli import main
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.errors import ConfigError
 from trackline.jobs import ReconcileResult, reconcile
 
@@ -168,3 +170,31 @@ def test_a_key_held_twice_in_the_target_does_not_stall_the_split(
         assert wh.scalar(f"SELECT COUNT(*) FROM {t} WHERE id = 4") == 2
     res = run(synced, chunk=1)
     assert res.ok and res.deleted_count == 0 and res.ranges_compared >= 1
+
+
+@pytest.mark.servers
+def test_through_the_redshift_adapter_every_statement_is_redshift_sql(
+    mysql_db: MySQLDb, pg_db: PgDb, tmp_path: Path
+) -> None:
+    """The Redshift adapter in compat mode (PostgreSQL underneath): the same findings, and
+    every statement it sent passes the checks of what Redshift accepts."""
+    create_orders(mysql_db, 30, PAST)
+    wh_cfg = RedshiftWarehouse(**pg_db.redshift_compat())
+    cfg = make_config(
+        mysql_db,
+        wh_cfg,  # type: ignore[arg-type]
+        tmp_path / "stage",
+        [table(write_mode="merge", batch_size=7)],
+    )
+    sync_ok(cfg)
+    mysql_db.execute("DELETE FROM orders WHERE id IN (2, 19)")
+    wh = LocalStageRecorder(wh_cfg)
+    wh.connect()
+    try:
+        res = reconcile(cfg, wh, "orders", chunk=5, apply=True)
+    finally:
+        wh.close()
+    assert res.deleted == [2, 19] and res.applied == 2 and res.ok
+    assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
+    assert {s.sql: redshift_problems(s) for s in wh.sent if redshift_problems(s)} == {}
+    assert any(s.sql.startswith("DELETE FROM") and s.in_transaction for s in wh.sent)
