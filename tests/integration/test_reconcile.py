@@ -32,9 +32,16 @@ from tests.integration.synctools import (
 from tests.integration.test_marts import LocalStageRecorder
 from tests.redshift_checks import redshift_problems
 from trackline.cli import main
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
+from trackline.config import (
+    Config,
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    QualityConfig,
+    RedshiftWarehouse,
+)
 from trackline.errors import ConfigError
 from trackline.jobs import ReconcileResult, reconcile
+from trackline.quality.run import run_checks
 
 Warehouse: TypeAlias = DuckDBWarehouse | PostgresWarehouse
 PAST = dt.datetime(2024, 3, 1, 8, 0, 0)
@@ -198,3 +205,21 @@ def test_through_the_redshift_adapter_every_statement_is_redshift_sql(
     assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
     assert {s.sql: redshift_problems(s) for s in wh.sent if redshift_problems(s)} == {}
     assert any(s.sql.startswith("DELETE FROM") and s.in_transaction for s in wh.sent)
+
+
+def test_trackline_check_reconciles_the_configured_tables(
+    synced: Config, mysql_db: MySQLDb
+) -> None:
+    cfg = synced.model_copy(update={"quality": QualityConfig(reconcile_tables=["orders"])})
+    mysql_db.execute("DELETE FROM orders WHERE id = 6")  # deleted in the source: not a failure
+    with warehouse(cfg) as wh:
+        report = run_checks(cfg, wh, send_alerts=False)
+        r = {x.name: x for x in report.results}["reconcile.orders"]
+        assert r.status == "pass" and r.severity == "blocking"
+        wh.execute(f"DELETE FROM {wh.t('public', 'orders')} WHERE id IN (11, 12)")  # lost
+        report = run_checks(cfg, wh, send_alerts=False)
+        r = {x.name: x for x in report.results}["reconcile.orders"]
+        assert r.status == "fail" and sorted(r.sample_keys) == ["11", "12"]
+        assert report.exit_code == 1
+        detail = dict(zip(r.columns, r.sample[0], strict=True))["detail"]
+        assert detail == "1 deleted in the source, 0 pending"

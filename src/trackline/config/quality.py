@@ -104,6 +104,11 @@ class QualityConfig(Model):
     """Source rows whose time cursor is more than this ahead of the source clock are reported
     (warning): incremental sync reads below the clock, so they would wait unloaded until the
     clock reaches them (a device or application clock off by years)."""
+    reconcile_tables: list[str] = []
+    """Tables (`write_mode: merge`, one integer key) that `trackline check` reconciles with
+    their source (`reconcile.<table>`, blocking): keys the sync should have loaded but the
+    target lacks. Keys deleted in the source are counted in the detail, not failed: remove
+    them with `trackline reconcile <table> --apply`."""
     checks: list[CustomCheck] = []
     alerts: AlertsConfig = AlertsConfig()
 

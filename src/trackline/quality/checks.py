@@ -18,6 +18,8 @@ run-level, from ``trackline.runs``
                                   rows past its watermark, below the cycle's upper bound
   runs.future_rows                source rows dated beyond the source clock + future_seconds
                                   (incremental sync would leave them unloaded until then)
+reconcile, for each of `quality.reconcile_tables`:
+  reconcile.<table>               keys the sync should have loaded that the target lacks
 custom: `quality.checks[]` from the config.
 
 Tests 1-3 compare tables that are loaded one after the other, so a key changed a moment ago
@@ -627,5 +629,38 @@ def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
     for g in cfg.marts:
         out += group_checks(cfg, g, wh)
     out += run_checks_of(cfg, wh)
+    out += [_reconcile_check(cfg, name) for name in cfg.quality.reconcile_tables]
     out += custom_checks(cfg)
     return out
+
+
+def _reconcile_check(cfg: Config, name: str) -> Check:
+    """`reconcile.<table>`: keys the sync should have loaded that the target lacks (G2)."""
+
+    def collect(wh: Warehouse) -> Rows:
+        from trackline.jobs.reconcile import reconcile
+
+        res = reconcile(cfg, wh, name)
+        detail = f"{res.deleted_count} deleted in the source, {res.pending_count} pending"
+        return Rows(
+            ["table_key", "key", "detail"],
+            [(res.table_key, str(k), detail) for k in res.missing],
+        )
+
+    return Check(
+        name=f"reconcile.{name}",
+        severity="blocking",
+        sql=(
+            "-- trackline.jobs.reconcile (as `trackline reconcile "
+            f"{name}`): per key range, COUNT and residue sums in the source and the target;\n"
+            "-- differing ranges compared key by key; a source key below the watermark that "
+            "the target lacks is missing"
+        ),
+        key="key",
+        table=name,
+        exceptions=(cfg.state_schema, STATE_EXCEPTIONS),
+        description=f"keys of {name} the sync should have loaded but the target lacks (at most "
+        "20 listed); keys deleted in the source are only counted: "
+        f"`trackline reconcile {name} --apply` removes them",
+        collect=collect,
+    )
