@@ -104,6 +104,7 @@ quality:
   freshness_seconds: 3600         # newest anchor row vs the source clock
   slow_cycle_seconds: 600
   future_seconds: 86400           # rows dated further ahead of the source clock: reported
+  reconcile_tables: [settlement_claim_detail]  # missing keys fail `check`; deletions counted
   checks:                         # your own: a SELECT returning the offending rows
     - name: delivered_without_scan
       severity: warning

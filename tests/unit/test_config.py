@@ -659,3 +659,27 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert str(info.value).startswith(f"{bad}:")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            "quality: {reconcile_tables: [nope]}",
+            r"quality\.reconcile_tables\[0\]: 'nope' is not a table",
+        ),
+        (
+            "quality: {reconcile_tables: [orders]}",
+            r"reconcile_tables\[0\]: table 'orders' has write_mode 'append'",
+        ),
+    ],
+)
+def test_reconcile_tables_must_be_merge_tables_of_the_config(extra: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(MINIMAL + extra + "\n")
+    merged = MINIMAL.replace(
+        "cdc: {strategy: id, id: id}",
+        "cdc: {strategy: id, id: id}\n    write_mode: merge\n    primary_key: [id]",
+    )
+    cfg = parse_config(merged + "quality: {reconcile_tables: [orders]}\n")
+    assert cfg.quality.reconcile_tables == ["orders"]
