@@ -61,15 +61,15 @@ class Config(Model):
                     )
         by_name = {t.name: t for t in self.tables}
         for i, name in enumerate(self.quality.reconcile_tables):
-            t = by_name.get(name)
-            if t is None:
+            found = by_name.get(name)
+            if found is None:
                 raise LocatedError(
                     ("quality", "reconcile_tables", i), f"{name!r} is not a table in `tables:`"
                 )
-            if t.write_mode != "merge":
+            if found.write_mode != "merge":
                 raise LocatedError(
                     ("quality", "reconcile_tables", i),
-                    f"table {name!r} has write_mode {t.write_mode!r}; reconcile compares one "
+                    f"table {name!r} has write_mode {found.write_mode!r}; reconcile compares one "
                     "row per key, which only `merge` targets hold",
                 )
         return self
