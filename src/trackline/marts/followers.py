@@ -340,9 +340,6 @@ class FollowerSteps(MartSteps):
         cutoff (from the mart's data clock before this batch) are candidates, each probed in
         the period of its own time; in a steady cycle there are none and nothing is probed."""
         w, tm = self.wh, self.q(time_col)
-        existing = hist.existing()
-        if not existing:
-            return 0
         top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
         if top is None and self.plan is None:
             return 0
@@ -350,7 +347,8 @@ class FollowerSteps(MartSteps):
         span = w.query(f"SELECT MIN({tm}), MAX({tm}) FROM {new} WHERE {tm} < ?", (cutoff,))
         lo, hi = span[0] if span else (None, None)  # plan mode answers no rows
         if lo is None and self.plan is None:
-            return 0
+            return 0  # the steady case: no row of the batch is that old
+        existing = hist.existing()
         probe = periods_between(lo, hi) if self.plan is None else existing
         on = " AND ".join(f"h.{self.q(c)} = {new}.{self.q(c)}" for c in ek)
         dropped = 0
