@@ -93,7 +93,7 @@ class FollowerSteps(MartSteps):
                 ]
                 if self.plan is not None:
                     periods = [self.plan.period]
-                self._follow_into_period(gone_rel, hist, mart, periods, cols)
+                self._follow_into_period(gone_rel, hist, mart, periods, cols, a_raw, a_last, a_hi)
                 gone = (
                     f"EXISTS (SELECT 1 FROM {gone_rel} d WHERE d.{k} = {mart}.{k} AND d.period = ?)"
                 )
@@ -156,7 +156,15 @@ class FollowerSteps(MartSteps):
         return stats
 
     def _follow_into_period(
-        self, gone_rel: str, hist: HistoryTables, mart: str, periods: list[Period], cols: list[str]
+        self,
+        gone_rel: str,
+        hist: HistoryTables,
+        mart: str,
+        periods: list[Period],
+        cols: list[str],
+        a_raw: RawRef,
+        a_last: int,
+        a_hi: int,
     ) -> int:
         """Departed keys whose row is already in one of our history periods, but not the one
         their anchor row left into, move there (insert, then delete the old copy: idempotent).
@@ -164,17 +172,26 @@ class FollowerSteps(MartSteps):
         This happens when an archived anchor row is read again with a corrected time that is
         already past the cutoff: the anchor row moves straight from one period to another
         without ever being active, so our row was never reactivated. One archived order sits
-        in one period across tables (DESIGN §7). Only keys absent from our mart are probed."""
+        in one period across tables (DESIGN §7). Only keys absent from our mart AND read
+        into the anchor's raw table since our last look are probed: a follower row can sit in
+        another period only if its anchor row moved or first arrived, which comes through the
+        anchor's raw batches; so a steady cycle, whose departures are plain ones, probes no
+        history."""
         w, k = self.wh, self.q(self.g.key)
         existing = hist.existing()
         if not periods or not any(q != p for q in existing for p in periods):
             return 0
-        a_raw = self.raw(self.g.anchor.source)
-        assert a_raw is not None
         key_col = [c for c in a_raw.columns if c.name == self.g.key]
         stray = self._temp_table("_tl_stray", [*key_col, Column("period", pa.string())])
         try:
-            w.execute(f"INSERT INTO {stray} ({k}, period) SELECT {k}, period FROM {gone_rel}")
+            araw, b = w.t(a_raw.schema, a_raw.table), self.q(BATCH_COL)
+            # departed keys the anchor read in this window (the raw window is batch-sized)
+            w.execute(
+                f"INSERT INTO {stray} ({k}, period) SELECT g.{k}, g.period FROM {gone_rel} g "
+                f"WHERE EXISTS (SELECT 1 FROM {araw} r WHERE r.{k} = g.{k} AND r.{b} > ? "
+                f"AND r.{b} <= ?)",
+                (a_last, a_hi),
+            )
             # (a semi-join probe of our mart with the departed keys, not an anti-join)
             w.execute(
                 f"DELETE FROM {stray} WHERE EXISTS (SELECT 1 FROM {mart} m "
