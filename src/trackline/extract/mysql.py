@@ -174,6 +174,10 @@ class MySQL(Source):
             self._con.close()
             self._con = None
 
+    def bind(self, sql: str, params: tuple[Any, ...]) -> str:
+        # PyMySQL formats with `%` only when given parameters: then a literal `%` doubles
+        return sql.replace("%", "%%").replace("?", "%s") if params else sql
+
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         import pymysql
 

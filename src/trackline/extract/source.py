@@ -46,6 +46,10 @@ class Source(ABC):
     def q(self, name: str) -> str:
         return quote(name, self.DIALECT)
 
+    def bind(self, sql: str, params: tuple[Any, ...]) -> str:
+        """`sql` written with `?` markers, in this driver's parameter style (for `rows`)."""
+        return sql
+
     def relation_sql(self, rel: Relation) -> str:
         if rel.query:
             return f"({rel.query.strip().rstrip(';')}) AS {self.q('_tl_src')}"

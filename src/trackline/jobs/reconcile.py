@@ -185,30 +185,30 @@ class _Sides:
                 f"{type(value).__name__} values"
             )
 
-    def _src_where(self, start: int | None, end: int | None) -> str:
-        # integer bounds as literals: the source side of a comparison is plain SQL text
-        # (`Source.lit`), as for the sync's own extraction queries
-        k, lit = self.skey, self.src.lit
-        cond = [f"{k} >= {lit(start)}"] if start is not None else []
-        cond += [f"{k} < {lit(end)}"] if end is not None else []
-        return (" WHERE " + " AND ".join(cond)) if cond else ""
-
-    def _wh_where(self, start: int | None, end: int | None) -> tuple[str, tuple[int, ...]]:
+    @staticmethod
+    def _where(key: str, start: int | None, end: int | None) -> tuple[str, tuple[int, ...]]:
+        """`WHERE start <= key < end` with `?` markers (either bound may be open)."""
         cond, params = [], []
         for op, bound in ((">=", start), ("<", end)):
             if bound is not None:
-                cond.append(f"{self.tkey} {op} ?")
+                cond.append(f"{key} {op} ?")
                 params.append(bound)
         return (" WHERE " + " AND ".join(cond)) if cond else "", tuple(params)
+
+    def _source(self, select: str, start: int | None, end: int | None) -> list[tuple[Any, ...]]:
+        where, params = self._where(self.skey, start, end)
+        sql = f"{select} FROM {self.rel}{where}"
+        return self.src.rows(self.src.bind(sql, params), params)
+
+    def _target(self, select: str, start: int | None, end: int | None) -> list[tuple[Any, ...]]:
+        where, params = self._where(self.tkey, start, end)
+        return self.wh.query(f"{select} FROM {self.target}{where}", params)
 
     def _both(
         self, select: str, start: int | None, end: int | None
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        s = self.src.rows(
-            select.format(k=self.skey) + f" FROM {self.rel}" + self._src_where(start, end)
-        )[0]
-        where, params = self._wh_where(start, end)
-        t = self.wh.query(select.format(k=self.tkey) + f" FROM {self.target}" + where, params)[0]
+        s = self._source(select.format(k=self.skey), start, end)[0]
+        t = self._target(select.format(k=self.tkey), start, end)[0]
         return tuple(s), tuple(t)
 
     def figures(self, start: int | None, end: int | None) -> tuple[tuple, tuple]:
@@ -232,14 +232,11 @@ class _Sides:
 
     def source_keys(self, start: int | None, end: int | None, cursor: str | None) -> dict[Any, Any]:
         cur = self.src.q(cursor) if cursor else "NULL"
-        rows = self.src.rows(
-            f"SELECT {self.skey}, {cur} FROM {self.rel}" + self._src_where(start, end)
-        )
+        rows = self._source(f"SELECT {self.skey}, {cur}", start, end)
         return {_integral(r[0]): r[1] for r in rows}
 
     def target_keys(self, start: int | None, end: int | None) -> set[Any]:
-        where, params = self._wh_where(start, end)
-        rows = self.wh.query(f"SELECT {self.tkey} FROM {self.target}{where}", params)
+        rows = self._target(f"SELECT {self.tkey}", start, end)
         return {_integral(r[0]) for r in rows}
 
     def delete(self, keys: list[Any], lock: str) -> int:

@@ -58,9 +58,6 @@ FIRST_COLUMN = "<first column>"
 DUPLICATE_LIMIT = 1000
 """Most offending rows the duplicate-key check collects per rule (each is one exception)."""
 
-# Bound-parameter marker of each source driver (sqlite3: qmark, PyMySQL: format).
-_SOURCE_PLACEHOLDER = {"sqlite": "?", "mysql": "%s"}
-
 
 @dataclass(frozen=True)
 class Rows:
@@ -310,19 +307,14 @@ def _moved_on_in_source(
         rt = resolve(cfg, t, None, None)
         out: set[Any] = set()
         with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
-            mark = _SOURCE_PLACEHOLDER.get(src.DIALECT, "?")
             rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
-            if mark == "%s":
-                rel = rel.replace("%", "%%")
             k, tm = src.q(g.key), src.q(g.anchor.time)
             keys = list(mart_time)
             for i in range(0, len(keys), IN_FLIGHT_BATCH):
-                chunk = keys[i : i + IN_FLIGHT_BATCH]
-                marks = ", ".join([mark] * len(chunk))
-                found = src.rows(
-                    f"SELECT {k}, MAX({tm}) FROM {rel} WHERE {k} IN ({marks}) GROUP BY {k}",
-                    tuple(chunk),
-                )
+                chunk = tuple(keys[i : i + IN_FLIGHT_BATCH])
+                marks = ", ".join("?" for _ in chunk)
+                sql = f"SELECT {k}, MAX({tm}) FROM {rel} WHERE {k} IN ({marks}) GROUP BY {k}"
+                found = src.rows(src.bind(sql, chunk), chunk)
                 for key, now in found:
                     then = mart_time.get(key)
                     if (

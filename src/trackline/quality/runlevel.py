@@ -12,7 +12,6 @@ from trackline.extract import Relation, open_source
 from trackline.extract.cdc import shift
 from trackline.load import Warehouse
 from trackline.quality.checks import (
-    _SOURCE_PLACEHOLDER,
     RUNS_TABLE,
     STATE_EXCEPTIONS,
     Check,
@@ -109,16 +108,12 @@ def future_rows(cfg: Config, wh: Warehouse) -> Rows:
         if kind is None:  # never synced (or no row yet): the cursor's type is unknown
             continue
         with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
-            mark = _SOURCE_PLACEHOLDER.get(src.DIALECT, "?")
             rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
-            if mark == "%s":
-                rel = rel.replace("%", "%%")
             now = src.now(kind == "unix")
-            ahead = shift(now, -cfg.quality.future_seconds)
+            ahead = (shift(now, -cfg.quality.future_seconds),)
             c = src.q(t.cdc.cursor)
-            n, top = src.rows(f"SELECT COUNT(*), MAX({c}) FROM {rel} WHERE {c} > {mark}", (ahead,))[
-                0
-            ]
+            sql = f"SELECT COUNT(*), MAX({c}) FROM {rel} WHERE {c} > ?"
+            n, top = src.rows(src.bind(sql, ahead), ahead)[0]
         if n:
             out.append((rt.key, int(n), str(top), str(now)))
     return Rows(columns, out)
@@ -152,29 +147,22 @@ def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
         upper = None if t.cdc.strategy == "id" else _upper_of(info.get("upper"), wm.ts)
         rt = resolve(cfg, t, None, None)
         with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
-            mark = _SOURCE_PLACEHOLDER.get(src.DIALECT, "?")
             rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
-            if mark == "%s":
-                rel = rel.replace("%", "%%")
             c = src.q(column)
             past, params = (
-                (f"{c} > {mark}", (mark_value,))
-                if mark_value is not None
-                else (f"{c} IS NOT NULL", ())
+                (f"{c} > ?", (mark_value,)) if mark_value is not None else (f"{c} IS NOT NULL", ())
             )
-            top = src.scalar(f"SELECT MAX({c}) FROM {rel} WHERE {past}", params)
+            sql = f"SELECT MAX({c}) FROM {rel} WHERE {past}"
+            top = src.scalar(src.bind(sql, params), params)
             if top is None:
                 continue
-            pending = int(src.scalar(f"SELECT COUNT(*) FROM {rel} WHERE {past}", params) or 0)
+            sql = f"SELECT COUNT(*) FROM {rel} WHERE {past}"
+            pending = int(src.scalar(src.bind(sql, params), params) or 0)
             below = None
             if upper is not None:
-                below = int(
-                    src.scalar(
-                        f"SELECT COUNT(*) FROM {rel} WHERE {past} AND {c} < {mark}",
-                        (*params, upper),
-                    )
-                    or 0
-                )
+                both = (*params, upper)
+                sql = f"SELECT COUNT(*) FROM {rel} WHERE {past} AND {c} < ?"
+                below = int(src.scalar(src.bind(sql, both), both) or 0)
         out.append(
             (
                 table_key,
