@@ -236,7 +236,7 @@ def _register_optional() -> None:
         "trackline.marts.cli",
         "trackline.demo.cli",
         "trackline.quality.cli",
-        "trackline.load.cli",
+        "trackline.sqlplan.cli",
         "trackline.jobs.cli",
     ):
         try:

@@ -346,7 +346,7 @@ def test_status_section(world: World) -> None:
 def test_check_sql_is_portable(world: World) -> None:
     """Redshift is checked by parsing (DESIGN §6): every built-in check parses in its dialect
     and uses none of the forms it lacks."""
-    from trackline.quality.checks import all_checks
+    from trackline.quality.catalog import all_checks
     from trackline.sqlutil import parses
 
     checks = [c for c in all_checks(world.cfg, world.wh) if c.collect is None]

@@ -457,7 +457,7 @@ def test_without_the_stage_the_adapter_says_how_to_open_it(pg_db: PgDb) -> None:
 
 def test_sql_plan_for_a_mysql_source(mysql_db: MySQLDb, s3: S3Endpoint) -> None:
     """`trackline sql --engine redshift sync`: MySQL types become Redshift DDL, unconnected."""
-    from trackline.load.redshift import render_plan
+    from trackline.sqlplan import render_plan
 
     _seed(mysql_db)
     cfg = _config(

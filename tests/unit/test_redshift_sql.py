@@ -26,14 +26,13 @@ from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseErro
 from trackline.extract.types import json_field
 from trackline.load import Column, StagedFiles
 from trackline.load.limits import SUPER_MAX_BYTES, VARBYTE_MAX_BYTES, VARCHAR_MAX_BYTES
-from trackline.load.plan import PLACEHOLDER_ROLE, PLANS, Recorder, Statement, record
 from trackline.load.redshift import (
     Redshift,
     iam_role_clause,
-    render_plan,
     s3_literal,
     sql_literal,
 )
+from trackline.sqlplan import PLACEHOLDER_ROLE, PLANS, Recorder, Statement, record, render_plan
 
 ROLE = "arn:aws:iam::123456789012:role/trackline-copy"
 STAGE = "s3://tl-stage/prod"
@@ -362,7 +361,7 @@ def test_plan_for_a_non_redshift_config_uses_placeholders(cfg: Config) -> None:
 def test_sql_command_prints_the_plan(cfg: Config, tmp_path: Path) -> None:
     import yaml
 
-    from trackline.load.cli import register
+    from trackline.sqlplan.cli import register
 
     path = tmp_path / "trackline.yml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
@@ -645,7 +644,7 @@ def test_cycle_plan_events_archive_by_their_own_time_and_raw_is_trimmed(
 def test_sql_command_prints_the_cycle_plan(cycle_cfg: Config, tmp_path: Path) -> None:
     import yaml
 
-    from trackline.load.cli import register
+    from trackline.sqlplan.cli import register
 
     path = tmp_path / "cycle.yml"
     path.write_text(yaml.safe_dump(cycle_cfg.model_dump(mode="json", by_alias=True)))

@@ -27,16 +27,14 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
 from trackline.errors import RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json
 from trackline.sqlutil import column_list, qualified, quote
-
-if TYPE_CHECKING:
-    from trackline.stage import Stage
+from trackline.stage import Stage, StagedFiles
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +52,6 @@ class Column:
     @classmethod
     def of(cls, field: pa.Field) -> Column:
         return cls(field.name, field.type, field.nullable, is_json(field))
-
-
-@dataclass(frozen=True)
-class StagedFiles:
-    """Where a batch's Parquet files live (for engines that load from the stage, e.g. COPY)."""
-
-    uris: tuple[str, ...]
-    manifest_uri: str | None = None
-    checksum: str = ""
-    """sha256 of the Parquet bytes, recorded in the batch ledger."""
-    size: int = 0
 
 
 class Warehouse(ABC):

@@ -66,17 +66,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import trackline.load.limits as limits
+import trackline.load.stagefiles as stagefiles
 from trackline.config import RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json, json_field
-from trackline.load import limits, stagefiles
 from trackline.load.base import Column, StagedFiles, Warehouse
 from trackline.load.limits import VARBYTE_MAX_BYTES, VARCHAR_MAX_BYTES
 from trackline.load.postgres import Postgres
 from trackline.load.tablelock import TableLock
 
 if TYPE_CHECKING:
-    from trackline.config import Config
     from trackline.stage import Stage
 
 
@@ -497,16 +497,6 @@ def with_json(data: pa.Table, names: set[str]) -> pa.Table:
         for f, w in zip(data.schema, want, strict=True)
     ]
     return pa.Table.from_arrays(data.columns, schema=pa.schema(fields, data.schema.metadata))
-
-
-def render_plan(
-    cfg: Config, command: str, *, iam_role: str | None = None, stage_url: str | None = None
-) -> list[str]:
-    """Every statement `command` would run on Redshift for this config, without connecting to
-    it (see `trackline.load.plan`). `iam_role` / `stage_url` fill in what the config lacks."""
-    from trackline.load.plan import render_plan as render
-
-    return render(cfg, command, iam_role=iam_role, stage_url=stage_url)
 
 
 def cluster_credentials(config: RedshiftWarehouse) -> tuple[str, str]:

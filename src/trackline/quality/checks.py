@@ -446,16 +446,3 @@ def custom_checks(cfg: Config) -> list[Check]:
         )
         for c in cfg.quality.checks
     ]
-
-
-def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
-    """Every check of this config, in the order they run: groups, runs, custom."""
-    out: list[Check] = []
-    for g in cfg.marts:
-        out += group_checks(cfg, g, wh)
-    from trackline.quality.runlevel import reconcile_check, run_checks_of
-
-    out += run_checks_of(cfg, wh)
-    out += [reconcile_check(cfg, name) for name in cfg.quality.reconcile_tables]
-    out += custom_checks(cfg)
-    return out

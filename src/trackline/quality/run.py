@@ -21,7 +21,8 @@ from trackline.errors import TracklineError
 from trackline.load import Warehouse
 from trackline.marts.exceptions import Exceptions
 from trackline.quality.alerts import Alert, Delivery, compose, deliver
-from trackline.quality.checks import FIRST_COLUMN, Check, all_checks
+from trackline.quality.catalog import all_checks
+from trackline.quality.checks import FIRST_COLUMN, Check
 from trackline.quality.results import SAMPLE, CheckResult, FailureBook, ResultsStore
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow

@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 from trackline.config import StageConfig
 from trackline.errors import StageError
 from trackline.extract.types import is_json, json_field
-from trackline.load.base import StagedFiles
 
 
 def parquet_form(data: pa.Table) -> pa.Table:
@@ -80,6 +79,17 @@ def arrow_form(data: pa.Table) -> pa.Table:
         for f, col in zip(schema, data.columns, strict=True)
     ]
     return pa.Table.from_arrays(cols, schema=schema)
+
+
+@dataclass(frozen=True)
+class StagedFiles:
+    """Where a batch's Parquet files live (for engines that load from the stage, e.g. COPY)."""
+
+    uris: tuple[str, ...]
+    manifest_uri: str | None = None
+    checksum: str = ""
+    """sha256 of the Parquet bytes, recorded in the batch ledger."""
+    size: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,20 @@
-"""`trackline sql`: every statement a command would run on Redshift, without connecting to it.
+"""The recorder behind `trackline sql`: a Redshift adapter that records what it would run.
 
-The real library code runs against `Recorder`, a Redshift adapter whose `_execute` records the
-SQL and whose `_query` answers with no rows, so the plan is the one of a first run: schemas and
-tables are created, watermarks start empty, every lock is free. Nothing is read from or written
-to the stage. Sources are opened for metadata only (column types, primary keys, the clock): no
-table is scanned and no row is read; each table's plan shows its first batch.
-
-A command's plan is a function in `PLANS` (a plain dict) that takes the config and the recorder
-and calls library functions with it; `record` runs any such function.
-
-``cycle`` is the real `run_cycle_on` over the plan's sync, with the mart engine in plan mode
-(`trackline.marts.engine.MartPlan`): the marts read the raw columns the plan created, and as
-a warehouse that answers no rows would make every mart step skip its work, each step shows its
-statements as if it had some, with one history period (the current half-year). Cutoffs and
-batch ranges are bound parameters (``?``).
+`Recorder._execute` records the SQL and `_query` answers with no rows, so a plan is the one of a
+first run: schemas and tables are created, watermarks start empty, every lock is free. Nothing
+is read from or written to the stage (`NoWriteStage`); sources are opened for metadata only
+(`MetadataSource`: column types, primary keys, the clock), and a table's plan shows one batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from trackline.config import Config, RedshiftWarehouse, StageConfig
-from trackline.errors import ConfigError
+from trackline.config import Config, RedshiftWarehouse
 from trackline.extract.source import Relation, Source
 from trackline.extract.types import SourceColumn
 from trackline.load.base import Column, StagedFiles
@@ -33,13 +22,23 @@ from trackline.load.redshift import Redshift
 from trackline.load.stagefiles import TRANSIENT_PREFIX
 from trackline.stage import Stage
 
-if TYPE_CHECKING:
-    from trackline.sync import Syncer, TableResult
-
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/trackline-copy"
 """Used when the config's warehouse is not Redshift and no --iam-role is given."""
 PLACEHOLDER_STAGE = "s3://your-stage-bucket/trackline"
 """Used when the config's stage is not on S3 and no --stage-url is given."""
+
+
+def plan_config(cfg: Config, iam_role: str | None = None) -> RedshiftWarehouse:
+    """The config's Redshift warehouse (never in compat mode), or a placeholder one."""
+    wh = cfg.warehouse
+    if isinstance(wh, RedshiftWarehouse):
+        update: dict[str, Any] = {"compat_postgres": False}
+        if iam_role:
+            update["iam_role"] = iam_role
+        return wh.model_copy(update=update)
+    return RedshiftWarehouse(
+        host="redshift.invalid", user="trackline", iam_role=iam_role or PLACEHOLDER_ROLE
+    )
 
 
 @dataclass(frozen=True)
@@ -143,104 +142,7 @@ class Recorder(Redshift):
         return None
 
 
-PlanFn = Callable[[Config, Recorder], None]
-
-
-def plan_config(cfg: Config, iam_role: str | None = None) -> RedshiftWarehouse:
-    """The config's Redshift warehouse (never in compat mode), or a placeholder one."""
-    wh = cfg.warehouse
-    if isinstance(wh, RedshiftWarehouse):
-        update: dict[str, Any] = {"compat_postgres": False}
-        if iam_role:
-            update["iam_role"] = iam_role
-        return wh.model_copy(update=update)
-    return RedshiftWarehouse(
-        host="redshift.invalid", user="trackline", iam_role=iam_role or PLACEHOLDER_ROLE
-    )
-
-
-def record(
-    cfg: Config,
-    fn: Callable[[Recorder], Any],
-    *,
-    iam_role: str | None = None,
-    stage_url: str | None = None,
-) -> list[str]:
-    """Run `fn` against a fresh recorder (session setup included); return what it ran."""
-    if stage_url is None:
-        stage_url = cfg.stage.url if cfg.stage.url.startswith("s3://") else PLACEHOLDER_STAGE
-    rec = Recorder(plan_config(cfg, iam_role), stage_url)
-    rec.connect()
-    fn(rec)
-    return rec.sql()
-
-
-def render_plan(
-    cfg: Config, command: str, *, iam_role: str | None = None, stage_url: str | None = None
-) -> list[str]:
-    if command not in PLANS:
-        raise ConfigError(
-            f"`trackline sql` cannot plan {command!r}; it knows: {', '.join(sorted(PLANS))}"
-        )
-    plan = PLANS[command]
-    return record(cfg, lambda rec: plan(cfg, rec), iam_role=iam_role, stage_url=stage_url)
-
-
-# --------------------------------------------------------------------------- plans
-
-
-def plan_state(cfg: Config, rec: Recorder) -> None:
-    from trackline.state import StateStore
-
-    StateStore(rec, cfg.state_schema).ensure()
-
-
-def plan_syncer(cfg: Config, rec: Recorder) -> Syncer:
-    """The real sync loop, over metadata-only sources and a stage that writes nothing."""
-    from trackline.sync import Syncer
-
-    class PlanSyncer(Syncer):
-        def source(self, rt: Any) -> Source:
-            return _MetadataSource(super().source(rt))
-
-        def _sync_incremental_after_snapshot(self, rt: Any, res: Any) -> None:
-            return None  # it would repeat the same statements for the rows after the snapshot
-
-    syncer = PlanSyncer(cfg, rec)
-    syncer.stage = _NoWriteStage(StageConfig(url=rec.stage_url))
-    return syncer
-
-
-def _require_ok(results: Sequence[TableResult]) -> None:
-    for r in results:
-        if r.status != "ok":
-            raise ConfigError(f"cannot plan table {r.table}: {r.error}")
-
-
-def plan_sync(cfg: Config, rec: Recorder) -> None:
-    syncer = plan_syncer(cfg, rec)
-    try:
-        results = syncer.sync()
-    finally:
-        syncer.close()
-    _require_ok(results)
-
-
-def plan_cycle(cfg: Config, rec: Recorder) -> None:
-    from trackline.marts.cycle import run_cycle_on
-    from trackline.marts.engine import MartPlan
-    from trackline.marts.history import Period
-    from trackline.state import utcnow
-
-    plan = MartPlan(raw_columns=rec.columns, period=Period.of(utcnow()))
-    summary = run_cycle_on(cfg, rec, syncer=plan_syncer(cfg, rec), plan=plan)
-    _require_ok(summary.sync)
-
-
-PLANS: dict[str, PlanFn] = {"state": plan_state, "sync": plan_sync, "cycle": plan_cycle}
-
-
-class _MetadataSource(Source):
+class MetadataSource(Source):
     """A source's metadata and clock; no scans, and one empty batch instead of its rows."""
 
     def __init__(self, real: Source) -> None:
@@ -272,7 +174,7 @@ class _MetadataSource(Source):
         yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
 
 
-class _NoWriteStage(Stage):
+class NoWriteStage(Stage):
     """Names the files the stage would write, and writes none."""
 
     def _put(self, path: str, payload: bytes) -> None:

@@ -46,7 +46,7 @@ def register(main: click.Group) -> None:
         work to do, with one history period (the current half-year).
         """
         from trackline.config import load_config
-        from trackline.load.redshift import render_plan
+        from trackline.sqlplan import render_plan
 
         cfg = load_config(config_path)
         for statement in render_plan(cfg, command, iam_role=iam_role, stage_url=stage_url):
