@@ -157,8 +157,9 @@ def status(config_path: Path, source_db: str | None, target_schema: str | None) 
     cfg = _cfg(config_path)
     rows = table_status(cfg, source_db, target_schema)
     t = Table(title="trackline status")
+    # the table name is never cut or wrapped: it is what the operator copies into commands
+    t.add_column("table", no_wrap=True, min_width=max((len(r["table"]) for r in rows), default=5))
     for col in (
-        "table",
         "strategy",
         "watermark",
         "last run",
@@ -181,7 +182,8 @@ def status(config_path: Path, source_db: str | None, target_schema: str | None) 
             r["lag"],
             r["error"] or "",
         )
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    # a log or a pipe gets the table at its natural width (nothing cut at 160 columns)
+    Console(width=None if sys.stdout.isatty() else 400).print(t)
     from trackline.load import open_warehouse
     from trackline.quality.status import status_lines, status_section
 

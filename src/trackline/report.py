@@ -86,7 +86,7 @@ class RichReporter:
         self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:,} {task.fields[unit]}"),
+            TextColumn("{task.fields[done]}"),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
@@ -104,11 +104,19 @@ class RichReporter:
         self, task: str, advance: int, total: int | None = None, unit: str = "rows"
     ) -> None:
         if task not in self.tasks:
-            self.tasks[task] = self.bars.add_task(task, total=total, unit=unit)
-        self.bars.update(self.tasks[task], advance=advance, total=total)
+            self.tasks[task] = self.bars.add_task(task, total=total, unit=unit, done="")
+        tid = self.tasks[task]
+        self.bars.update(tid, advance=advance, total=total)
+        done = next(int(t.completed) for t in self.bars.tasks if t.id == tid)
+        self.bars.update(tid, done=progress_text(done, total, unit))
 
     def close(self) -> None:
         self.bars.stop()
+
+
+def progress_text(done: int, total: int | None, unit: str) -> str:
+    """`12 of 240 days` when the total is known (the demo's overall progress), else `12 days`."""
+    return f"{done:,} of {total:,} {unit}" if total else f"{done:,} {unit}"
 
 
 def make_reporter(fmt: str | None) -> Reporter:

@@ -26,6 +26,15 @@ def _lag(source_now: Any, ts: Any) -> str:
     return f"{secs:,.0f}s"
 
 
+def _with_time(text: str, ts: Any) -> str:
+    """A unix-time watermark gets its UTC date and time beside it (`1764982800 = 2025-12-06
+    00:20:00 UTC`); a DATETIME watermark reads as a time already."""
+    if isinstance(ts, int | float) and not isinstance(ts, bool) and 0 < ts < 32503680000:
+        when = dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{text} ({when})"
+    return text
+
+
 def table_status(
     cfg: Config, source_db: str | None = None, target_schema: str | None = None
 ) -> list[dict[str, Any]]:
@@ -55,7 +64,7 @@ def table_status(
                 {
                     "table": rt.key,
                     "strategy": t.cdc.strategy,
-                    "watermark": st.watermark.describe(),
+                    "watermark": _with_time(st.watermark.describe(), st.watermark.ts),
                     "last_run": str(last.get("finished_at") or "-")[:19],
                     "status": last.get("status") or "never run",
                     "rows_last": int(last.get("rows") or 0),

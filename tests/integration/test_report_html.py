@@ -6,6 +6,7 @@ it the test is skipped, except under CI=true, where it fails.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import sqlite3
@@ -18,15 +19,17 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.integration.quality_world import ECS, World, day
+from tests.conftest import PgDb
+from tests.integration.quality_world import ECS, MART, UTI, UTS, World, day
 from trackline.cli import main
-from trackline.config import DuckDBWarehouse
-from trackline.quality.html import collect
+from trackline.config import DuckDBWarehouse, PostgresWarehouse
+from trackline.quality.html import ReportData, collect, render
 from trackline.quality.run import run_checks
 
 CHROMIUM = Path("/usr/bin/chromium")
 BLUE = (0x25, 0x63, 0xEB)  # ok bars, first series
 RED = (0xDC, 0x26, 0x26)  # failed cycles, open exceptions
+ORANGE = (0xF9, 0x73, 0x16)  # second series
 
 
 def chromium() -> Path:
@@ -160,3 +163,156 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     # the charts were drawn: blue series/bars and red failure bars are on the page
     assert count(rows, bpp, BLUE) > 500
     assert count(rows, bpp, RED) > 200
+
+
+def dump_dom(browser: Path, page: Path, tmp_path: Path) -> str:
+    proc = subprocess.run(
+        [
+            str(browser),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_report_on_postgres_with_stale_statistics(tmp_path: Path, pg_db: PgDb) -> None:
+    """PostgreSQL's reltuples lags until the next ANALYZE: with autovacuum off, a mart analysed
+    when it held a handful of rows and grown since must not be reported at that size. The
+    report labels per-cycle sizes as estimates and prints exact counts; Chromium shows each
+    chart with its points (DOM) and the two series of identical values both visibly (pixels)."""
+    browser = chromium()
+    wh_cfg = PostgresWarehouse(
+        host=pg_db.host, port=pg_db.port, user=pg_db.user, database=pg_db.database
+    )
+    w = World(tmp_path, wh_cfg).build()
+    try:
+        for table in (UTI, ECS, UTS):
+            w.wh.execute(f"ALTER TABLE {w.t(table)} SET (autovacuum_enabled = false)")
+            w.wh.execute(f"ANALYZE {w.t(table)}")
+        stale = int(
+            w.wh.scalar(
+                "SELECT reltuples FROM pg_class WHERE relname = ?", ("mart_uni_tracking_info",)
+            )
+        )
+        # 3,000 new orders, grown well past what the last ANALYZE saw
+        for o in range(100, 3100):
+            w.touch(o, day(47) + o % 50)
+        assert w.step(day(48)).ok
+        assert w.step(day(48) + 2).ok
+        w.touch(5000, day(48) + 100)
+        assert w.step(day(48) + 180).ok
+        data = collect(w.cfg, w.wh)
+        exact = int(w.wh.scalar(f"SELECT COUNT(*) FROM {w.t(UTI)}"))
+        assert exact > 3000 > 10 * max(stale, 1)
+        shown = data.cycles[-1]["sizes"][f"{MART}.{UTI}"]
+        assert abs(shown - exact) <= 0.2 * exact, (shown, exact, stale)
+        assert data.sizes_estimated and data.engine == "postgres"
+        assert data.exact_sizes[f"{MART}.{UTI}"] == exact
+        assert data.exact_sizes[f"{MART}.{UTS}"] == int(
+            w.wh.scalar(f"SELECT COUNT(*) FROM {w.t(UTS)}")
+        )
+    finally:
+        w.close()
+    out = tmp_path / "report.html"
+    out.write_text(render(data), encoding="utf-8")
+    page = out.read_text()
+    assert "Mart and history sizes (estimates)" in page and f"{exact:,}" in page
+
+    dom = dump_dom(browser, out, tmp_path)
+    charts = re.findall(r'<svg[^>]*data-points="(\d+)"[^>]*aria-label="([^"]+)"', dom)
+    # four time charts, each with points; no exception is open, and the page says so
+    assert len(charts) == 4, charts
+    assert "no open exceptions" in dom
+    for points, title in charts:
+        assert int(points) > 0, title
+    # every line chart draws a polyline per series, with as many points as cycles shown
+    for line in re.findall(r'<polyline class="series"[^>]*points="([^"]*)"', dom):
+        assert len(line.split()) >= 2
+
+
+def test_identical_series_stay_visible(tmp_path: Path) -> None:
+    """Two tables moving the same rows every cycle draw two lines on the same points: the
+    second must not hide the first (both colours on the screenshot)."""
+    browser = chromium()
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cycles = [
+        {
+            "started_at": t0 + dt.timedelta(minutes=15 * i),
+            "seconds": 1.0,
+            "status": "failed",  # red bars: blue is then only the first series' line
+            "rows": {"raw.a": 100 + i, "raw.b": 100 + i},
+            "sizes": {},
+            "freshness": {},
+        }
+        for i in range(8)
+    ]
+    out = tmp_path / "same.html"
+    out.write_text(render(ReportData(t0, cycles=cycles)), encoding="utf-8")
+    shot = tmp_path / "same.png"
+    proc = subprocess.run(
+        [
+            str(browser),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--window-size=1000,600",
+            f"--screenshot={shot}",
+            out.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    _, bpp, rows = png_pixels(shot)
+    blue, orange = count(rows, bpp, BLUE), count(rows, bpp, ORANGE)
+    # the first series, under the second: ~800 px here; hidden, only ~260 (legend + edges)
+    assert blue > 500, (blue, orange)
+    assert orange > 500, (blue, orange)
+
+
+def test_time_axis_places_cycles_by_their_start_time() -> None:
+    """Two cycles 2 s apart sit close together, the next, 2 minutes later, far to the right:
+    one slot per cycle would draw both gaps the same."""
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    starts = [t0, t0 + dt.timedelta(seconds=2), t0 + dt.timedelta(seconds=122)]
+    cycles = [
+        {
+            "started_at": s,
+            "seconds": 1.0,
+            "status": "ok",
+            "rows": {"raw.a": 10},
+            "sizes": {},
+            "freshness": {},
+        }
+        for s in starts
+    ]
+    page = render(ReportData(t0, cycles=cycles))
+    bars = [
+        float(x) + float(w) / 2
+        for x, w in re.findall(r'<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', page)
+    ]
+    assert len(bars) == 3
+    assert bars[2] - bars[1] > 40 * (bars[1] - bars[0]) > 0, bars
+    dots = [float(x) for x in re.findall(r'<circle class="point" cx="([\d.]+)"', page)]
+    assert dots == pytest.approx(bars, abs=0.2)

@@ -59,6 +59,8 @@ class Warehouse(ABC):
     DIALECT: ClassVar[str]
     MAX_IDENTIFIER_LENGTH: ClassVar[int] = 63
     TRUNCATE_COMMITS: ClassVar[bool] = False
+    ROW_COUNTS_ESTIMATED: ClassVar[bool] = False
+    """`approx_rows` returns the engine's statistics, not a COUNT (reports label them)."""
     """TRUNCATE ends the transaction (Redshift): trackline then uses DELETE."""
     KEYED_INSERT: ClassVar[str] = "anti_join"
     """How marts insert "only keys not present": `anti_join` (INSERT … WHERE NOT EXISTS) or
@@ -390,7 +392,11 @@ class Warehouse(ABC):
 
     def approx_rows(self, schema: str, table: str) -> int:
         """Row count for reports. Engines where COUNT(*) scans the table return their
-        statistics' estimate instead, so a report costs the same whatever the table's size."""
+        statistics' estimate instead (and say so with `ROW_COUNTS_ESTIMATED`), so a report
+        costs the same whatever the table's size."""
+        return self.exact_rows(schema, table)
+
+    def exact_rows(self, schema: str, table: str) -> int:
         return int(self.scalar(f"SELECT COUNT(*) FROM {self.t(schema, table)}") or 0)
 
     def delete_all(self, schema: str, table: str) -> None:

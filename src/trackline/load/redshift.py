@@ -428,9 +428,11 @@ class Redshift(TableLock, Postgres):
         """Rows for reports from ``svv_table_info.estimated_visible_rows`` (kept current by
         Redshift, unlike ``pg_class.reltuples``, which only ANALYZE refreshes). The view lists
         only tables that hold rows: none listed = 0. In a transaction, in compat mode, or when
-        the view may not be read: PostgreSQL's way (statistics, else COUNT(*))."""
+        the view may not be read: COUNT(*). Redshift has no pg_relation_size for PostgreSQL's
+        page-scaled estimate; see "Unsupported PostgreSQL functions" in the Redshift guide,
+        https://docs.aws.amazon.com/redshift/latest/dg/c_unsupported-postgresql-functions.html"""
         if self.compat or self.in_transaction:
-            return super().approx_rows(schema, table)
+            return self.exact_rows(schema, table)
         try:
             rows = self.query(
                 "SELECT estimated_visible_rows, tbl_rows FROM svv_table_info "
@@ -440,7 +442,7 @@ class Redshift(TableLock, Postgres):
         except WarehouseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _DENIED_OR_MISSING:
                 raise
-            return super().approx_rows(schema, table)
+            return self.exact_rows(schema, table)
         if not rows:
             return 0
         visible, total = rows[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -86,15 +87,22 @@ def register(main: click.Group) -> None:
         rows = list_exceptions(cfg, None if status == "all" else status, limit)
         if not rows:
             click.echo("no exceptions")
-        where = None
+        places: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
-            if r["where"] != where:
-                where = r["where"]
-                click.echo(f"-- {where}")
-            click.echo(
-                f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
-                f"{r['table_name']}  key={r['key_value']}  {r['detail']}"
-            )
+            places.setdefault(r["where"], []).append(r)
+        for where, shown in places.items():
+            total = shown[0]["where_total"]
+            cut = f" (the first {len(shown):,} of {total:,})" if total > len(shown) else ""
+            click.echo(f"-- {where}{cut}")
+            for r in shown:
+                click.echo(
+                    f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
+                    f"{r['table_name']}  key={r['key_value']}  {r['detail']}"
+                )
+            if cut:
+                click.echo(
+                    f"   … {total - len(shown):,} more in {where}: --limit {total} shows them all"
+                )
 
     @exceptions.command("resolve")
     @config_option

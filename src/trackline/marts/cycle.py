@@ -65,8 +65,14 @@ class CycleSummary:
         }
 
 
-def mart_sizes(cfg: Config, wh: Warehouse) -> tuple[dict[str, int], dict[str, Any]]:
-    """Rows per mart and history view, and each group's newest anchor time (for reports)."""
+def mart_sizes(
+    cfg: Config, wh: Warehouse, exact: bool = False
+) -> tuple[dict[str, int], dict[str, Any]]:
+    """Rows per mart and history view, and each group's newest anchor time (for reports).
+
+    Per cycle the sizes are the engine's cheap count (`Warehouse.approx_rows`: a statistics
+    estimate where COUNT(*) scans, see `ROW_COUNTS_ESTIMATED`); `exact` counts every table."""
+    count = wh.exact_rows if exact else wh.approx_rows
     sizes: dict[str, int] = {}
     newest: dict[str, Any] = {}
     for g in cfg.marts:
@@ -75,13 +81,13 @@ def mart_sizes(cfg: Config, wh: Warehouse) -> tuple[dict[str, int], dict[str, An
         ]
         for mart, hist_name in marts:
             if wh.table_exists(g.schema_, mart):
-                sizes[f"{g.schema_}.{mart}"] = wh.approx_rows(g.schema_, mart)
+                sizes[f"{g.schema_}.{mart}"] = count(g.schema_, mart)
             # the `<mart>_hist` view's size = the sum of its period tables (no view scan)
             h = HistoryTables(wh, g.schema_, g.history_prefix, hist_name, mart, [], g.key, [], None)
             periods = h.existing()
             if periods:
                 sizes[f"{g.schema_}.{mart}_hist"] = sum(
-                    wh.approx_rows(g.schema_, h.table(p)) for p in periods
+                    count(g.schema_, h.table(p)) for p in periods
                 )
         if wh.table_exists(g.schema_, g.anchor.table):
             top = f"SELECT MAX({wh.q(g.anchor.time)}) FROM {wh.t(g.schema_, g.anchor.table)}"

@@ -142,6 +142,10 @@ class Exceptions:
         )
         return [dict(zip([c.name for c in COLUMNS], r, strict=True)) for r in rows]
 
+    def count(self, status: str | None = "open") -> int:
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        return int(self.wh.scalar(f"SELECT COUNT(*) FROM {self.ref} {where}", params) or 0)
+
     def counts(self) -> dict[str, int]:
         rows = self.wh.query(
             f"SELECT check_name, COUNT(*) FROM {self.ref} WHERE status = 'open' "

@@ -62,10 +62,11 @@ def list_exceptions(cfg: Config, status: str | None, limit: int = 100) -> list[d
         places.append((cfg.state_schema, STATE_EXCEPTIONS))
         for schema, table in places:
             if wh.table_exists(schema, table):
-                out += [
-                    {**r, "where": f"{schema}.{table}"}
-                    for r in Exceptions(wh, schema, table).list(status, limit)
-                ]
+                exc = Exceptions(wh, schema, table)
+                rows = exc.list(status, limit)
+                # how many match in all, so a list cut at `limit` says so
+                total = exc.count(status) if len(rows) >= limit else len(rows)
+                out += [{**r, "where": f"{schema}.{table}", "where_total": total} for r in rows]
         return out
     finally:
         wh.close()

@@ -23,6 +23,7 @@ from typing import Any
 
 from trackline.config import Config
 from trackline.load import Warehouse
+from trackline.marts.cycle import mart_sizes
 from trackline.quality.checks import STATE_EXCEPTIONS
 from trackline.quality.results import ResultsStore
 from trackline.state import StateStore, utcnow
@@ -53,6 +54,11 @@ class ReportData:
     checks: list[dict[str, Any]] = field(default_factory=list)
     slow_cycle_seconds: float = 600
     freshness_seconds: float = 3600
+    engine: str = ""
+    sizes_estimated: bool = False
+    """The per-cycle sizes come from the engine's statistics (an estimate)."""
+    exact_sizes: dict[str, int] = field(default_factory=dict)
+    """Exact row counts of every mart and history view, counted when the report is made."""
 
 
 # --------------------------------------------------------------------------- data
@@ -127,6 +133,9 @@ def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
         ):
             data.open_exceptions[name] = data.open_exceptions.get(name, 0) + int(n)
     data.checks = ResultsStore(wh, cfg.state_schema).last_run()
+    data.engine = wh.ENGINE
+    data.sizes_estimated = wh.ROW_COUNTS_ESTIMATED and bool(data.cycles)
+    data.exact_sizes = mart_sizes(cfg, wh, exact=True)[0]
     return data
 
 
@@ -155,7 +164,7 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
 
 
-def _frame(ymax: float, labels: list[str], unit: str) -> list[str]:
+def _frame(ymax: float, axis: TimeAxis, unit: str) -> list[str]:
     out = []
     for i in range(5):
         v = ymax * i / 4
@@ -163,20 +172,55 @@ def _frame(ymax: float, labels: list[str], unit: str) -> list[str]:
         out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" class="ylab">{_e(_fmt(v))}</text>')
     out.append(f'<text x="{PAD_L - 6}" y="12" class="ylab">{_e(unit)}</text>')
-    n = len(labels)
-    if n:
-        picks = sorted({round(i * (n - 1) / 5) for i in range(6)}) if n > 6 else range(n)
-        for i in picks:
-            x = _x(i, n)
-            out.append(
-                f'<text x="{x:.1f}" y="{H - PAD_B + 16}" class="xlab">{_e(labels[i])}</text>'
-            )
+    for x, label in axis.ticks():
+        out.append(f'<text x="{x:.1f}" y="{H - PAD_B + 16}" class="xlab">{_e(label)}</text>')
     return out
 
 
-def _x(i: int, n: int) -> float:
-    span = W - PAD_L - PAD_R
-    return PAD_L + (span * (i + 0.5) / n if n else 0)
+@dataclass
+class TimeAxis:
+    """A true time axis: a cycle sits where its start time falls, so two cycles 2 s apart are
+    drawn close together and two 2 minutes apart far apart (not one slot per cycle)."""
+
+    times: list[float]
+
+    @property
+    def lo(self) -> float:
+        return min(self.times) if self.times else 0.0
+
+    @property
+    def hi(self) -> float:
+        return max(self.times) if self.times else 0.0
+
+    def x(self, t: float) -> float:
+        inner = (W - PAD_L - PAD_R) * 0.96
+        left = PAD_L + (W - PAD_L - PAD_R) * 0.02
+        if self.hi <= self.lo:
+            return PAD_L + (W - PAD_L - PAD_R) / 2
+        return left + inner * (t - self.lo) / (self.hi - self.lo)
+
+    def xs(self) -> list[float]:
+        return [self.x(t) for t in self.times]
+
+    def label(self, t: float) -> str:
+        span = self.hi - self.lo
+        fmt = "%H:%M:%S" if span < 3600 else "%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
+        return dt.datetime.fromtimestamp(t, dt.UTC).strftime(fmt)
+
+    def ticks(self, n: int = 6) -> list[tuple[float, str]]:
+        if not self.times:
+            return []
+        if self.hi <= self.lo:
+            return [(self.x(self.lo), self.label(self.lo))]
+        step = (self.hi - self.lo) / (n - 1)
+        return [(self.x(self.lo + i * step), self.label(self.lo + i * step)) for i in range(n)]
+
+    def bar_width(self) -> float:
+        """Bars as wide as the closest two cycles allow (at least 2 px, at most 40)."""
+        xs = sorted(self.xs())
+        gaps = [b - a for a, b in zip(xs, xs[1:], strict=False) if b > a]
+        room = min(gaps) * 0.8 if gaps else (W - PAD_L - PAD_R) * 0.1
+        return max(2.0, min(40.0, room))
 
 
 def _y(v: float, ymax: float) -> float:
@@ -194,35 +238,46 @@ def _legend(names: list[str]) -> str:
 def line_chart(
     title: str,
     series: dict[str, list[float | None]],
-    labels: list[str],
+    axis: TimeAxis,
     unit: str,
     threshold: float | None = None,
+    note: str = "",
 ) -> str:
     values = [v for vs in series.values() for v in vs if v is not None]
     if not values:
         return _empty(title)
-    threshold, note = _near(threshold, max(values), unit)
+    threshold, far = _near(threshold, max(values), unit)
     ymax = _nice_max(max([*values, threshold or 0]))
-    parts = _frame(ymax, labels, unit)
-    n = len(labels)
+    parts = _frame(ymax, axis, unit)
     if threshold is not None:
         y = _y(threshold, ymax)
         parts.append(
             f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
             'class="limit"><title>threshold</title></line>'
         )
+    xs = axis.xs()
+    n = len(series)
     for si, (name, vs) in enumerate(series.items()):
         color = PALETTE[si % len(PALETTE)]
-        points = [(i, v) for i, v in enumerate(vs) if v is not None]
-        path = " ".join(f"{_x(i, n):.1f},{_y(v, ymax):.1f}" for i, v in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        # Series drawn later are thinner and dashed, so one that equals an earlier series
+        # (two tables moving the same rows every cycle) leaves the earlier one visible.
+        width = 2 + 1.5 * (n - 1 - si) if n > 1 else 2
+        dash = f' stroke-dasharray="{4 + 2 * si} {3 + si}"' if si else ""
+        points = [(xs[i], v) for i, v in enumerate(vs) if v is not None]
+        path = " ".join(f"{x:.1f},{_y(v, ymax):.1f}" for x, v in points)
+        parts.append(
+            f'<polyline class="series" data-series="{_e(name)}" points="{path}" fill="none" '
+            f'stroke="{color}" stroke-width="{width:.1f}"{dash}/>'
+        )
         if len(points) <= 60:
+            r = 3 + 1.2 * (n - 1 - si) if n > 1 else 3
             parts += [
-                f'<circle cx="{_x(i, n):.1f}" cy="{_y(v, ymax):.1f}" r="3" fill="{color}">'
-                f"<title>{_e(name)} · {_e(labels[i])}: {_e(_fmt(v))}</title></circle>"
-                for i, v in points
+                f'<circle class="point" cx="{x:.1f}" cy="{_y(v, ymax):.1f}" r="{r:.1f}" '
+                f'fill="{color}"><title>{_e(name)} · {_e(axis.label(axis.times[i]))}: '
+                f"{_e(_fmt(v))}</title></circle>"
+                for i, (x, v) in enumerate(points)
             ]
-    return _figure(title, parts, _legend(list(series)) + note)
+    return _figure(title, parts, _legend(list(series)) + far + note, points=len(values))
 
 
 def _near(threshold: float | None, top: float, unit: str) -> tuple[float | None, str]:
@@ -241,7 +296,7 @@ def _near(threshold: float | None, top: float, unit: str) -> tuple[float | None,
 def bar_chart(
     title: str,
     values: list[float],
-    labels: list[str],
+    axis: TimeAxis,
     bad: list[bool],
     unit: str,
     threshold: float | None = None,
@@ -250,15 +305,15 @@ def bar_chart(
         return _empty(title)
     threshold, note = _near(threshold, max(values), unit)
     ymax = _nice_max(max([*values, threshold or 0]))
-    parts = _frame(ymax, labels, unit)
-    n = len(values)
-    bw = max(1.0, (W - PAD_L - PAD_R) / n * 0.7)
-    for i, v in enumerate(values):
+    parts = _frame(ymax, axis, unit)
+    bw = axis.bar_width()
+    for i, (x, v) in enumerate(zip(axis.xs(), values, strict=True)):
         y = _y(v, ymax)
         cls = "bar bad" if bad[i] else "bar"
         parts.append(
-            f'<rect x="{_x(i, n) - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
-            f'height="{H - PAD_B - y:.1f}" class="{cls}"><title>{_e(labels[i])}: '
+            f'<rect x="{x - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
+            f'height="{max(H - PAD_B - y, 1.0):.1f}" class="{cls}"><title>'
+            f"{_e(axis.label(axis.times[i]))}: "
             f"{v:.1f} {_e(unit)}{' (failed)' if bad[i] else ''}</title></rect>"
         )
     if threshold is not None:
@@ -277,7 +332,7 @@ def bar_chart(
         )
         + "</div>"
     )
-    return _figure(title, parts, legend + note)
+    return _figure(title, parts, legend + note, points=len(values))
 
 
 def hbar_chart(title: str, items: list[tuple[str, int]]) -> str:
@@ -300,15 +355,15 @@ def hbar_chart(title: str, items: list[tuple[str, int]]) -> str:
             f'class="bar bad"><title>{_e(name)}: {v}</title></rect>'
         )
         parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" class="val">{v:,}</text>')
-    return _figure(title, parts, "", height)
+    return _figure(title, parts, "", height, points=len(items))
 
 
-def _figure(title: str, parts: list[str], legend: str, height: int = H) -> str:
+def _figure(title: str, parts: list[str], legend: str, height: int = H, points: int = 0) -> str:
     body = "\n".join(parts)
     return (
         f"<figure><figcaption>{_e(title)}</figcaption>{legend}"
         f'<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" '
-        f'aria-label="{_e(title)}">{body}</svg></figure>'
+        f'data-points="{points}" aria-label="{_e(title)}">{body}</svg></figure>'
     )
 
 
@@ -347,19 +402,42 @@ def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _labels(times: list[Any]) -> list[str]:
-    """Cycle start times as axis labels, as precise as the span they cover needs."""
-    stamps = [t for t in times if isinstance(t, dt.datetime)]
-    if len(stamps) != len(times):
-        return [str(t)[:16] for t in times]
-    span = (max(stamps) - min(stamps)).total_seconds() if stamps else 0
-    fmt = "%H:%M:%S" if span < 3600 else "%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
-    return [t.strftime(fmt) for t in stamps]
+def _axis(times: list[Any]) -> TimeAxis:
+    """Cycle start times (datetimes, unix numbers or ISO text) as a time axis; a time that
+    cannot be read sits one second after the one before it."""
+    out: list[float] = []
+    for t in times:
+        v = _as_time(t)
+        out.append(v if v is not None else (out[-1] + 1 if out else 0.0))
+    return TimeAxis(out)
+
+
+def _size_note(data: ReportData) -> str:
+    if not data.sizes_estimated:
+        return ""
+    return (
+        f'<div class="legend">per-cycle sizes are the {_e(data.engine)} statistics\' '
+        "estimate (a COUNT of every table each cycle would cost as much as the tables are "
+        "big); the exact counts now are in the table below</div>"
+    )
+
+
+def _sizes_table(data: ReportData) -> str:
+    if not data.exact_sizes:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(data.exact_sizes.items())
+    )
+    return (
+        '<h2>Mart and history sizes now</h2><p class="sub">exact row counts '
+        f"(COUNT) when this report was generated</p><table><tr><th>table</th><th>rows</th></tr>"
+        f"{rows}</table>"
+    )
 
 
 def render(data: ReportData, title: str = "trackline report") -> str:
     cycles = data.cycles
-    labels = _labels([c["started_at"] for c in cycles])
+    axis = _axis([c["started_at"] for c in cycles])
     tables = sorted({k for c in cycles for k in c["rows"]})
     rows: dict[str, list[float | None]] = {
         _short(k): [float(c["rows"].get(k, 0)) for c in cycles] for k in tables
@@ -394,11 +472,11 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         f'<div class="tile {cls}">{_e(k)}<b>{_e(v)}</b></div>' for k, v, cls in tiles
     )
     charts = [
-        line_chart("Rows moved per cycle, per table", rows, labels, "rows"),
+        line_chart("Rows moved per cycle, per table", rows, axis, "rows"),
         bar_chart(
             "Cycle duration",
             [c["seconds"] for c in cycles],
-            labels,
+            axis,
             [c["status"] != "ok" for c in cycles],
             "s",
             data.slow_cycle_seconds,
@@ -406,11 +484,17 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         line_chart(
             "Freshness lag (source clock − newest anchor time)",
             fresh,
-            labels,
+            axis,
             "min",
             data.freshness_seconds / 60,
         ),
-        line_chart("Mart and history sizes", sizes, labels, "rows"),
+        line_chart(
+            "Mart and history sizes" + (" (estimates)" if data.sizes_estimated else ""),
+            sizes,
+            axis,
+            "rows",
+            note=_size_note(data),
+        ),
         hbar_chart(
             "Open exceptions by check",
             sorted(data.open_exceptions.items(), key=lambda kv: (-kv[1], kv[0])),
@@ -438,6 +522,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         f"UTC · the last {len(cycles):,} cycles, oldest on the left</p>"
         f'<div class="tiles">{tile_html}</div>'
         + "".join(charts)
+        + _sizes_table(data)
         + f"<h2>Latest check run</h2>{checks_html}</body></html>\n"
     )
 
