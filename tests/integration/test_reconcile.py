@@ -223,3 +223,86 @@ def test_trackline_check_reconciles_the_configured_tables(
         assert report.exit_code == 1
         detail = dict(zip(r.columns, r.sample[0], strict=True))["detail"]
         assert detail == "1 deleted in the source, 0 pending"
+
+
+# Integer keys at the ends of their MySQL ranges (and the ids of the original report). The
+# residues' product reached ~10^12 and overflowed an INTEGER on PostgreSQL / Redshift
+# ("integer out of range") and DuckDB ("Overflow in multiplication of INT32").
+KEY_TYPES = {
+    "int": ("INT", [-2147483648, -999_999, 1000, 50_000, 70_000, 2147483646, 2147483647]),
+    "mediumint": ("MEDIUMINT", [-8388608, -1_000_003, 1000, 70_000, 8388606, 8388607]),
+    "smallint_unsigned": ("SMALLINT UNSIGNED", [0, 1, 1000, 50_000, 65534, 65535]),
+    "int_unsigned": ("INT UNSIGNED", [0, 1000, 70_000, 2147483648, 4294967294, 4294967295]),
+    "bigint_unsigned": (
+        "BIGINT UNSIGNED",
+        [0, 1000, 9223372036854775807, 9223372036854775808, 2**64 - 2, 2**64 - 1],
+    ),
+}
+
+
+@pytest.fixture(
+    params=[
+        "duckdb",
+        pytest.param("postgres", marks=pytest.mark.servers),
+        pytest.param("redshift", marks=pytest.mark.servers),
+    ]
+)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    """DuckDB, PostgreSQL, and the Redshift adapter in compat mode (PostgreSQL underneath)."""
+    if request.param == "duckdb":
+        return DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    pg: PgDb = request.getfixturevalue("pg_db")
+    if request.param == "postgres":
+        return pg.warehouse_config()
+    return RedshiftWarehouse(**pg.redshift_compat())
+
+
+@pytest.mark.parametrize("kind", list(KEY_TYPES))
+def test_integer_keys_at_their_extremes_do_not_overflow(
+    mysql_db: MySQLDb, engine: object, tmp_path: Path, kind: str
+) -> None:
+    """Every integer key type, at both ends of its range: equal tables compare equal in one
+    question, a deleted key is found by splitting (the middle of the extremes is computed and
+    bound on both sides), and applying it leaves the target equal to the source. The largest
+    BIGINT UNSIGNED (2^64 - 1) is stored exactly (DuckDB UBIGINT, PostgreSQL / Redshift
+    DECIMAL(20,0)) and round-trips."""
+    sql_type, keys = KEY_TYPES[kind]
+    mysql_db.execute(
+        f"CREATE TABLE orders (id {sql_type} NOT NULL PRIMARY KEY, order_no VARCHAR(32), "
+        "status VARCHAR(16), amount DECIMAL(10,2), update_time DATETIME(6) NOT NULL)"
+    )
+    mysql_db.executemany(
+        "INSERT INTO orders VALUES (%s, %s, 'new', 1, %s)",
+        [(k, f"K{i}", PAST + dt.timedelta(seconds=i)) for i, k in enumerate(keys)],
+    )
+    cfg = make_config(
+        mysql_db,
+        engine,  # type: ignore[arg-type]
+        tmp_path / "stage",
+        [table(write_mode="merge", batch_size=4)],
+    )
+    sync_ok(cfg)
+    wh_cfg = cfg.warehouse
+    recorder = isinstance(wh_cfg, RedshiftWarehouse)
+
+    def reconcile_once(**kw: object) -> ReconcileResult:
+        if not recorder:
+            return run(cfg, **kw)
+        wh = LocalStageRecorder(wh_cfg)
+        wh.connect()
+        try:
+            res = reconcile(cfg, wh, "orders", **kw)  # type: ignore[arg-type]
+        finally:
+            wh.close()
+        assert {s.sql: redshift_problems(s) for s in wh.sent if redshift_problems(s)} == {}
+        return res
+
+    same = reconcile_once(chunk=2)
+    assert (same.ranges, same.deleted_count, same.missing_count) == (1, 0, 0)
+    gone = [keys[0], keys[-1], keys[len(keys) // 2]]
+    mysql_db.execute("DELETE FROM orders WHERE id IN (%s, %s, %s)", gone)
+    found = reconcile_once(chunk=2, apply=True)
+    assert found.deleted == sorted(gone) and found.applied == 3 and found.ok
+    assert found.ranges > 1  # split at least once between the extremes
+    assert wh_rows(cfg, "public.orders") == source_rows(mysql_db)
+    assert reconcile_once(chunk=2).ranges == 1

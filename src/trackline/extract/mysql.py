@@ -111,6 +111,7 @@ _JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
 
 class MySQL(Source):
     DIALECT = "mysql"
+    INT64_TYPE = "SIGNED"
 
     def __init__(self, config: MySQLConfig, database: str | None = None) -> None:
         self.config = config

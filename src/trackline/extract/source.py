@@ -40,6 +40,8 @@ class OpenTransaction:
 
 class Source(ABC):
     DIALECT: str
+    INT64_TYPE: str = "BIGINT"
+    """The 64-bit signed integer in a CAST (MySQL spells it SIGNED)."""
     hold_problem: str | None = None
     """Why `oldest_write_transaction` could not look (set by the last call), for a warning."""
 

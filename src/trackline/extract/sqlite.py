@@ -36,6 +36,7 @@ def _affinity(declared: str) -> pa.DataType:
 
 class SQLite(Source):
     DIALECT = "sqlite"
+    INT64_TYPE = "INTEGER"
 
     def __init__(self, config: SQLiteConfig, database: str | None = None) -> None:
         self.config = config

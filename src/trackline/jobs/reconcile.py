@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+
 from trackline.config import Config
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source, open_source
@@ -207,18 +209,25 @@ class _Sides:
     def _both(
         self, select: str, start: int | None, end: int | None
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-        s = self._source(select.format(k=self.skey), start, end)[0]
-        t = self._target(select.format(k=self.tkey), start, end)[0]
-        return tuple(s), tuple(t)
+        s = self._source(select.format(k=self.skey, i64=self.src.INT64_TYPE), start, end)[0]
+        t = self._target(select.format(k=self.tkey, i64=self.wh.sql_type(pa.int64())), start, end)
+        return tuple(s), tuple(t[0])
 
     def figures(self, start: int | None, end: int | None) -> tuple[tuple, tuple]:
         """(rows, sum of key residues, sum of mixed residues) on each side: equal figures mean
-        equal key sets but for a coincidence of all three. Residues keep every sum within a
-        BIGINT (Redshift sums BIGINT as BIGINT) whatever the keys; `%` truncates toward zero
-        alike in MySQL, SQLite, DuckDB, PostgreSQL and Redshift."""
+        equal key sets but for a coincidence of all three. `%` truncates toward zero alike in
+        MySQL, SQLite, DuckDB, PostgreSQL and Redshift.
+
+        Each residue is cast to a 64-bit integer before it is multiplied or summed: an
+        arithmetic result keeps its operands' type, so the product of two residues of an INT
+        key (up to ~10^12) overflowed INTEGER on PostgreSQL, Redshift and DuckDB. The key itself
+        is never cast: a BIGINT UNSIGNED key above 2^63 (DECIMAL(20,0) or UBIGINT in the
+        warehouse) would not fit, while its residues always do. The products stay below 10^12
+        and every sum within a BIGINT (Redshift sums BIGINT as BIGINT) for any table of fewer
+        than 9 x 10^9 rows."""
         s, t = self._both(
-            "SELECT COUNT(*), SUM({k} % 1000000007), "
-            "SUM((({k} % 1000003) * ({k} % 999983)) % 1000000007)",
+            "SELECT COUNT(*), SUM(CAST({k} % 1000000007 AS {i64})), "
+            "SUM((CAST({k} % 1000003 AS {i64}) * CAST({k} % 999983 AS {i64})) % 1000000007)",
             start,
             end,
         )
