@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -48,3 +51,10 @@ def test_demo_command_is_rerunnable(tmp_path: Path) -> None:
     again = runner.invoke(main, args)  # from scratch: same result, no leftovers
     assert again.exit_code == 0, again.output
     assert "4 cycles" in again.output
+    # the suggested query runs as printed (one line, never wrapped), with no DuckDB CLI
+    line = next(x for x in again.output.splitlines() if x.startswith("Query the warehouse: "))
+    argv = shlex.split(line.removeprefix("Query the warehouse: "))
+    assert Path(argv[0]) == Path(sys.executable) and argv[1] == "-c"
+    ran = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert ran.returncode == 0, ran.stderr
+    assert "orders" in ran.stdout

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import shlex
+import sys
 from pathlib import Path
 
 import click
 
 from trackline.cli import handle_errors
+
+
+def explore_command(workdir: Path) -> str:
+    """A shell command that queries the demo's warehouse with the Python that runs trackline
+    (its duckdb module), so it works without a DuckDB CLI installed."""
+    code = (
+        f"import duckdb; print(duckdb.connect({str(workdir / 'warehouse.duckdb')!r}, "
+        "read_only=True).sql('SELECT COUNT(*) AS orders FROM "
+        "settlement_ods.mart_uni_tracking_info'))"
+    )
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def register(main: click.Group) -> None:
@@ -80,11 +93,16 @@ def register(main: click.Group) -> None:
             f"checked after every cycle: {res.violations} violations."
         )
         since = dt.datetime.fromtimestamp(res.primary_since, dt.UTC).strftime("%Y-%m-%d")
-        console.print(f"\nSeed 001 §7 primary query (pathTime >= {since}):")
+        console.print(f"\nThe marts' main query, scans of one partner since {since}:")
         console.print(res.primary_query.replace("?", str(res.primary_since)), highlight=False)
         console.print(f"→ {res.primary_result or 'no rows'}")
         console.print(
             f"\nExplore: trackline history -c {workdir}/trackline.yml · "
             f"trackline exceptions list -c {workdir}/trackline.yml · "
-            f"duckdb {workdir}/warehouse.duckdb"
+            f"trackline report -c {workdir}/trackline.yml --html report.html",
+            highlight=False,
+        )
+        # no DuckDB CLI needed: the duckdb module trackline runs on is enough
+        console.print(
+            f"Query the warehouse: {explore_command(workdir)}", highlight=False, soft_wrap=True
         )
