@@ -289,8 +289,10 @@ def test_reactivation_restores_follower_and_the_join(pipe: Pipeline) -> None:
 class LocalStageRecorder(RecordingRedshift):
     """Records every statement but the COPY (compat mode loads the local stage's files)."""
 
-    def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
-        Redshift._copy_manifest(self, target, names, manifest)
+    def _copy_manifest(
+        self, target: str, names: list[str], manifest: str, *, documents: bool = False
+    ) -> None:
+        Redshift._copy_manifest(self, target, names, manifest, documents=documents)
 
 
 def test_order_re_archived_into_another_half_year_takes_its_follower_along(

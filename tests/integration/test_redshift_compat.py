@@ -198,9 +198,9 @@ def test_unsigned_and_time_columns_are_staged_for_copy_and_never_restaged(
     manifests: list[str] = []
     real = Redshift._copy_manifest
 
-    def spy(self: Redshift, target: str, names: list[str], manifest: str) -> None:
+    def spy(self: Redshift, target: str, names: list[str], manifest: str, **kw: bool) -> None:
         manifests.append(manifest)
-        real(self, target, names, manifest)
+        real(self, target, names, manifest, **kw)
 
     monkeypatch.setattr(Redshift, "_copy_manifest", spy)
     assert [r.status for r in sync(cfg)] == ["ok", "ok"]

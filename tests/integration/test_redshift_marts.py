@@ -75,10 +75,13 @@ class RecordingRedshift(Redshift):
         self.sent.append(Sent(sql, tuple(params), self.in_transaction))
         return super()._query(sql, params)
 
-    def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
+    def _copy_manifest(
+        self, target: str, names: list[str], manifest: str, *, documents: bool = False
+    ) -> None:
         # compat mode loads the manifest's files client-side; Redshift would get this COPY
-        self.sent.append(Sent(self.copy_sql(target, names, manifest), (), self.in_transaction))
-        super()._copy_manifest(target, names, manifest)
+        sql = self.copy_sql(target, names, manifest, documents=documents)
+        self.sent.append(Sent(sql, (), self.in_transaction))
+        super()._copy_manifest(target, names, manifest, documents=documents)
 
 
 # --------------------------------------------------------------------------- the two warehouses

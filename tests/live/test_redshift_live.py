@@ -277,3 +277,34 @@ def test_lock_table_and_upkeep(wh: Redshift, run: str) -> None:
         wh.create_table(run, "u", [Column("k", pa.int64())])
     ran = wh.maintenance(run, "u")
     assert all(s.startswith(("VACUUM", "ANALYZE")) for s in ran)
+
+
+def test_staged_timestamps_and_decimals_read_back_exactly(wh: Redshift, run: str) -> None:
+    """The staged layout (Parquet 1.0, snappy, INT96 timestamps: `trackline.stage.parquet`)
+    as COPY reads it: the timestamp of apache/arrow#38000 (loaded as year 161065 from pyarrow's
+    default layout), MySQL's DATETIME range ends with microseconds, and a DECIMAL(38,10)."""
+    at = [
+        dt.datetime(2023, 9, 11, 10, 39, 0),
+        dt.datetime(1000, 1, 1, 0, 0, 0, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    ]
+    big = [Decimal("1234567890123456789012345678.0123456789"), Decimal("-0.0000000001"), None]
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "at": pa.array(at, pa.timestamp("us")),
+            "big": pa.array(big, pa.decimal128(38, 10)),
+        }
+    )
+    with wh.transaction():
+        wh.ensure_schema(run)
+        wh.create_table(run, "ts", [Column(f.name, f.type) for f in data.schema], dist_key="id")
+    assert wh.stage is not None
+    staged = wh.stage.write_batch(
+        source_db="live", schema=run, table="ts", batch_id=1, data=wh.stage_form(data),
+        when=dt.datetime.now(),
+    )  # fmt: skip
+    with wh.transaction():
+        assert wh.append_arrow(run, "ts", data, staged) == 3
+    rows = wh.query(f'SELECT "at", "big" FROM {wh.t(run, "ts")} ORDER BY "id"')
+    assert [r[0] for r in rows] == at and [r[1] for r in rows] == big

@@ -4,12 +4,25 @@ truncate``, is cut at a character boundary and reported). Values never go into a
 
 - VARCHAR: 65,535 bytes (`VARCHAR_MAX_BYTES`);
 - VARBYTE: 1,024,000 bytes, the largest Redshift allows;
-- SUPER: 16 MB per document, and each must be valid JSON (DuckDB's vectorised ``json_valid``).
+- SUPER: 16 MB per document, each must be valid JSON (DuckDB's vectorised ``json_valid``),
+  and no string value inside a document may pass 65,535 bytes, VARCHAR's limit ("an individual
+  value within a SUPER object is limited to the maximum length of the corresponding Amazon
+  Redshift type … a single string value loaded to SUPER is limited to … 65535 bytes":
+  https://docs.aws.amazon.com/redshift/latest/dg/limitations-super.html). The limit is on
+  values: object keys are not values, and the page sets them no limit, so they are not
+  checked. A string over it follows ``varchar_policy`` like a VARCHAR value: the batch stops
+  naming the column and row, or (``truncate``) the string is cut at a character boundary and
+  the document re-written (numbers keep their own text), and the cut is reported. Only
+  documents longer than the limit are parsed: a string inside a document is never longer
+  than the document's text. Clusters that opt in to 16,000,000-byte SUPER strings
+  (``enable_large_strings_opt_in``) are not told apart: the documented default is checked.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,6 +33,8 @@ from trackline.extract.types import is_json
 VARCHAR_MAX_BYTES = 65_535
 VARBYTE_MAX_BYTES = 1_024_000
 SUPER_MAX_BYTES = 16 * 1024 * 1024
+SUPER_STRING_MAX_BYTES = VARCHAR_MAX_BYTES
+"""One string value inside a SUPER document (see the module docstring)."""
 
 
 def fit_values(
@@ -32,6 +47,9 @@ def fit_values(
     for field, col in zip(data.schema, data.columns, strict=True):
         if is_json(field):
             check_json(col, field.name, label)
+            col, cut = fit_super_strings(col, field.name, label, varchar_policy, notice)
+            if cut:
+                changes.append(f"{cut} string(s) inside documents of {field.name} cut")
         elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             col, cut = fit_text(col, field.name, label, varchar_policy, notice)
             if cut:
@@ -100,6 +118,105 @@ def check_json(col: pa.ChunkedArray, name: str, label: str) -> None:
             "the column is stored as SUPER. Nothing was loaded. Fix the value in the "
             "source, or take the column out of the table's `json_columns`"
         )
+
+
+def fit_super_strings(
+    col: pa.ChunkedArray | pa.Array,
+    name: str,
+    label: str,
+    varchar_policy: str,
+    notice: Callable[[str], None],
+) -> tuple[pa.ChunkedArray | pa.Array, int]:
+    """Every string value inside the documents of a SUPER column: at most
+    `SUPER_STRING_MAX_BYTES` bytes, or `varchar_policy` decides. Returns the column (with
+    those strings cut under ``truncate``) and how many strings were cut."""
+    limit = SUPER_STRING_MAX_BYTES
+    # A JSON string's text is its quotes plus at least its UTF-8 bytes (escapes only lengthen
+    # it), so a document of at most limit + 2 bytes cannot hold a longer string.
+    long_docs = pc.fill_null(pc.greater(pc.binary_length(col), limit + 2), False)
+    if not pc.any(long_docs).as_py():
+        return col, 0
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    mask = long_docs.combine_chunks() if isinstance(long_docs, pa.ChunkedArray) else long_docs
+    rows = pc.indices_nonzero(mask).to_pylist()
+    over: list[tuple[int, int]] = []  # (row, bytes of its longest string)
+    for row in rows:
+        longest = _longest_string(_parse(arr[row].as_py(), name, label, row))
+        if longest > limit:
+            over.append((row, longest))
+    if not over:
+        return col, 0
+    first, size = over[0]
+    if varchar_policy == "error":
+        more = f" ({len(over)} such documents in this batch)" if len(over) > 1 else ""
+        raise WarehouseError(
+            f"{label}: column {name!r}, row {first} of the batch holds a JSON document with a "
+            f"string value of {size:,} bytes, more than the {limit:,} bytes Redshift allows "
+            f"for one string inside a SUPER value{more}. Nothing was loaded. Set "
+            "warehouse.varchar_policy: truncate to cut such strings at a character boundary "
+            "(reported), or shorten them in the source"
+        )
+    cut_strings, values, replace = 0, [], [False] * len(arr)
+    for row, _ in over:
+        counter = [0]
+        values.append(_dump(_parse(arr[row].as_py(), name, label, row), limit, counter))
+        replace[row] = True
+        cut_strings += counter[0]
+    cut = pc.replace_with_mask(arr, pa.array(replace, pa.bool_()), pa.array(values, arr.type))
+    notice(
+        f"{label}: {cut_strings} string value(s) inside {len(over)} JSON document(s) of "
+        f"column {name!r} were longer than {limit:,} bytes (Redshift's limit for one string "
+        "in a SUPER value) and were cut at a character boundary (varchar_policy: truncate; "
+        f"first at row {first} of the batch)"
+    )
+    return cut, cut_strings
+
+
+class _Number(str):
+    """A JSON number's own text, written back as it was (no float rounding)."""
+
+
+def _parse(text: str, name: str, label: str, row: int) -> Any:
+    try:
+        return json.loads(text, parse_int=_Number, parse_float=_Number, parse_constant=_Number)
+    except RecursionError:
+        raise WarehouseError(
+            f"{label}: column {name!r}, row {row} of the batch holds a JSON document nested "
+            "too deeply to check (SUPER allows 1,000 levels). Nothing was loaded"
+        ) from None
+
+
+def _longest_string(doc: Any) -> int:
+    """The UTF-8 length of the longest string value in `doc` (object keys are not values)."""
+    longest, todo = 0, [doc]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, list):
+            todo.extend(v)
+        elif isinstance(v, str) and not isinstance(v, _Number):
+            longest = max(longest, len(v.encode()))
+    return longest
+
+
+def _dump(doc: Any, limit: int, cut: list[int]) -> str:
+    """`doc` as compact JSON text, each string value cut to `limit` bytes (counted in `cut`)."""
+    if isinstance(doc, _Number):
+        return str(doc)
+    if isinstance(doc, str):
+        if len(doc.encode()) > limit:
+            doc = utf8_prefix(doc, limit)
+            cut[0] += 1
+        return json.dumps(doc, ensure_ascii=False)
+    if isinstance(doc, dict):
+        items = (
+            f"{json.dumps(k, ensure_ascii=False)}:{_dump(v, limit, cut)}" for k, v in doc.items()
+        )
+        return "{" + ",".join(items) + "}"
+    if isinstance(doc, list):
+        return "[" + ",".join(_dump(v, limit, cut) for v in doc) + "]"
+    return json.dumps(doc)
 
 
 def check_size(

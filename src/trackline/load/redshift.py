@@ -11,7 +11,10 @@ temporary user and password from ``redshift:GetClusterCredentials`` (`cluster_cr
 
 What differs from PostgreSQL, and where it is handled (DESIGN §6):
 
-- Loading is ``COPY t (cols) FROM '<manifest>' IAM_ROLE '<arn>' FORMAT AS PARQUET MANIFEST``.
+- Loading is ``COPY t (cols) FROM '<manifest>' IAM_ROLE '<arn>' FORMAT AS PARQUET MANIFEST``
+  (``SERIALIZETOJSON`` after PARQUET when the table has SUPER columns), from files in the
+  layout COPY reads correctly (`trackline.stage.parquet`: Parquet 1.0, snappy, INT96
+  timestamps), in a bucket of the cluster's region, checked before the first COPY (`s3region`).
   Parquet columns are matched by position, so before COPY the staged file's schema must equal
   the batch's (else `WarehouseError`), and the target's columns must be in the batch's order
   (else, e.g. after a drift-added column, the batch goes through a temp table and an INSERT by
@@ -19,11 +22,11 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
   which Redshift's Parquet reader does not map, widened or as DECIMAL(20,0); times of day as
   text), so COPY loads the staged manifest itself. When the batch is not what was staged
   (rows filtered after staging, such as a merge's deduplication; text cut by
-  ``varchar_policy``; a file staged uncast by an earlier version; JSON columns that differ
-  from the target's SUPER columns), the batch is written to a transient file under
-  ``_trackline_tmp/`` in the stage, loaded, and deleted (`stagefiles`).
-- VARCHAR holds at most 65,535 bytes, VARBYTE 1,024,000 and a SUPER document 16 MB: checked
-  in the Arrow data before COPY (`trackline.load.limits`).
+  ``varchar_policy``; a file staged uncast or in an older layout by an earlier version; JSON
+  columns that differ from the target's SUPER columns), the batch is written to a transient
+  file under ``_trackline_tmp/`` in the stage, loaded, and deleted (`stagefiles`).
+- VARCHAR holds at most 65,535 bytes, VARBYTE 1,024,000, a SUPER document 16 MB and each
+  string inside it 65,535 bytes: checked in the Arrow data before COPY (`trackline.load.limits`).
 - TRUNCATE commits (`TRUNCATE_COMMITS`), anti-joins use NOT EXISTS (`KEYED_INSERT`), there
   are no indexes (`create_unique_index` does nothing), VACUUM runs outside transactions.
 - Views are late-binding (``WITH NO SCHEMA BINDING``, `view_options`): the history union
@@ -41,9 +44,11 @@ JSON documents (``warehouse.json_as: super``): JSON source columns of tables cre
 on are ``SUPER``, and so are the mart and history columns made from them. The batch file holds
 them with Parquet's JSON logical type, which COPY parses into SUPER documents (Redshift's own
 UNLOAD writes SUPER that way; a plain Parquet string would become one SUPER string scalar, the
-reason a text → SUPER load otherwise needs ``JSON_PARSE``). Each value is checked before COPY:
-valid JSON, at most 16 MB (SUPER's limit). Whether a column is SUPER is read from the target
-table, so a table created as VARCHAR keeps loading text. Compat mode uses JSONB.
+reason a text → SUPER load otherwise needs ``JSON_PARSE``), and the COPY says
+``SERIALIZETOJSON`` (`copy_sql`). Each value is checked before COPY: valid JSON, at most 16 MB
+(SUPER's limit), no string inside it over 65,535 bytes (``varchar_policy`` decides). Whether a
+column is SUPER is read from the target table, so a table created as VARCHAR keeps loading
+text. Compat mode uses JSONB.
 
 Types (Arrow → Redshift): text is ``VARCHAR(65535)`` (``TEXT`` would be ``VARCHAR(256)``);
 binary is ``VARBYTE(1024000)``, the largest; ``uint64`` is ``DECIMAL(20,0)``; times of day are
@@ -67,6 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import trackline.load.limits as limits
+import trackline.load.s3region as s3region
 import trackline.load.stagefiles as stagefiles
 from trackline.config import RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
@@ -319,8 +325,9 @@ class Redshift(TableLock, Postgres):
         transient: list[str] = []
         if changes:
             manifest, transient = self._restage(ready)
+        documents = any(is_json(f) for f in ready.schema)
         try:
-            self._copy_manifest(target, ready.schema.names, manifest)
+            self._copy_manifest(target, ready.schema.names, manifest, documents=documents)
         finally:
             self._discard(transient)
 
@@ -366,7 +373,9 @@ class Redshift(TableLock, Postgres):
         casts (by an earlier version, or for another engine) holds `data`'s types: it is
         restaged rather than refused."""
         assert staged.manifest_uri
-        schema, rows = stagefiles.staged_schema(self._require_stage(), staged.manifest_uri)
+        self._check_region()
+        footer = stagefiles.staged_footer(self._require_stage(), staged.manifest_uri)
+        schema, rows = footer.schema, footer.rows
         reasons = []
         if stagefiles.columns(schema) != stagefiles.columns(cast.schema):
             if stagefiles.columns(schema) != stagefiles.columns(data.schema):
@@ -382,28 +391,53 @@ class Redshift(TableLock, Postgres):
         if stagefiles.json_names(schema) != stagefiles.json_names(cast.schema):
             # e.g. staged before warehouse.json_as changed: JSON logical type ≠ the column's
             reasons.append("the staged file's JSON columns are not the target's SUPER columns")
+        if footer.layout_problems:
+            # staged by an earlier version (Parquet 2.6, INT64 timestamps): pyarrow reads it,
+            # COPY may not (`trackline.stage.parquet`), so it is re-written in today's layout
+            reasons.append(f"staged in an older layout ({'; '.join(footer.layout_problems)})")
         return reasons
 
     def _restage(self, ready: pa.Table) -> tuple[str, list[str]]:
+        self._check_region()
         return stagefiles.write_transient(self._require_stage(), ready)
+
+    def _check_region(self) -> None:
+        """Once per connection, before the first COPY: the stage bucket must be in the
+        cluster's region (`s3region`)."""
+        if "stage-region" not in self.ready:
+            s3region.check_stage_region(self._require_stage().config, self.config, self.notice)
+            self.ready.add("stage-region")
 
     def _discard(self, uris: list[str]) -> None:
         if uris:
             stagefiles.discard(self._require_stage(), uris)
 
-    def copy_sql(self, target: str, names: list[str], manifest: str) -> str:
-        """The COPY Redshift runs for one manifest (compat mode sends its PostgreSQL stand-in)."""
+    def copy_sql(
+        self, target: str, names: list[str], manifest: str, *, documents: bool = False
+    ) -> str:
+        """The COPY Redshift runs for one manifest (compat mode sends its PostgreSQL stand-in).
+
+        `documents`: the files hold JSON documents for SUPER columns. SERIALIZETOJSON is what
+        loads a Parquet column into a SUPER column as a document ("Copying data from
+        columnar-format Parquet and ORC",
+        https://docs.aws.amazon.com/redshift/latest/dg/copy_json.html); without it COPY needs
+        the file's column types to match the table's. The files carry Parquet's JSON type, as
+        Redshift's UNLOAD writes SUPER and as DuckDB's writer added for this very COPY
+        (duckdb/duckdb#14747). No REGION clause: COPY from Parquet refuses it, so the bucket
+        must be in the cluster's region (`s3region`)."""
         return (
             f"COPY {target} ({self.cols(names)})\n"
             f"FROM {s3_literal(manifest)}\n"
             f"{self.iam_role}\n"
-            "FORMAT AS PARQUET\n"
+            f"FORMAT AS PARQUET{' SERIALIZETOJSON' if documents else ''}\n"
             "MANIFEST"
         )
 
-    def _copy_manifest(self, target: str, names: list[str], manifest: str) -> None:
+    def _copy_manifest(
+        self, target: str, names: list[str], manifest: str, *, documents: bool = False
+    ) -> None:
         if not self.compat:
-            self.execute(self.copy_sql(target, names, manifest))
+            self.execute(self.copy_sql(target, names, manifest, documents=documents))
             return
         stage = self._require_stage()
         data = stage.read(stagefiles.manifest_urls(stage, manifest))

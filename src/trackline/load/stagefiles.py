@@ -1,7 +1,7 @@
 """The staged files as COPY input, for engines that load from them (Redshift).
 
-- `manifest_urls` / `staged_schema`: what a COPY manifest lists, and the schema and row count
-  its Parquet files hold (read from the footers, not the data);
+- `manifest_urls` / `staged_footer`: what a COPY manifest lists, and the schema, row count
+  and layout its Parquet files hold (read from the footers, not the data);
 - `write_transient` / `discard`: a batch that is not what was staged (filtered after staging,
   values cut, types cast) is written under ``<stage>/_trackline_tmp/`` with a manifest of its
   own, loaded, and deleted. A leftover (a crash in between) is pruned with the stage.
@@ -14,14 +14,14 @@ import io
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from trackline.errors import StageError, WarehouseError
 from trackline.extract.types import is_json
-from trackline.stage import arrow_schema, parquet_form
+from trackline.stage import arrow_schema, parquet, parquet_form
 
 if TYPE_CHECKING:
     from trackline.stage import Stage
@@ -51,15 +51,34 @@ def manifest_urls(stage: Stage, manifest: str) -> list[str]:
         raise StageError(f"cannot read the COPY manifest {manifest}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Footer:
+    """What a manifest's Parquet footers say (read from the footers, not the data)."""
+
+    schema: pa.Schema
+    rows: int
+    layout_problems: tuple[str, ...]
+    """How the files differ from the staged layout (`trackline.stage.parquet`), e.g. staged by
+    an earlier version: nothing when they are in it."""
+
+
 def staged_schema(stage: Stage, manifest: str) -> tuple[pa.Schema, int]:
     """The schema the manifest's files share, and their total row count."""
+    footer = staged_footer(stage, manifest)
+    return footer.schema, footer.rows
+
+
+def staged_footer(stage: Stage, manifest: str) -> Footer:
     schema: pa.Schema | None = None
     rows = 0
+    problems: list[str] = []
     for url in manifest_urls(stage, manifest):
         try:
             with stage.fs.open_input_file(_path(stage, url)) as f:
-                meta = pq.ParquetFile(f)
-                file_schema, rows = arrow_schema(meta.schema_arrow), rows + meta.metadata.num_rows
+                meta = parquet.open_file(f)
+                file_schema = arrow_schema(parquet.arrow_schema(meta))
+                rows += meta.metadata.num_rows
+                problems += [p for p in parquet.layout_problems(meta.metadata) if p not in problems]
         except (OSError, pa.ArrowInvalid) as exc:
             raise StageError(f"cannot read staged file {url}: {exc}") from None
         if schema is not None and columns(schema) != columns(file_schema):
@@ -67,7 +86,7 @@ def staged_schema(stage: Stage, manifest: str) -> tuple[pa.Schema, int]:
         schema = file_schema
     if schema is None:
         raise StageError(f"the COPY manifest {manifest} lists no files")
-    return schema, rows
+    return Footer(schema, rows, tuple(problems))
 
 
 def write_transient(stage: Stage, data: pa.Table) -> tuple[str, list[str]]:
@@ -76,7 +95,7 @@ def write_transient(stage: Stage, data: pa.Table) -> tuple[str, list[str]]:
     base = stage.uri(f"{stage.root}/{TRANSIENT_PREFIX}/{uuid.uuid4().hex}")
     data_uri, manifest_uri = f"{base}.parquet", f"{base}.manifest"
     buf = io.BytesIO()
-    pq.write_table(parquet_form(data), buf, compression="zstd")
+    parquet.write(parquet_form(data), buf)
     payload = buf.getvalue()
     meta = {"content_length": len(payload), "record_count": data.num_rows}
     manifest = {"entries": [{"url": data_uri, "mandatory": True, "meta": meta}]}
