@@ -33,9 +33,11 @@ def handle_errors(fn: F) -> F:
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            # Interrupted: SIGTERM too (`interrupt_on_signals`); what committed stays (G3)
+            reason = str(exc) or "received SIGINT"
+            click.echo(f"interrupted ({reason}): committed work stays", err=True)
+            sys.exit(getattr(exc, "exit_code", 130))
 
     return wrapper  # type: ignore[return-value]
 
@@ -116,19 +118,21 @@ def sync(
     log_format: str,
 ) -> None:
     """Extract new/changed rows, stage them as Parquet, load them, advance the watermarks."""
+    from trackline.interrupts import interrupt_on_signals
     from trackline.report import make_reporter
     from trackline.sync import sync as run_sync
 
     cfg = _cfg(config_path)
     reporter = make_reporter(log_format)
     try:
-        results = run_sync(
-            cfg,
-            list(tables) or None,
-            source_db=source_db,
-            target_schema=target_schema,
-            reporter=reporter,
-        )
+        with interrupt_on_signals():
+            results = run_sync(
+                cfg,
+                list(tables) or None,
+                source_db=source_db,
+                target_schema=target_schema,
+                reporter=reporter,
+            )
     finally:
         reporter.close()
     failed = [r for r in results if r.status != "ok"]

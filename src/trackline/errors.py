@@ -14,6 +14,13 @@
     ├── MartError                  the mart engine refused to go on (e.g. unsafe trim)
     └── InjectedFault              raised by a TRACKLINE_FAIL_AT fault-injection point (tests)
 
+    KeyboardInterrupt
+    └── Interrupted                a stop asked from outside: SIGINT/SIGTERM, a job time limit
+        └── JobTimeout             `trackline run` ended a job that ran past its time limit
+
+`Interrupted` is no `TracklineError` on purpose: code that handles a failing table or check
+(`except TracklineError`, `except Exception`) must not swallow a stop request.
+
 Only the CLI turns these into exit codes and one-line messages.
 """
 
@@ -75,3 +82,24 @@ class InjectedFault(TracklineError):
     """Raised at a named step when TRACKLINE_FAIL_AT names it (see `trackline.faults`)."""
 
     exit_code = 99
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop (a signal, or a time limit). Runs record it with `status`
+    and re-raise it; the CLI exits with `exit_code` and says why."""
+
+    status = "interrupted"
+
+    def __init__(self, reason: str, exit_code: int = 130) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class JobTimeout(Interrupted):
+    """A job of `trackline run` ran past `schedule.job_timeout_minutes`: a failure."""
+
+    status = "failed"

@@ -15,16 +15,23 @@ Rules:
 - Jobs run one after the other in one thread, cycle first: runs never overlap. One scheduler
   per warehouse: `run` and `run --once` hold the warehouse lock ``scheduler`` (a second
   one exits with code 75), and a cycle holds ``cycle`` as a manual `trackline cycle` does.
+- After every job but `checks`, the run-level checks (failed, slow and zero-row cycles,
+  freshness) run and alert on what is new, or recovered, at once
+  (`trackline.quality.run.run_level_alerts`); the daily `checks` job runs every check.
+- A job running past `job_timeout_minutes` is stopped (SIGALRM raises `JobTimeout` in it: it
+  unwinds like a Ctrl-C, its open transaction rolls back) and recorded as failed.
 - SIGTERM (or Ctrl-C) sets the stop flag: the step that is running finishes, nothing new
-  starts, the scheduler exits. What was due and did not run stays due for the next start.
+  starts, the scheduler exits with code 0 and says which signal it received. What was due
+  and did not run stays due for the next start. A second Ctrl-C interrupts the running step:
+  it is recorded as ``interrupted`` (its slot stays due) and the scheduler exits 130.
 - `--once` runs what is due now, once, and exits (for cron).
 - With DuckDB, `trackline run` keeps the database file open for its whole life (DuckDB
   admits one writing process), so other `trackline` commands on that warehouse wait or exit
   with code 75 meanwhile; `run --once` from cron holds it only while it works.
 - Every job run is a row in ``trackline.runs`` (command ``schedule``, `table_key` = the job,
   `detail.slot` = the slot it ran for); that is also how a restarted scheduler knows which
-  slots are done. A cycle that raises is recorded as a failed ``cycle`` run too, so the
-  `runs.failed_cycle` check sees it.
+  slots are done. A cycle records its own ``cycle`` run however it ends (failed,
+  interrupted; killed, found by the next cycle), so the `runs.failed_cycle` check sees it.
 
 Time is injected: `clock` returns naive UTC datetimes and `sleep(seconds)` waits, so tests
 drive the scheduler with a fake clock and never sleep.
@@ -44,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackline.config import Config
-from trackline.errors import LockBusy, TracklineError
+from trackline.errors import Interrupted, JobTimeout, LockBusy, TracklineError
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
@@ -108,6 +115,7 @@ class Scheduler:
         sleep: Sleeper | None = None,
         reporter: Reporter | None = None,
         jobs: list[Job] | None = None,
+        alerts: Callable[[], object] | None = None,
     ) -> None:
         self.cfg, self.wh = cfg, wh
         self.clock: Clock = clock or utcnow
@@ -116,8 +124,16 @@ class Scheduler:
         self.reporter = reporter or NullReporter()
         self.state = StateStore(wh, cfg.state_schema)
         self.jobs = jobs if jobs is not None else default_jobs(cfg, wh, self.reporter)
+        if alerts is None and jobs is None:
+            alerts = lambda: alert_job(cfg, wh, self.reporter)  # noqa: E731
+        self.alerts: Callable[[], object] | None = alerts
+        """Run after every job but `checks` (which runs every check itself): the run-level
+        checks and their alerts."""
         self._done: dict[str, dt.datetime] | None = None
         self._stop = False
+        self.stop_signal: str | None = None
+        """The signal that asked the scheduler to stop (SIGTERM, SIGINT), if one did."""
+        self.job_timeout = float(cfg.schedule.job_timeout_minutes * 60)
         self.results: dict[str, JobResult] = {}
         """The outcome of each job's latest run in this process."""
 
@@ -129,9 +145,16 @@ class Scheduler:
 
     def request_stop(self, signum: int | None = None, frame: object = None) -> None:
         """Finish the running step, start nothing new (the SIGTERM / SIGINT handler). A second
-        Ctrl-C does not wait: it interrupts the step (what it committed stays, G3)."""
+        Ctrl-C does not wait: it interrupts the step (what it committed stays, G3; the step
+        records itself as interrupted)."""
         if self._stop and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise Interrupted("received SIGINT twice", 130)
+        if signum is not None and self.stop_signal is None:
+            self.stop_signal = signal.Signals(signum).name
+            self.reporter.event(
+                "schedule",
+                f"received {self.stop_signal}: finishing the running step, then stopping",
+            )
         self._stop = True
         self._wake.set()
 
@@ -160,9 +183,9 @@ class Scheduler:
             self._done = {}
             runs = self.wh.t(self.cfg.state_schema, "runs")
             for job in self.jobs:
-                rows = self.wh.query(
+                rows = self.wh.query(  # an interrupted job did not run its slot
                     f"SELECT detail FROM {runs} WHERE command = 'schedule' AND table_key = ? "
-                    "ORDER BY started_at DESC LIMIT 1",
+                    "AND status <> 'interrupted' ORDER BY started_at DESC LIMIT 1",
                     (job.name,),
                 )
                 slot = json.loads(rows[0][0] or "{}").get("slot") if rows else None
@@ -197,17 +220,25 @@ class Scheduler:
         self.reporter.event(
             "schedule", f"{job.name}: starting (slot {slot:%Y-%m-%d %H:%M})", job=job.name
         )
+        interrupted: Interrupted | None = None
         try:
-            result = job.run()
+            with self._time_limit(job.name):
+                result = job.run()
         except LockBusy as exc:
             result = JobResult("busy", error=str(exc))
         except TracklineError as exc:
             result = JobResult("failed", error=str(exc))
+        except JobTimeout as exc:  # the job unwound (rolled back) like a stop request
+            result = JobResult("failed", error=str(exc))
+        except KeyboardInterrupt as exc:  # a second Ctrl-C: record the job, then stop
+            interrupted = exc if isinstance(exc, Interrupted) else Interrupted("interrupted")
+            result = JobResult("interrupted", error=str(interrupted))
         except Exception as exc:  # the scheduler outlives a failing job; it is recorded
             result = JobResult("failed", error=f"{type(exc).__name__}: {exc}")
         seconds = time.monotonic() - t0
         self.results[job.name] = result
-        self.done_slots()[job.name] = slot
+        if interrupted is None:
+            self.done_slots()[job.name] = slot
         detail = {"slot": slot.isoformat(), **result.detail}
         if self._stop:
             detail["stop_requested"] = True
@@ -229,7 +260,47 @@ class Scheduler:
             + (f": {result.error}" if result.error else ""),
             job=job.name,
         )
+        if interrupted is not None:
+            raise interrupted
+        if self.alerts is not None and job.name != "checks":
+            self._alert(job.name)
         return result
+
+    def _alert(self, after: str) -> None:
+        """Evaluate the run-level checks now and send what is new (or recovered)."""
+        assert self.alerts is not None
+        try:
+            self.alerts()
+        except LockBusy as exc:  # a manual cycle or check holds the lock: next time
+            self.reporter.event("warning", f"run-level checks after {after} skipped: {exc}")
+        except Exception as exc:  # alerting never stops the scheduler; it says why
+            self.reporter.event(
+                "warning", f"run-level checks after {after} failed: {type(exc).__name__}: {exc}"
+            )
+
+    @contextlib.contextmanager
+    def _time_limit(self, name: str) -> Iterator[None]:
+        """Raise `JobTimeout` in the job when it runs past `schedule.job_timeout_minutes`
+        (SIGALRM: main thread only). Source reads have their own, shorter timeouts; this ends
+        a job stuck anywhere else, with the same unwinding as a stop request."""
+        limit = self.job_timeout
+        if not limit or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def expired(signum: int, frame: object) -> None:
+            raise JobTimeout(
+                f"job {name!r} ran past its time limit of {limit:,.0f} s "
+                "(schedule.job_timeout_minutes) and was stopped"
+            )
+
+        old = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
 
     def run_once(self) -> list[str]:
         """What is due now, once (for cron); holds this pipeline's ``scheduler`` lock."""
@@ -278,23 +349,20 @@ def default_jobs(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Job]:
 def cycle_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
     from trackline.marts.cycle import run_cycle_on
 
-    started, t0 = utcnow(), time.monotonic()
-    try:
-        summary = run_cycle_on(cfg, wh, reporter)
-    except LockBusy:
-        raise
-    except TracklineError as exc:
-        # run_cycle_on records only cycles that get to the end; record this one as failed.
-        StateStore(wh, cfg.state_schema).record_run(
-            _run_id(), "cycle", None, started, "failed", 0, time.monotonic() - t0, str(exc)
-        )
-        raise
+    summary = run_cycle_on(cfg, wh, reporter)  # records its run row, however it ends
     return JobResult(
         "ok" if summary.ok else "failed",
         sum(r.rows for r in summary.sync),
         None if summary.ok else "a table failed to sync (see the cycle's run)",
         {"run_id": summary.run_id},
     )
+
+
+def alert_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> None:
+    """After each job: the run-level checks, alerting on what is new or recovered."""
+    from trackline.quality.run import run_level_alerts
+
+    run_level_alerts(cfg, wh, reporter)
 
 
 def checks_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import json
 import socket
+import sqlite3
 import ssl
 import threading
 from collections.abc import Iterator
@@ -22,10 +23,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.quality_world import ECS, MART, STATE, UTI, UTS, World
+from tests.integration.quality_world import ECS, MART, STATE, UTI, UTS, World, day
 from trackline.config import DuckDBWarehouse, PostgresWarehouse
-from trackline.quality.run import run_checks
+from trackline.quality.run import run_checks, run_level_alerts
 from trackline.report import NullReporter
+from trackline.schedule import Job, Scheduler, cycle_job, every
 
 TOKEN = "T0KEN-s3cr3t-abcdef"
 SMTP_PASSWORD = "pa55-w0rd-xyz"
@@ -337,3 +339,133 @@ def test_smtp_with_starttls(
         assert not smtp.ok and "CERTIFICATE_VERIFY_FAILED" in (smtp.error or "")
     finally:
         w.close()
+
+
+# --------------------------------------------------------------------------- at once, via run
+
+
+class _Clock:
+    """A fake clock for the scheduler: slots advance by hand, nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime(2026, 3, 2, 5, 1)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+    def next_slot(self) -> None:
+        self.now += dt.timedelta(minutes=15)
+
+
+def _scheduler(world: World, clock: _Clock, reporter: NullReporter) -> Scheduler:
+    cfg, wh = world.cfg, world.wh
+    slot, period = every(cfg.schedule.cycle_minutes)
+    return Scheduler(
+        cfg,
+        wh,
+        clock=clock,
+        sleep=clock.sleep,
+        reporter=reporter,
+        jobs=[Job("cycle", slot, period, lambda: cycle_job(cfg, wh, reporter))],
+        alerts=lambda: run_level_alerts(cfg, wh, reporter),
+    )
+
+
+def _rename(world: World, old: str, new: str) -> None:
+    con = sqlite3.connect(world.src_path)
+    con.execute(f"ALTER TABLE {old} RENAME TO {new}")
+    con.commit()
+    con.close()
+
+
+def test_run_alerts_right_after_a_failed_cycle_and_once_when_it_recovers(
+    world: World, webhook: Hook, smtp_server: Mailbox
+) -> None:
+    world.reconfigure(**alerts_config(webhook, smtp_server))
+    clock, reporter = _Clock(), NullReporter()
+    sched = _scheduler(world, clock, reporter)
+
+    # a cycle fails (a source table is gone): the alert leaves right after it, not a day later
+    _rename(world, "ecs_order_info", "ecs_gone")
+    assert sched.run_due() == ["cycle"]
+    assert sched.results["cycle"].status == "failed"
+    assert len(webhook.posts) == 1 and len(smtp_server.messages) == 1
+    failed_run = world.wh.scalar(
+        f"SELECT run_id FROM {world.wh.t(STATE, 'runs')} WHERE command = 'cycle' "
+        "AND status = 'partial'"
+    )
+    assert f"runs.failed_cycle: 1 new of 1 failing — {failed_run}" in webhook.posts[0]["text"]
+
+    # the next cycle is ok: ONE recovery message ...
+    _rename(world, "ecs_gone", "ecs_order_info")
+    world.touch(30, day(46) + 60)
+    world.clock(day(46) + 120)
+    clock.next_slot()
+    assert sched.run_due() == ["cycle"] and sched.results["cycle"].status == "ok"
+    assert len(webhook.posts) == 2 and len(smtp_server.messages) == 2
+    text = webhook.posts[1]["text"]
+    assert text.startswith("trackline: recovered: runs.failed_cycle")
+    assert "runs.failed_cycle: passes again (1 resolved)" in text
+    assert smtp_server.messages[1][2]["Subject"].startswith("trackline: recovered:")
+    assert world.open_exceptions("runs.failed_cycle") == []
+    # ... and nothing more while it stays ok
+    clock.next_slot()
+    assert sched.run_due() == ["cycle"]
+    assert len(webhook.posts) == 2 and len(smtp_server.messages) == 2
+
+
+def test_run_with_an_alert_channel_down_holds_the_alert_and_sends_it_later(
+    world: World, webhook: Hook, smtp_server: Mailbox
+) -> None:
+    world.reconfigure(**alerts_config(webhook, smtp_server))
+    clock, reporter = _Clock(), NullReporter()
+    sched = _scheduler(world, clock, reporter)
+    webhook.status = 503  # the chat hook is down
+
+    # the source clock runs 5 days past the newest order: freshness fails after an ok cycle
+    world.clock(day(50))
+    assert sched.run_due() == ["cycle"]
+    assert sched.results["cycle"].status == "ok"  # the cycle is not hurt by the channel
+    assert len(smtp_server.messages) == 1  # the other channel delivered at once
+    assert "order_tracking.freshness" in smtp_server.messages[0][2]["Subject"]
+    assert len(webhook.posts) == 1  # tried, answered 503
+    warned = [m for _, m, f in reporter.events if f.get("channel") == "webhook"]
+    assert any("1 alert(s) held for the next try" in m for m in warned)
+    held = json.loads(
+        world.wh.scalar(
+            f"SELECT detail FROM {world.wh.t(STATE, 'runs')} WHERE command = 'check' "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+    )
+    assert held["alerts"]["webhook"].startswith("OSError: the webhook answered HTTP 503")
+    assert [a["subject"] for a in held["held_alerts"]["webhook"]] == [
+        smtp_server.messages[0][2]["Subject"]
+    ]
+
+    # still down at the next cycle: tried again, still held (not lost, not duplicated)
+    clock.next_slot()
+    sched.run_due()
+    assert len(webhook.posts) == 2 and len(smtp_server.messages) == 1
+
+    # back up: the held alert arrives, marked as late; e-mail gets nothing twice
+    webhook.status = 200
+    clock.next_slot()
+    sched.run_due()
+    assert len(webhook.posts) == 3 and len(smtp_server.messages) == 1
+    late = webhook.posts[2]["text"]
+    assert late.startswith("[delayed] trackline: 1 new data-quality failure")
+    assert "order_tracking.freshness" in late
+    detail = json.loads(
+        world.wh.scalar(
+            f"SELECT detail FROM {world.wh.t(STATE, 'runs')} WHERE command = 'check' "
+            "ORDER BY started_at DESC LIMIT 1"
+        )
+    )
+    assert detail["held_alerts"] == {}
+    clock.next_slot()
+    sched.run_due()
+    assert len(webhook.posts) == 3  # sent once
+    assert TOKEN not in everything_written(world, reporter)

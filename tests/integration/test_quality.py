@@ -223,17 +223,25 @@ def test_freshness_against_the_source_clock(world: World) -> None:
 
 
 def test_failed_slow_and_zero_row_cycles(world: World) -> None:
-    # zero rows: the source clock is behind its newest rows, so the cycle reads nothing
+    # rows at or past the cycle's upper bound (within the lag, or dated ahead of the source
+    # clock) are rows it was not allowed to read yet: a quiet cycle, not a zero-row failure
     world.touch(20, day(52))
     summary = world.step(day(51))
     assert summary.ok and sum(r.rows for r in summary.sync) == 0
+    r = by_name(run_checks(world.cfg, world.wh))["runs.zero_row_cycle"]
+    assert r.status == "pass" and r.new_count == 0
+    assert world.open_exceptions("runs.zero_row_cycle") == []
+    # a row that lands below the bound after the cycle read (a late commit, a backdated
+    # correction) is one the cycle should have read: that is a zero-row failure
+    world.touch(21, day(51) - 60)
     r = by_name(run_checks(world.cfg, world.wh))["runs.zero_row_cycle"]
     assert r.status == "fail"
     assert sorted(r.sample_keys) == [
         f"raw.{n}_raw" for n in ("ecs_order_info", "uni_tracking_info", "uni_tracking_spath")
     ]
-    row = dict(zip(r.columns, r.sample[0], strict=True))
-    assert row["pending_rows"] == 1 and row["below_upper"] == 0  # newer than the upper bound
+    rows = {row[0]: dict(zip(r.columns, row, strict=True)) for row in r.sample}
+    uti = rows["raw.uni_tracking_info_raw"]
+    assert uti["pending_rows"] == 2 and uti["below_upper"] == 1  # order 20 is past the bound
 
     # a failed cycle: a source table disappears
     con = sqlite3.connect(world.src_path)

@@ -21,6 +21,11 @@ class MySQLSource(Model):
     database: Ident
     """Default database (schema); `--source-db` or a table's `source_db` override it."""
     connect_timeout: int = 10
+    read_timeout_seconds: int = Field(default=600, gt=0)
+    """The longest a source read may wait: a metadata query or lookup runs at most this long
+    (server-side `max_statement_time` on MariaDB, `max_execution_time` for SELECTs on MySQL,
+    `lock_wait_timeout` for table locks, and a client socket read timeout); the data stream
+    may run longer, but no batch may take longer than this to arrive."""
     innodb_hold: bool = True
     """Hold the upper bound at the oldest open InnoDB transaction that modified rows."""
 

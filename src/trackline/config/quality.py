@@ -135,6 +135,10 @@ class ScheduleConfig(Model):
     """VACUUM/ANALYZE once a day at this hour (UTC), only where the engine says it is needed."""
     consolidation_minutes: int = Field(default=60, gt=0)
     """Reserved for the consolidation job (not scheduled yet)."""
+    job_timeout_minutes: int = Field(default=120, ge=0)
+    """A job running longer than this is stopped (its open transaction rolls back, committed
+    batches stay) and recorded as failed; 0: no limit. Raise it for a first load of big
+    tables under `trackline run`, or load them first with `trackline sync`."""
 
 
 # --------------------------------------------------------------------------- root

@@ -43,13 +43,15 @@ def register(main: click.Group) -> None:
     @handle_errors
     def cycle(config_path: Path, log_format: str, as_json: bool) -> None:
         """One full cycle: sync all tables, build the marts (anchor first), trim raw."""
+        from trackline.interrupts import interrupt_on_signals
         from trackline.marts.cycle import run_cycle
         from trackline.report import make_reporter
 
         cfg = load_config(config_path)
         reporter = make_reporter(log_format)
         try:
-            summary = run_cycle(cfg, reporter)
+            with interrupt_on_signals():  # SIGTERM unwinds and is recorded, like Ctrl-C
+                summary = run_cycle(cfg, reporter)
         finally:
             reporter.close()
         if as_json:

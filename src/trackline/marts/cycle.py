@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from trackline.marts.history import HistoryTables
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,23 +163,21 @@ def run_cycle_on(
     state = StateStore(wh, cfg.state_schema)
     state.ensure()
     timeout = float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
-    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), timeout):
-        if sync_tables:
-            syncer = syncer or Syncer(cfg, wh, reporter)
-            try:
-                summary.sync = syncer.sync(None, run_id=summary.run_id)
-            finally:
-                syncer.close()
-        for g in cfg.marts:
-            summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
-        summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
-        summary.sizes, summary.newest = mart_sizes(cfg, wh)
+    lock = pipeline_lock(cfg.state_schema, "cycle")
+    with wh.lock(lock, timeout):
+        for dead in state.recover_dead_runs(("cycle",), lock, plan=plan is not None):
+            reporter.event("warning", f"cycle {dead} ended without a word: marked killed")
+        state.start_run(summary.run_id, "cycle", None, started)
+        try:
+            _cycle_steps(cfg, wh, reporter, summary, sync_tables, syncer, plan)
+        except BaseException as exc:  # recorded, however it ends (a stop request, an error)
+            summary.seconds = time.monotonic() - t0
+            _record_unfinished(state, summary, exc)
+            raise
     summary.seconds = time.monotonic() - t0
-    state.record_run(
+    state.finish_run(
         summary.run_id,
         "cycle",
-        None,
-        started,
         "ok" if summary.ok else "partial",
         sum(r.rows for r in summary.sync),
         summary.seconds,
@@ -184,6 +185,51 @@ def run_cycle_on(
         summary.as_dict(),
     )
     return summary
+
+
+def _cycle_steps(
+    cfg: Config,
+    wh: Warehouse,
+    reporter: Reporter,
+    summary: CycleSummary,
+    sync_tables: bool,
+    syncer: Syncer | None,
+    plan: MartPlan | None,
+) -> None:
+    if sync_tables:
+        syncer = syncer or Syncer(cfg, wh, reporter)
+        summary.sync = syncer.results  # filled as it goes: an interrupted cycle counts them
+        try:
+            summary.sync = syncer.sync(None, run_id=summary.run_id)
+        finally:
+            syncer.close()
+    for g in cfg.marts:
+        summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
+    summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
+    summary.sizes, summary.newest = mart_sizes(cfg, wh)
+
+
+def _record_unfinished(state: StateStore, summary: CycleSummary, exc: BaseException) -> None:
+    """The cycle's run row after an exception: ``interrupted`` for a stop request (Ctrl-C,
+    SIGTERM), else ``failed``; rows = what its committed batches moved. Best effort: if the
+    warehouse is gone too, the row stays ``running`` and the next cycle marks it killed."""
+    if isinstance(exc, KeyboardInterrupt):
+        status = getattr(exc, "status", "interrupted")
+        error = str(exc) or "interrupted (Ctrl-C)"
+    else:
+        status, error = "failed", str(exc) or type(exc).__name__
+    try:
+        state.finish_run(
+            summary.run_id,
+            "cycle",
+            status,
+            sum(r.rows for r in summary.sync),
+            summary.seconds,
+            error,
+            summary.as_dict(),
+        )
+    except Exception as record_exc:  # noqa: BLE001 - the original exception matters more
+        log.warning("could not record cycle %s as %s: %s", summary.run_id, status, record_exc)
 
 
 def run_cycle(cfg: Config, reporter: Reporter | None = None) -> CycleSummary:

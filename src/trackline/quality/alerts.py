@@ -9,9 +9,15 @@ Channels (`quality.alerts` in the config):
 - ``webhook``: a Slack-compatible ``POST {"text": …}`` (JSON) with urllib;
 - ``smtp``: a plain-text e-mail with smtplib, STARTTLS by default, login when `user` is set.
 
+A check that was failing and passes again (its open exceptions resolve, or it errored
+before) is announced once as recovered, in the same message as the new failures.
+
 Secrets (the webhook URL usually carries a token, the SMTP password) never appear in a
 message, a log line or an error: error texts are scrubbed of them. A failing channel is
-reported (`Delivery.ok` False, a warning event) and never stops the run or the other channels.
+reported (`Delivery.ok` False, a warning event) and never stops the run or the other channels;
+what it could not send is held (`Delivery.held`, kept in the check run's row) and sent again,
+oldest first, before anything new at the next evaluation, through that channel only. At most
+`HELD_MAX` messages are held per channel; older ones are dropped with a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import smtplib
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -30,6 +36,8 @@ from trackline.quality.results import CheckResult
 from trackline.report import NullReporter, Reporter
 
 KEYS_SHOWN = 5
+HELD_MAX = 20
+"""Undelivered messages kept per channel for the next try."""
 
 
 @dataclass(frozen=True)
@@ -40,24 +48,51 @@ class Alert:
     body: str
     """Long text (e-mail): the short text plus each failing check's SQL."""
 
+    def as_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, "text": self.text, "body": self.body}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> Alert:
+        return cls(d["subject"], d["text"], d["body"])
+
+    def held(self) -> Alert:
+        """The same alert, sent late."""
+        if self.subject.startswith("[delayed] "):
+            return self
+        note = "[delayed] "
+        return Alert(note + self.subject, note + self.text, note + self.body)
+
 
 @dataclass(frozen=True)
 class Delivery:
     channel: str
     ok: bool
     error: str | None = None
+    sent: int = 0
+    held: tuple[Alert, ...] = ()
+    """Alerts this channel could not send (kept for the next evaluation)."""
+
+
+def _names(results: list[CheckResult]) -> str:
+    return ", ".join(r.name for r in results[:3]) + (", …" if len(results) > 3 else "")
 
 
 def compose(results: Iterable[CheckResult], run_id: str) -> Alert | None:
-    """The alert for this run's NEW failures, or None when nothing is new."""
+    """The alert for this run's NEW failures and recovered checks, or None when nothing is
+    new and nothing recovered."""
+    results = list(results)
     fresh = [r for r in results if r.is_new]
-    if not fresh:
+    recovered = [r for r in results if r.recovered]
+    if not fresh and not recovered:
         return None
     n = sum(r.new_count for r in fresh)
-    subject = (
-        f"trackline: {n} new data-quality failure{'s' if n != 1 else ''} "
-        f"({', '.join(r.name for r in fresh[:3])}{', …' if len(fresh) > 3 else ''})"
-    )
+    if fresh:
+        plural = "s" if n != 1 else ""
+        subject = f"trackline: {n} new data-quality failure{plural} ({_names(fresh)})"
+        if recovered:
+            subject += f"; recovered: {_names(recovered)}"
+    else:
+        subject = f"trackline: recovered: {_names(recovered)}"
     lines = [f"{subject} — check run {run_id}"]
     long = list(lines)
     for r in fresh:
@@ -78,6 +113,12 @@ def compose(results: Iterable[CheckResult], run_id: str) -> Alert | None:
         if r.sql:
             long.append("  SQL:")
             long += [f"    {s}" for s in r.sql.splitlines()]
+    for r in recovered:
+        line = f"• [{r.severity}] {r.name}: passes again" + (
+            f" ({r.resolved_count:,} resolved)" if r.resolved_count else ""
+        )
+        lines.append(line)
+        long.append(line)
     return Alert(subject, "\n".join(lines), "\n".join(long) + "\n")
 
 
@@ -122,34 +163,60 @@ def send_smtp(cfg: SmtpAlert, alert: Alert) -> None:
         smtp.send_message(msg)
 
 
-def deliver(alert: Alert, cfg: AlertsConfig, reporter: Reporter | None = None) -> list[Delivery]:
-    """Send `alert` through every configured channel; a failing channel is reported."""
+def deliver(
+    alert: Alert | None,
+    cfg: AlertsConfig,
+    reporter: Reporter | None = None,
+    held: dict[str, list[Alert]] | None = None,
+) -> list[Delivery]:
+    """Send what `held` kept for each channel (oldest first), then `alert`, through every
+    configured channel; a failing channel is reported and keeps what it could not send."""
     reporter = reporter or NullReporter()
+    held = held or {}
     out: list[Delivery] = []
     secrets: list[str] = []
     if cfg.webhook:
         secrets.append(cfg.webhook.url.get_secret_value())
     if cfg.smtp:
         secrets.append(cfg.smtp.password.get_secret_value())
-    if cfg.log:
+    if cfg.log and alert is not None:
         for line in alert.text.splitlines():
             reporter.event("warning", line, alert=True)
-        out.append(Delivery("log", True))
-    channels = []
+        out.append(Delivery("log", True, sent=1))
+    channels: list[tuple[str, Callable[[Alert], None]]] = []
     if cfg.webhook:
         webhook = cfg.webhook
-        channels.append(("webhook", lambda: send_webhook(webhook, alert)))
+        channels.append(("webhook", lambda a: send_webhook(webhook, a)))
     if cfg.smtp:
         smtp = cfg.smtp
-        channels.append(("smtp", lambda: send_smtp(smtp, alert)))
+        channels.append(("smtp", lambda a: send_smtp(smtp, a)))
     for name, send in channels:
+        queue = [a.held() for a in held.get(name, [])] + ([alert] if alert else [])
+        if not queue:
+            continue
+        if len(queue) > HELD_MAX:
+            dropped = len(queue) - HELD_MAX
+            reporter.event(
+                "warning",
+                f"alert channel {name}: {dropped} undelivered alert(s) dropped (over {HELD_MAX})",
+                channel=name,
+            )
+            queue = queue[dropped:]
+        sent = 0
         try:
-            send()
+            for a in queue:
+                send(a)
+                sent += 1
         except Exception as exc:  # a failing channel is reported, never fatal
             reason = _scrub(f"{type(exc).__name__}: {exc}", secrets)
-            reporter.event("warning", f"alert channel {name} failed: {reason}", channel=name)
-            out.append(Delivery(name, False, reason))
+            reporter.event(
+                "warning",
+                f"alert channel {name} failed: {reason}; {len(queue) - sent} alert(s) held "
+                "for the next try",
+                channel=name,
+            )
+            out.append(Delivery(name, False, reason, sent, tuple(queue[sent:])))
         else:
             reporter.event("alert_sent", f"alert sent through {name}", channel=name)
-            out.append(Delivery(name, True))
+            out.append(Delivery(name, True, sent=sent))
     return out

@@ -144,6 +144,11 @@ def register(main: click.Group) -> None:
         finally:
             wh.close()
             reporter.close()
+        if scheduler.stop_signal:  # a requested stop is no failure, whatever failed before
+            click.echo(
+                f"received {scheduler.stop_signal}: finished the running step and stopped", err=True
+            )
+            return
         failed = [n for n, r in scheduler.results.items() if r.status == "failed"]
         if failed:
             click.echo(f"failed: {', '.join(failed)} (see `trackline status`)", err=True)

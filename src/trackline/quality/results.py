@@ -38,6 +38,8 @@ class CheckResult:
     failing_count: int = 0
     new_count: int = 0
     resolved_count: int = 0
+    recovered: bool = False
+    """It failed (or errored) before and passes now: announced once."""
     columns: list[str] = field(default_factory=list)
     sample: list[tuple[Any, ...]] = field(default_factory=list)
     sample_keys: list[str] = field(default_factory=list)

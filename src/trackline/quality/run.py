@@ -11,6 +11,7 @@ cycle is half-way through.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from trackline.quality.alerts import Alert, Delivery, compose, deliver
 from trackline.quality.catalog import all_checks
 from trackline.quality.checks import FIRST_COLUMN, Check
 from trackline.quality.results import SAMPLE, CheckResult, FailureBook, ResultsStore
+from trackline.quality.runlevel import alert_checks
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
 
@@ -57,8 +59,11 @@ def run_checks(
     *,
     send_alerts: bool = True,
     checks: list[Check] | None = None,
+    scope: str = "all",
 ) -> CheckReport:
-    """Run `checks` (default: every check of the config) and alert on new failures."""
+    """Run `checks` (default: every check of the config) and alert on new failures and
+    recoveries; alerts a channel could not send before go first. `scope` names the set of
+    checks in the run's row (``all``; ``run-level`` after each job of `trackline run`)."""
     reporter = reporter or NullReporter()
     state = StateStore(wh, cfg.state_schema)
     state.ensure()
@@ -88,8 +93,10 @@ def run_checks(
                 check=check.name,
             )
     report.alert = compose(report.results, report.run_id)
-    if report.alert and send_alerts:
-        report.deliveries = deliver(report.alert, cfg.quality.alerts, reporter)
+    held = held_alerts(wh, cfg.state_schema)  # kept as they are by a run without alerts
+    if send_alerts and (report.alert or any(held.values())):
+        report.deliveries = deliver(report.alert, cfg.quality.alerts, reporter, held)
+        held = {d.channel: list(d.held) for d in report.deliveries if d.held}
     report.seconds = time.monotonic() - t0
     failed = report.failed
     state.record_run(
@@ -106,9 +113,30 @@ def run_checks(
             "failed": [r.name for r in failed],
             "new": sum(r.new_count for r in report.results),
             "alerts": {d.channel: "ok" if d.ok else d.error for d in report.deliveries},
+            "held_alerts": {ch: [a.as_dict() for a in alerts] for ch, alerts in held.items()},
+            "scope": scope,
         },
     )
     return report
+
+
+def held_alerts(wh: Warehouse, state_schema: str) -> dict[str, list[Alert]]:
+    """What the latest check run could not deliver (or, with `--no-alerts`, kept), per
+    channel."""
+    rows = wh.query(
+        f"SELECT detail FROM {wh.t(state_schema, 'runs')} WHERE command = 'check' "
+        "ORDER BY started_at DESC LIMIT 1"
+    )
+    if not rows or not rows[0][0]:
+        return {}
+    stored = json.loads(rows[0][0]).get("held_alerts") or {}
+    return {ch: [Alert.from_dict(a) for a in alerts] for ch, alerts in stored.items()}
+
+
+def run_level_alerts(cfg: Config, wh: Warehouse, reporter: Reporter | None = None) -> CheckReport:
+    """The run-level checks (failed, slow and zero-row cycles, freshness) and their alerts:
+    what `trackline run` evaluates after each job, so a failure is known at once."""
+    return run_checks(cfg, wh, reporter, checks=alert_checks(cfg, wh), scope="run-level")
 
 
 def run_one(
@@ -130,6 +158,9 @@ def run_one(
                 else:
                     _materialised(cfg, wh, check, r, run_id)
                 r.seconds = time.monotonic() - t0
+                r.recovered = r.status == "pass" and (
+                    r.resolved_count > 0 or store.previous_status(check.name, run_id) == "error"
+                )
                 store.record(run_id, r)
             return r
         except Exception as exc:  # a check that cannot run is an `error` result, not a crash

@@ -18,45 +18,61 @@ from trackline.quality.checks import (
     Rows,
     _kind,
     _upper_of,
+    freshness_check,
 )
 from trackline.state import StateStore, utcnow
 from trackline.sync import resolve
 
+NOT_FAILED = "('ok', 'running', 'interrupted')"
+"""Cycle statuses that are no failure: done, still running, stopped on request."""
+
 
 def run_checks_of(cfg: Config, wh: Warehouse, now: dt.datetime | None = None) -> list[Check]:
-    """Checks over ``trackline.runs``: failed, slow and zero-row cycles."""
+    """Checks over ``trackline.runs``: failed, slow and zero-row cycles; and rows dated in the
+    future.
+
+    A failed or slow cycle fails its check until a later cycle is ok (and, for slow, within
+    `slow_cycle_seconds`): then the check passes again, its exceptions resolve and the
+    recovery is announced once. Both look back `run_window_hours` at most."""
     q = cfg.quality
     runs = wh.t(cfg.state_schema, RUNS_TABLE)
     since = (now or utcnow()) - dt.timedelta(hours=q.run_window_hours)
     exc = (cfg.state_schema, STATE_EXCEPTIONS)
+    slow = float(q.slow_cycle_seconds)
+    later_ok = (
+        f"SELECT 1 FROM {runs} g WHERE g.command = 'cycle' AND g.status = 'ok' "
+        "AND g.started_at > r.started_at"
+    )
     return [
         Check(
             name="runs.failed_cycle",
             severity="blocking",
             sql=(
-                f"SELECT run_id, started_at, status, error FROM {runs} "
-                "WHERE command = 'cycle' AND started_at >= ? AND status <> 'ok'"
+                f"SELECT r.run_id, r.started_at, r.status, r.error FROM {runs} r "
+                f"WHERE r.command = 'cycle' AND r.started_at >= ? AND r.status NOT IN "
+                f"{NOT_FAILED} AND NOT EXISTS ({later_ok})"
             ),
             params=(since,),
             key="run_id",
             table=RUNS_TABLE,
             exceptions=exc,
-            description=f"cycles that failed or synced only partly in the last "
-            f"{q.run_window_hours} h",
+            description=f"cycles that failed, synced only partly or were killed in the last "
+            f"{q.run_window_hours} h, with no ok cycle since",
         ),
         Check(
             name="runs.slow_cycle",
             severity="warning",
             sql=(
-                f"SELECT run_id, started_at, seconds FROM {runs} "
-                "WHERE command = 'cycle' AND started_at >= ? AND seconds > ?"
+                f"SELECT r.run_id, r.started_at, r.seconds FROM {runs} r "
+                "WHERE r.command = 'cycle' AND r.started_at >= ? AND r.seconds > ? "
+                f"AND NOT EXISTS ({later_ok} AND g.seconds <= ?)"
             ),
-            params=(since, float(q.slow_cycle_seconds)),
+            params=(since, slow, slow),
             key="run_id",
             table=RUNS_TABLE,
             exceptions=exc,
             description=f"cycles slower than {q.slow_cycle_seconds:,.0f} s in the last "
-            f"{q.run_window_hours} h",
+            f"{q.run_window_hours} h, with no ok cycle within that time since",
         ),
         Check(
             name="runs.zero_row_cycle",
@@ -65,14 +81,14 @@ def run_checks_of(cfg: Config, wh: Warehouse, now: dt.datetime | None = None) ->
                 f"-- the last cycle: SELECT detail FROM {runs} WHERE command = 'cycle' "
                 "ORDER BY started_at DESC LIMIT 1\n"
                 "-- then, in the SOURCE, for each table that moved 0 rows:\n"
-                "SELECT MAX(<cursor>), COUNT(*) FROM <table> WHERE <cursor> > <watermark>"
+                "SELECT MAX(<cursor>), COUNT(*) FROM <table> WHERE <cursor> > <watermark> "
+                "AND <cursor> < <the cycle's upper bound>"
             ),
             key="table_key",
             table=RUNS_TABLE,
             exceptions=exc,
             description="the last cycle moved zero rows of a table whose source has rows "
-            "past the watermark (below_upper > 0: the cycle should have read them; else the "
-            "source clock is behind its data or rows are dated in the future)",
+            "past the watermark and below the cycle's upper bound (rows it should have read)",
             collect=lambda w: zero_row_tables(cfg, w),
         ),
         Check(
@@ -120,14 +136,17 @@ def future_rows(cfg: Config, wh: Warehouse) -> Rows:
 
 
 def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
-    """Tables the last cycle moved no row of although the source has rows past the watermark
-    (source max cursor > watermark). `below_upper` counts those the cycle should have read
-    (older than its upper bound); the others are newer than that bound: the source's clock is
-    behind its data, rows are dated in the future, or they arrived within the lag."""
+    """Tables the last finished cycle moved no row of although the source has rows past the
+    watermark that the cycle was allowed to read: below its upper bound (the cycle reads
+    `cursor < upper`). Rows at or past the bound (within the lag, or dated ahead of the
+    source clock) are not a zero-row failure. `pending_rows` counts every row past the
+    watermark, `below_upper` those the cycle should have read. `id` tables have no upper
+    bound: any row past the watermark counts."""
     columns = ["table_key", "pending_rows", "below_upper", "source_max", "watermark", "upper"]
     runs = wh.t(cfg.state_schema, RUNS_TABLE)
     last = wh.query(
-        f"SELECT detail FROM {runs} WHERE command = 'cycle' ORDER BY started_at DESC LIMIT 1"
+        f"SELECT detail FROM {runs} WHERE command = 'cycle' AND status IN ('ok', 'partial') "
+        "ORDER BY started_at DESC LIMIT 1"
     )
     if not last or not last[0][0]:
         return Rows(columns, [])
@@ -163,6 +182,11 @@ def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
                 both = (*params, upper)
                 sql = f"SELECT COUNT(*) FROM {rel} WHERE {past} AND {c} < ?"
                 below = int(src.scalar(src.bind(sql, both), both) or 0)
+        if below == 0:
+            # Every pending row is at or past the cycle's upper bound (read as `< upper`):
+            # within the lag, or dated ahead of the source clock. The cycle was not allowed
+            # to read them yet: no zero-row failure (`runs.future_rows` reports the latter).
+            continue
         out.append(
             (
                 table_key,
@@ -206,3 +230,16 @@ def reconcile_check(cfg: Config, name: str) -> Check:
         f"`trackline reconcile {name} --apply` removes them",
         collect=collect,
     )
+
+
+def alert_checks(cfg: Config, wh: Warehouse) -> list[Check]:
+    """What `trackline run` evaluates after every job, to alert at once: failed, slow and
+    zero-row cycles, and each retention group's freshness."""
+    wanted = ("runs.failed_cycle", "runs.slow_cycle", "runs.zero_row_cycle")
+    out = [c for c in run_checks_of(cfg, wh) if c.name in wanted]
+    for g in cfg.marts:
+        if wh.table_exists(g.schema_, g.anchor.table):
+            anchor = wh.t(g.schema_, g.anchor.table)
+            newest = wh.scalar(f"SELECT MAX({wh.q(g.anchor.time)}) FROM {anchor}")
+            out.append(freshness_check(cfg, g, wh, newest))
+    return out

@@ -244,6 +244,100 @@ class StateStore:
                 ),
             )
 
+    def start_run(
+        self,
+        run_id: str,
+        command: str,
+        table_key: str | None,
+        started: dt.datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write a run row with status ``running`` before the work starts, so a run that
+        never gets to `finish_run` (SIGKILL, power loss) still leaves a trace: the next run
+        that takes the same lock marks it ``killed`` (`recover_dead_runs`)."""
+        with self.wh.transaction():
+            self.wh.execute(
+                f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, "
+                "status, rows_moved, detail) VALUES (?, ?, ?, ?, 'running', 0, ?)",
+                (
+                    run_id,
+                    command,
+                    table_key,
+                    started,
+                    json.dumps(detail, default=str) if detail else None,
+                ),
+            )
+
+    def finish_run(
+        self,
+        run_id: str,
+        command: str,
+        status: str,
+        rows: int,
+        seconds: float,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record how a run started with `start_run` ended (ok, partial, failed,
+        interrupted)."""
+        with self.wh.transaction():
+            self.wh.execute(
+                f"UPDATE {self.t('runs')} SET finished_at = ?, status = ?, rows_moved = ?, "
+                "seconds = ?, error = ?, detail = ? WHERE run_id = ? AND command = ?",
+                (
+                    utcnow(),
+                    status,
+                    rows,
+                    seconds,
+                    error,
+                    json.dumps(detail, default=str) if detail else None,
+                    run_id,
+                    command,
+                ),
+            )
+
+    def recover_dead_runs(
+        self, commands: tuple[str, ...], lock: str, plan: bool = False
+    ) -> list[str]:
+        """Mark ``killed`` the runs of `commands` still ``running``: call it holding `lock`,
+        the lock every such run holds while it works. A run that holds no lock is not
+        running, so its process died without recording its outcome. Its rows are what the
+        batch ledger holds under its run id (each batch commits with its ledger row).
+
+        `plan`: the warehouse answers no rows (`trackline sql`); show the UPDATE anyway."""
+        runs, batches = self.t("runs"), self.t("batches")
+        marks = ", ".join("?" * len(commands))
+        dead: list[tuple[Any, ...]] = self.wh.query(
+            f"SELECT run_id, command, started_at FROM {runs} "
+            f"WHERE status = 'running' AND command IN ({marks})",
+            commands,
+        )
+        if plan and not dead:
+            dead = [(None, commands[0], None)]
+        for run_id, command, started in dead:
+            rows = self.wh.scalar(
+                f"SELECT SUM(row_count) FROM {batches} WHERE run_id = ?", (run_id,)
+            )
+            now = utcnow()
+            seconds = (now - started).total_seconds() if started else None
+            with self.wh.transaction():
+                self.wh.execute(
+                    f"UPDATE {runs} SET status = 'killed', finished_at = ?, rows_moved = ?, "
+                    "seconds = ?, error = ? WHERE run_id = ? AND command = ? "
+                    "AND status = 'running'",
+                    (
+                        now,
+                        int(rows or 0),
+                        seconds,
+                        f"the process ended without recording how this run ended (killed, "
+                        f"or the machine stopped); found at {now:%Y-%m-%d %H:%M:%S} UTC, when "
+                        f"the lock {lock!r} was free; seconds = until then",
+                        run_id,
+                        command,
+                    ),
+                )
+        return [r[0] for r in dead if r[0] is not None]
+
     def last_runs(self, table_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
         where, params = ("WHERE table_key = ?", (table_key,)) if table_key else ("", ())
         rows = self.wh.query(

@@ -51,6 +51,9 @@ class Syncer:
         wh.stage = wh.stage or self.stage  # engines that COPY from the staged files read them
         self.reporter = reporter or NullReporter()
         self._sources: dict[tuple[str, str], Source] = {}
+        self.run_id = ""
+        self.results: list[TableResult] = []
+        """This run's tables so far, updated as batches commit."""
 
     def close(self) -> None:
         for s in self._sources.values():
@@ -77,11 +80,13 @@ class Syncer:
         if not tables:
             raise ConfigError("no tables to sync: list them under `tables:` or pass --tables")
         self.state.ensure()
-        results = []
+        self.run_id = run_id or self._run_id()
+        self.results = results = []  # live: an interrupted cycle counts what was committed
         for t in tables:
             rt = resolve(self.cfg, t, source_db, target_schema)
             started = utcnow()
             res = TableResult(t.name, rt.key)
+            results.append(res)
             t0 = time.monotonic()
             try:
                 with self.wh.lock(f"sync:{rt.key}", self._lock_timeout()):
@@ -91,20 +96,29 @@ class Syncer:
                     raise
                 res.status, res.error = "failed", str(exc)
                 self.reporter.event("failed", f"{t.name}: {exc}", table=t.name)
+            except KeyboardInterrupt as exc:  # a stop request: record what was committed
+                res.status = getattr(exc, "status", "interrupted")
+                res.error = str(exc) or "interrupted (Ctrl-C)"
+                res.seconds = time.monotonic() - t0
+                with contextlib.suppress(Exception):
+                    self._record(rt, started, res)
+                raise
             res.seconds = time.monotonic() - t0
-            self.state.record_run(
-                run_id or self._run_id(),
-                "sync",
-                rt.key,
-                started,
-                res.status,
-                res.rows,
-                res.seconds,
-                res.error,
-                {"batches": res.batches, "watermark": res.watermark, "warnings": res.warnings},
-            )
-            results.append(res)
+            self._record(rt, started, res)
         return results
+
+    def _record(self, rt: ResolvedTable, started: dt.datetime, res: TableResult) -> None:
+        self.state.record_run(
+            self.run_id,
+            "sync",
+            rt.key,
+            started,
+            res.status,
+            res.rows,
+            res.seconds,
+            res.error,
+            {"batches": res.batches, "watermark": res.watermark, "warnings": res.warnings},
+        )
 
     def _lock_timeout(self) -> float:
         return float(getattr(self.cfg.warehouse, "lock_timeout_seconds", 0) or 0)
@@ -448,7 +462,7 @@ class Syncer:
             self.state.record_batch(
                 table_key=rt.key,
                 batch_id=batch_id,
-                run_id="",
+                run_id=self.run_id,
                 row_count=data.num_rows,
                 checksum=staged.checksum,
                 files=staged.uris,
