@@ -354,6 +354,9 @@ def test_status_section(world: World) -> None:
 def test_check_sql_is_portable(world: World) -> None:
     """Redshift is checked by parsing (DESIGN §6): every built-in check parses in its dialect
     and uses none of the forms it lacks."""
+    import sqlglot
+
+    from tests.redshift_checks import correlation_problems
     from trackline.quality.catalog import all_checks
     from trackline.sqlutil import parses
 
@@ -365,6 +368,7 @@ def test_check_sql_is_portable(world: World) -> None:
         upper = c.sql.upper()
         assert "IS DISTINCT FROM" not in upper and "NOT IN (" not in upper, c.name
         assert c.sql.count("?") == len(c.params), c.name
+        assert not correlation_problems(sqlglot.parse_one(c.sql, read="redshift")), c.name
 
 
 def test_in_flight_lookup_against_mariadb(mysql_db: MySQLDb, tmp_path: Path) -> None:

@@ -458,7 +458,13 @@ def test_cycle_plan_shows_the_marts_after_the_sync(cycle_sql: list[str]) -> None
     ]  # fmt: skip
     raw_trim = _after(cycle_sql, first_mart, 'DELETE FROM "settlement_public"."uni_tracking_info')
     assert order == sorted(order) and order[-1] < raw_trim
-    assert cycle_sql[-2].startswith('INSERT INTO "trackline"."runs"')  # the cycle's run row
+    # the cycle's run row: runs left `running` by a dead process are marked killed, the row
+    # is written as `running` before the work, and its outcome after it
+    runs = '"trackline"."runs"'
+    killed = _after(cycle_sql, 0, f"UPDATE {runs} SET status = 'killed'")
+    running = _after(cycle_sql, 0, f"INSERT INTO {runs}")
+    assert killed < running < last_copy
+    assert cycle_sql[-2].startswith(f"UPDATE {runs} SET finished_at = ?, status = ?")
 
 
 def test_cycle_plan_mart_and_history_ddl_carry_distkey_and_sortkey(cycle_sql: list[str]) -> None:

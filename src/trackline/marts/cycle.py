@@ -198,9 +198,11 @@ def _cycle_steps(
 ) -> None:
     if sync_tables:
         syncer = syncer or Syncer(cfg, wh, reporter)
-        summary.sync = syncer.results  # filled as it goes: an interrupted cycle counts them
         try:
             summary.sync = syncer.sync(None, run_id=summary.run_id)
+        except BaseException:
+            summary.sync = syncer.results  # what it committed before it was stopped
+            raise
         finally:
             syncer.close()
     for g in cfg.marts:
@@ -211,7 +213,8 @@ def _cycle_steps(
 
 def _record_unfinished(state: StateStore, summary: CycleSummary, exc: BaseException) -> None:
     """The cycle's run row after an exception: ``interrupted`` for a stop request (Ctrl-C,
-    SIGTERM), else ``failed``; rows = what its committed batches moved. Best effort: if the
+    SIGTERM), else ``failed``; rows = what its committed batches moved (from the ledger,
+    which commits with each batch). Best effort: if the
     warehouse is gone too, the row stays ``running`` and the next cycle marks it killed."""
     if isinstance(exc, KeyboardInterrupt):
         status = getattr(exc, "status", "interrupted")
@@ -223,7 +226,7 @@ def _record_unfinished(state: StateStore, summary: CycleSummary, exc: BaseExcept
             summary.run_id,
             "cycle",
             status,
-            sum(r.rows for r in summary.sync),
+            state.rows_committed(summary.run_id),
             summary.seconds,
             error,
             summary.as_dict(),

@@ -23,7 +23,7 @@ from trackline.quality.checks import (
 from trackline.state import StateStore, utcnow
 from trackline.sync import resolve
 
-NOT_FAILED = "('ok', 'running', 'interrupted')"
+NOT_FAILED = ("ok", "running", "interrupted")
 """Cycle statuses that are no failure: done, still running, stopped on request."""
 
 
@@ -49,8 +49,9 @@ def run_checks_of(cfg: Config, wh: Warehouse, now: dt.datetime | None = None) ->
             severity="blocking",
             sql=(
                 f"SELECT r.run_id, r.started_at, r.status, r.error FROM {runs} r "
-                f"WHERE r.command = 'cycle' AND r.started_at >= ? AND r.status NOT IN "
-                f"{NOT_FAILED} AND NOT EXISTS ({later_ok})"
+                "WHERE r.command = 'cycle' AND r.started_at >= ? AND "
+                + " AND ".join(f"r.status <> '{s}'" for s in NOT_FAILED)
+                + f" AND NOT EXISTS ({later_ok})"
             ),
             params=(since,),
             key="run_id",

@@ -296,6 +296,15 @@ class StateStore:
                 ),
             )
 
+    def rows_committed(self, run_id: str, table_key: str | None = None) -> int:
+        """Rows the batches of a run committed (the ledger commits with each batch)."""
+        sql = f"SELECT SUM(row_count) FROM {self.t('batches')} WHERE run_id = ?"
+        params: tuple[Any, ...] = (run_id,)
+        if table_key is not None:
+            sql += " AND table_key = ?"
+            params += (table_key,)
+        return int(self.wh.scalar(sql, params) or 0)
+
     def recover_dead_runs(
         self, commands: tuple[str, ...], lock: str, plan: bool = False
     ) -> list[str]:
@@ -305,7 +314,7 @@ class StateStore:
         batch ledger holds under its run id (each batch commits with its ledger row).
 
         `plan`: the warehouse answers no rows (`trackline sql`); show the UPDATE anyway."""
-        runs, batches = self.t("runs"), self.t("batches")
+        runs = self.t("runs")
         marks = ", ".join("?" * len(commands))
         dead: list[tuple[Any, ...]] = self.wh.query(
             f"SELECT run_id, command, started_at FROM {runs} "
@@ -315,9 +324,7 @@ class StateStore:
         if plan and not dead:
             dead = [(None, commands[0], None)]
         for run_id, command, started in dead:
-            rows = self.wh.scalar(
-                f"SELECT SUM(row_count) FROM {batches} WHERE run_id = ?", (run_id,)
-            )
+            rows = self.rows_committed(run_id)
             now = utcnow()
             seconds = (now - started).total_seconds() if started else None
             with self.wh.transaction():

@@ -101,6 +101,7 @@ class Syncer:
                 res.error = str(exc) or "interrupted (Ctrl-C)"
                 res.seconds = time.monotonic() - t0
                 with contextlib.suppress(Exception):
+                    res.rows = self.state.rows_committed(self.run_id, rt.key)
                     self._record(rt, started, res)
                 raise
             res.seconds = time.monotonic() - t0
