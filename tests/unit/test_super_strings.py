@@ -118,3 +118,48 @@ def test_copy_into_super_columns_serializes_to_json(schema: pa.Schema, documents
     sql = rs.copy_sql('"s"."t"', schema.names, "s3://tl-stage/p/x.manifest", documents=documents)
     assert ("FORMAT AS PARQUET SERIALIZETOJSON\n" in sql) is documents
     assert sql.endswith("MANIFEST") and "REGION" not in sql
+
+
+def test_trackline_sql_shows_serializetojson_for_super_tables(tmp_path: Any) -> None:
+    import sqlite3
+
+    from trackline.config import Config
+    from trackline.sqlplan import render_plan
+
+    db = tmp_path / "src.db"
+    con = sqlite3.connect(db)
+    con.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, doc TEXT, note TEXT, at DATETIME);"
+        "CREATE TABLE plain (id INTEGER PRIMARY KEY, note TEXT, at DATETIME);"
+    )
+    con.close()
+    cdc = {"strategy": "hybrid", "cursor": "at", "id": "id"}
+    cfg = Config.model_validate(
+        {
+            "sources": {"src": {"type": "sqlite", "path": str(db)}},
+            "warehouse": {"type": "redshift", "host": "rs.example", "user": "etl",
+                          "iam_role": ROLE, "json_as": "super"},
+            "stage": {"url": "s3://tl-stage/prod"},
+            "tables": [
+                {"name": "events", "target_schema": "ods", "cdc": cdc, "json_columns": ["doc"]},
+                {"name": "plain", "target_schema": "ods", "cdc": cdc},
+            ],
+        }
+    )  # fmt: skip
+    copies = [s for s in render_plan(cfg, "sync") if s.startswith("COPY")]
+    events = [c for c in copies if '"events_raw"' in c]
+    plain = [c for c in copies if '"plain_raw"' in c]
+    assert events and all("FORMAT AS PARQUET SERIALIZETOJSON\nMANIFEST" in c for c in events)
+    assert plain and all("FORMAT AS PARQUET\nMANIFEST" in c for c in plain)
+    ddl = next(s for s in render_plan(cfg, "sync") if '"events_raw" (' in s and "CREATE" in s)
+    assert '"doc" SUPER' in ddl
+
+
+def test_a_cluster_opted_in_to_large_strings_says_so_in_the_config() -> None:
+    """``enable_large_strings_opt_in`` (parameter group) raises the per-string limit to
+    16,000,000 bytes; ``warehouse.large_super_strings`` tells trackline so."""
+    data = _docs([_doc(note="x" * 100_000)])
+    with pytest.raises(WarehouseError, match="set warehouse.large_super_strings: true"):
+        _adapter().copy_ready(data, "s.t")
+    ready, changes = _adapter(large_super_strings=True).copy_ready(data, "s.t")
+    assert ready is data and changes == []

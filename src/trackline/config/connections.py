@@ -106,6 +106,9 @@ class RedshiftWarehouse(Model):
     created from then on: an existing table keeps its column types, and its marts follow it.
     JSON columns are MySQL JSON columns, MariaDB columns with a JSON_VALID check, and the
     columns a table lists in `json_columns`."""
+    large_super_strings: bool = False
+    """The cluster's parameter group sets ``enable_large_strings_opt_in``: a string inside a
+    SUPER document may hold up to 16,000,000 bytes instead of 65,535 (checked before COPY)."""
     lock_timeout_seconds: float = 0
     lock_stale_seconds: float = Field(default=6 * 3600, gt=0)
     """Redshift has no advisory locks: a row in `trackline.locks` older than this is taken to

@@ -14,8 +14,8 @@ truncate``, is cut at a character boundary and reported). Values never go into a
   naming the column and row, or (``truncate``) the string is cut at a character boundary and
   the document re-written (numbers keep their own text), and the cut is reported. Only
   documents longer than the limit are parsed: a string inside a document is never longer
-  than the document's text. Clusters that opt in to 16,000,000-byte SUPER strings
-  (``enable_large_strings_opt_in``) are not told apart: the documented default is checked.
+  than the document's text. A cluster whose parameter group opts in to 16,000,000-byte SUPER
+  strings (``enable_large_strings_opt_in``) says so with ``warehouse.large_super_strings``.
 """
 
 from __future__ import annotations
@@ -35,10 +35,17 @@ VARBYTE_MAX_BYTES = 1_024_000
 SUPER_MAX_BYTES = 16 * 1024 * 1024
 SUPER_STRING_MAX_BYTES = VARCHAR_MAX_BYTES
 """One string value inside a SUPER document (see the module docstring)."""
+SUPER_LARGE_STRING_MAX_BYTES = 16_000_000
+"""The same with ``enable_large_strings_opt_in`` (``warehouse.large_super_strings``):
+https://docs.aws.amazon.com/redshift/latest/dg/r_enable_large_strings_opt_in.html"""
 
 
 def fit_values(
-    data: pa.Table, label: str, varchar_policy: str, notice: Callable[[str], None]
+    data: pa.Table,
+    label: str,
+    varchar_policy: str,
+    notice: Callable[[str], None],
+    super_string_max: int = SUPER_STRING_MAX_BYTES,
 ) -> tuple[pa.Table, list[str]]:
     """Check every value against its column's limit; return the batch (text cut if the policy
     says so) and what was cut."""
@@ -47,7 +54,9 @@ def fit_values(
     for field, col in zip(data.schema, data.columns, strict=True):
         if is_json(field):
             check_json(col, field.name, label)
-            col, cut = fit_super_strings(col, field.name, label, varchar_policy, notice)
+            col, cut = fit_super_strings(
+                col, field.name, label, varchar_policy, notice, super_string_max
+            )
             if cut:
                 changes.append(f"{cut} string(s) inside documents of {field.name} cut")
         elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
@@ -126,11 +135,11 @@ def fit_super_strings(
     label: str,
     varchar_policy: str,
     notice: Callable[[str], None],
+    limit: int = SUPER_STRING_MAX_BYTES,
 ) -> tuple[pa.ChunkedArray | pa.Array, int]:
-    """Every string value inside the documents of a SUPER column: at most
-    `SUPER_STRING_MAX_BYTES` bytes, or `varchar_policy` decides. Returns the column (with
-    those strings cut under ``truncate``) and how many strings were cut."""
-    limit = SUPER_STRING_MAX_BYTES
+    """Every string value inside the documents of a SUPER column: at most `limit` bytes, or
+    `varchar_policy` decides. Returns the column (with those strings cut under ``truncate``)
+    and how many strings were cut."""
     # A JSON string's text is its quotes plus at least its UTF-8 bytes (escapes only lengthen
     # it), so a document of at most limit + 2 bytes cannot hold a longer string.
     long_docs = pc.fill_null(pc.greater(pc.binary_length(col), limit + 2), False)
@@ -155,6 +164,12 @@ def fit_super_strings(
             f"for one string inside a SUPER value{more}. Nothing was loaded. Set "
             "warehouse.varchar_policy: truncate to cut such strings at a character boundary "
             "(reported), or shorten them in the source"
+            + (
+                "; if the cluster opted in to 16,000,000-byte SUPER strings "
+                "(enable_large_strings_opt_in), set warehouse.large_super_strings: true"
+                if limit < SUPER_LARGE_STRING_MAX_BYTES
+                else ""
+            )
         )
     cut_strings, values, replace = 0, [], [False] * len(arr)
     for row, _ in over:
@@ -166,7 +181,7 @@ def fit_super_strings(
     notice(
         f"{label}: {cut_strings} string value(s) inside {len(over)} JSON document(s) of "
         f"column {name!r} were longer than {limit:,} bytes (Redshift's limit for one string "
-        "in a SUPER value) and were cut at a character boundary (varchar_policy: truncate; "
+        "in a SUPER value here) and were cut at a character boundary (varchar_policy: truncate; "
         f"first at row {first} of the batch)"
     )
     return cut, cut_strings

@@ -362,7 +362,14 @@ class Redshift(TableLock, Postgres):
         return ready, casts + cuts
 
     def _fit_values(self, data: pa.Table, label: str) -> tuple[pa.Table, list[str]]:
-        return limits.fit_values(data, label, self.config.varchar_policy, self.notice)
+        super_strings = (
+            limits.SUPER_LARGE_STRING_MAX_BYTES
+            if self.config.large_super_strings
+            else limits.SUPER_STRING_MAX_BYTES
+        )
+        return limits.fit_values(
+            data, label, self.config.varchar_policy, self.notice, super_strings
+        )
 
     # Stage I/O. `_check_staged`, `_restage` and `_discard` are all `Recorder` replaces.
 
