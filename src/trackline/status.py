@@ -10,7 +10,7 @@ import pyarrow as pa
 from trackline.config import Config
 from trackline.errors import StageError, StateError
 from trackline.extract import Relation, open_source
-from trackline.load import StagedFiles, open_warehouse
+from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.stage import Stage
 from trackline.state import StateStore
 from trackline.sync import BATCH_COL, merge_into, resolve
@@ -81,19 +81,29 @@ def table_status(
 def reset_table(
     cfg: Config, name: str, source_db: str | None = None, target_schema: str | None = None
 ) -> None:
-    t = cfg.table(name)
-    rt = resolve(cfg, t, source_db, target_schema)
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
-        state = StateStore(wh, cfg.state_schema)
-        state.ensure()
-        with wh.lock(f"sync:{rt.key}"), wh.transaction():
-            state.reset(rt.key)
-            if wh.table_exists(rt.target_schema, rt.target):
-                wh.delete_all(rt.target_schema, rt.target)
+        reset_table_on(cfg, wh, name, source_db, target_schema)
     finally:
         wh.close()
+
+
+def reset_table_on(
+    cfg: Config,
+    wh: Warehouse,
+    name: str,
+    source_db: str | None = None,
+    target_schema: str | None = None,
+) -> None:
+    """`reset_table` on an open warehouse (also what `trackline sql … reset` records)."""
+    rt = resolve(cfg, cfg.table(name), source_db, target_schema)
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    with wh.lock(f"sync:{rt.key}"), wh.transaction():
+        state.reset(rt.key)
+        if wh.table_exists(rt.target_schema, rt.target):
+            wh.delete_all(rt.target_schema, rt.target)
 
 
 def replay_table(
@@ -109,48 +119,62 @@ def replay_table(
     Merge targets: rows are deleted by key and inserted, in ledger order, so the newest
     version of each key ends on top. Either way a replay is idempotent.
     """
-    t = cfg.table(name)
-    rt = resolve(cfg, t, source_db, target_schema)
     stage = Stage(cfg.stage)
     wh = open_warehouse(cfg.warehouse, stage=stage)
     wh.connect()
-    n = rows = 0
     try:
-        state = StateStore(wh, cfg.state_schema)
-        state.ensure()
-        pk = t.primary_key
-        if t.write_mode == "merge" and not pk:
-            src = open_source(cfg.sources[rt.source_name], rt.source_db)
-            try:
-                pk = src.primary_key(Relation(t.name, rt.source_db))
-            finally:
-                src.close()
-        with wh.lock(f"sync:{rt.key}"):
-            for b in state.batches(rt.key, after=from_batch - 1):
-                missing = [u for u in b["files"] if not stage.exists(u)]
-                if missing:
-                    raise StageError(
-                        f"batch {b['batch_id']} of {rt.key}: staged file {missing[0]} is gone "
-                        "(pruned after stage.retention_days?); replay from a later batch"
-                    )
-                data: pa.Table = stage.read(list(b["files"]))
-                if data.num_rows != b["row_count"]:
-                    raise StateError(
-                        f"batch {b['batch_id']} of {rt.key}: the staged file has "
-                        f"{data.num_rows} rows, the ledger says {b['row_count']}"
-                    )
-                staged = StagedFiles(tuple(b["files"]), b["manifest"], b["checksum"])
-                target = wh.t(rt.target_schema, rt.target)
-                with wh.transaction():
-                    if t.write_mode == "merge" and pk:
-                        merge_into(wh, rt.target_schema, rt.target, data, staged, list(pk))
-                    else:
-                        wh.execute(
-                            f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?", (b["batch_id"],)
-                        )
-                        wh.append_arrow(rt.target_schema, rt.target, data, staged)
-                n += 1
-                rows += data.num_rows
+        return replay_table_on(cfg, wh, stage, name, from_batch, source_db, target_schema)
     finally:
         wh.close()
+
+
+def replay_table_on(
+    cfg: Config,
+    wh: Warehouse,
+    stage: Stage,
+    name: str,
+    from_batch: int = 1,
+    source_db: str | None = None,
+    target_schema: str | None = None,
+) -> tuple[int, int]:
+    """`replay_table` on an open warehouse and stage (also what `trackline sql … replay`
+    records)."""
+    t = cfg.table(name)
+    rt = resolve(cfg, t, source_db, target_schema)
+    n = rows = 0
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    pk = t.primary_key
+    if t.write_mode == "merge" and not pk:
+        src = open_source(cfg.sources[rt.source_name], rt.source_db)
+        try:
+            pk = src.primary_key(Relation(t.name, rt.source_db))
+        finally:
+            src.close()
+    with wh.lock(f"sync:{rt.key}"):
+        for b in state.batches(rt.key, after=from_batch - 1):
+            missing = [u for u in b["files"] if not stage.exists(u)]
+            if missing:
+                raise StageError(
+                    f"batch {b['batch_id']} of {rt.key}: staged file {missing[0]} is gone "
+                    "(pruned after stage.retention_days?); replay from a later batch"
+                )
+            data: pa.Table = stage.read(list(b["files"]))
+            if data.num_rows != b["row_count"]:
+                raise StateError(
+                    f"batch {b['batch_id']} of {rt.key}: the staged file has "
+                    f"{data.num_rows} rows, the ledger says {b['row_count']}"
+                )
+            staged = StagedFiles(tuple(b["files"]), b["manifest"], b["checksum"])
+            target = wh.t(rt.target_schema, rt.target)
+            with wh.transaction():
+                if t.write_mode == "merge" and pk:
+                    merge_into(wh, rt.target_schema, rt.target, data, staged, list(pk))
+                else:
+                    wh.execute(
+                        f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?", (b["batch_id"],)
+                    )
+                    wh.append_arrow(rt.target_schema, rt.target, data, staged)
+            n += 1
+            rows += data.num_rows
     return n, rows

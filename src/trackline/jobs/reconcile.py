@@ -20,6 +20,7 @@ row it should have read arrived. This job compares the key sets of a one-row-per
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -85,7 +86,9 @@ def reconcile(
     source_db: str | None = None,
     target_schema: str | None = None,
     reporter: Reporter | None = None,
+    open_src: Source | None = None,
 ) -> ReconcileResult:
+    """`open_src`: a source to ask instead of opening the table's own (`trackline sql`)."""
     reporter = reporter or NullReporter()
     if chunk < 1:
         raise ConfigError(f"reconcile: chunk must be at least 1 (got {chunk})")
@@ -102,7 +105,10 @@ def reconcile(
             f"`trackline sync {t.name}` first"
         )
     wm = StateStore(wh, cfg.state_schema).get(rt.key).watermark
-    with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+    with contextlib.ExitStack() as opened:
+        src = open_src or opened.enter_context(
+            open_source(cfg.sources[rt.source_name], rt.source_db)
+        )
         rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
         pk = t.primary_key or src.primary_key(rel)
         if len(pk) != 1:

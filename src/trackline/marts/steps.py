@@ -142,7 +142,7 @@ class MartSteps:
         index_cols: list[str],
         sort_key: list[str] | None,
     ) -> HistoryTables:
-        return HistoryTables(
+        hist = HistoryTables(
             self.wh,
             self.schema,
             self.g.history_prefix,
@@ -154,6 +154,12 @@ class MartSteps:
             sort_key,
             periods=[self.plan.period] if self.plan is not None else None,
         )
+        if self.plan is not None:
+            # the plan's one period exists before any step reads it, so the printed script
+            # creates it before its first DELETE/probe and runs top to bottom
+            for p in hist.existing():
+                hist.ensure(p)
+        return hist
 
     def _ledger_chunks(self, raw_key: str, after: int) -> Iterator[tuple[int, int, int]]:
         """(lo, hi, rows): consecutive ledger batches (lo, hi] of about chunk_rows rows."""

@@ -31,6 +31,7 @@ def register(main: click.Group) -> None:
         "it is not on S3).",
     )
     @click.argument("command")
+    @click.argument("tables", nargs=-1)
     @handle_errors
     def sql(
         config_path: Path,
@@ -38,16 +39,23 @@ def register(main: click.Group) -> None:
         iam_role: str | None,
         stage_url: str | None,
         command: str,
+        tables: tuple[str, ...],
     ) -> None:
-        """Print the SQL that COMMAND (sync, state, cycle) would run, as for a first run.
+        """Print the SQL that COMMAND would run: state, sync, cycle (as a first run on an empty
+        warehouse), check, reconcile, replay, reset, maintenance (as right after the first
+        cycle). TABLES limits sync, reconcile, replay and reset to those tables.
 
         Sources are read for their metadata only (columns, keys, clock); `?` marks a bound
         parameter. `cycle` adds, after the sync, every mart step of a cycle as if each had
-        work to do, with one history period (the current half-year).
+        work to do, with one history period (the current half-year). Each script runs top to
+        bottom on an empty database when the scripts run in the order above.
         """
         from trackline.config import load_config
-        from trackline.sqlplan import render_plan
+        from trackline.sqlplan import placeholders, render_plan
 
         cfg = load_config(config_path)
-        for statement in render_plan(cfg, command, iam_role=iam_role, stage_url=stage_url):
+        statements = render_plan(cfg, command, tables, iam_role=iam_role, stage_url=stage_url)
+        for note in placeholders(cfg, iam_role=iam_role, stage_url=stage_url):
+            click.echo(f"note: {note}", err=True)
+        for statement in statements:
             click.echo(f"{statement.rstrip()};\n")

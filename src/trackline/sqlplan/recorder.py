@@ -8,19 +8,25 @@ is read from or written to the stage (`NoWriteStage`); sources are opened for me
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+import io
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
 
-from trackline.config import Config, RedshiftWarehouse
+from trackline.config import Config, RedshiftWarehouse, StageConfig
+from trackline.errors import StageError
 from trackline.extract.source import Relation, Source
 from trackline.extract.types import SourceColumn
 from trackline.load.base import Column, StagedFiles
 from trackline.load.redshift import Redshift
 from trackline.load.stagefiles import TRANSIENT_PREFIX
-from trackline.stage import Stage
+from trackline.stage import Stage, arrow_form
 
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/trackline-copy"
 """Used when the config's warehouse is not Redshift and no --iam-role is given."""
@@ -28,16 +34,22 @@ PLACEHOLDER_STAGE = "s3://your-stage-bucket/trackline"
 """Used when the config's stage is not on S3 and no --stage-url is given."""
 
 
-def plan_config(cfg: Config, iam_role: str | None = None) -> RedshiftWarehouse:
-    """The config's Redshift warehouse (never in compat mode), or a placeholder one."""
+def plan_config(
+    cfg: Config, iam_role: str | None = None, *, compat: bool = False
+) -> RedshiftWarehouse:
+    """The config's Redshift warehouse, or a placeholder one; in compat mode only if `compat`
+    (the tests run a plan on PostgreSQL that way)."""
     wh = cfg.warehouse
     if isinstance(wh, RedshiftWarehouse):
-        update: dict[str, Any] = {"compat_postgres": False}
+        update: dict[str, Any] = {"compat_postgres": compat}
         if iam_role:
             update["iam_role"] = iam_role
         return wh.model_copy(update=update)
     return RedshiftWarehouse(
-        host="redshift.invalid", user="trackline", iam_role=iam_role or PLACEHOLDER_ROLE
+        host="redshift.invalid",
+        user="trackline",
+        iam_role=iam_role or PLACEHOLDER_ROLE,
+        compat_postgres=compat,
     )
 
 
@@ -47,19 +59,41 @@ class Statement:
     params: tuple[Any, ...] = ()
 
 
+Answer = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def no_rows(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return []
+
+
 class Recorder(Redshift):
-    """A Redshift adapter that records its statements instead of sending them anywhere."""
+    """A Redshift adapter that records its statements instead of sending them anywhere.
+
+    Queries are answered by `answer` (no rows, unless a plan says otherwise); the tables the
+    plan created are remembered, with their columns, and listed like a catalog would."""
 
     def __init__(self, config: RedshiftWarehouse, stage_url: str) -> None:
         super().__init__(config)
         self.stage_url = stage_url.rstrip("/")
         self.recorded: list[Statement] = []
+        self.answer: Answer = no_rows
+        self.plan_stage = NoWriteStage(StageConfig(url=self.stage_url))
+        self.stage = self.plan_stage
         self._tables: dict[tuple[str, str], list[Column]] = {}
         self._transient = 0
         self._temps = 0
 
     def sql(self) -> list[str]:
         return [s.sql for s in self.recorded]
+
+    @contextlib.contextmanager
+    def unrecorded(self) -> Iterator[None]:
+        """Run the block for its effect on the catalog only (what a command finds in place)."""
+        start = len(self.recorded)
+        try:
+            yield
+        finally:
+            del self.recorded[start:]
 
     def temp_name(self, prefix: str = "_tl_batch") -> str:  # type: ignore[override]
         # Numbered per recorder (not random), so the plan reads well and diffs cleanly.
@@ -76,6 +110,23 @@ class Recorder(Redshift):
 
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         self.recorded.append(Statement(sql, tuple(params)))
+        if sql.startswith("CREATE TABLE ") and " AS SELECT " in sql:
+            self._remember_ctas(sql)
+
+    def _remember_ctas(self, sql: str) -> None:
+        """A table made by CREATE TABLE … AS SELECT: its column names, from the query's
+        select list (`SELECT * FROM (<query>) x` looks through to the query)."""
+        tree = sqlglot.parse_one(sql, read="redshift")
+        table, query = tree.find(exp.Table), tree.expression
+        while isinstance(query, exp.Select) and query.is_star:
+            inner = query.args.get("from_") or query.args.get("from")
+            if inner is None or not isinstance(inner.this, exp.Subquery):
+                return
+            query = inner.this.this
+        if table is None or not isinstance(query, exp.Query):
+            return
+        names = [n for n in query.named_selects if n]
+        self._tables[(table.db, table.name)] = [Column(n, pa.string()) for n in names]
 
     def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
         self._execute(sql, params)
@@ -83,7 +134,7 @@ class Recorder(Redshift):
 
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         self.recorded.append(Statement(sql, tuple(params)))
-        return []
+        return self.answer(sql, tuple(params))
 
     def _begin(self) -> None:
         self._execute("BEGIN", ())
@@ -130,6 +181,10 @@ class Recorder(Redshift):
         super().table_exists(schema, table)
         return (schema, table) in self._tables
 
+    def list_tables(self, schema: str, prefix: str = "") -> list[str]:
+        super().list_tables(schema, prefix)
+        return sorted(t for s, t in self._tables if s == schema and t.startswith(prefix))
+
     # the stage is neither read nor written
     def _check_staged(self, cast: pa.Table, data: pa.Table, staged: StagedFiles) -> list[str]:
         return []
@@ -141,12 +196,19 @@ class Recorder(Redshift):
     def _discard(self, uris: list[str]) -> None:
         return None
 
+    def _copy_manifest(
+        self, target: str, names: list[str], manifest: str, *, documents: bool = False
+    ) -> None:
+        # compat mode too: the test that runs a plan on PostgreSQL leaves the COPY out
+        self.execute(self.copy_sql(target, names, manifest, documents=documents))
+
 
 class MetadataSource(Source):
     """A source's metadata and clock; no scans, and one empty batch instead of its rows."""
 
-    def __init__(self, real: Source) -> None:
+    def __init__(self, real: Source, answer: Answer = no_rows) -> None:
         self.real = real
+        self.answer = answer
         self.DIALECT = real.DIALECT
 
     def q(self, name: str) -> str:
@@ -168,14 +230,35 @@ class MetadataSource(Source):
         return self.real.now(unix)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return []  # pre-checks (NULL cursors, max id) would scan the table
+        return self.answer(sql, params)  # pre-checks (NULL cursors, max id) would scan the table
+
+    def close(self) -> None:
+        self.real.close()
 
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
         yield pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
 
 
 class NoWriteStage(Stage):
-    """Names the files the stage would write, and writes none."""
+    """Names the files the stage would write and keeps them in memory (a plan's batches are
+    empty, so the files are a few hundred bytes): nothing is written, and a replay in the same
+    plan reads them back."""
+
+    def __init__(self, config: StageConfig) -> None:
+        super().__init__(config)
+        self.files: dict[str, bytes] = {}
 
     def _put(self, path: str, payload: bytes) -> None:
-        return None
+        self.files[path] = payload
+
+    def read(self, uris: tuple[str, ...] | list[str]) -> pa.Table:
+        tables = [pq.read_table(io.BytesIO(self.read_bytes(u))) for u in uris]
+        return arrow_form(pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+
+    def read_bytes(self, uri: str) -> bytes:
+        if not self.exists(uri):
+            raise StageError(f"the plan staged no file {uri}")
+        return self.files[self._path(uri)]
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri) in self.files

@@ -1,0 +1,209 @@
+"""The plans of `trackline sql`: one function per command, in `PLANS` (a plain dict).
+
+A plan takes the config, the recorder and the tables named on the command line (none: every
+table the command applies to) and runs the command's own library function against the
+recorder. ``state``, ``sync`` and ``cycle`` are planned as a first run on an empty warehouse.
+The commands that work on what a cycle left (``check``, ``reconcile``, ``replay``, ``reset``,
+``maintenance``) are planned as right after a first ``cycle``: the cycle's plan runs first,
+unrecorded, so they find its tables; their scripts run after the cycle's. Where a command would
+skip its work on an empty warehouse, its plan answers the few queries that decide that, so the
+statements show:
+
+- ``reconcile``: each `write_mode: merge` table (``--apply``), its target holding one key the
+  source no longer has: figures, the key-by-key comparison and the DELETE;
+- ``replay``: the batches the plan's sync staged (one per table, empty);
+- ``maintenance``: every table as needing both VACUUM and ANALYZE.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from trackline.config import Config, TableConfig
+from trackline.errors import ConfigError
+from trackline.extract import open_source
+from trackline.extract.source import Source
+from trackline.sqlplan.recorder import MetadataSource, Recorder, no_rows
+
+if TYPE_CHECKING:
+    from trackline.sync import Syncer, TableResult
+
+
+class PlanFn(Protocol):
+    def __call__(self, cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None: ...
+
+
+def _tables(cfg: Config, names: Sequence[str], *, merge_only: bool = False) -> list[TableConfig]:
+    """The `tables:` entries named (each must exist), or all of them."""
+    chosen = [cfg.table(n) for n in names] if names else list(cfg.tables)
+    if merge_only:
+        if names:
+            for t in chosen:
+                if t.write_mode != "merge":
+                    raise ConfigError(
+                        f"table {t.name!r}: reconcile compares one row per key, and write_mode "
+                        f"is {t.write_mode!r}; only `merge` targets can be reconciled"
+                    )
+        chosen = [t for t in chosen if t.write_mode == "merge"]
+    return chosen
+
+
+# --------------------------------------------------------------------------- first run
+
+
+def plan_state(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.state import StateStore
+
+    StateStore(rec, cfg.state_schema).ensure()
+
+
+def plan_syncer(cfg: Config, rec: Recorder) -> Syncer:
+    """The real sync loop, over metadata-only sources and a stage that writes nothing."""
+    from trackline.sync import Syncer
+
+    class PlanSyncer(Syncer):
+        def source(self, rt: Any) -> Source:
+            return MetadataSource(super().source(rt))
+
+        def _sync_incremental_after_snapshot(self, rt: Any, res: Any) -> None:
+            return None  # it would repeat the same statements for the rows after the snapshot
+
+    syncer = PlanSyncer(cfg, rec)
+    syncer.stage = rec.plan_stage
+    return syncer
+
+
+def _require_ok(results: Sequence[TableResult]) -> None:
+    for r in results:
+        if r.status != "ok":
+            raise ConfigError(f"cannot plan table {r.table}: {r.error}")
+
+
+def plan_sync(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    syncer = plan_syncer(cfg, rec)
+    try:
+        results = syncer.sync([t.name for t in _tables(cfg, tables)] if tables else None)
+    finally:
+        syncer.close()
+    _require_ok(results)
+
+
+def plan_cycle(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.marts.cycle import run_cycle_on
+    from trackline.marts.engine import MartPlan
+    from trackline.marts.history import Period
+    from trackline.state import utcnow
+
+    plan = MartPlan(raw_columns=rec.columns, period=Period.of(utcnow()))
+    summary = run_cycle_on(cfg, rec, syncer=plan_syncer(cfg, rec), plan=plan)
+    _require_ok(summary.sync)
+
+
+# --------------------------------------------------------------------------- after a cycle
+
+
+def _after_cycle(cfg: Config, rec: Recorder) -> None:
+    with rec.unrecorded():
+        plan_cycle(cfg, rec)
+
+
+def plan_check(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.quality.run import run_checks
+
+    _after_cycle(cfg, rec)
+    run_checks(cfg, rec, send_alerts=False)
+
+
+def plan_reconcile(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.jobs.reconcile import reconcile
+    from trackline.sync import resolve
+
+    _after_cycle(cfg, rec)
+    for t in _tables(cfg, tables, merge_only=True):
+        rt = resolve(cfg, t, None, None)
+        target = rec.t(rt.target_schema, rt.target)
+
+        def target_answer(sql: str, params: tuple[Any, ...], target: str = target) -> Any:
+            # the target holds key 1 (the source none): one range, compared key by key
+            if target not in sql:
+                return []
+            return [(1, 1, 1)] if sql.startswith("SELECT COUNT(*)") else [(1,)]
+
+        def source_answer(sql: str, params: tuple[Any, ...]) -> Any:
+            return [(0, 0, 0)] if sql.startswith("SELECT COUNT(*)") else []
+
+        rec.answer = target_answer
+        real = open_source(cfg.sources[rt.source_name], rt.source_db)
+        try:
+            reconcile(cfg, rec, t.name, apply=True, open_src=MetadataSource(real, source_answer))
+        finally:
+            real.close()
+            rec.answer = no_rows
+
+
+def _ledger(cfg: Config, rec: Recorder) -> dict[str, list[tuple[Any, ...]]]:
+    """The batch ledger of the plan's sync (table key → ledger rows), from the files it staged:
+    what `StateStore.batches` reads back."""
+    from trackline.sync import resolve
+
+    stage, out = rec.plan_stage, {}
+    for t in cfg.tables:
+        rt = resolve(cfg, t, None, None)
+        folder = stage.table_dir(rt.source_db, rt.target_schema, rt.target) + "/"
+        rows = []
+        for path in sorted(p for p in stage.files if p.startswith(folder)):
+            if path.endswith(".parquet"):
+                batch_id = int(path.removesuffix(".parquet").rpartition("_")[2])
+                manifest = stage.uri(path.removesuffix(".parquet") + ".manifest")
+                files = json.dumps([stage.uri(path)])
+                rows.append((batch_id, 0, "", files, manifest, None))
+        out[rt.key] = rows
+    return out
+
+
+def plan_replay(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.status import replay_table_on
+
+    _after_cycle(cfg, rec)
+    ledger = _ledger(cfg, rec)
+    rec.answer = lambda sql, params: ledger.get(params[0], []) if "batch_id >" in sql else []
+    try:
+        for t in _tables(cfg, tables):
+            replay_table_on(cfg, rec, rec.plan_stage, t.name)
+    finally:
+        rec.answer = no_rows
+
+
+def plan_reset(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.status import reset_table_on
+
+    _after_cycle(cfg, rec)
+    for t in _tables(cfg, tables):
+        reset_table_on(cfg, rec, t.name)
+
+
+def plan_maintenance(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    from trackline.report import NullReporter
+    from trackline.schedule import maintenance_job
+
+    _after_cycle(cfg, rec)
+    rec.answer = lambda sql, params: [(100.0, 100.0)] if "svv_table_info" in sql else []
+    try:
+        maintenance_job(cfg, rec, NullReporter())
+    finally:
+        rec.answer = no_rows
+
+
+PLANS: dict[str, PlanFn] = {
+    "state": plan_state,
+    "sync": plan_sync,
+    "cycle": plan_cycle,
+    "check": plan_check,
+    "reconcile": plan_reconcile,
+    "replay": plan_replay,
+    "reset": plan_reset,
+    "maintenance": plan_maintenance,
+}
+"""Adding a job's plan: a function above that runs the job's library function on `rec`."""

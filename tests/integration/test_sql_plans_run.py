@@ -1,0 +1,215 @@
+"""The scripts `trackline sql --engine redshift <command>` prints run as printed.
+
+Each command's plan is recorded twice: as printed (Redshift) and as the adapter sends it in
+compat mode. The two differ only where compat mode is documented to differ (DISTKEY/SORTKEY,
+``WITH NO SCHEMA BINDING``, the session's ``SET``), and the compat statements then run, with
+their recorded parameters, on the real PostgreSQL server, from an empty database:
+``state``, ``sync`` and ``cycle`` each on an empty database (a first run), and the commands
+planned as right after a first cycle (``check``, ``reconcile``, ``replay``, ``reset``,
+``maintenance``) after the cycle's script. As in the other compat tests, the S3 COPY is not
+run (nothing was staged) and neither are reads of Redshift's system views (``svv_table_info``).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import PgDb
+from trackline.config import Config, RedshiftWarehouse
+from trackline.load.redshift import Redshift
+from trackline.sqlplan import PLANS, Statement, plan_statements, render_plan
+
+pytestmark = pytest.mark.servers
+
+PUB, ODS = "settlement_public", "settlement_ods"
+FIRST_RUN = ("state", "sync", "cycle")
+
+
+def _source(path: Path) -> Path:
+    con = sqlite3.connect(path)
+    con.executescript(
+        """
+        CREATE TABLE uni_tracking_info (id INTEGER PRIMARY KEY, order_id INTEGER,
+            status TEXT, update_time DATETIME);
+        CREATE TABLE uni_tracking_spath (id INTEGER PRIMARY KEY, order_id INTEGER,
+            code TEXT, pathTime DATETIME);
+        CREATE TABLE ecs_order_info (id INTEGER PRIMARY KEY, order_id INTEGER,
+            partner_id INTEGER, add_time DATETIME);
+        CREATE TABLE settlement_claim_detail (ID INTEGER PRIMARY KEY, amount REAL,
+            update_at DATETIME);
+        CREATE TABLE partner (id INTEGER PRIMARY KEY, name TEXT);
+        """
+    )
+    con.close()
+    return path
+
+
+def plan_config(tmp_path: Path, warehouse: dict[str, Any], stage: str) -> Config:
+    db = _source(tmp_path / "src.db")
+    return Config.model_validate(
+        {
+            "sources": {"kuaisong": {"type": "sqlite", "path": str(db)}},
+            "warehouse": warehouse,
+            "stage": {"url": stage},
+            "tables": [
+                {"name": "uni_tracking_info", "target_schema": PUB, "dist_key": "order_id",
+                 "cdc": {"strategy": "hybrid", "cursor": "update_time", "id": "id"}},
+                {"name": "uni_tracking_spath", "target_schema": PUB, "dist_key": "order_id",
+                 "cdc": {"strategy": "id", "id": "id"}, "sort_key": ["pathTime", "order_id"]},
+                {"name": "ecs_order_info", "target_schema": PUB, "dist_key": "order_id",
+                 "cdc": {"strategy": "hybrid", "cursor": "add_time", "id": "id"}},
+                {"name": "settlement_claim_detail", "target_schema": PUB,
+                 "cdc": {"strategy": "hybrid", "cursor": "update_at", "id": "ID"},
+                 "write_mode": "merge", "primary_key": ["ID"]},
+                {"name": "partner", "target_schema": PUB, "cdc": {"strategy": "full"}},
+            ],
+            "marts": [
+                {"name": "order_tracking", "followers": [
+                    {"table": "mart_ecs_order_info", "source": "ecs_order_info",
+                     "kind": "one_per_key", "history_name": "ecs", "time": "add_time"},
+                    {"table": "mart_uni_tracking_spath", "source": "uni_tracking_spath",
+                     "kind": "events", "time": "pathTime", "event_key": ["id"],
+                     "history_name": "uts"},
+                ]}
+            ],
+        }
+    )  # fmt: skip
+
+
+ROW_ESTIMATE = re.compile(r'SELECT (COUNT\(\*\) FROM "\w+"\."\w+"|estimated_visible_rows, .*)$')
+"""Rows for reports: svv_table_info on Redshift, COUNT(*) in compat mode (both left out)."""
+
+
+def as_compat_sends(printed: str) -> str | None:
+    """A printed statement as compat mode sends it (None: compat sends nothing for it)."""
+    if printed.startswith("SET enable_case_sensitive_identifier") or ROW_ESTIMATE.match(printed):
+        return None
+    out = re.sub(r' (DISTKEY|SORTKEY)\((("[^"]*"(, )?)+)\)', "", printed)
+    return _stable(out.replace(" WITH NO SCHEMA BINDING", ""))
+
+
+def _stable(sql: str) -> str:
+    return re.sub(r"_\d{8}_\d{6}_", "_<time>_", sql)  # staged file names carry the clock
+
+
+NEXT_ID = re.compile(r"SELECT COALESCE\(MAX\(id\), 0\) FROM (\S+)$")
+
+
+def run_script(wh: Redshift, statements: list[Statement]) -> int:
+    """Run the statements in order with their recorded parameters. The one parameter a run
+    computes from an answer, the next exception id (`MAX(id)` + n, recorded as 0 + n), is
+    computed from this database's answer, as the run would."""
+    ran, max_id = 0, {}
+    for s in statements:
+        if s.sql.startswith("COPY ") or "svv_table_info" in s.sql:
+            continue
+        params = s.params
+        if m := NEXT_ID.match(s.sql):
+            max_id[m.group(1)] = int(wh.scalar(s.sql, params))
+        for table, top in max_id.items():
+            if s.sql.startswith(f"INSERT INTO {table} (id,"):
+                params = (params[0] + top, *params[1:])
+        wh.execute(s.sql, params)
+        ran += 1
+    return ran
+
+
+def empty(wh: Redshift, cfg: Config) -> None:
+    for schema in (cfg.state_schema, PUB, ODS):
+        wh.execute(f"DROP SCHEMA IF EXISTS {wh.q(schema)} CASCADE")
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, pg_db: PgDb) -> Config:
+    return plan_config(tmp_path, pg_db.redshift_compat(), "s3://tl-stage/prod")
+
+
+@pytest.fixture
+def compat(cfg: Config) -> Any:
+    assert isinstance(cfg.warehouse, RedshiftWarehouse)
+    wh = Redshift(cfg.warehouse)
+    wh.connect()
+    yield wh
+    wh.close()
+
+
+def test_every_warehouse_command_has_a_plan() -> None:
+    assert list(PLANS) == [
+        "state", "sync", "cycle", "check", "reconcile", "replay", "reset", "maintenance",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", list(PLANS))
+def test_printed_script_runs_on_postgresql_in_order(
+    cfg: Config, compat: Redshift, command: str
+) -> None:
+    printed = render_plan(cfg, command)
+    sent = plan_statements(cfg, command, compat=True)
+    assert [s for p in printed if (s := as_compat_sends(p)) is not None] == [
+        _stable(s.sql) for s in sent if not ROW_ESTIMATE.match(s.sql)
+    ]
+    empty(compat, cfg)
+    if command not in FIRST_RUN:
+        run_script(compat, plan_statements(cfg, "cycle", compat=True))
+    assert run_script(compat, sent) > 0
+    assert not compat.in_transaction
+
+
+def test_history_periods_are_created_before_any_statement_reads_them(cfg: Config) -> None:
+    """The plan's period tables (hist_uti, hist_ecs, hist_uts) appear in a CREATE TABLE before
+    any other statement names them."""
+    printed = render_plan(cfg, "cycle")
+    names = {m for s in printed for m in re.findall(r'"(hist_\w+_\d{4}_h[12])"', s)}
+    assert {n.split("_")[1] for n in names} == {"uti", "ecs", "uts"}
+    for name in names:
+        first = next(s for s in printed if f'"{name}"' in s)
+        assert first.startswith("CREATE TABLE IF NOT EXISTS"), (name, first)
+
+
+def test_the_plans_of_the_commands_after_a_cycle_show_their_work(cfg: Config) -> None:
+    claims = f'"{PUB}"."settlement_claim_detail"'
+    reconcile = render_plan(cfg, "reconcile")
+    assert any(s.startswith("SELECT COUNT(*), SUM(") and claims in s for s in reconcile)
+    assert f'DELETE FROM {claims} WHERE "ID" IN (?)' in reconcile
+    replay = render_plan(cfg, "replay", ["uni_tracking_info"])
+    assert any(s.startswith(f'COPY "{PUB}"."uni_tracking_info_raw"') for s in replay)
+    assert f'DELETE FROM "{PUB}"."uni_tracking_info_raw" WHERE "_tl_batch_id" = ?' in replay
+    reset = render_plan(cfg, "reset", ["partner"])
+    assert f'DELETE FROM "{PUB}"."partner"' in reset
+    assert not any("uni_tracking_info" in s for s in reset)
+    maintenance = render_plan(cfg, "maintenance")
+    assert f'VACUUM "{ODS}"."mart_uni_tracking_info"' in maintenance
+    assert any(s.startswith(f'ANALYZE "{ODS}"."hist_uts_') for s in maintenance)
+    check = render_plan(cfg, "check")
+    assert any(s.startswith('INSERT INTO "trackline"."check_results"') for s in check)
+    assert "ROLLBACK" not in check  # no check errored in the plan
+
+
+def test_sql_command_says_on_stderr_when_it_used_placeholders(tmp_path: Path) -> None:
+    import yaml
+
+    from trackline.cli import main
+
+    local = plan_config(tmp_path, {"type": "duckdb", "path": str(tmp_path / "w.duckdb")}, "st")
+    path = tmp_path / "local.yml"
+    path.write_text(yaml.safe_dump(local.model_dump(mode="json", by_alias=True)))
+    result = CliRunner().invoke(main, ["sql", "-c", str(path), "sync", "partner"])
+    assert result.exit_code == 0, result.output
+    assert "placeholder role" in result.stderr and "--iam-role" in result.stderr
+    assert "placeholder s3://your-stage-bucket/trackline" in result.stderr
+    assert "placeholder" not in result.stdout
+    assert "COPY" in result.stdout and "uni_tracking_info" not in result.stdout
+
+    given = CliRunner().invoke(
+        main,
+        ["sql", "-c", str(path), "--iam-role", "arn:aws:iam::123456789012:role/r",
+         "--stage-url", "s3://tl-bucket/prefix", "sync"],
+    )  # fmt: skip
+    assert given.exit_code == 0, given.output
+    assert given.stderr == ""
