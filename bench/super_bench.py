@@ -5,8 +5,8 @@ One batch of N rows shaped like a scan event with a JSON document (id, order_id,
 doc ~ 180 bytes of JSON: an object with a nested array). Steps, interleaved over `--repeat`
 rounds in this one process (all are CPU-bound library calls; no server is involved):
 
-- reference: `pyarrow.parquet.write_table` of the batch, zstd (the stage's write of every
-  batch);
+- reference: the stage's write of every batch (`trackline.stage.parquet.write`: Parquet 1.0,
+  snappy, INT96 timestamps);
 - stage with JSON type: the same write through `trackline.stage.parquet_form` (the document
   column as Parquet's JSON logical type, which COPY loads into SUPER);
 - SUPER checks: `Redshift.copy_ready` on the marked batch (every document's size, at most
@@ -30,12 +30,11 @@ import time
 from collections.abc import Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from trackline.config import RedshiftWarehouse
 from trackline.extract.types import json_field
 from trackline.load.redshift import Redshift
-from trackline.stage import parquet_form
+from trackline.stage import parquet, parquet_form
 
 
 def batch(rows: int, marked: bool) -> pa.Table:
@@ -64,7 +63,7 @@ def batch(rows: int, marked: bool) -> pa.Table:
 
 def write(table: pa.Table) -> int:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    parquet.write(table, buf)
     return len(buf.getvalue())
 
 
