@@ -81,6 +81,12 @@ class Defaults(Model):
     batch_size: int = Field(default=100_000, gt=0)
     lag_seconds: int = Field(default=300, ge=0)
     hold_ceiling_seconds: int = Field(default=3600, ge=0)
+    """Longest an open write transaction may hold the upper bound; past it: a warning."""
+    lock_wait_margin_seconds: int = Field(default=60, ge=0)
+    """The hold starts this long before an open transaction's InnoDB start: a statement that
+    waited for a metadata or table lock stamped NOW() before its transaction began, and once
+    it has finished the server no longer tells how long it waited. It delays the bound only
+    while a write transaction is open and only where the lag is shorter than the margin."""
     zero_date: Literal["null", "error"] = "null"
     """MySQL `0000-00-00` dates: load as NULL and report, or stop with an error."""
     raw_retention_seconds: int = 2 * 86400

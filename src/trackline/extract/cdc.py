@@ -9,12 +9,20 @@
   row can land in it. ``id = None`` means "inclusive from ts" (right after a snapshot).
 - **timestamp** (ts): ``ts >= :ts AND ts < :upper``: re-reads the boundary second, so the
   target must be idempotent by key (write_mode: merge).
-- **id**: ``id > :id ORDER BY id``. If the source's max id falls below the watermark the table
-  was truncated or its ids reset: stop with an error instead of silently skipping.
+- **id**: ``id > :id AND id <= :upper ORDER BY id``. AUTO_INCREMENT hands ids out at insert
+  and transactions commit in any order, so ``:upper`` is held where no open write
+  transaction can still commit a lower id (`id_samples`, `trackline.sync.hold`). If the
+  source's max id falls below the watermark the table was truncated or its ids reset: stop
+  with an error instead of silently skipping.
 - **full**: no cursor; every run is a complete snapshot swapped in atomically.
 - **snapshot** phase (first load of a table with a single integer primary key): rows with
   ``ts < :upper`` in primary-key order (server order, no random lookups), resumable at the last
-  key; when done the cursor becomes (upper, inclusive) and hybrid continues from there.
+  key; (ts, id) carries the greatest cursor read so far, and when done the cursor becomes that
+  last row actually read (never the upper bound: a row written later with an older time than
+  the bound but newer than every row read is still read) and hybrid continues from there.
+
+The watermark never passes the last row actually read; a row that lands below it later (a
+backdated write, a clock behind the database) is found by the `behind_watermark` check.
 
 Values keep full precision: datetimes to the microsecond, integers exact; they are stored as
 tagged JSON (`to_json`) so the type survives the round trip through the state table.
@@ -117,6 +125,28 @@ class Watermark:
     def advanced(self, **changes: Any) -> Watermark:
         return replace(self, **changes)
 
+    # -- id strategy: (time, max id) samples, for the hold (`trackline.sync.hold`)
+
+    def id_samples(self) -> list[tuple[dt.datetime, Value]]:
+        """(source time t, max committed id at t): every id <= that id was handed out
+        before t, so a transaction that started after t can only commit higher ids."""
+        return [(dt.datetime.fromisoformat(at), _dec(v)) for at, v in self.extra.get("ids", [])]
+
+    def with_id_sample(
+        self, at: dt.datetime, top: Value, *, keep_after: dt.datetime, spacing: dt.timedelta
+    ) -> Watermark:
+        """Add the sample (at, top); keep the samples after `keep_after` (older ones can only
+        serve a transaction the hold ignores) plus the newest one before it, at most one per
+        `spacing` (a bounded list: dropping a sample only makes the hold wait longer)."""
+        samples = self.id_samples()
+        if samples and at - samples[-1][0] < spacing:
+            return self
+        samples.append((at, top))
+        old = [s for s in samples if s[0] <= keep_after]
+        samples = old[-1:] + [s for s in samples if s[0] > keep_after]
+        ids = [[a.isoformat(timespec="microseconds"), _enc(v)] for a, v in samples]
+        return replace(self, extra={**self.extra, "ids": ids})
+
 
 @dataclass(frozen=True)
 class BatchPlan:
@@ -147,12 +177,14 @@ def plan_query(
     lit: Any,
     snapshot_key: str | None = None,
     lookback: Value = None,
+    nothing: bool = False,
 ) -> BatchPlan:
     """Build the single streaming query for the next run of one table.
 
     `lit` renders a typed watermark value as a SQL literal for readers that cannot bind
     parameters (connectorx); it accepts only ints, Decimals, dates and datetimes, and strings
-    escaped by the dialect, never raw text from config.
+    escaped by the dialect, never raw text from config. `nothing`: the id hold allows no row
+    yet (the query reads none).
     """
     base = f"SELECT {select} FROM {relation}"
     ts, idc = spec.ts, spec.id
@@ -160,8 +192,13 @@ def plan_query(
         return BatchPlan(base, "full", "incremental", None)
     if spec.strategy == "id":
         assert idc
-        where = f" WHERE {idc} > {lit(wm.id)}" if wm.id is not None else ""
-        return BatchPlan(f"{base}{where} ORDER BY {idc}", "id", "incremental", None)
+        conds = [] if wm.id is None else [f"{idc} > {lit(wm.id)}"]
+        if nothing:
+            conds = ["1 = 0"]
+        elif upper is not None:
+            conds.append(f"{idc} <= {lit(upper)}")
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        return BatchPlan(f"{base}{where} ORDER BY {idc}", "id", "incremental", upper)
     assert ts
     if wm.phase == "snapshot" or (wm.empty and snapshot_key and spec.strategy == "hybrid"):
         su = wm.snapshot_upper if wm.phase == "snapshot" else upper

@@ -285,20 +285,26 @@ class MySQL(Source):
             return int(self.scalar("SELECT UNIX_TIMESTAMP(NOW(6))"))
         return self.scalar("SELECT NOW(6)")
 
-    def oldest_write_transaction(self, unix: bool, fresh: bool = False) -> OpenTransaction | None:
-        """The oldest open InnoDB transaction that has modified rows, or write statement
-        still running (`_running_writes`); None if there is none, if they are unreadable
-        (the reason in `hold_problem`), or with `innodb_hold: false`.
+    def write_transactions(self, unix: bool, fresh: bool = False) -> list[OpenTransaction]:
+        """Open InnoDB transactions that have modified rows, and write statements still
+        running (`_running_writes`); none if they are unreadable (the reason in
+        `hold_problem`), or with `innodb_hold: false`.
 
         `information_schema.innodb_trx` is served from a cache refreshed at most every 0.1 s,
         so it can miss a transaction that wrote its first row a moment before `now()` was
         read. With `fresh`, this waits until a cache read now must have been refreshed after
         that moment (INNODB_TRX_CACHE_SECONDS after it): a bound with a lag of less than a
         second would otherwise pass rows such a transaction commits later (they are stamped
-        below the bound, and the watermark moves past them)."""
+        below the bound, and the watermark moves past them).
+
+        `trx_started` is when InnoDB began the transaction: a statement that waited for a
+        metadata or table lock before that (`LOCK TABLES`, DDL) stamped NOW() earlier. While
+        it waits or runs, the process list gives its own start; once it has finished, the
+        server keeps no trace of the wait (`trx_wait_started` is set only for row-lock waits,
+        which come after `trx_started`): the caller covers that with a margin."""
         self.hold_problem = None
         if not self.config.innodb_hold:
-            return None
+            return []
         if fresh and self._now_read_at is not None:
             wait = self._now_read_at + INNODB_TRX_CACHE_SECONDS - time.monotonic()
             if wait > 0:
@@ -310,7 +316,7 @@ class MySQL(Source):
                 "UNIX_TIMESTAMP(trx_started) "
                 "FROM information_schema.innodb_trx WHERE trx_rows_modified > 0 "
                 "AND trx_mysql_thread_id <> CONNECTION_ID() "
-                "ORDER BY trx_started LIMIT 1"
+                "ORDER BY trx_started"
             )
         except SourceError as exc:  # e.g. no PROCESS privilege: the caller reports it
             self.hold_problem = (
@@ -318,15 +324,12 @@ class MySQL(Source):
                 "held for open transactions: grant PROCESS to the user, or set "
                 "innodb_hold: false to silence this"
             )
-            return None
+            return []
         found = [
             OpenTransaction(int(unix_started) if unix else started, int(thread), float(age))
             for started, thread, age, unix_started in rows
         ]
-        found += self._running_writes(unix)
-        if not found:
-            return None
-        return max(found, key=lambda t: t.age_seconds)
+        return found + self._running_writes(unix)
 
     def _running_writes(self, unix: bool) -> list[OpenTransaction]:
         """Write statements running now, held at the moment they started.
@@ -337,7 +340,12 @@ class MySQL(Source):
         UPDATE that scans long before its first match, would otherwise write rows below a
         bound that has moved on. The start is NOW(6) − TIME_MS (MariaDB); MySQL's process
         list has whole seconds only, so there it is NOW() − (TIME + 1) s, earlier than the
-        real start: the hold errs on the safe side."""
+        real start: the hold errs on the safe side.
+
+        A statement waiting for a lock is listed too (COMMAND 'Query', its text in INFO,
+        STATE 'Waiting for table metadata lock' or 'Waiting for table level lock'), and
+        TIME_MS counts from the statement's start, wait included: measured on MariaDB
+        10.11 with an UPDATE … JOIN blocked by `LOCK TABLES … WRITE` (tests cover it)."""
         rows: list[tuple[Any, ...]] = []
         try:
             if self._processlist_ms is not False:
@@ -358,7 +366,9 @@ class MySQL(Source):
             )
             return []
         return [
-            OpenTransaction(int(unix_start) if unix else start, int(thread), float(age))
+            OpenTransaction(
+                int(unix_start) if unix else start, int(thread), float(age), statement=True
+            )
             for thread, age, start, unix_start, info in rows
             if WRITE_STATEMENT.match(str(info))
         ]

@@ -1,7 +1,7 @@
 """What the sync loop needs from a source database, and the two sources trackline ships.
 
 A source answers metadata questions with bound parameters (`columns`, `primary_key`, `now`,
-`oldest_write_transaction`, `max_value`, `count_nulls`) and streams one query's rows as Arrow
+`write_transactions`, `max_value`, `count_nulls`) and streams one query's rows as Arrow
 record batches cast to the declared schema (`stream`). Memory is bounded by the batch size.
 """
 
@@ -33,9 +33,15 @@ class Relation:
 
 @dataclass(frozen=True)
 class OpenTransaction:
+    """An open write transaction, or a write statement still running (`statement`), that
+    may yet commit rows stamped from `started` on."""
+
     started: Any
     thread_id: int
     age_seconds: float
+    statement: bool = False
+    """`started` is the running statement's own start (its NOW()); else the transaction's
+    start as InnoDB records it, which a statement that waited for a lock precedes."""
 
 
 class Source(ABC):
@@ -43,7 +49,7 @@ class Source(ABC):
     INT64_TYPE: str = "BIGINT"
     """The 64-bit signed integer in a CAST (MySQL spells it SIGNED)."""
     hold_problem: str | None = None
-    """Why `oldest_write_transaction` could not look (set by the last call), for a warning."""
+    """Why `write_transactions` could not look (set by the last call), for a warning."""
 
     def q(self, name: str) -> str:
         return quote(name, self.DIALECT)
@@ -83,11 +89,11 @@ class Source(ABC):
     def now(self, unix: bool) -> Any:
         """The source database's clock (unix seconds when the cursor is an integer)."""
 
-    def oldest_write_transaction(self, unix: bool, fresh: bool = False) -> OpenTransaction | None:
-        """The oldest open transaction that has written rows, or None. `fresh`: it must see
-        every transaction that had written when `now()` was last read (a bound with little
-        or no lag relies on that)."""
-        return None
+    def write_transactions(self, unix: bool, fresh: bool = False) -> list[OpenTransaction]:
+        """The open transactions that have written rows and the write statements running
+        (none where the source cannot tell). `fresh`: it must see every transaction that had
+        written when `now()` was last read (a bound with little or no lag relies on that)."""
+        return []
 
     @abstractmethod
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

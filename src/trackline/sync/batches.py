@@ -58,9 +58,19 @@ def next_watermark(
     if t.cdc.strategy == "full":
         return cur
     if phase == "snapshot":
+        # Read in key order: (ts, id) carries the greatest cursor read so far, where the
+        # cursor continues once the snapshot is done (never the upper bound itself).
         assert snapshot_col is not None
         key = data.column(snapshot_col)[last].as_py()
-        return Watermark(phase="snapshot", snapshot_upper=upper, snapshot_key=key, extra=cur.extra)
+        ts, idv = _greatest(data, t.cdc.cursor, t.cdc.id, cur.ts, cur.id)
+        return Watermark(
+            ts=ts,
+            id=idv,
+            phase="snapshot",
+            snapshot_upper=upper,
+            snapshot_key=key,
+            extra=cur.extra,
+        )
     if t.cdc.strategy == "id":
         return cur.advanced(id=data.column(t.cdc.id)[last].as_py())
     ts = data.column(t.cdc.cursor)[last].as_py()
@@ -73,6 +83,23 @@ def next_watermark(
     if t.cdc.strategy == "timestamp":
         return cur.advanced(ts=ts, id=None)
     return cur.advanced(ts=ts, id=data.column(t.cdc.id)[last].as_py())
+
+
+def _greatest(
+    data: pa.Table, ts_col: str | None, id_col: str | None, ts: Any, idv: Any
+) -> tuple[Any, Any]:
+    """The greatest (ts, id) among the batch's rows and (ts, id) (NULL cursors ignored)."""
+    if not ts_col or not id_col:
+        return ts, idv
+    table = data.select([ts_col, id_col]).filter(pc.is_valid(data.column(ts_col)))
+    if table.num_rows == 0:
+        return ts, idv
+    top = pc.max(table.column(ts_col)).as_py()
+    at_top = table.filter(pc.equal(table.column(ts_col), top))
+    top_id = pc.max(at_top.column(id_col)).as_py()
+    if ts is None or (top, top_id) > (ts, idv):
+        return top, top_id
+    return ts, idv
 
 
 def merge_into(

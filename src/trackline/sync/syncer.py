@@ -29,15 +29,12 @@ from trackline.report import NullReporter, Reporter
 from trackline.stage import Stage
 from trackline.state import StateStore, utcnow
 from trackline.sync.batches import merge_into, next_watermark, zero_dates
+from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
 from trackline.sync.target import ensure_target, json_columns
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
 """Errors that end the whole run instead of failing one table."""
-
-FRESH_HOLD_BELOW_LAG_SECONDS = 1
-"""Under this lag, the open-transaction hold is read fresh (`Source.oldest_write_transaction`):
-a moment's staleness of the source's view would matter; with more lag it cannot."""
 
 
 class Syncer:
@@ -168,10 +165,23 @@ class Syncer:
             t.cdc.null_cursor,
         )
         unix = bool(t.cdc.cursor and pa.types.is_integer(by_name[t.cdc.cursor].arrow))
-        upper = self._upper_bound(src, t, unix, res) if t.cdc.cursor else None
-        res.upper = upper
         zero_cursor = bool(t.cdc.cursor and by_name[t.cdc.cursor].zero_date_check)
         self._pre_checks(src, rel, t, spec, wm, res, zero_cursor)
+        upper, readable = None, True
+        if t.cdc.cursor:
+            upper = time_upper(src, t, self.cfg, unix, res, self.reporter)
+        elif t.cdc.strategy == "id" and spec.id:
+            bound = id_upper(
+                src, src.relation_sql(rel), spec.id, t, self.cfg, wm, res, self.reporter
+            )
+            upper, readable = bound.upper, bound.upper is not None
+            if bound.watermark != wm:
+                wm = bound.watermark
+                if not readable or (wm.id is not None and upper <= wm.id):
+                    # nothing to read this time: the sample still counts for the next run
+                    with self.wh.transaction():
+                        self.state.put(rt.key, t.cdc.strategy, wm, st.last_batch_id, 0)
+        res.upper = upper
 
         snapshot_key = None
         if (
@@ -201,6 +211,7 @@ class Syncer:
             lit=src.lit,
             snapshot_key=snapshot_key,
             lookback=lookback,
+            nothing=not readable,
         )
         read_schema = arrow_schema
         if zero_cols:
@@ -243,9 +254,14 @@ class Syncer:
                 res.last_batch = batch_id
             if t.cdc.strategy == "full" and res.batches == 0:
                 self.wh.delete_all(rt.target_schema, rt.target)  # an empty source empties it too
-        if plan.phase == "snapshot":
-            # The snapshot is complete: continue incrementally from its upper bound.
-            final = Watermark(ts=plan.upper, id=None, extra=wm.extra)
+        if plan.phase == "snapshot" and wm.phase == "snapshot":
+            # The snapshot is complete: continue incrementally from the greatest (ts, id) it
+            # read, not from its upper bound: a row written later with a time between the two
+            # (a clock behind the database, a backdated correction) is then still read.
+            # (Rows with NULL cursors only: from the upper bound, as they are never re-read.)
+            final = Watermark(ts=wm.ts, id=wm.id, extra=wm.extra)
+            if wm.ts is None:
+                final = Watermark(ts=plan.upper, id=None, extra=wm.extra)
             with self.wh.transaction():
                 self.state.put(rt.key, t.cdc.strategy, final, res.last_batch or st.last_batch_id, 0)
             wm = final
@@ -283,38 +299,6 @@ class Syncer:
         for col in t.primary_key or []:
             if col not in by_name:
                 raise ConfigError(f"table {t.name!r}: primary_key column {col!r} does not exist")
-
-    def _upper_bound(self, src: Source, t: TableConfig, unix: bool, res: TableResult) -> Any:
-        lag = t.lag_seconds if t.lag_seconds is not None else self.cfg.defaults.lag_seconds
-        upper = shift(src.now(unix), lag)
-        if unix and isinstance(upper, int | float):
-            upper = int(upper)
-        # Under a second of lag, rows a transaction wrote just before `now()` would pass the
-        # bound if the source's view of open transactions were a moment old: ask it fresh.
-        trx = src.oldest_write_transaction(unix, fresh=lag < FRESH_HOLD_BELOW_LAG_SECONDS)
-        if src.hold_problem:
-            msg = f"{t.name}: {src.hold_problem}"
-            res.warnings.append(msg)
-            self.reporter.event("hold", msg, table=t.name)
-        if trx is not None:
-            ceiling = self.cfg.defaults.hold_ceiling_seconds
-            if trx.age_seconds > ceiling:
-                msg = (
-                    f"{t.name}: an open transaction (thread {trx.thread_id}, started "
-                    f"{trx.started}) is older than the hold ceiling ({ceiling}s); proceeding "
-                    "without waiting for it: rows it commits later with older times may be missed"
-                )
-                res.warnings.append(msg)
-                self.reporter.event("hold", msg, table=t.name, thread=trx.thread_id)
-            elif trx.started < upper:
-                upper = trx.started
-                self.reporter.event(
-                    "hold",
-                    f"{t.name}: upper bound held at {upper} by open transaction "
-                    f"(thread {trx.thread_id})",
-                    table=t.name,
-                )
-        return upper
 
     def _pre_checks(
         self,
