@@ -73,6 +73,7 @@ EXPECTED_CHECKS = {
     "runs.slow_cycle",
     "runs.zero_row_cycle",
     "runs.future_rows",
+    "runs.behind_watermark",
     "custom.lost_orders",
 }
 

@@ -104,6 +104,11 @@ class QualityConfig(Model):
     """Source rows whose time cursor is more than this ahead of the source clock are reported
     (warning): incremental sync reads below the clock, so they would wait unloaded until the
     clock reaches them (a device or application clock off by years)."""
+    behind_window_seconds: int = Field(default=86_400, gt=0)
+    """`runs.behind_watermark` counts source rows this far below each table's watermark
+    (cursor time; `id` tables: the ids loaded in this many seconds) against the target:
+    rows written behind the watermark (backdated, clock behind the database, a commit later
+    than the hold ceiling) are never read by incremental sync."""
     reconcile_tables: list[str] = []
     """Tables (`write_mode: merge`, one integer key) that `trackline check` reconciles with
     their source (`reconcile.<table>`, blocking): keys the sync should have loaded but the

@@ -1,11 +1,12 @@
 """Every check of a config, in the order `trackline check` runs them: the group checks
 (`trackline.quality.checks`), the run-level and reconcile checks (`trackline.quality.runlevel`),
-then the config's custom checks."""
+the rows behind each watermark (`trackline.quality.behind`), then the config's custom checks."""
 
 from __future__ import annotations
 
 from trackline.config import Config
 from trackline.load import Warehouse
+from trackline.quality.behind import behind_watermark_check
 from trackline.quality.checks import Check, custom_checks, group_checks
 from trackline.quality.runlevel import reconcile_check, run_checks_of
 
@@ -16,6 +17,7 @@ def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
     for g in cfg.marts:
         out += group_checks(cfg, g, wh)
     out += run_checks_of(cfg, wh)
+    out.append(behind_watermark_check(cfg))
     out += [reconcile_check(cfg, name) for name in cfg.quality.reconcile_tables]
     out += custom_checks(cfg)
     return out

@@ -18,6 +18,8 @@ run-level, from ``trackline.runs`` and the sources (in `trackline.quality.runlev
                                   rows past its watermark, below the cycle's upper bound
   runs.future_rows                source rows dated beyond the source clock + future_seconds
                                   (incremental sync would leave them unloaded until then)
+  runs.behind_watermark           source rows that arrived below a table's watermark (in
+                                  `trackline.quality.behind`): sync never reads them
 reconcile, for each of `quality.reconcile_tables` (in `trackline.quality.runlevel`):
   reconcile.<table>               keys the sync should have loaded that the target lacks
 custom: `quality.checks[]` from the config.
