@@ -15,7 +15,7 @@ from typing import Any, TypeAlias
 
 import pytest
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, PgDb, S3Endpoint
 from tests.integration.synctools import (
     create_orders,
     insert_orders,
@@ -30,7 +30,7 @@ from tests.integration.synctools import (
     wh_count,
     wh_rows,
 )
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.quality.behind import behind_watermark_check
 from trackline.quality.run import CheckReport, run_checks
 
@@ -110,17 +110,10 @@ def test_other_strategies_keep_the_last_row_read(
     assert wh_rows(cfg, key) == source_rows(mysql_db)
 
 
-@pytest.mark.parametrize("write_mode", ["append", "merge"])
-def test_rows_behind_the_watermark_are_reported_with_table_count_and_fix(
-    mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path, write_mode: str
-) -> None:
+def _behind_scenario(mysql_db: MySQLDb, cfg: Config, key: str) -> None:
     now = source_now(mysql_db)
     start = now - dt.timedelta(hours=2)
     create_orders(mysql_db, 60, start, step_seconds=60)  # one a minute, up to 1 h ago
-    cfg = make_config(
-        mysql_db, warehouse_config, stage, [table(lag_seconds=300, write_mode=write_mode)]
-    )
-    key = "public.orders_raw" if write_mode == "append" else "public.orders"
     sync_ok(cfg)
     assert _check(cfg).ok
     # an update in place moves a row past the watermark: its old version stays in an append
@@ -146,6 +139,35 @@ def test_rows_behind_the_watermark_are_reported_with_table_count_and_fix(
     assert wh_count(cfg, key) == 62  # all but row 30, updated to now: it waits for the lag
     assert wh_rows(cfg, key) == [r for r in source_rows(mysql_db) if r[0] != 30]
     assert _check(cfg).ok
+
+
+@pytest.mark.parametrize("write_mode", ["append", "merge"])
+def test_rows_behind_the_watermark_are_reported_with_table_count_and_fix(
+    mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path, write_mode: str
+) -> None:
+    cfg = make_config(
+        mysql_db, warehouse_config, stage, [table(lag_seconds=300, write_mode=write_mode)]
+    )
+    _behind_scenario(
+        mysql_db, cfg, "public.orders_raw" if write_mode == "append" else "public.orders"
+    )
+
+
+@pytest.mark.parametrize("write_mode", ["append", "merge"])
+def test_rows_behind_the_watermark_on_redshift_compat(
+    mysql_db: MySQLDb, pg_db: PgDb, s3: S3Endpoint, write_mode: str
+) -> None:
+    """The check's warehouse statements, as Redshift receives them (compat mode)."""
+    wh = RedshiftWarehouse(**pg_db.redshift_compat())
+    cfg = make_config(
+        mysql_db,
+        wh,  # type: ignore[arg-type]
+        s3.stage_config("stage"),
+        [table(lag_seconds=300, write_mode=write_mode)],
+    )
+    _behind_scenario(
+        mysql_db, cfg, "public.orders_raw" if write_mode == "append" else "public.orders"
+    )
 
 
 def test_id_rows_committed_below_the_watermark_are_reported(
