@@ -154,7 +154,15 @@ def _run(
     seed: int,
 ) -> tuple[Config, Writers, int]:
     create_orders(mysql_db, 50, dt.datetime(2024, 3, 1, 8))
-    cfg = make_config(mysql_db, wh_cfg, stage, [table(batch_size=7, write_mode="merge")], hold=hold)
+    # these writers never wait for a table lock: a short margin keeps the syncs moving rows
+    cfg = make_config(
+        mysql_db,
+        wh_cfg,
+        stage,
+        [table(batch_size=7, write_mode="merge")],
+        hold=hold,
+        lock_wait_margin_seconds=1,
+    )
     sync_ok(cfg)
     rng = random.Random(seed)
     writers = Writers(mysql_db, seed)
