@@ -115,13 +115,14 @@ def test_new_nullable_column_is_added_and_reported(
     ("alter", "said"),
     [
         ("ALTER TABLE orders DROP COLUMN status", "column 'status' was dropped"),
-        (
-            "ALTER TABLE orders MODIFY amount DECIMAL(12,4)",
-            "column 'amount' changed type decimal128(10, 2) → decimal128(12, 4)",
+        (  # fewer decimals: narrowing (more digits is a widening, applied: test_drift_widening)
+            "ALTER TABLE orders MODIFY amount DECIMAL(10,1)",
+            "column 'amount' changed type decimal128(10, 2) → decimal128(10, 1)",
         ),
+        ("ALTER TABLE orders MODIFY id INT NOT NULL AUTO_INCREMENT", "column 'id' changed type"),
         ("ALTER TABLE orders MODIFY order_no BIGINT NOT NULL", "column 'order_no' changed type"),
     ],
-    ids=["drop", "decimal", "string-to-int"],
+    ids=["drop", "decimal", "bigint-to-int", "string-to-int"],
 )
 def test_dropped_or_changed_column_stops_that_table_only(
     mysql_db: MySQLDb, warehouse_config: Warehouse, tmp_path: Path, alter: str, said: str

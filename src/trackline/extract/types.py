@@ -57,6 +57,10 @@ _STRING = {
 # places: exact only up to 10 decimals and 18 integer digits (measured against MariaDB).
 _CX_DECIMAL_SCALE = 10
 _CX_DECIMAL_INT_DIGITS = 18
+_SIZED_TEXT = {"char", "varchar"}
+UTF8_MAX_CHAR_BYTES = 4
+TEXT_MAX_BYTES = 65_535
+"""The widest sized text column trackline declares (Redshift's VARCHAR limit, in bytes)."""
 _BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}
 _ZERO_DATE = {"date", "datetime", "timestamp"}
 
@@ -83,6 +87,18 @@ class SourceColumn:
     @property
     def cursor_ref(self) -> str:
         return self.ref or self.expr
+
+    @property
+    def max_bytes(self) -> int | None:
+        """The most UTF-8 bytes a value can take, from the declared length of a CHAR/VARCHAR
+        (4 bytes a character: utf8mb4's worst case, and no charset needs more once converted
+        to UTF-8), capped at `TEXT_MAX_BYTES`; None (unbounded) for every other type."""
+        if self.data_type not in _SIZED_TEXT or self.json:
+            return None
+        m = re.search(r"\((\d+)\)", self.column_type)
+        if not m:  # a `query:` column, whose result field states no declared length
+            return None
+        return min(max(int(m.group(1)), 1) * UTF8_MAX_CHAR_BYTES, TEXT_MAX_BYTES)
 
 
 def map_mysql_column(
@@ -146,8 +162,80 @@ def is_json(field: pa.Field) -> bool:
     return bool(field.metadata and field.metadata.get(JSON_META_KEY) == b"1")
 
 
-def source_field(col: SourceColumn) -> pa.Field:
-    return json_field(col.name, col.arrow) if col.json else pa.field(col.name, col.arrow)
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float": pa.float32(),
+    "double": pa.float64(),
+    "string": pa.string(),
+    "large_string": pa.large_string(),
+    "binary": pa.binary(),
+    "large_binary": pa.large_binary(),
+    "date32[day]": pa.date32(),
+    "timestamp[us]": pa.timestamp("us"),
+    "time64[us]": pa.time64("us"),
+}
+
+
+def arrow_type(text: str) -> pa.DataType:
+    """Parse the `str()` of an Arrow type as recorded by sync in the watermark."""
+    if text in _ARROW_TYPES:
+        return _ARROW_TYPES[text]
+    m = re.fullmatch(r"decimal(128|256)\((\d+), (\d+)\)", text)
+    if m:
+        ctor = pa.decimal128 if m.group(1) == "128" else pa.decimal256
+        return ctor(int(m.group(2)), int(m.group(3)))
+    if text.startswith("timestamp["):
+        return pa.timestamp("us")
+    raise ValueError(f"unknown Arrow type {text!r}")
+
+
+BYTES_META_KEY = b"trackline.max_bytes"
+
+
+def source_field(col: SourceColumn, json: bool | None = None) -> pa.Field:
+    """The column's Arrow field: JSON documents marked (`json` overrides `col.json`), and a
+    sized text column's byte limit in the metadata (`max_bytes`)."""
+    if col.json if json is None else json:
+        return json_field(col.name, col.arrow)
+    return with_max_bytes(pa.field(col.name, col.arrow), col.max_bytes)
+
+
+def with_max_bytes(field: pa.Field, limit: int | None) -> pa.Field:
+    """`field` with its byte limit recorded in the metadata (removed when `limit` is None)."""
+    meta = {k: v for k, v in (field.metadata or {}).items() if k != BYTES_META_KEY}
+    if limit is not None:
+        meta[BYTES_META_KEY] = str(limit).encode()
+    return field.with_metadata(meta) if meta else field.remove_metadata()
+
+
+def max_bytes(field: pa.Field) -> int | None:
+    """The byte limit `with_max_bytes` recorded on a text field, else None."""
+    raw = (field.metadata or {}).get(BYTES_META_KEY)
+    return int(raw) if raw else None
+
+
+def is_widening(old: pa.DataType, new: pa.DataType) -> bool:
+    """Whether every value of `old` is a value of `new` (a source type change that loses
+    nothing): a wider signed integer (TINYINT → … → BIGINT; INT UNSIGNED is already int64),
+    FLOAT → DOUBLE, or a DECIMAL with at least as many integer digits and decimals.
+    Text length is not a type here (see `SourceColumn.max_bytes`)."""
+    if old == new:
+        return False
+    if pa.types.is_signed_integer(old) and pa.types.is_signed_integer(new):
+        return new.bit_width > old.bit_width
+    if pa.types.is_floating(old) and pa.types.is_floating(new):
+        return new.bit_width > old.bit_width
+    if pa.types.is_decimal(old) and pa.types.is_decimal(new):
+        return new.scale >= old.scale and new.precision - new.scale >= old.precision - old.scale
+    return False
 
 
 def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:

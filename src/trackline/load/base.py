@@ -32,7 +32,7 @@ from typing import Any, ClassVar, TypeVar
 import pyarrow as pa
 
 from trackline.errors import RetryableWarehouseError, WarehouseError
-from trackline.extract.types import is_json
+from trackline.extract.types import is_json, max_bytes
 from trackline.sqlutil import column_list, qualified, quote
 from trackline.stage import Stage, StagedFiles
 
@@ -48,10 +48,13 @@ class Column:
     nullable: bool = True
     json: bool = False
     """Stored with the engine's JSON document type (`Warehouse.JSON_TYPE`), where it has one."""
+    max_bytes: int | None = None
+    """Text: the most bytes a value takes (from the source's declared length), for engines
+    that size text columns (`Warehouse.sized_text_type`); None = unbounded."""
 
     @classmethod
     def of(cls, field: pa.Field) -> Column:
-        return cls(field.name, field.type, field.nullable, is_json(field))
+        return cls(field.name, field.type, field.nullable, is_json(field), max_bytes(field))
 
 
 class Warehouse(ABC):
@@ -326,7 +329,13 @@ class Warehouse(ABC):
     def column_type(self, c: Column) -> str:
         if c.json and self.JSON_TYPE:
             return self.JSON_TYPE
+        if c.max_bytes is not None and pa.types.is_string(c.type):
+            return self.sized_text_type(c.max_bytes)
         return self.sql_type(c.type)
+
+    def sized_text_type(self, max_bytes: int) -> str:  # noqa: ARG002 - engines with unbounded text ignore the size
+        """The column type of text whose values take at most `max_bytes` bytes."""
+        return self.TEXT_TYPE
 
     def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:  # noqa: ARG002 - engines without physical design options ignore them
         return ""
@@ -359,6 +368,64 @@ class Warehouse(ABC):
             f"ALTER TABLE {self.t(schema, table)} "
             f"ADD COLUMN {self.q(column.name)} {self.column_type(column)}"
         )
+
+    # Column types change only by widening (a source type change that loses nothing). ALTER
+    # TABLE … ALTER COLUMN … TYPE runs inside the caller's transaction where the engine allows
+    # it (`ALTERS_TYPES_IN_TRANSACTION`); `can_alter_type` says which changes the engine can
+    # make in place at all (else the tables are rebuilt: `trackline migrate`).
+    ALTERS_TYPES_IN_TRANSACTION: ClassVar[bool] = True
+
+    def can_alter_type(self, current: str, column: Column) -> bool:  # noqa: ARG002 - every change is possible in the base
+        """Whether a column whose catalog type is `current` (`column_specs`) can be altered in
+        place to `column`'s type."""
+        return True
+
+    def alter_type_scope(self) -> contextlib.AbstractContextManager[None]:
+        """The block in which `alter_column_type` runs: one transaction, or (engines that
+        refuse ALTER … TYPE inside a transaction block) none, each statement on its own."""
+        if self.ALTERS_TYPES_IN_TRANSACTION:
+            return self.transaction()
+        return contextlib.nullcontext()
+
+    def alter_column_type(self, schema: str, table: str, column: Column) -> None:
+        self.execute(
+            f"ALTER TABLE {self.t(schema, table)} "
+            f"ALTER COLUMN {self.q(column.name)} TYPE {self.column_type(column)}"
+        )
+
+    def column_specs(self, schema: str, table: str | None = None) -> dict[str, dict[str, str]]:
+        """Table or view → column → its declared type as the catalog states it, lengths and
+        precisions included (``character varying(800)``, ``numeric(12,2)``): one catalog query
+        for a whole schema (or one `table` of it). Columns made from the same `Column` have the
+        same spec."""
+        where, params = "table_schema = ?", [schema]
+        if table is not None:
+            where, params = where + " AND table_name = ?", [schema, table]
+        rows = self.query(
+            "SELECT table_name, column_name, data_type, character_maximum_length, "
+            "numeric_precision, numeric_scale FROM information_schema.columns "
+            f"WHERE {where} ORDER BY table_name, ordinal_position",
+            params,
+        )
+        out: dict[str, dict[str, str]] = {}
+        for table, col, dtype, length, precision, scale in rows:
+            size = [str(v) for v in (length, precision, scale) if v is not None]
+            spec = str(dtype).lower() + (f"({','.join(size)})" if size else "")
+            out.setdefault(table, {})[col] = spec
+        return out
+
+    def replace_view(self, schema: str, view: str, query: str, *, new_columns: bool) -> None:
+        """(Re)create a view. When its column list or types change (`new_columns`), the old one
+        is dropped first: ``CREATE OR REPLACE VIEW`` may only keep the columns (Redshift) or
+        append to them (PostgreSQL), and a column a view reads cannot change type under it."""
+        if new_columns:
+            self.drop_view(schema, view)
+        verb = "CREATE VIEW" if new_columns else "CREATE OR REPLACE VIEW"
+        self.execute(f"{verb} {self.t(schema, view)} AS {query}{self.view_options()}")
+
+    def drop_view(self, schema: str, view: str) -> None:
+        self.execute(f"DROP VIEW IF EXISTS {self.t(schema, view)}")
+        self.ready.discard(f"table:{schema}.{view}")
 
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
         """Engines whose KEYED_INSERT is `on_conflict` need it; others may skip it."""

@@ -2,7 +2,8 @@
 fit stops the batch with its column and row named (or, for text with ``varchar_policy:
 truncate``, is cut at a character boundary and reported). Values never go into a message.
 
-- VARCHAR: 65,535 bytes (`VARCHAR_MAX_BYTES`);
+- VARCHAR: the column's declared bytes (sized from the source's declared length), at most
+  65,535 (`VARCHAR_MAX_BYTES`);
 - VARBYTE: 1,024,000 bytes, the largest Redshift allows;
 - SUPER: 16 MB per document, each must be valid JSON (DuckDB's vectorised ``json_valid``),
   and no string value inside a document may pass 65,535 bytes, VARCHAR's limit ("an individual
@@ -28,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from trackline.errors import WarehouseError
-from trackline.extract.types import is_json
+from trackline.extract.types import is_json, max_bytes
 
 VARCHAR_MAX_BYTES = 65_535
 VARBYTE_MAX_BYTES = 1_024_000
@@ -60,7 +61,8 @@ def fit_values(
             if cut:
                 changes.append(f"{cut} string(s) inside documents of {field.name} cut")
         elif pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
-            col, cut = fit_text(col, field.name, label, varchar_policy, notice)
+            limit = max_bytes(field) or VARCHAR_MAX_BYTES  # the column's VARCHAR(n)
+            col, cut = fit_text(col, field.name, label, varchar_policy, notice, limit)
             if cut:
                 changes.append(f"{cut} value(s) of {field.name} cut")
         elif pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
@@ -78,9 +80,10 @@ def fit_text(
     label: str,
     varchar_policy: str,
     notice: Callable[[str], None],
+    limit: int = VARCHAR_MAX_BYTES,
 ) -> tuple[pa.ChunkedArray | pa.Array, int]:
     lengths = pc.binary_length(col)
-    over = pc.fill_null(pc.greater(lengths, VARCHAR_MAX_BYTES), False)
+    over = pc.fill_null(pc.greater(lengths, limit), False)
     count = pc.sum(over).as_py() or 0
     if not count:
         return col, 0
@@ -89,18 +92,18 @@ def fit_text(
         more = f" ({count} such values in this batch)" if count > 1 else ""
         raise WarehouseError(
             f"{label}: column {name!r}, row {first} of the batch holds "
-            f"{lengths[first].as_py():,} bytes, more than Redshift's VARCHAR limit of "
-            f"{VARCHAR_MAX_BYTES:,} bytes{more}. Nothing was loaded. Set "
+            f"{lengths[first].as_py():,} bytes, more than its VARCHAR({limit}) holds "
+            f"({limit:,} bytes){more}. Nothing was loaded. Set "
             "warehouse.varchar_policy: truncate to cut such values at a character "
             "boundary (reported), or shorten the column with a `query:`"
         )
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     mask = over.combine_chunks() if isinstance(over, pa.ChunkedArray) else over
     idx = pc.indices_nonzero(mask).to_pylist()
-    cut = [utf8_prefix(arr[i].as_py(), VARCHAR_MAX_BYTES) for i in idx]
+    cut = [utf8_prefix(arr[i].as_py(), limit) for i in idx]
     notice(
         f"{label}: {count} value(s) of column {name!r} were longer than "
-        f"{VARCHAR_MAX_BYTES:,} bytes and were cut at a character boundary "
+        f"{limit:,} bytes and were cut at a character boundary "
         f"(varchar_policy: truncate; first at row {first} of the batch)"
     )
     return pc.replace_with_mask(arr, mask, pa.array(cut, arr.type)), count

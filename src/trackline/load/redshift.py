@@ -76,7 +76,7 @@ import trackline.load.s3region as s3region
 import trackline.load.stagefiles as stagefiles
 from trackline.config import RedshiftWarehouse
 from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
-from trackline.extract.types import is_json, json_field
+from trackline.extract.types import is_json, json_field, max_bytes, with_max_bytes
 from trackline.load.base import Column, StagedFiles, Warehouse
 from trackline.load.limits import VARBYTE_MAX_BYTES, VARCHAR_MAX_BYTES
 from trackline.load.postgres import Postgres
@@ -270,6 +270,36 @@ class Redshift(TableLock, Postgres):
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
         """Redshift has no indexes; keys stay unique through the anti-join inserts."""
         return None
+
+    def sized_text_type(self, max_bytes: int) -> str:
+        # VARCHAR(n) counts bytes; a column sized from the source keeps temp tables and hash
+        # joins small in the planner's estimates (it budgets the declared width per row).
+        return f"VARCHAR({min(max(max_bytes, 1), VARCHAR_MAX_BYTES)})"
+
+    # Redshift's ALTER TABLE changes one kind of column type only: a VARCHAR's length
+    # ("ALTER COLUMN column_name TYPE updated_varchar_data_type_size"), and not inside a
+    # transaction block; INT → BIGINT or a DECIMAL's precision need a rebuilt table
+    # (`trackline migrate`). https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html
+    ALTERS_TYPES_IN_TRANSACTION = False
+
+    def can_alter_type(self, current: str, column: Column) -> bool:
+        return current.startswith("character varying") and self.column_type(column).startswith(
+            "VARCHAR("
+        )
+
+    def alter_column_type(self, schema: str, table: str, column: Column) -> None:
+        # Redshift refuses an ALTER to the length a column already has: skip it, so a rerun
+        # after a crash between this ALTER and the state write goes through.
+        want = re.fullmatch(r"VARCHAR\((\d+)\)", self.column_type(column))
+        if want:
+            have = self.scalar(
+                "SELECT character_maximum_length FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? AND column_name = ?",
+                (schema, table, column.name),
+            )
+            if have is not None and int(have) >= int(want.group(1)):
+                return
+        super().alter_column_type(schema, table, column)
 
     def view_options(self) -> str:
         # Late binding: the view is not bound to the tables it reads, so a period table can
@@ -536,7 +566,9 @@ def with_json(data: pa.Table, names: set[str]) -> pa.Table:
     if [is_json(f) for f in data.schema] == want:
         return data
     fields = [
-        json_field(f.name, f.type).with_nullable(f.nullable) if w else f.remove_metadata()
+        json_field(f.name, f.type).with_nullable(f.nullable)
+        if w
+        else with_max_bytes(f.remove_metadata(), max_bytes(f))
         for f, w in zip(data.schema, want, strict=True)
     ]
     return pa.Table.from_arrays(data.columns, schema=pa.schema(fields, data.schema.metadata))

@@ -53,6 +53,7 @@ class GroupEngine(FollowerSteps):
     # ------------------------------------------------------------------ run
 
     def run(self) -> list[MartStats]:
+        self.widen()  # source types that widened: raw was altered by sync, marts follow
         with self.wh.transaction():
             ready = self.ensure()
         if not ready:
@@ -77,9 +78,7 @@ class GroupEngine(FollowerSteps):
         t_start = time.monotonic()
         cols = [c.name for c in raw.columns]
         unix = self._time_is_unix(raw.columns, a.time)
-        hist = self.history(
-            a.history_name, a.table, raw.columns, [g.key], a.sort_key or [a.time, g.key]
-        )
+        hist = self.anchor_history(raw)
         last = self.state.mart_progress(a.table, raw.key)
         for lo, hi, _rows in self._ledger_chunks(raw.key, last):
             with w.transaction():

@@ -28,7 +28,7 @@ class FollowerSteps(MartSteps):
         stats = MartStats(f.table, "one_per_key")
         t_start = time.monotonic()
         cols = [c.name for c in raw.columns]
-        hist = self.history(f.history_name, f.table, raw.columns, [g.key], f.sort_key or [g.key])
+        hist = self.follower_history(f, raw)
         mart, anchor, k = self.t(f.table), self.t(g.anchor.table), self.q(g.key)
         dep = w.t(self.cfg.state_schema, self._dep_table())
         dep_mark = f"{DEPARTURES}:{g.name}"
@@ -308,7 +308,7 @@ class FollowerSteps(MartSteps):
     # ------------------------------------------------------------------ events
 
     def run_events(self, f: FollowerConfig) -> MartStats:
-        g, w = self.g, self.wh
+        w = self.wh
         raw = self.raw(f.source)
         assert raw is not None and f.time
         stats = MartStats(f.table, "events")
@@ -316,7 +316,7 @@ class FollowerSteps(MartSteps):
         cols = [c.name for c in raw.columns]
         ek = self._event_key(f)
         unix = self._time_is_unix(raw.columns, f.time)
-        hist = self.history(f.history_name, f.table, raw.columns, ek, f.sort_key or [f.time, g.key])
+        hist = self.follower_history(f, raw)
         mart = self.t(f.table)
         last = self.state.mart_progress(f.table, raw.key)
         for lo, hi, _rows in self._ledger_chunks(raw.key, last):

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-
+from trackline.extract.types import arrow_type
 from trackline.load import Column, Warehouse
+
+__all__ = ["HistoryTables", "Period", "arrow_type", "periods_between"]
 
 _UTC = dt.UTC
 
@@ -76,41 +77,6 @@ def periods_between(lo: Any, hi: Any) -> list[Period]:
     return out
 
 
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int8": pa.int8(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "uint8": pa.uint8(),
-    "uint16": pa.uint16(),
-    "uint32": pa.uint32(),
-    "uint64": pa.uint64(),
-    "float": pa.float32(),
-    "double": pa.float64(),
-    "string": pa.string(),
-    "large_string": pa.large_string(),
-    "binary": pa.binary(),
-    "large_binary": pa.large_binary(),
-    "date32[day]": pa.date32(),
-    "timestamp[us]": pa.timestamp("us"),
-    "time64[us]": pa.time64("us"),
-}
-
-
-def arrow_type(text: str) -> pa.DataType:
-    """Parse the `str()` of an Arrow type as recorded by sync in the watermark."""
-    if text in _ARROW_TYPES:
-        return _ARROW_TYPES[text]
-    m = re.fullmatch(r"decimal(128|256)\((\d+), (\d+)\)", text)
-    if m:
-        ctor = pa.decimal128 if m.group(1) == "128" else pa.decimal256
-        return ctor(int(m.group(2)), int(m.group(3)))
-    if text.startswith("timestamp["):
-        return pa.timestamp("us")
-    raise ValueError(f"unknown Arrow type {text!r}")
-
-
 class HistoryTables:
     """Creates period tables on demand and keeps the `<mart>_hist` view current.
 
@@ -161,17 +127,42 @@ class HistoryTables:
             self.rebuild_view()
         return name
 
+    def present(self, specs: dict[str, dict[str, str]]) -> list[str]:
+        """The period tables that exist per `specs` (`Warehouse.column_specs` of the schema)."""
+        return [self.table(p) for p in self.existing() if self.table(p) in specs]
+
+    def align(self, specs: dict[str, dict[str, str]]) -> list[str]:
+        """Give every existing period the mart's columns it lacks (rows archived before read
+        NULL in them), then rebuild the view when a column was added, or when the view is
+        missing or stale (e.g. after a crash between the two on an engine whose DDL commits).
+        Returns the ``period.column`` pairs added."""
+        w = self.wh
+        added = []
+        tables = self.present(specs)
+        for table in tables:
+            for c in self.columns:
+                if c.name not in specs[table]:
+                    w.add_column(self.schema, table, c)
+                    added.append(f"{table}.{c.name}")
+        if not tables:
+            return added
+        view = specs.get(self.view_name())  # a late-binding view may list no columns
+        stale = view is not None and list(view) != [c.name for c in self.columns]
+        if added or stale or (view is None and not w.table_exists(self.schema, self.view_name())):
+            self.rebuild_view(new_columns=True)
+        return added
+
     def view_name(self) -> str:
         return f"{self.mart}_hist"
 
-    def rebuild_view(self) -> None:
+    def rebuild_view(self, *, new_columns: bool = False) -> None:
+        """Union every period in the view. `new_columns`: its columns changed since it was
+        made (added or retyped), so it is dropped and created (`Warehouse.replace_view`)."""
         w = self.wh
         cols = w.cols([c.name for c in self.columns])
         parts = [f"SELECT {cols} FROM {w.t(self.schema, self.table(p))}" for p in self.existing()]
         if not parts:
             return
-        w.execute(
-            f"CREATE OR REPLACE VIEW {w.t(self.schema, self.view_name())} AS "
-            + " UNION ALL ".join(parts)
-            + w.view_options()
+        w.replace_view(
+            self.schema, self.view_name(), " UNION ALL ".join(parts), new_columns=new_columns
         )

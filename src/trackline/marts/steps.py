@@ -106,8 +106,13 @@ class MartSteps:
             st = self.state.get(rt.key)
             extra = st.watermark.extra or {}
             schema, json_cols = extra.get("schema") or {}, set(extra.get("json") or [])
-            # JSON columns as the raw table stores them (SUPER on Redshift with json_as: super)
-            cols = [Column(n, arrow_type(tp), json=n in json_cols) for n, tp in schema.items()]
+            sizes = extra.get("bytes") or {}
+            # JSON columns as the raw table stores them (SUPER on Redshift with json_as: super);
+            # text sized as the raw table's (`bytes`: the declared length in bytes)
+            cols = [
+                Column(n, arrow_type(tp), json=n in json_cols, max_bytes=sizes.get(n))
+                for n, tp in schema.items()
+            ]
         if not cols:
             return None
         return RawRef(rt.target_schema, rt.target, rt.key, cols)
@@ -161,6 +166,24 @@ class MartSteps:
                 hist.ensure(p)
         return hist
 
+    def anchor_history(self, raw: RawRef) -> HistoryTables:
+        a = self.g.anchor
+        return self.history(
+            a.history_name, a.table, raw.columns, [self.g.key], a.sort_key or [a.time, self.g.key]
+        )
+
+    def follower_history(self, f: FollowerConfig, raw: RawRef) -> HistoryTables:
+        g = self.g
+        if f.kind == "events":
+            return self.history(
+                f.history_name,
+                f.table,
+                raw.columns,
+                self._event_key(f),
+                f.sort_key or [f.time or "", g.key],
+            )
+        return self.history(f.history_name, f.table, raw.columns, [g.key], f.sort_key or [g.key])
+
     def _ledger_chunks(self, raw_key: str, after: int) -> Iterator[tuple[int, int, int]]:
         """(lo, hi, rows): consecutive ledger batches (lo, hi] of about chunk_rows rows."""
         if self.plan is not None:  # the batches after the mart's progress, as one chunk
@@ -190,12 +213,15 @@ class MartSteps:
         w.ensure_schema(self.schema)
         self.exc.ensure()
         self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
+        specs = w.column_specs(self.schema)  # marts, periods and views: one catalog query
         self._ensure_mart(
             g.anchor.table,
             a_raw,
             g.anchor.sort_key or [g.anchor.time, g.key],
             unique=[g.key],
             index=[g.anchor.time],
+            hist=self.anchor_history(a_raw),
+            specs=specs,
         )
         key_col = next(c for c in a_raw.columns if c.name == g.key)
         if not w.table_exists(self.cfg.state_schema, self._dep_table()):
@@ -224,12 +250,20 @@ class MartSteps:
                     f.sort_key or [f.time or "", g.key],
                     unique=ek,
                     index=[f.time or "", g.key],
+                    hist=self.follower_history(f, f_raw),
+                    specs=specs,
                 )
             else:
                 # (with `time`, orphans leave by it: MIN/MAX past the cutoff use the index)
                 index = [f.time, g.key] if f.time else []
                 self._ensure_mart(
-                    f.table, f_raw, f.sort_key or [g.key], unique=[g.key], index=index
+                    f.table,
+                    f_raw,
+                    f.sort_key or [g.key],
+                    unique=[g.key],
+                    index=index,
+                    hist=self.follower_history(f, f_raw),
+                    specs=specs,
                 )
         return True
 
@@ -237,20 +271,84 @@ class MartSteps:
         return f"{self.g.name}_{DEPARTURES}"
 
     def _ensure_mart(
-        self, mart: str, raw: RawRef, sort_key: list[str], unique: list[str], index: list[str]
+        self,
+        mart: str,
+        raw: RawRef,
+        sort_key: list[str],
+        unique: list[str],
+        index: list[str],
+        hist: HistoryTables,
+        specs: dict[str, dict[str, str]],
     ) -> None:
         w = self.wh
-        if not w.table_exists(self.schema, mart):
+        if mart not in specs and not w.table_exists(self.schema, mart):
             w.create_table(self.schema, mart, raw.columns, dist_key=self.g.key, sort_key=sort_key)
-        else:  # columns added to raw by schema drift flow into the mart too
-            have = set(w.column_names(self.schema, mart))
+        else:  # columns added to raw by schema drift flow into the mart, its periods, its view
+            have = specs.get(mart) or set(w.column_names(self.schema, mart))
+            added = [c.name for c in raw.columns if c.name not in have]
             for c in raw.columns:
                 if c.name not in have:
                     w.add_column(self.schema, mart, c)
+            added += hist.align(specs)
+            if added:
+                msg = f"{mart}: new column(s) added from {raw.key}: {', '.join(added)}"
+                self.reporter.event("drift", msg, table=mart)
         if w.KEYED_INSERT == "on_conflict":
             w.create_unique_index(self.schema, mart, unique)
         w.create_index(self.schema, mart, index)
         w.create_index(raw.schema, raw.table, [BATCH_COL])
+
+    # ------------------------------------------------------------------ widening
+
+    def widen(self) -> None:
+        """Widen mart and history columns to their raw column's type after a source type
+        widened (sync altered raw first): INT → BIGINT, a longer VARCHAR, a DECIMAL with more
+        digits. The catalog says which columns differ from raw; the `_hist` view is dropped
+        around the ALTERs (a column a view reads cannot change type) and created again. Runs
+        before `ensure`, in `Warehouse.alter_type_scope` (Redshift: outside any transaction;
+        each ALTER is then idempotent and a missing view is recreated by `ensure`)."""
+        if self.plan is not None:
+            return
+        g, w = self.g, self.wh
+        marts: list[tuple[str, str, HistoryTables]] = []
+        a_raw = self.raw(g.anchor.source)
+        if a_raw is None:
+            return
+        marts.append((g.anchor.table, g.anchor.source, self.anchor_history(a_raw)))
+        for f in g.followers:
+            f_raw = self.raw(f.source)
+            if f_raw is not None:
+                marts.append((f.table, f.source, self.follower_history(f, f_raw)))
+        specs = w.column_specs(self.schema)
+        for mart, source, hist in marts:
+            if mart not in specs:
+                continue
+            raw = self.raw(source)
+            assert raw is not None
+            want = w.column_specs(raw.schema, raw.table).get(raw.table, {})
+            todo = [
+                (table, c, specs[table][c.name])
+                for table in [mart, *hist.present(specs)]
+                for c in raw.columns
+                if c.name in specs[table] and want.get(c.name) not in (None, specs[table][c.name])
+            ]
+            if not todo:
+                continue
+            for table, c, have in todo:
+                if not w.can_alter_type(have, c):
+                    raise MartError(
+                        f"{self.schema}.{table}: column {c.name!r} is {have}, and the raw table "
+                        f"{raw.key} now holds {want[c.name]}; {w.ENGINE} cannot change this "
+                        f"type in place. Nothing was changed. Run `trackline migrate {source}` "
+                        "to rebuild the tables with the new type in one transaction"
+                    )
+            with w.alter_type_scope():
+                w.drop_view(self.schema, hist.view_name())
+                for table, c, _ in todo:
+                    w.alter_column_type(self.schema, table, c)
+                hist.rebuild_view(new_columns=True)
+            what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
+            self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
 
     def _event_key(self, f: FollowerConfig) -> list[str]:
         if f.event_key:

@@ -22,7 +22,7 @@ from trackline.errors import (
 )
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import CursorSpec, Watermark, plan_query, shift
-from trackline.extract.types import SourceColumn, json_field
+from trackline.extract.types import SourceColumn, json_field, with_max_bytes
 from trackline.faults import checkpoint
 from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.report import NullReporter, Reporter
@@ -31,7 +31,7 @@ from trackline.state import StateStore, utcnow
 from trackline.sync.batches import merge_into, next_watermark, zero_dates
 from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
-from trackline.sync.target import ensure_target, json_columns
+from trackline.sync.target import ensure_target, json_columns, widen_target
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
 """Errors that end the whole run instead of failing one table."""
@@ -146,14 +146,19 @@ class Syncer:
             )
         st = self.state.get(rt.key)
         wm = st.watermark
+        widen_target(self.wh, self.reporter, rt, cols, wm)
         with self.wh.transaction():
             stored_json = ensure_target(self.wh, self.state, self.reporter, rt, cols, pk, wm, res)
         st = self.state.get(rt.key)
         wm = st.watermark
-        # JSON documents are marked only where the target stores them as such (Redshift SUPER)
+        # JSON documents are marked only where the target stores them as such (Redshift SUPER);
+        # text carries its raw column's size (the limit checked before a Redshift COPY)
+        sizes = wm.extra.get("bytes") or {}
         arrow_schema = pa.schema(
             [
-                json_field(c.name, c.arrow) if c.name in stored_json else pa.field(c.name, c.arrow)
+                json_field(c.name, c.arrow)
+                if c.name in stored_json
+                else with_max_bytes(pa.field(c.name, c.arrow), sizes.get(c.name))
                 for c in cols
             ]
         )
