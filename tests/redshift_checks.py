@@ -2,7 +2,8 @@
 
 `redshift_problems` says why Redshift would refuse (or misrun) one statement: it must parse
 with sqlglot's redshift dialect; no TRUNCATE (it commits) and no VACUUM/ANALYZE inside a
-transaction; no ``NOT IN (SELECT``, ``IS DISTINCT FROM`` or ``ON CONFLICT``; no index; bound
+transaction; ALTER COLUMN … TYPE only to a VARCHAR(n) and never inside a transaction; no
+``NOT IN (SELECT``, ``IS DISTINCT FROM`` or ``ON CONFLICT``; no index; bound
 parameters only in SELECT/INSERT/UPDATE/DELETE (the statements Redshift's PREPARE takes);
 windows ordered; no LIMIT in a subquery; and no correlated subquery Redshift cannot
 decorrelate (a reference that skips a query block, or one from a subquery holding a window
@@ -107,6 +108,12 @@ def redshift_problems(s: Sent) -> list[str]:
         problems.append("TRUNCATE commits the transaction")
     if n.startswith(("VACUUM", "ANALYZE")) and s.in_transaction:
         problems.append("VACUUM/ANALYZE inside a transaction")
+    if re.search(r"\bALTER COLUMN \S+ TYPE\b", n):
+        # ALTER TABLE: only a VARCHAR's size changes, never in a transaction block
+        if s.in_transaction:
+            problems.append("ALTER COLUMN … TYPE inside a transaction")
+        if not re.search(r"\bTYPE VARCHAR\(\d+\)$", n):
+            problems.append("ALTER COLUMN … TYPE to other than VARCHAR(n)")
     if list(tree.find_all(exp.NullSafeEQ, exp.NullSafeNEQ)):
         problems.append("null-safe comparison")
     for node in tree.find_all(exp.Not):

@@ -393,6 +393,29 @@ class Warehouse(ABC):
             f"ALTER COLUMN {self.q(column.name)} TYPE {self.column_type(column)}"
         )
 
+    def rebuild_table(
+        self,
+        schema: str,
+        table: str,
+        columns: Sequence[Column],
+        *,
+        dist_key: str | None = None,
+        sort_key: Sequence[str] | None = None,
+    ) -> None:
+        """Copy `table` into a new table with `columns`' types and give it the old name (a deep
+        copy), inside the caller's transaction: for a type change the engine cannot ALTER.
+        Indexes are not copied (callers create theirs again); views on the table must be
+        dropped first where the engine binds them."""
+        new = f"{table}_tl_migrate"
+        names = self.cols([c.name for c in columns])
+        self.execute(f"DROP TABLE IF EXISTS {self.t(schema, new)}")
+        self.create_table(schema, new, columns, dist_key=dist_key, sort_key=sort_key)
+        old = self.t(schema, table)
+        self.execute(f"INSERT INTO {self.t(schema, new)} ({names}) SELECT {names} FROM {old}")
+        self.execute(f"DROP TABLE {old}")
+        self.execute(f"ALTER TABLE {self.t(schema, new)} RENAME TO {self.q(table)}")
+        self.ready.discard(f"table:{schema}.{new}")
+
     def column_specs(self, schema: str, table: str | None = None) -> dict[str, dict[str, str]]:
         """Table or view → column → its declared type as the catalog states it, lengths and
         precisions included (``character varying(800)``, ``numeric(12,2)``): one catalog query

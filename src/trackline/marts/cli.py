@@ -1,4 +1,4 @@
-"""`trackline cycle`, `trackline history`, `trackline exceptions …`."""
+"""`trackline cycle`, `trackline history`, `trackline migrate`, `trackline exceptions …`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from trackline.cli import config_option, handle_errors, log_option
+from trackline.cli import config_option, handle_errors, log_option, overrides
 from trackline.config import load_config
 
 
@@ -71,6 +71,50 @@ def register(main: click.Group) -> None:
         cfg = load_config(config_path)
         for row in history_tables(cfg):
             click.echo(f"{row['schema']}.{row['table']:<40} {row['rows']:>12,}  ({row['mart']})")
+
+    @main.command()
+    @config_option
+    @log_option
+    @click.argument("table")
+    @overrides
+    @handle_errors
+    def migrate(
+        config_path: Path,
+        log_format: str,
+        table: str,
+        source_db: str | None,
+        target_schema: str | None,
+    ) -> None:
+        """Apply TABLE's widened source column types that the warehouse cannot ALTER in place
+        (Redshift: INT → BIGINT, DECIMAL digits): rebuild its raw table, its marts and their
+        history periods with the new types, in one transaction."""
+        from trackline.load import open_warehouse
+        from trackline.marts.migrate import migrate as run
+        from trackline.report import make_reporter
+        from trackline.stage import Stage
+
+        cfg = load_config(config_path)
+        reporter = make_reporter(log_format)
+        wh = open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))
+        wh.connect()
+        try:
+            res = run(
+                cfg,
+                wh,
+                table,
+                source_db=source_db,
+                target_schema=target_schema,
+                reporter=reporter,
+            )
+        finally:
+            wh.close()
+            reporter.close()
+        if not res.columns:
+            click.echo(f"{res.table_key}: no widened column to apply")
+            return
+        click.echo(f"{res.table_key}: {', '.join(res.columns)}")
+        for t in res.rebuilt:
+            click.echo(f"  rebuilt {t}")
 
     @main.group()
     def exceptions() -> None:

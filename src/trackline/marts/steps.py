@@ -223,16 +223,11 @@ class MartSteps:
             hist=self.anchor_history(a_raw),
             specs=specs,
         )
-        key_col = next(c for c in a_raw.columns if c.name == g.key)
         if not w.table_exists(self.cfg.state_schema, self._dep_table()):
             w.create_table(
                 self.cfg.state_schema,
                 self._dep_table(),
-                [
-                    Column(g.key, key_col.type),
-                    Column("period", pa.string()),
-                    Column("seq", pa.int64()),
-                ],
+                self.departure_columns(a_raw),
                 dist_key=g.key,
             )
             w.create_index(self.cfg.state_schema, self._dep_table(), [g.key])
@@ -266,6 +261,14 @@ class MartSteps:
                     specs=specs,
                 )
         return True
+
+    def departure_columns(self, a_raw: RawRef) -> list[Column]:
+        key_col = next(c for c in a_raw.columns if c.name == self.g.key)
+        return [
+            Column(self.g.key, key_col.type, max_bytes=key_col.max_bytes),
+            Column("period", pa.string()),
+            Column("seq", pa.int64()),
+        ]
 
     def _dep_table(self) -> str:
         return f"{self.g.name}_{DEPARTURES}"
@@ -349,6 +352,24 @@ class MartSteps:
                 hist.rebuild_view(new_columns=True)
             what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
+        self._widen_departures(a_raw)
+
+    def _widen_departures(self, a_raw: RawRef) -> None:
+        """The departures list copies the anchor's key column: it widens with it."""
+        w, key, dep = self.wh, self.g.key, self._dep_table()
+        have = w.column_specs(self.cfg.state_schema, dep).get(dep, {}).get(key)
+        want = w.column_specs(a_raw.schema, a_raw.table).get(a_raw.table, {}).get(key)
+        if have is None or want is None or have == want:
+            return
+        col = next(c for c in a_raw.columns if c.name == key)
+        if not w.can_alter_type(have, col):
+            raise MartError(
+                f"{self.cfg.state_schema}.{dep}: column {key!r} is {have}, and the raw table "
+                f"{a_raw.key} now holds {want}; {w.ENGINE} cannot change this type in place. "
+                f"Nothing was changed. Run `trackline migrate {self.g.anchor.source}`"
+            )
+        with w.alter_type_scope():
+            w.alter_column_type(self.cfg.state_schema, dep, col)
 
     def _event_key(self, f: FollowerConfig) -> list[str]:
         if f.event_key:

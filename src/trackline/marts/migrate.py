@@ -1,0 +1,164 @@
+"""`trackline migrate TABLE`: apply a source type widening the warehouse cannot ALTER in place.
+
+A lossless widening at the source (INT → BIGINT, a longer VARCHAR, a DECIMAL with more digits)
+is applied by the next sync and cycle with ALTER … TYPE where the engine allows it (DuckDB and
+PostgreSQL: every such change; Redshift: only a VARCHAR's length, outside a transaction,
+https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html). Otherwise the sync stops
+that table and names this command, which rebuilds the affected tables instead: the raw table,
+every mart built from it and every history period of those marts are each copied into a new
+table with the new types (their distribution and sort keys kept), swapped in under the old
+name, and the `<mart>_hist` views created again, all in ONE warehouse transaction together
+with the state that records the new schema. Nothing changes when any step fails.
+
+It holds the table's sync lock and the pipeline's cycle lock, so no sync or cycle writes these
+tables meanwhile. A rebuild copies every row: its cost grows with the tables, which is why
+it is a command a person runs, not a step of every cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from trackline.config import Config, FollowerConfig, RetentionGroupConfig
+from trackline.errors import SchemaDriftError
+from trackline.extract import Relation, open_source
+from trackline.load import Column, Warehouse
+from trackline.marts.history import HistoryTables
+from trackline.marts.steps import MartSteps, RawRef
+from trackline.report import NullReporter, Reporter
+from trackline.state import StateStore, pipeline_lock
+from trackline.sync import BATCH_COL, TableResult, resolve
+from trackline.sync.target import drift, ensure_target, json_columns, raw_column
+
+
+@dataclass
+class MigrateResult:
+    table: str
+    table_key: str
+    columns: list[str] = field(default_factory=list)
+    """The widened columns, as ``name: new type``."""
+    rebuilt: list[str] = field(default_factory=list)
+    """The tables rebuilt (``schema.table``)."""
+
+
+def migrate(
+    cfg: Config,
+    wh: Warehouse,
+    name: str,
+    *,
+    source_db: str | None = None,
+    target_schema: str | None = None,
+    reporter: Reporter | None = None,
+) -> MigrateResult:
+    reporter = reporter or NullReporter()
+    t = cfg.table(name)
+    rt = resolve(cfg, t, source_db, target_schema)
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    src = open_source(cfg.sources[rt.source_name], rt.source_db)
+    try:
+        cols = json_columns(
+            t, src.columns(Relation(t.name, rt.source_db if not t.query else None, t.query))
+        )
+    finally:
+        src.close()
+    result = MigrateResult(t.name, rt.key)
+    wm = state.get(rt.key).watermark
+    d = drift(wm, cols)
+    if d.refused:
+        raise SchemaDriftError(
+            f"table {t.name!r} → {rt.key}: {'; '.join(d.refused)}. `trackline migrate` applies "
+            "only changes that lose nothing. Nothing was changed. Alter the target to match "
+            f"(or drop it) and run `trackline reset {t.name}` to reload it."
+        )
+    if not d.widened or not wh.table_exists(rt.target_schema, rt.target):
+        return result
+    widened = {c.name for c in d.widened}
+    # (the cycle's order: its lock first, then the table's sync lock)
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle")), wh.lock(f"sync:{rt.key}"):
+        with wh.transaction():
+            stored_json = wh.json_column_names(rt.target_schema, rt.target)
+            by_name = {c.name: raw_column(c, stored_json, d.sizes) for c in cols}
+            by_name[BATCH_COL] = Column(BATCH_COL, pa.int64())
+            raw_cols = [by_name[n] for n in wh.column_names(rt.target_schema, rt.target)]
+            wh.rebuild_table(
+                rt.target_schema,
+                rt.target,
+                raw_cols,
+                dist_key=t.dist_key,
+                sort_key=t.sort_key,
+            )
+            result.rebuilt.append(rt.key)
+            result.columns = [f"{n}: {wh.column_type(by_name[n])}" for n in sorted(widened)]
+            ensure_target(wh, state, reporter, rt, cols, [], wm, TableResult(t.name, rt.key))
+            for g in cfg.marts:
+                result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened)
+    for n in result.columns:
+        reporter.event("drift", f"{t.name}: column {n} (rebuilt {', '.join(result.rebuilt)})")
+    return result
+
+
+def _rebuild_marts(
+    cfg: Config, g: RetentionGroupConfig, wh: Warehouse, source: str, widened: set[str]
+) -> list[str]:
+    """Rebuild each mart of `g` built from `source`, and its history periods."""
+    steps = MartSteps(cfg, g, wh)
+    raw = steps.raw(source)
+    if raw is None:
+        return []
+    out = []
+    marts: list[tuple[str, list[str], HistoryTables]] = []
+    if g.anchor.source == source:
+        sort = g.anchor.sort_key or [g.anchor.time, g.key]
+        marts.append((g.anchor.table, sort, steps.anchor_history(raw)))
+    for f in g.followers:
+        if f.source == source:
+            marts.append((f.table, _follower_sort(g, f), steps.follower_history(f, raw)))
+    dep = steps._dep_table()
+    if g.anchor.source == source and g.key in widened and wh.table_exists(cfg.state_schema, dep):
+        # the departures list copies the anchor's key column
+        cols = steps.departure_columns(raw)
+        wh.rebuild_table(cfg.state_schema, dep, cols, dist_key=g.key)
+        out.append(f"{cfg.state_schema}.{dep}")
+    for mart, sort, hist in marts:
+        tables = [(mart, sort)] + [(hist.table(p), hist.sort_key) for p in hist.existing()]
+        todo = [
+            (table, sort_key)
+            for table, sort_key in tables
+            if widened & set(wh.column_names(g.schema_, table))
+        ]
+        if not todo:
+            continue
+        wh.drop_view(g.schema_, hist.view_name())
+        for table, sort_key in todo:
+            wh.rebuild_table(
+                g.schema_,
+                table,
+                _columns(wh, g.schema_, table, raw),
+                dist_key=g.key,
+                sort_key=sort_key,
+            )
+            out.append(f"{g.schema_}.{table}")
+        hist.rebuild_view(new_columns=True)
+    return out
+
+
+def _follower_sort(g: RetentionGroupConfig, f: FollowerConfig) -> list[str]:
+    if f.kind == "events":
+        return f.sort_key or [f.time or "", g.key]
+    return f.sort_key or [g.key]
+
+
+def _columns(wh: Warehouse, schema: str, table: str, raw: RawRef) -> list[Column]:
+    """The table's columns, in its order, with the raw table's (new) types."""
+    by_name = {c.name: c for c in raw.columns}
+    names = wh.column_names(schema, table)
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise SchemaDriftError(
+            f"{schema}.{table}: column {missing[0]!r} is not in the raw table {raw.key}; "
+            "nothing was changed"
+        )
+    return [by_name[n] for n in names]

@@ -1,0 +1,229 @@
+"""Source types that widen after history exists (G5), with the source in MariaDB.
+
+The order-tracking tables (uti, ecs, spath) are loaded for two months, rows are archived
+into two half-year periods, then the source widens types that lose nothing: INT → BIGINT (the
+order_id of all three, spath's code), SMALLINT → INT (ecs), VARCHAR(20) → VARCHAR(200) and
+DECIMAL(8,2) → DECIMAL(12,4) (uti), and writes values only the new types hold. The raw tables,
+the marts, every history period and the ``<mart>_hist`` views must take them:
+
+- DuckDB and PostgreSQL ALTER the columns in place, in the next sync and cycle;
+- Redshift (the adapter in compat mode) can ALTER only a VARCHAR's length, and not inside a
+  transaction: the sync stops each table with a type it cannot ALTER, names
+  ``trackline migrate``, and changes nothing; ``trackline migrate TABLE`` then rebuilds the
+  raw table, its marts and their periods in one transaction, and the next cycle goes on.
+  Every statement sent must be one Redshift accepts (tests/redshift_checks.py).
+
+Narrowing (fewer decimals) still stops the table with the error naming the column.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import MySQLDb, PgDb, S3Endpoint
+from tests.integration.marts_helpers import DAY, ECS, UTI, UTS, config_dict
+from tests.integration.synctools import write_config
+from tests.integration.test_redshift_marts import RecordingRedshift
+from tests.redshift_checks import redshift_problems
+from trackline.cli import main
+from trackline.config import Config, DuckDBWarehouse, RedshiftWarehouse
+from trackline.load import Warehouse, open_warehouse
+from trackline.marts.cycle import CycleSummary, run_cycle_on
+from trackline.marts.migrate import migrate
+from trackline.stage import Stage
+
+DDL = [
+    "CREATE TABLE uni_tracking_info (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, "
+    "update_time INT NOT NULL, status VARCHAR(20), amount DECIMAL(8,2)) CHARSET=utf8mb4",
+    "CREATE TABLE ecs_order_info (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, "
+    "add_time INT NOT NULL, partner_id SMALLINT)",
+    "CREATE TABLE uni_tracking_spath (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, "
+    "pathTime INT NOT NULL, code INT, traceSeq INT)",
+]
+WIDEN = [
+    "ALTER TABLE uni_tracking_info MODIFY order_id BIGINT, MODIFY status VARCHAR(200), "
+    "MODIFY amount DECIMAL(12,4)",
+    "ALTER TABLE ecs_order_info MODIFY order_id BIGINT, MODIFY partner_id INT",
+    "ALTER TABLE uni_tracking_spath MODIFY order_id BIGINT, MODIFY code BIGINT",
+]
+BIG_ORDER = 3_000_000_000  # over INT's range
+LONG_STATUS = "€" * 150  # 450 bytes in UTF-8: over the VARCHAR(20) column's 80
+BIG_AMOUNT = Decimal("12345678.1234")
+
+
+def _order(
+    db: MySQLDb, order: int, t: int, status: str, amount: Any, partner: int, code: int
+) -> None:
+    db.execute(
+        "INSERT INTO uni_tracking_info (order_id, update_time, status, amount) "
+        "VALUES (%s, %s, %s, %s)",
+        (order, t, status, amount),
+    )
+    db.execute(
+        "INSERT INTO ecs_order_info (order_id, add_time, partner_id) VALUES (%s, %s, %s)",
+        (order, t, partner),
+    )
+    db.execute(
+        "INSERT INTO uni_tracking_spath (order_id, pathTime, code, traceSeq) "
+        "VALUES (%s, %s, %s, 1)",
+        (order, t, code),
+    )
+
+
+def _config(request: pytest.FixtureRequest, tmp: Path, db: MySQLDb) -> Config:
+    engine = request.param
+    if engine == "duckdb":
+        data = config_dict(tmp / "unused.db", DuckDBWarehouse(path=tmp / "wh.duckdb"), tmp / "st")
+    else:
+        pg: PgDb = request.getfixturevalue("pg_db")
+        data = config_dict(tmp / "unused.db", pg.warehouse_config(), tmp / "st")
+    if engine == "redshift":
+        s3: S3Endpoint = request.getfixturevalue("s3")
+        stage = s3.stage_config()
+        data["warehouse"] = pg.redshift_compat()
+        data["stage"] = {
+            "url": stage.url,
+            "endpoint_url": stage.endpoint_url,
+            "region": stage.region,
+            "access_key_id": s3.access_key_id,
+            "secret_access_key": s3.secret_access_key,
+        }
+    data["sources"] = {"src": db.source_config(innodb_hold=False)}
+    return Config.model_validate(data)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("duckdb", id="duckdb"),
+        pytest.param("postgres", id="postgres"),
+        pytest.param("redshift", id="redshift-compat"),
+    ]
+)
+def world(
+    request: pytest.FixtureRequest, tmp_path: Path, mysql_db: MySQLDb
+) -> Iterator[tuple[MySQLDb, Config, Any]]:
+    for ddl in DDL:
+        mysql_db.execute(ddl)
+    cfg = _config(request, tmp_path, mysql_db)
+    if isinstance(cfg.warehouse, RedshiftWarehouse):  # keep what is sent, to check it
+        wh: Warehouse = RecordingRedshift(cfg.warehouse)
+    else:
+        wh = open_warehouse(cfg.warehouse)
+    wh.stage = Stage(cfg.stage)
+    wh.connect()
+    try:
+        yield mysql_db, cfg, wh
+    finally:
+        wh.close()
+
+
+def _view(wh: Warehouse, schema: str, mart: str, cols: str) -> list[tuple[Any, ...]]:
+    return sorted(wh.query(f"SELECT {cols} FROM {wh.t(schema, mart + '_hist')}"), key=repr)
+
+
+def _errors(s: CycleSummary) -> dict[str, str]:
+    return {r.table: r.error or "" for r in s.sync if r.status != "ok"}
+
+
+def test_widened_source_types_reach_raw_marts_history_and_views(
+    world: tuple[MySQLDb, Config, Warehouse], tmp_path: Path
+) -> None:
+    db, cfg, wh = world
+    g = cfg.marts[0]
+    now = int(db.query("SELECT UNIX_TIMESTAMP()")[0][0])
+    for o in range(1, 13):  # two months of orders half a year ago, then one a minute ago
+        _order(db, o, now - 200 * DAY + o * 4 * DAY, f"s{o}", Decimal(o) / 4, 300 + o, 200 + o)
+    _order(db, 99, now - 60, "hb", 1, 1, 1)
+    assert run_cycle_on(cfg, wh).ok
+    hist = {m: _view(wh, g.schema_, m, "*") for m in (UTI, ECS, UTS)}
+    assert all(len(rows) == 12 for rows in hist.values())  # every early order is archived
+
+    for alter in WIDEN:
+        db.execute(alter)
+    # (written after the first sync's upper bound, the source's clock: read by the next one)
+    now = int(db.query("SELECT UNIX_TIMESTAMP()")[0][0])
+    _order(db, BIG_ORDER, now, LONG_STATUS, BIG_AMOUNT, 100_000, 2**40)
+    db.execute(  # an archived order comes back with values only the new types hold
+        "UPDATE uni_tracking_info SET update_time = %s, status = %s, amount = %s "
+        "WHERE order_id = 2",
+        (now, LONG_STATUS, BIG_AMOUNT),
+    )
+    time.sleep(1.1)  # past the second they were stamped with: below the next upper bound
+    summary = run_cycle_on(cfg, wh)
+    if isinstance(wh, RecordingRedshift):
+        # Redshift cannot ALTER INT → BIGINT: each table stops, names the fix, alters nothing
+        errors = _errors(summary)
+        assert set(errors) == {"uni_tracking_info", "ecs_order_info", "uni_tracking_spath"}
+        for table, error in errors.items():
+            assert f"trackline migrate {table}" in error and "\n" not in error, error
+        assert "'order_id'" in errors["uni_tracking_info"]
+        raw = wh.column_specs("raw", "uni_tracking_info_raw")["uni_tracking_info_raw"]
+        assert raw["status"] == "character varying(80)"  # VARCHAR(20) × 4 bytes, unchanged
+        assert raw["order_id"].startswith("integer")
+        # the documented command, then the library function for the other two
+        marts = [m.model_dump(mode="json", by_alias=True) for m in cfg.marts]
+        path = write_config(tmp_path / "trackline.yml", cfg, marts=marts)
+        r = CliRunner().invoke(main, ["migrate", "uni_tracking_info", "-c", str(path)])
+        assert r.exit_code == 0, r.output
+        assert "rebuilt mart.mart_uni_tracking_info" in r.output
+        assert "rebuilt mart.hist_uti_20" in r.output
+        for table in ("ecs_order_info", "uni_tracking_spath"):
+            res = migrate(cfg, wh, table)
+            assert res.columns and res.rebuilt
+        summary = run_cycle_on(cfg, wh)
+    assert summary.ok, summary.as_dict()
+
+    # the new values, whole, in the marts (order 2 reactivated out of history)
+    uti = dict(
+        (r[0], r[1:])
+        for r in wh.query(f"SELECT order_id, status, amount FROM {wh.t(g.schema_, UTI)}")
+    )
+    assert uti[BIG_ORDER] == (LONG_STATUS, BIG_AMOUNT)
+    assert uti[2] == (LONG_STATUS, BIG_AMOUNT)
+    ecs = dict(wh.query(f"SELECT order_id, partner_id FROM {wh.t(g.schema_, ECS)}"))
+    assert ecs[BIG_ORDER] == 100_000
+    uts = dict(wh.query(f"SELECT order_id, code FROM {wh.t(g.schema_, UTS)}"))
+    assert uts[BIG_ORDER] == 2**40
+    # rows archived before the change are all still there, with their values (order 2 left
+    # uti's history when it came back, and its ecs row went back to the mart with it)
+    after = {m: _view(wh, g.schema_, m, "*") for m in (UTI, ECS, UTS)}
+    assert after[UTS] == hist[UTS]
+    assert [r for r in hist[UTI] if r[1] != 2] == after[UTI]
+    assert [r for r in hist[ECS] if r[1] != 2] == after[ECS]
+    # every mart, period and view column has the raw column's type
+    specs = wh.column_specs(g.schema_)
+    raw_specs = wh.column_specs("raw")
+    for mart, raw, name in (
+        (UTI, "uni_tracking_info_raw", "uti"),
+        (ECS, "ecs_order_info_raw", "ecs"),
+        (UTS, "uni_tracking_spath_raw", "uts"),
+    ):
+        want = raw_specs[raw]
+        periods = wh.list_tables(g.schema_, f"hist_{name}_")
+        assert len(periods) == 2  # the half-years of the early orders
+        for table in [mart, *periods]:
+            for col, spec in specs[table].items():
+                assert spec == want[col], (table, col, spec, want[col])
+    assert raw_specs["uni_tracking_info_raw"]["order_id"].startswith("bigint")
+
+    # narrowing (fewer decimals) still stops that table, naming the column; others go on
+    db.execute("ALTER TABLE uni_tracking_info MODIFY amount DECIMAL(12,2)")
+    summary = run_cycle_on(cfg, wh)
+    errors = _errors(summary)
+    assert set(errors) == {"uni_tracking_info"}
+    assert (
+        "column 'amount' changed type decimal128(12, 4) → decimal128(12, 2)"
+        in errors["uni_tracking_info"]
+    )
+    if isinstance(wh, RecordingRedshift):
+        bad = {s.sql: p for s in wh.sent if (p := redshift_problems(s))}
+        assert not bad, bad
+        alters = [s for s in wh.sent if " ALTER COLUMN " in s.sql]
+        assert not alters  # INT → BIGINT went through migrate; status was rebuilt with it
