@@ -43,6 +43,7 @@ defaults:
   batch_size: 100000
   lag_seconds: 300                # upper bound = source clock - lag
   hold_ceiling_seconds: 3600      # longest an open write transaction may hold the bound
+  lock_wait_margin_seconds: 60    # hold from this long before a transaction's InnoDB start
   zero_date: "null"               # 0000-00-00 -> NULL and report (or: error)
 
 tables:
