@@ -834,7 +834,9 @@ def test_two_pipelines_share_a_warehouse_database_without_blocking_each_other(
     tmp_path: Path, pg_db: PgDb, engine: str
 ) -> None:
     """Pipelines with their own state schema (here a_ and b_) run their cycles and checks in
-    one warehouse database at the same time; a second run of the SAME pipeline is refused."""
+    one warehouse database at the same time; a second run of the SAME pipeline is refused.
+    Running beside the other changes nothing: a's marts, history, exceptions, progress and
+    check results equal b's, which ran alone, and the oracle's."""
     wh_cfg = (
         pg_db.warehouse_config()
         if engine == "postgres"
@@ -844,19 +846,36 @@ def test_two_pipelines_share_a_warehouse_database_without_blocking_each_other(
     a = make_config(tmp_path, src.path, wh_cfg, prefix="a_")  # type: ignore[arg-type]
     b = make_config(tmp_path, src.path, wh_cfg, prefix="b_")  # type: ignore[arg-type]
     src.touch(1, day(0))
+    src.touch(2, day(0), code=100)
     src.clock(day(1))
     wa, wb = connect(a), connect(b)
+
+    def results(report: Any) -> list[tuple[Any, ...]]:
+        return sorted((r.name, r.status, r.failing_count) for r in report.results)
+
     try:
         with wb.lock(pipeline_lock(b.state_schema, "cycle")):  # b's cycle is running
             assert run_cycle_on(a, wa).ok
-            assert run_checks(a, wa).results
+            checks_a = run_checks(a, wa)
+            assert checks_a.results
         with wb.lock(pipeline_lock(a.state_schema, "cycle")):  # a's own cycle is running
             with pytest.raises(LockBusy, match="cycle:a_trackline"):
                 run_cycle_on(a, wa)
+        assert run_cycle_on(b, wb).ok
+        assert results(run_checks(b, wb)) == results(checks_a)
+        src.touch(2, day(40))  # order 1 goes to history
+        src.touch(3, day(40))
+        src.clock(day(41))
+        with wa.lock(pipeline_lock(a.state_schema, "cycle")):  # now a's cycle is running
+            assert run_cycle_on(b, wb).ok
         assert run_cycle_on(a, wa).ok
+        assert _snapshot(wa, a) == _snapshot(wb, b)
+        assert actual_state(wa, a.marts[0].schema_) == expected_state(src)
+        assert actual_state(wa, a.marts[0].schema_).hist_uti == {1: "2026_h1"}
     finally:
         wa.close()
         wb.close()
+        src.close()
 
 
 def test_open_exception_keeps_row_until_resolved_via_cli(pipe: Pipeline) -> None:

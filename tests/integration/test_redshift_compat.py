@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -119,8 +120,9 @@ def _norm(v: Any) -> Any:
     return v
 
 
-def _rows(query: Any, table: str, order: str) -> list[tuple[Any, ...]]:
-    return [tuple(_norm(v) for v in r) for r in query(f"SELECT * FROM {table} ORDER BY {order}")]
+def _rows(query: Any, table: str, order: str, cols: str = "*") -> list[tuple[Any, ...]]:
+    sql = f"SELECT {cols} FROM {table} ORDER BY {order}"
+    return [tuple(_norm(v) for v in r) for r in query(sql)]
 
 
 def _transient_files(s3: S3Endpoint) -> list[str]:
@@ -425,12 +427,31 @@ def test_hard_kill_of_a_sync_then_the_next_run_goes_on(
     assert done.returncode == 0, done.stderr
     assert "taking it over" in done.stderr
     assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(0,)]
-    got = _rows(pg_db.query, "settlement_public.uni_tracking_info_raw", "id")
-    assert len(got) == 60 and len({r[0] for r in got}) == 60  # every row once
-    claims = pg_db.query(
-        'SELECT COUNT(*), COUNT(DISTINCT "ID") FROM settlement_public.settlement_claim_detail'
-    )
-    assert claims == [(30, 30)]
+
+    # The uninterrupted run: the same source into a second database, in-process.
+    ref_db = f"{pg_db.database}_ref"
+    pg_db.execute(f'CREATE DATABASE "{ref_db}"')
+    try:
+        ref = _config(mysql_db, _compat(pg_db, database=ref_db), s3.stage_config(prefix="ref"))
+        assert all(r.status == "ok" for r in sync(ref))
+        with psycopg.connect(pg_db.dsn.replace(pg_db.database, ref_db)) as con:
+            for table, order in (
+                ("settlement_public.uni_tracking_info_raw", "id"),
+                ("settlement_public.settlement_claim_detail", '"ID"'),
+                ("trackline.batches", "table_key, batch_id"),
+            ):
+                cols = "table_key, batch_id, row_count, checksum" if "batches" in table else "*"
+                got = _rows(pg_db.query, table, order, cols)
+                assert got == _rows(lambda q: con.execute(q).fetchall(), table, order, cols), table
+    finally:
+        pg_db.execute(f'DROP DATABASE IF EXISTS "{ref_db}" WITH (FORCE)')
+    raw = _rows(pg_db.query, "settlement_public.uni_tracking_info_raw", "id", "id, order_id")
+    assert raw == [
+        tuple(r) for r in mysql_db.query("SELECT id, order_id FROM uni_tracking_info ORDER BY id")
+    ]
+    assert _rows(
+        pg_db.query, "settlement_public.settlement_claim_detail", '"ID"', '"ID", amount'
+    ) == [(i, Decimal("12.3456") * i) for i in range(1, 31)]
 
 
 def test_maintenance_falls_back_to_analyze_without_svv_table_info(wh: Any) -> None:
