@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -455,14 +456,20 @@ def test_read_only_transaction_does_not_hold_the_bound(
 def test_long_write_statement_holds_the_bound_from_its_start(
     mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path, hold_serial: None
 ) -> None:
-    """An INSERT … SELECT stamps its row with NOW() of its start but writes it 2.5 s later;
-    until then InnoDB reports no modified row. Rows committed meanwhile, and a lag of 1 s,
-    would move the watermark past that stamp. The process list holds the bound instead."""
+    """An INSERT … SELECT stamps its row with NOW() of its start but writes it only when it
+    ends (here: once the test releases a user lock it waits on); until then InnoDB reports no
+    modified row. Rows committed meanwhile, and a lag of 1 s, would move the watermark past
+    that stamp. The process list holds the bound instead. The test orders the events (the
+    statement is seen running before the other rows are written, the sync runs before the
+    statement ends) instead of timing them, so a loaded machine cannot reorder them."""
     create_orders(mysql_db, 5, PAST)
     cfg = make_config(mysql_db, warehouse_config, stage, [table(lag_seconds=1)], hold=True)
     sync_ok(cfg)
-    slow = mysql_db.connect()
-    started = source_now(mysql_db)
+    gate = f"tl_gate_{uuid.uuid4().hex[:12]}"
+    locker, slow = mysql_db.connect(), mysql_db.connect()
+    with locker.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (gate,))
+        assert cur.fetchone() == (1,)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -470,8 +477,10 @@ def test_long_write_statement_holds_the_bound_from_its_start(
             with slow.cursor() as cur:
                 cur.execute(
                     "INSERT INTO orders (order_no, status, amount, update_time) "
-                    "SELECT 'SLOW', 'slow', 1, NOW(6) FROM DUAL WHERE SLEEP(2.5) = 0"
+                    "SELECT 'SLOW', 'slow', 1, NOW(6) FROM DUAL WHERE GET_LOCK(%s, 60) = 1",
+                    (gate,),
                 )
+                cur.execute("SELECT RELEASE_LOCK(%s)", (gate,))
             slow.commit()
         except BaseException as e:  # noqa: BLE001 - re-raised below
             errors.append(e)
@@ -479,16 +488,24 @@ def test_long_write_statement_holds_the_bound_from_its_start(
     writer = threading.Thread(target=run)
     writer.start()
     try:
-        time.sleep(0.3)
+        _wait_until_running(mysql_db, slow.thread_id(), "SLOW")
         insert_orders(mysql_db, ["NOW"] * 3)  # committed, stamped after the slow statement's
-        time.sleep(1.3)  # now - lag is past them all
+        newest = mysql_db.query("SELECT MAX(update_time) FROM orders")[0][0]
+        while source_now(mysql_db) < newest + dt.timedelta(seconds=1.05):
+            time.sleep(0.1)  # now - lag is past them all
         held = one(sync_ok(cfg))
-        assert held.upper <= started + dt.timedelta(seconds=0.3)
         assert held.rows == 0
     finally:
-        writer.join(10)
+        with locker.cursor() as cur:
+            cur.execute("SELECT RELEASE_LOCK(%s)", (gate,))
+        writer.join(60)
+        locker.close()
         slow.close()
     assert not errors, errors
+    stamp = mysql_db.query("SELECT update_time FROM orders WHERE order_no = 'SLOW'")[0][0]
+    others = mysql_db.query("SELECT MIN(update_time) FROM orders WHERE id > 5 AND status = 'new'")
+    assert others[0][0] > stamp  # the order of events the test is about
+    assert held.upper <= stamp  # held at the statement's start, not at its commit
     time.sleep(1.1)
     wait_for_no_other_writers(mysql_db)
     res = one(sync_ok(cfg))
@@ -496,6 +513,19 @@ def test_long_write_statement_holds_the_bound_from_its_start(
     rows = wh_rows(cfg, "public.orders_raw")
     assert rows == source_rows(mysql_db)
     assert "slow" in [r[2] for r in rows]
+
+
+def _wait_until_running(mysql_db: MySQLDb, thread_id: int, marker: str) -> None:
+    """Wait until connection `thread_id` is running a statement that mentions `marker`."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        info = mysql_db.query(
+            "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = %s", (thread_id,)
+        )
+        if info and info[0][0] and marker in info[0][0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"connection {thread_id} never ran its statement")
 
 
 def test_transaction_older_than_the_hold_ceiling_is_reported_not_waited_for(
