@@ -6,8 +6,9 @@ compat mode. The two differ only where compat mode is documented to differ (DIST
 their recorded parameters, on the real PostgreSQL server, from an empty database:
 ``state``, ``sync`` and ``cycle`` each on an empty database (a first run), and the commands
 planned as right after a first cycle (``check``, ``reconcile``, ``replay``, ``reset``,
-``maintenance``) after the cycle's script. As in the other compat tests, the S3 COPY is not
-run (nothing was staged) and neither are reads of Redshift's system views (``svv_table_info``).
+``maintenance``, ``migrate``) after the cycle's script. As in the other compat tests, the S3
+COPY is not run (nothing was staged) and neither are reads of Redshift's system views
+(``svv_table_info``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def compat(cfg: Config) -> Any:
 def test_every_warehouse_command_has_a_plan() -> None:
     assert list(PLANS) == [
         "state", "sync", "cycle", "check", "reconcile", "replay", "reset", "maintenance",
+        "migrate",
     ]  # fmt: skip
 
 
@@ -213,3 +215,26 @@ def test_sql_command_says_on_stderr_when_it_used_placeholders(tmp_path: Path) ->
     )  # fmt: skip
     assert given.exit_code == 0, given.output
     assert given.stderr == ""
+
+
+def test_the_migrate_plan_rebuilds_raw_marts_periods_in_one_transaction(cfg: Config) -> None:
+    """`trackline sql --engine redshift migrate uni_tracking_info`: raw, the departures list,
+    the anchor mart and its period are each copied into a new table and swapped in, the view
+    dropped and created, the new schema recorded: all between one BEGIN and its COMMIT."""
+    printed = render_plan(cfg, "migrate", ["uni_tracking_info"])
+    first = next(i for i, s in enumerate(printed) if s.endswith('_tl_migrate"'))
+    begin = max(i for i, s in enumerate(printed[:first]) if s == "BEGIN")
+    body = printed[begin : printed.index("COMMIT", first)]
+    assert "BEGIN" not in body[1:]
+    renames = [s.rsplit(" ", 1)[1] for s in body if " RENAME TO " in s]
+    assert renames[:3] == [
+        '"uni_tracking_info_raw"', '"order_tracking_departures"', '"mart_uni_tracking_info"'
+    ]  # fmt: skip
+    assert re.fullmatch(r'"hist_uti_\d{4}_h[12]"', renames[3]) and len(renames) == 4
+    assert not any(" RENAME TO " in s for s in printed[printed.index("COMMIT", first) :])
+    view = f'"{ODS}"."mart_uni_tracking_info_hist"'
+    create = next(s for s in body if s.startswith(f"CREATE VIEW {view}"))
+    assert body.index(f"DROP VIEW IF EXISTS {view}") < body.index(create)
+    assert create.endswith("WITH NO SCHEMA BINDING")
+    assert any(s.startswith('INSERT INTO "trackline"."watermarks"') for s in body)
+    assert not any("ecs" in s or "spath" in s for s in body)  # only what uti feeds

@@ -26,7 +26,7 @@ from trackline.errors import SchemaDriftError
 from trackline.extract import Relation, open_source
 from trackline.load import Column, Warehouse
 from trackline.marts.history import HistoryTables
-from trackline.marts.steps import MartSteps, RawRef
+from trackline.marts.steps import MartPlan, MartSteps, RawRef
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock
 from trackline.sync import BATCH_COL, TableResult, resolve
@@ -51,7 +51,10 @@ def migrate(
     source_db: str | None = None,
     target_schema: str | None = None,
     reporter: Reporter | None = None,
+    plan: MartPlan | None = None,
 ) -> MigrateResult:
+    """`plan` (``trackline sql --engine redshift migrate``): against a recorder, after a
+    planned cycle; every column of the table counts as widened, so every statement shows."""
     reporter = reporter or NullReporter()
     t = cfg.table(name)
     rt = resolve(cfg, t, source_db, target_schema)
@@ -73,9 +76,9 @@ def migrate(
             "only changes that lose nothing. Nothing was changed. Alter the target to match "
             f"(or drop it) and run `trackline reset {t.name}` to reload it."
         )
-    if not d.widened or not wh.table_exists(rt.target_schema, rt.target):
+    widened = {c.name for c in (cols if plan is not None else d.widened)}
+    if not widened or not wh.table_exists(rt.target_schema, rt.target):
         return result
-    widened = {c.name for c in d.widened}
     # (the cycle's order: its lock first, then the table's sync lock)
     with wh.lock(pipeline_lock(cfg.state_schema, "cycle")), wh.lock(f"sync:{rt.key}"):
         with wh.transaction():
@@ -94,17 +97,22 @@ def migrate(
             result.columns = [f"{n}: {wh.column_type(by_name[n])}" for n in sorted(widened)]
             ensure_target(wh, state, reporter, rt, cols, [], wm, TableResult(t.name, rt.key))
             for g in cfg.marts:
-                result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened)
+                result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened, plan)
     for n in result.columns:
         reporter.event("drift", f"{t.name}: column {n} (rebuilt {', '.join(result.rebuilt)})")
     return result
 
 
 def _rebuild_marts(
-    cfg: Config, g: RetentionGroupConfig, wh: Warehouse, source: str, widened: set[str]
+    cfg: Config,
+    g: RetentionGroupConfig,
+    wh: Warehouse,
+    source: str,
+    widened: set[str],
+    plan: MartPlan | None,
 ) -> list[str]:
     """Rebuild each mart of `g` built from `source`, and its history periods."""
-    steps = MartSteps(cfg, g, wh)
+    steps = MartSteps(cfg, g, wh, plan=plan)
     raw = steps.raw(source)
     if raw is None:
         return []

@@ -4,15 +4,16 @@ A plan takes the config, the recorder and the tables named on the command line (
 table the command applies to) and runs the command's own library function against the
 recorder. ``state``, ``sync`` and ``cycle`` are planned as a first run on an empty warehouse.
 The commands that work on what a cycle left (``check``, ``reconcile``, ``replay``, ``reset``,
-``maintenance``) are planned as right after a first ``cycle``: the cycle's plan runs first,
-unrecorded, so they find its tables; their scripts run after the cycle's. Where a command would
-skip its work on an empty warehouse, its plan answers the few queries that decide that, so the
-statements show:
+``maintenance``, ``migrate``) are planned as right after a first ``cycle``: the cycle's plan
+runs first, unrecorded, so they find its tables; their scripts run after the cycle's. Where a
+command would skip its work on an empty warehouse, its plan answers the few queries that decide
+that, so the statements show:
 
 - ``reconcile``: each `write_mode: merge` table (``--apply``), its target holding one key the
   source no longer has: figures, the key-by-key comparison and the DELETE;
 - ``replay``: the batches the plan's sync staged (one per table, empty);
-- ``maintenance``: every table as needing both VACUUM and ANALYZE.
+- ``maintenance``: every table as needing both VACUUM and ANALYZE;
+- ``migrate``: every column of each table as widened at the source (each table rebuilt).
 """
 
 from __future__ import annotations
@@ -196,6 +197,19 @@ def plan_maintenance(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
         rec.answer = no_rows
 
 
+def plan_migrate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """`trackline migrate`: as if every column of each table had widened at the source."""
+    from trackline.marts.engine import MartPlan
+    from trackline.marts.history import Period
+    from trackline.marts.migrate import migrate
+    from trackline.state import utcnow
+
+    _after_cycle(cfg, rec)
+    plan = MartPlan(raw_columns=rec.columns, period=Period.of(utcnow()))
+    for t in _tables(cfg, tables):
+        migrate(cfg, rec, t.name, plan=plan)
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -205,5 +219,6 @@ PLANS: dict[str, PlanFn] = {
     "replay": plan_replay,
     "reset": plan_reset,
     "maintenance": plan_maintenance,
+    "migrate": plan_migrate,
 }
 """Adding a job's plan: a function above that runs the job's library function on `rec`."""
