@@ -191,6 +191,12 @@ def test_the_plans_of_the_commands_after_a_cycle_show_their_work(cfg: Config) ->
     check = render_plan(cfg, "check")
     assert any(s.startswith('INSERT INTO "trackline"."check_results"') for s in check)
     assert "ROLLBACK" not in check  # no check errored in the plan
+    # runs.behind_watermark: the target side of its counts, for a merge and an append table
+    assert any(
+        s.startswith(f'SELECT COUNT(*) FROM {claims} WHERE "update_at" >= ?') for s in check
+    ), check
+    assert any(s.startswith('SELECT COUNT(*) FROM (SELECT "id", MAX("update_time")') for s in check)
+    assert any(s.startswith(f'SELECT COUNT(*) FROM {claims} WHERE "ID" IN (?)') for s in check)
 
 
 def test_sql_command_says_on_stderr_when_it_used_placeholders(tmp_path: Path) -> None:

@@ -21,15 +21,18 @@ use the cursor's index in the source; a row exactly at the watermark's time is n
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from trackline.config import Config, TableConfig
-from trackline.extract import Relation, open_source
+from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import Watermark, shift
 from trackline.load import Warehouse
 from trackline.quality.checks import RUNS_TABLE, STATE_EXCEPTIONS, Check, Rows
 from trackline.state import StateStore, utcnow
-from trackline.sync import resolve
+from trackline.sync import ResolvedTable, resolve
+
+OpenSource = Callable[[Config, ResolvedTable], Source]
 
 PENDING_LIMIT = 10_000
 """Most rows past the watermark the check looks up in the target (see `_pending_in_window`)."""
@@ -37,7 +40,12 @@ PENDING_LIMIT = 10_000
 COLUMNS = ["table_key", "missing", "source_rows", "loaded_rows", "since", "watermark", "fix"]
 
 
-def behind_watermark_check(cfg: Config) -> Check:
+def _open(cfg: Config, rt: ResolvedTable) -> Source:
+    return open_source(cfg.sources[rt.source_name], rt.source_db)
+
+
+def behind_watermark_check(cfg: Config, open_src: OpenSource = _open) -> Check:
+    """`open_src`: how to reach a table's source (`trackline sql` asks a stand-in)."""
     window = cfg.quality.behind_window_seconds
     return Check(
         name="runs.behind_watermark",
@@ -55,11 +63,11 @@ def behind_watermark_check(cfg: Config) -> Check:
         exceptions=(cfg.state_schema, STATE_EXCEPTIONS),
         description=f"source rows that arrived behind the watermark (in the {window:,} s "
         "below it): incremental sync never reads them",
-        collect=lambda wh: behind_watermark(cfg, wh),
+        collect=lambda wh: behind_watermark(cfg, wh, open_src),
     )
 
 
-def behind_watermark(cfg: Config, wh: Warehouse) -> Rows:
+def behind_watermark(cfg: Config, wh: Warehouse, open_src: OpenSource = _open) -> Rows:
     """One row per table whose source holds more rows in the window below its watermark than
     the target (see the module docstring)."""
     state = StateStore(wh, cfg.state_schema)
@@ -76,7 +84,7 @@ def behind_watermark(cfg: Config, wh: Warehouse) -> Rows:
             continue
         column, cond, params = window
         relation = Relation(t.name, rt.source_db if not t.query else None, t.query)
-        with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+        with open_src(cfg, rt) as src:
             where = cond.format(c=src.q(column))
             sql = f"SELECT COUNT(*) FROM {src.relation_sql(relation)} WHERE {where}"
             in_source = int(src.scalar(src.bind(sql, params), params) or 0)
