@@ -3,7 +3,8 @@
 The order-tracking tables (uti, ecs, spath) are loaded for two months, rows are archived
 into two half-year periods, then the source widens types that lose nothing: INT → BIGINT (the
 order_id of all three, spath's code), SMALLINT → INT (ecs), VARCHAR(20) → VARCHAR(200) and
-DECIMAL(8,2) → DECIMAL(12,4) (uti), and writes values only the new types hold. The raw tables,
+DECIMAL(8,2) → DECIMAL(12,4) (uti), adds a nullable column to each, and writes values only
+the new types hold. The raw tables,
 the marts, every history period and the ``<mart>_hist`` views must take them:
 
 - DuckDB and PostgreSQL ALTER the columns in place, in the next sync and cycle;
@@ -49,10 +50,19 @@ DDL = [
 ]
 WIDEN = [
     "ALTER TABLE uni_tracking_info MODIFY order_id BIGINT, MODIFY status VARCHAR(200), "
-    "MODIFY amount DECIMAL(12,4)",
-    "ALTER TABLE ecs_order_info MODIFY order_id BIGINT, MODIFY partner_id INT",
-    "ALTER TABLE uni_tracking_spath MODIFY order_id BIGINT, MODIFY code BIGINT",
+    "MODIFY amount DECIMAL(12,4), ADD COLUMN note VARCHAR(30)",
+    "ALTER TABLE ecs_order_info MODIFY order_id BIGINT, MODIFY partner_id INT, "
+    "ADD COLUMN carrier VARCHAR(10)",
+    "ALTER TABLE uni_tracking_spath MODIFY order_id BIGINT, MODIFY code BIGINT, "
+    "ADD COLUMN site INT",
 ]
+COLUMNS = {  # what each mart held before the change
+    UTI: ["id", "order_id", "update_time", "status", "amount"],
+    ECS: ["id", "order_id", "add_time", "partner_id"],
+    UTS: ["id", "order_id", "pathTime", "code", "traceSeq"],
+}
+ADDED = {UTI: ("uni_tracking_info", "note", "big"), ECS: ("ecs_order_info", "carrier", "sf")}
+ADDED[UTS] = ("uni_tracking_spath", "site", 7)
 BIG_ORDER = 3_000_000_000  # over INT's range
 LONG_STATUS = "€" * 150  # 450 bytes in UTF-8: over the VARCHAR(20) column's 80
 BIG_AMOUNT = Decimal("12345678.1234")
@@ -124,8 +134,9 @@ def world(
         wh.close()
 
 
-def _view(wh: Warehouse, schema: str, mart: str, cols: str) -> list[tuple[Any, ...]]:
-    return sorted(wh.query(f"SELECT {cols} FROM {wh.t(schema, mart + '_hist')}"), key=repr)
+def _view(wh: Warehouse, schema: str, mart: str, cols: list[str]) -> list[tuple[Any, ...]]:
+    sql = f"SELECT {wh.cols(cols)} FROM {wh.t(schema, mart + '_hist')}"
+    return sorted(wh.query(sql), key=repr)
 
 
 def _errors(s: CycleSummary) -> dict[str, str]:
@@ -142,7 +153,7 @@ def test_widened_source_types_reach_raw_marts_history_and_views(
         _order(db, o, now - 200 * DAY + o * 4 * DAY, f"s{o}", Decimal(o) / 4, 300 + o, 200 + o)
     _order(db, 99, now - 60, "hb", 1, 1, 1)
     assert run_cycle_on(cfg, wh).ok
-    hist = {m: _view(wh, g.schema_, m, "*") for m in (UTI, ECS, UTS)}
+    hist = {m: _view(wh, g.schema_, m, COLUMNS[m]) for m in (UTI, ECS, UTS)}
     assert all(len(rows) == 12 for rows in hist.values())  # every early order is archived
 
     for alter in WIDEN:
@@ -150,6 +161,8 @@ def test_widened_source_types_reach_raw_marts_history_and_views(
     # (written after the first sync's upper bound, the source's clock: read by the next one)
     now = int(db.query("SELECT UNIX_TIMESTAMP()")[0][0])
     _order(db, BIG_ORDER, now, LONG_STATUS, BIG_AMOUNT, 100_000, 2**40)
+    for table, column, value in ADDED.values():  # new columns, added after archiving
+        db.execute(f"UPDATE {table} SET {column} = %s WHERE order_id = %s", (value, BIG_ORDER))
     db.execute(  # an archived order comes back with values only the new types hold
         "UPDATE uni_tracking_info SET update_time = %s, status = %s, amount = %s "
         "WHERE order_id = 2",
@@ -193,10 +206,18 @@ def test_widened_source_types_reach_raw_marts_history_and_views(
     assert uts[BIG_ORDER] == 2**40
     # rows archived before the change are all still there, with their values (order 2 left
     # uti's history when it came back, and its ecs row went back to the mart with it)
-    after = {m: _view(wh, g.schema_, m, "*") for m in (UTI, ECS, UTS)}
+    after = {m: _view(wh, g.schema_, m, COLUMNS[m]) for m in (UTI, ECS, UTS)}
     assert after[UTS] == hist[UTS]
     assert [r for r in hist[UTI] if r[1] != 2] == after[UTI]
     assert [r for r in hist[ECS] if r[1] != 2] == after[ECS]
+    # the added columns: the new rows carry their value; rows archived before read NULL
+    for mart, (_table, column, value) in ADDED.items():
+        key = "id" if mart == UTS else "order_id"
+        live = dict(wh.query(f"SELECT {wh.q(key)}, {wh.q(column)} FROM {wh.t(g.schema_, mart)}"))
+        big = [v for k, v in live.items() if k == BIG_ORDER or (mart == UTS and v is not None)]
+        assert big == [value], mart
+        old = _view(wh, g.schema_, mart, [column])
+        assert old and all(v is None for (v,) in old), mart
     # every mart, period and view column has the raw column's type
     specs = wh.column_specs(g.schema_)
     raw_specs = wh.column_specs("raw")

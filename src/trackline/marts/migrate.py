@@ -149,6 +149,9 @@ def _rebuild_marts(
                 sort_key=sort_key,
             )
             out.append(f"{g.schema_}.{table}")
+        # columns the source added meanwhile: in every table before the view lists them
+        have = {t: dict.fromkeys(wh.column_names(g.schema_, t), "") for t, _ in tables}
+        steps.add_missing_columns(mart, hist, raw, have)
         hist.rebuild_view(new_columns=True)
     return out
 

@@ -347,12 +347,26 @@ class MartSteps:
                     )
             with w.alter_type_scope():
                 w.drop_view(self.schema, hist.view_name())
+                self.add_missing_columns(mart, hist, raw, specs)  # the view lists them all
                 for table, c, _ in todo:
                     w.alter_column_type(self.schema, table, c)
                 hist.rebuild_view(new_columns=True)
             what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
         self._widen_departures(a_raw)
+
+    def add_missing_columns(
+        self, mart: str, hist: HistoryTables, raw: RawRef, specs: dict[str, dict[str, str]]
+    ) -> list[str]:
+        """Add the raw columns the mart or one of its periods lacks (per `specs`, the catalog);
+        returns ``table.column`` of each added."""
+        added = []
+        for table in [mart, *hist.present(specs)]:
+            for c in raw.columns:
+                if c.name not in specs.get(table, {}):
+                    self.wh.add_column(self.schema, table, c)
+                    added.append(f"{table}.{c.name}")
+        return added
 
     def _widen_departures(self, a_raw: RawRef) -> None:
         """The departures list copies the anchor's key column: it widens with it."""
