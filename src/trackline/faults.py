@@ -7,8 +7,9 @@ reached (1-based), so a test can kill the *second* batch of a sync. With
 ``finally`` block, no rollback handler runs.
 
 Named steps (grep for ``checkpoint("``): sync.after_extract, sync.after_stage,
-sync.before_commit, sync.after_commit, mart.after_insert, mart.after_reactivate,
-mart.after_archive, mart.after_check, mart.before_commit.
+sync.before_commit, sync.after_commit, sync.after_widen, mart.after_widen, mart.after_insert,
+mart.after_reactivate, mart.after_archive, mart.after_check, mart.before_commit,
+migrate.before_commit.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import pyarrow as pa
 from trackline.config import Config, FollowerConfig, RetentionGroupConfig
 from trackline.errors import SchemaDriftError
 from trackline.extract import Relation, open_source
+from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
 from trackline.marts.history import HistoryTables
 from trackline.marts.steps import MartPlan, MartSteps, RawRef
@@ -98,6 +99,7 @@ def migrate(
             ensure_target(wh, state, reporter, rt, cols, [], wm, TableResult(t.name, rt.key))
             for g in cfg.marts:
                 result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened, plan)
+            checkpoint("migrate.before_commit")
     for n in result.columns:
         reporter.event("drift", f"{t.name}: column {n} (rebuilt {', '.join(result.rebuilt)})")
     return result

@@ -350,6 +350,7 @@ class MartSteps:
                 self.add_missing_columns(mart, hist, raw, specs)  # the view lists them all
                 for table, c, _ in todo:
                     w.alter_column_type(self.schema, table, c)
+                checkpoint("mart.after_widen")  # (Redshift: altered, the view still dropped)
                 hist.rebuild_view(new_columns=True)
             what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)

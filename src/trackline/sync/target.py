@@ -21,6 +21,7 @@ from trackline.config import TableConfig
 from trackline.errors import ConfigError, SchemaDriftError
 from trackline.extract.cdc import Watermark
 from trackline.extract.types import SourceColumn, arrow_type, is_widening
+from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
 from trackline.report import Reporter
 from trackline.state import StateStore
@@ -138,6 +139,7 @@ def widen_target(
     with w.alter_type_scope():
         for c in todo:
             w.alter_column_type(rt.target_schema, rt.target, c)
+    checkpoint("sync.after_widen")  # altered; the schema is recorded by `ensure_target`
     for c in todo:
         msg = f"{rt.cfg.name}: column {c.name!r} widened to {w.column_type(c)} in {rt.key}"
         reporter.event("drift", msg, table=rt.cfg.name, column=c.name)
