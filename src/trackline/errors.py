@@ -3,7 +3,8 @@
     TracklineError                 root; `.retryable` tells the retry logic what to do
     ├── ConfigError                the YAML file or a CLI option is wrong (names key + line)
     ├── SourceError                the source database refused or failed
-    │   └── SourceUnreachable      connection refused / timed out (retryable)
+    │   ├── SourceUnreachable      connection refused / timed out (retryable)
+    │   └── SourceTimeout          a read ran past the source's read/stream timeout
     ├── CdcError                   the cursor rules cannot be honoured (reset table, NULL cursor)
     ├── SchemaDriftError           the source schema changed in a way we will not guess about
     ├── StageError                 writing/reading the Parquet stage failed
@@ -43,6 +44,13 @@ class SourceError(TracklineError):
 
 
 class SourceUnreachable(SourceError):
+    retryable = True
+
+
+class SourceTimeout(SourceError):
+    """A source statement was ended by its time limit (a lock held too long, a hung read).
+    Retryable: the next cycle reads again from the last committed batch."""
+
     retryable = True
 
 

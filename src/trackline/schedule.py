@@ -19,7 +19,9 @@ Rules:
   freshness) run and alert on what is new, or recovered, at once
   (`trackline.quality.run.run_level_alerts`); the daily `checks` job runs every check.
 - A job running past `job_timeout_minutes` is stopped (SIGALRM raises `JobTimeout` in it: it
-  unwinds like a Ctrl-C, its open transaction rolls back) and recorded as failed.
+  unwinds like a Ctrl-C, its open transaction rolls back) and recorded as failed. If it
+  cannot unwind (native code holding the GIL) the process ends HARD_STOP_GRACE_SECONDS later
+  (exit code 1, tracebacks on stderr), and the next start marks the cycle killed.
 - SIGTERM (or Ctrl-C) sets the stop flag: the step that is running finishes, nothing new
   starts, the scheduler exits with code 0 and says which signal it received. What was due
   and did not run stays due for the next start. A second Ctrl-C interrupts the running step:
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import faulthandler
 import json
 import signal
 import threading
@@ -62,6 +65,8 @@ Sleeper = Callable[[float], None]
 SlotFn = Callable[[dt.datetime], dt.datetime]
 
 _EPOCH = dt.datetime(1970, 1, 1)
+HARD_STOP_GRACE_SECONDS = 300
+"""After a job's time limit, how long its unwinding may take before the process is ended."""
 DAY = dt.timedelta(days=1)
 
 
@@ -290,15 +295,20 @@ class Scheduler:
 
         def expired(signum: int, frame: object) -> None:
             raise JobTimeout(
-                f"job {name!r} ran past its time limit of {limit:,.0f} s "
+                f"job {name!r} ran past its time limit of {limit:g} s "
                 "(schedule.job_timeout_minutes) and was stopped"
             )
 
         old = signal.signal(signal.SIGALRM, expired)
         signal.setitimer(signal.ITIMER_REAL, limit)
+        # A thread stuck in native code that keeps the GIL (connectorx waiting on a silent
+        # network) never lets the handler run: then a C-level watchdog ends the process,
+        # with every thread's traceback on stderr; the next start marks the cycle killed.
+        faulthandler.dump_traceback_later(limit + HARD_STOP_GRACE_SECONDS, exit=True)
         try:
             yield
         finally:
+            faulthandler.cancel_dump_traceback_later()
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
 

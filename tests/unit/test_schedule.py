@@ -319,3 +319,52 @@ def test_a_cycle_killed_half_way_is_completed_by_the_next_slot(
     )
     assert [s for _, s in exc] == ["resolved"]
     assert marts(world) == sizes
+
+
+def test_a_job_past_its_time_limit_is_stopped_recorded_failed_and_the_next_slot_runs(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cycle stuck after its first committed batch (waiting on an event nobody sets) is
+    ended by the job time limit: rolled back where it was, recorded as failed with what it
+    committed, and the scheduler goes on."""
+    import threading
+
+    import trackline.sync.syncer as syncer
+
+    for order in (40, 41, 42):
+        world.touch(order, day(46) + 60 + order)
+    world.clock(day(47))
+    stuck = threading.Event()
+    real = syncer.checkpoint
+
+    def hang(step: str) -> None:
+        real(step)
+        if step == "sync.after_commit":
+            # the limit runs out while the job is stuck here: bring its timer forward
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            stuck.wait()  # interrupted by the time limit's signal
+
+    monkeypatch.setattr(syncer, "checkpoint", hang)
+    clock = FakeClock(START + dt.timedelta(hours=5, minutes=1))
+    sched = Scheduler(world.cfg, world.wh, clock=clock, sleep=clock.sleep)
+    assert sched.run_due() == ["cycle", "checks", "maintenance"]
+    result = sched.results["cycle"]
+    assert result.status == "failed"
+    assert "ran past its time limit" in (result.error or "")
+    cycle = world.wh.query(
+        "SELECT run_id, status, rows_moved, error FROM trackline.runs WHERE command = 'cycle' "
+        "ORDER BY started_at DESC LIMIT 1"
+    )[0]
+    assert cycle[1] == "failed" and "schedule.job_timeout_minutes" in cycle[3]
+    committed = world.wh.scalar(
+        "SELECT SUM(row_count) FROM trackline.batches WHERE run_id = ?", (cycle[0],)
+    )
+    assert cycle[2] == committed == 3  # uti's one batch of three orders
+    assert sched.results["maintenance"].status == "ok"  # the scheduler went on
+
+    monkeypatch.setattr(syncer, "checkpoint", real)
+    clock.advance(minutes=15)
+    assert sched.run_due() == ["cycle"]
+    assert sched.results["cycle"].status == "ok"
+    keys = {r[0] for r in world.wh.query(f"SELECT order_id FROM {world.t(ECS)}")}
+    assert {40, 41, 42} <= keys

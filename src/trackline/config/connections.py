@@ -21,11 +21,14 @@ class MySQLSource(Model):
     database: Ident
     """Default database (schema); `--source-db` or a table's `source_db` override it."""
     connect_timeout: int = 10
-    read_timeout_seconds: int = Field(default=600, gt=0)
-    """The longest a source read may wait: a metadata query or lookup runs at most this long
-    (server-side `max_statement_time` on MariaDB, `max_execution_time` for SELECTs on MySQL,
-    `lock_wait_timeout` for table locks, and a client socket read timeout); the data stream
-    may run longer, but no batch may take longer than this to arrive."""
+    read_timeout_seconds: int = Field(default=300, gt=0)
+    """The longest a metadata query or lookup may run, and the longest any read (the data
+    stream too) may wait for a table lock: server-side `max_statement_time` (MariaDB) or
+    `max_execution_time` (MySQL, SELECTs), `lock_wait_timeout`, and a client socket timeout
+    slightly longer, for a server that went silent."""
+    stream_timeout_seconds: int = Field(default=3600, gt=0)
+    """The longest one data read (the batch stream of a table) may run, server-side. A read
+    cut by it keeps the batches it committed; the next cycle reads on from there."""
     innodb_hold: bool = True
     """Hold the upper bound at the oldest open InnoDB transaction that modified rows."""
 

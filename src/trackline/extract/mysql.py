@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from trackline.config import MySQLSource as MySQLConfig
-from trackline.errors import SourceError, SourceUnreachable
+from trackline.errors import SourceError, SourceTimeout, SourceUnreachable
 from trackline.extract.source import OpenTransaction, Relation, Source, rechunk
 from trackline.extract.types import SourceColumn, cast_batch, map_mysql_column
 
@@ -104,6 +104,30 @@ def _field_type(f: Any) -> tuple[str, str]:
 # Server errors worth retrying: too many connections, shutdown in progress, lock wait
 # timeout, deadlock, connection killed. Client errors (2000+) are lost connections.
 _TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927})
+_TIMEOUTS = (1969, 3024, 1205)
+"""A statement ended by its limit: MariaDB max_statement_time, MySQL max_execution_time, a
+lock wait past lock_wait_timeout (or innodb_lock_wait_timeout)."""
+CLIENT_GRACE_SECONDS = 5
+"""The client socket timeout is the server's limit plus this: the server's error (clearer)
+arrives first whenever the server can still answer."""
+
+
+def _statement_kind(sql: str) -> str:
+    """What a metadata-connection statement is for, to name it in a timeout error."""
+    s = " ".join(sql.split()).upper()
+    if "INFORMATION_SCHEMA.INNODB_TRX" in s or "INFORMATION_SCHEMA.PROCESSLIST" in s:
+        return "open-transaction lookup"
+    if "INFORMATION_SCHEMA" in s:
+        return "column metadata query"
+    if "NOW(" in s and " FROM " not in s:
+        return "source clock read"
+    if "IS NULL" in s and "COUNT(" in s:
+        return "NULL-cursor check"
+    if s.startswith("SELECT MAX("):
+        return "max cursor/id query"
+    if s.endswith("LIMIT 0"):
+        return "query column probe"
+    return "lookup query"
 
 
 _JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
@@ -117,6 +141,7 @@ class MySQL(Source):
         self.config = config
         self.database = database or config.database
         self._con: Any = None
+        self._mariadb = False
         self._now_read_at: float | None = None
         self._processlist_ms: bool | None = None  # PROCESSLIST.TIME_MS exists (MariaDB)
 
@@ -149,7 +174,14 @@ class MySQL(Source):
                     charset="utf8mb4",
                     autocommit=True,
                     connect_timeout=c.connect_timeout,
+                    # the client's own limit, for a server (or tunnel) gone silent; the
+                    # server's limits below end a statement first, with a clearer error
+                    read_timeout=c.read_timeout_seconds + CLIENT_GRACE_SECONDS,
+                    write_timeout=c.read_timeout_seconds + CLIENT_GRACE_SECONDS,
                 )
+                self._mariadb = "mariadb" in self._con.get_server_info().lower()
+                with self._con.cursor() as cur:
+                    cur.execute(self._session_limits())
             except pymysql.err.OperationalError as exc:
                 code = exc.args[0] if exc.args else None
                 msg = self._sanitize(str(exc.args[1] if len(exc.args) > 1 else exc))
@@ -162,6 +194,49 @@ class MySQL(Source):
                     raise SourceError(f"{self._where()}: database does not exist") from None
                 raise SourceUnreachable(f"cannot reach {self._where()}: {msg}") from None
         return self._con
+
+    def _session_limits(self) -> str:
+        """Server-side limits for every statement of the metadata connection."""
+        n = self.config.read_timeout_seconds
+        if self._mariadb:  # seconds, any statement
+            return f"SET SESSION max_statement_time = {n}, lock_wait_timeout = {n}"
+        # MySQL: milliseconds, read-only SELECTs only (the only statements sent here)
+        return f"SET SESSION max_execution_time = {n * 1000}, lock_wait_timeout = {n}"
+
+    def _limited(self, sql: str) -> str:
+        """The data read with its server-side limits. connectorx opens its own connection
+        and cannot run a SET first, and it holds the GIL while it waits for the server
+        (measured: no other Python thread runs meanwhile), so no client-side watchdog can
+        end it: the limits travel with the statement. MariaDB: `SET STATEMENT … FOR`
+        (https://mariadb.com/kb/en/set-statement/); MySQL: optimizer hints
+        (https://dev.mysql.com/doc/refman/8.0/en/optimizer-hints.html)."""
+        c = self.config
+        read, stream = c.read_timeout_seconds, c.stream_timeout_seconds
+        if self._mariadb:
+            return (
+                f"SET STATEMENT max_statement_time = {stream}, lock_wait_timeout = {read} FOR {sql}"
+            )
+        head, _, rest = sql.partition(" ")
+        if head.upper() != "SELECT":
+            return sql
+        hint = f"/*+ MAX_EXECUTION_TIME({stream * 1000}) SET_VAR(lock_wait_timeout = {read}) */"
+        return f"SELECT {hint} {rest}"
+
+    def _timeout(self, kind: str, code: int, msg: str) -> SourceTimeout:
+        c = self.config
+        if code == 1205:
+            limit = c.read_timeout_seconds
+            what = f"waited for a table lock longer than read_timeout_seconds = {limit} s"
+        elif kind == "data read":
+            what = f"ran past stream_timeout_seconds = {c.stream_timeout_seconds} s"
+        elif code >= 2000:
+            what = (
+                f"got no answer within read_timeout_seconds = {c.read_timeout_seconds} s "
+                f"(+{CLIENT_GRACE_SECONDS} s)"
+            )
+        else:
+            what = f"ran past read_timeout_seconds = {c.read_timeout_seconds} s"
+        return SourceTimeout(f"{kind} on {self._where()} {what} and was ended: {msg}")
 
     def url(self) -> str:
         c = self.config
@@ -190,6 +265,10 @@ class MySQL(Source):
             # PyMySQL files every unmapped server error (access denied, unknown column, …)
             # under OperationalError; only lost connections and lock timeouts are transient.
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            if code >= 2000:  # the connection is gone (a client timeout among others)
+                self.close()
+            if code in _TIMEOUTS or (code == 2013 and "timed out" in str(exc)):
+                raise self._timeout(_statement_kind(sql), code, self._sanitize(str(exc))) from None
             kind = SourceUnreachable if code >= 2000 or code in _TRANSIENT else SourceError
             raise kind(f"{self._where()}: {self._sanitize(str(exc))}") from None
         except pymysql.err.MySQLError as exc:
@@ -378,14 +457,21 @@ class MySQL(Source):
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
         import connectorx as cx
 
+        sql = self._limited(sql)
+
+        def failed(exc: BaseException) -> SourceError:
+            text = self._sanitize(str(exc))
+            code = next((c for c in _TIMEOUTS if f"ERROR {c} " in text), None)
+            if code is not None:
+                return self._timeout("data read", code, text[:400])
+            return SourceError(f"reading from {self._where()} failed: {text[:400]}")
+
         try:
             reader = cx.read_sql(self.url(), sql, return_type="arrow_stream", batch_size=batch_size)
         except BaseException as exc:  # connectorx raises a PanicException (BaseException)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            raise SourceError(
-                f"reading from {self._where()} failed: {self._sanitize(str(exc))[:400]}"
-            ) from None
+            raise failed(exc) from None
 
         def cast() -> Iterator[pa.RecordBatch]:
             try:
@@ -396,9 +482,7 @@ class MySQL(Source):
                     raise
                 if isinstance(exc, pa.ArrowInvalid):
                     raise SourceError(f"a value does not fit its declared type: {exc}") from None
-                raise SourceError(
-                    f"reading from {self._where()} failed: {self._sanitize(str(exc))[:400]}"
-                ) from None
+                raise failed(exc) from None
 
         return rechunk(cast(), schema, batch_size)
 

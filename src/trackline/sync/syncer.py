@@ -18,6 +18,7 @@ from trackline.errors import (
     ConfigError,
     InjectedFault,
     LockBusy,
+    SourceTimeout,
     TracklineError,
 )
 from trackline.extract import Relation, Source, open_source
@@ -92,7 +93,12 @@ class Syncer:
                 if isinstance(exc, _FATAL):
                     raise
                 res.status, res.error = "failed", str(exc)
-                self.reporter.event("failed", f"{t.name}: {exc}", table=t.name)
+                if isinstance(exc, SourceTimeout):  # name the table and the keys to change
+                    res.error = (
+                        f"table {t.name!r}: {exc} (limits: sources.{rt.source_name}."
+                        "read_timeout_seconds / stream_timeout_seconds)"
+                    )
+                self.reporter.event("failed", f"{t.name}: {res.error}", table=t.name)
             except KeyboardInterrupt as exc:  # a stop request: record what was committed
                 res.status = getattr(exc, "status", "interrupted")
                 res.error = str(exc) or "interrupted (Ctrl-C)"
