@@ -13,6 +13,7 @@
     │   └── LockBusy               another trackline holds the lock for this work
     ├── StateError                 the trackline state tables disagree with what we expect
     ├── MartError                  the mart engine refused to go on (e.g. unsafe trim)
+    ├── DimensionError             a replace / scd2 load refused (shrunken snapshot, bad keys)
     └── InjectedFault              raised by a TRACKLINE_FAIL_AT fault-injection point (tests)
 
     KeyboardInterrupt
@@ -84,6 +85,10 @@ class StateError(TracklineError):
 
 class MartError(TracklineError):
     pass
+
+
+class DimensionError(TracklineError):
+    """A `replace` or `scd2` table refused its snapshot; the table was left as it was."""
 
 
 class InjectedFault(TracklineError):

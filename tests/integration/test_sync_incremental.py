@@ -278,9 +278,13 @@ def test_full_strategy_replaces_atomically(
     assert one(sync_ok(cfg)).rows == 16
     assert wh_rows(cfg, "public.orders") == expected
 
-    # An empty source empties the target too.
+    # An empty source is refused by the shrink guard; with the guard off it empties the target.
     mysql_db.execute("DELETE FROM orders")
-    assert one(sync_ok(cfg)).rows == 0
+    res = one(sync(cfg))
+    assert res.status == "failed" and res.error and "shrink_guard" in res.error
+    assert wh_rows(cfg, "public.orders") == expected
+    unguarded = cfg.tables[0].model_copy(update={"shrink_guard": 0})
+    assert one(sync_ok(cfg.model_copy(update={"tables": [unguarded]}))).rows == 0
     assert wh_count(cfg, "public.orders") == 0
 
 

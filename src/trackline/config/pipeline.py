@@ -27,6 +27,30 @@ class CdcConfig(Model):
         return self
 
 
+class Scd2Config(Model):
+    """How a `write_mode: scd2` table keeps history (see docs/dimensions.md)."""
+
+    natural_key: list[Ident] | None = None
+    """The columns that identify one member of the dimension (default: `primary_key`, else
+    the source's primary key)."""
+    tracked_columns: list[Ident] | None = None
+    """Columns whose change opens a new version (default: every column but the natural key,
+    `valid_from_column` and `ignored_columns`)."""
+    ignored_columns: list[Ident] = Field(default_factory=list)
+    """Columns whose change alone opens no new version (a version keeps the values it was
+    opened with)."""
+    deletes: Literal["close", "ignore"] = "close"
+    """A key gone from a full snapshot: close its current version, or keep it current."""
+    valid_from_column: Ident | None = None
+    """The source's own change-time column (DATETIME/TIMESTAMP): a new version is valid from
+    its value. Default (or where it is NULL): the source's clock when the run read it."""
+    surrogate_key: Ident = "dim_key"
+    """The surrogate key column: one integer per version, never reused."""
+    distribution: Literal["all", "key"] = "all"
+    """Redshift: `all` copies the (small) dimension to every node (DISTSTYLE ALL); `key`
+    distributes it by the table's `dist_key` (a large dimension joined on that column)."""
+
+
 class TableConfig(Model):
     name: Ident
     """Source table name (or, with `query`, the name this source goes by)."""
@@ -45,7 +69,15 @@ class TableConfig(Model):
     batch_size: int | None = Field(default=None, gt=0)
     lag_seconds: int | None = Field(default=None, ge=0)
     lookback_seconds: int = Field(default=0, ge=0)
-    write_mode: Literal["append", "merge", "replace"] = "append"
+    write_mode: Literal["append", "merge", "replace", "scd2"] = "append"
+    """append: raw events; merge: one row per key; replace: the table becomes the source's
+    snapshot, atomically; scd2: a dimension with history (`scd2:`)."""
+    scd2: Scd2Config | None = None
+    """Settings of a `write_mode: scd2` table (default settings when omitted)."""
+    shrink_guard: float = Field(default=0.5, ge=0, le=1)
+    """replace / scd2 with a full snapshot: refuse a snapshot with fewer rows than this
+    fraction of the rows the table holds (its current rows for scd2), leaving it untouched;
+    0 turns the guard off (e.g. for one run after a planned clean-up)."""
     dist_key: Ident | None = None
     sort_key: list[Ident] | None = None
     json_columns: list[Ident] = Field(default_factory=list)
@@ -68,13 +100,25 @@ class TableConfig(Model):
             )
         if self.cdc.strategy == "full" and self.write_mode == "append":
             object.__setattr__(self, "write_mode", "replace")
+        if self.scd2 is not None and self.write_mode != "scd2":
+            raise ValueError("`scd2:` settings need write_mode: scd2")
+        if self.write_mode == "scd2" and self.scd2 is None:
+            object.__setattr__(self, "scd2", Scd2Config())
         return self
 
     @property
     def target(self) -> str:
+        """The table sync loads (for scd2: the staging table the dimension is built from)."""
+        if self.write_mode == "scd2":
+            return f"{self.dimension}_stage"
         if self.target_table:
             return self.target_table
         return f"{self.name}_raw" if self.write_mode == "append" else self.name
+
+    @property
+    def dimension(self) -> str:
+        """scd2: the dimension table (`target_table`, default the table's name)."""
+        return self.target_table or self.name
 
 
 class Defaults(Model):

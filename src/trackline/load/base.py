@@ -340,6 +340,10 @@ class Warehouse(ABC):
     def table_options(self, dist_key: str | None, sort_key: Sequence[str] | None) -> str:  # noqa: ARG002 - engines without physical design options ignore them
         return ""
 
+    def replicated_options(self, sort_key: Sequence[str] | None) -> str:
+        """`table_options` of a small table every node keeps a whole copy of (a dimension)."""
+        return self.table_options(None, sort_key)
+
     def create_table(
         self,
         schema: str,

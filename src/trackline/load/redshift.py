@@ -232,6 +232,13 @@ class Redshift(TableLock, Postgres):
         out = f" DISTKEY({self.q(dist_key)})" if dist_key else ""
         return out + (f" SORTKEY({self.cols(sort_key)})" if sort_key else "")
 
+    def replicated_options(self, sort_key: Sequence[str] | None) -> str:
+        # DISTSTYLE ALL: joins to a small dimension need no redistribution
+        # https://docs.aws.amazon.com/redshift/latest/dg/c_choosing_dist_sort.html
+        if self.compat:
+            return ""
+        return " DISTSTYLE ALL" + self.table_options(None, sort_key)
+
     def create_table(
         self,
         schema: str,

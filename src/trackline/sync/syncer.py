@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from trackline.config import Config, TableConfig
+from trackline.dims import scd2
 from trackline.errors import (
     CdcError,
     ConfigError,
@@ -32,7 +33,8 @@ from trackline.state import StateStore, utcnow
 from trackline.sync.batches import merge_into, next_watermark, zero_dates
 from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
-from trackline.sync.target import ensure_target, json_columns, widen_target
+from trackline.sync.target import ensure_target, json_columns, raw_column, widen_target
+from trackline.sync.whole import WholeLoad
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
 """Errors that end the whole run instead of failing one table."""
@@ -150,6 +152,8 @@ class Syncer:
                 f"table {t.name!r}: write_mode merge needs a key; set `primary_key:` "
                 "(the source has no primary key)"
             )
+        if t.write_mode == "scd2":
+            scd2.natural_key(t, pk)  # a dimension without a key stops before anything runs
         st = self.state.get(rt.key)
         wm = st.watermark
         widen_target(self.wh, self.reporter, rt, cols, wm)
@@ -243,10 +247,18 @@ class Syncer:
         )
         next_id = self.state.next_batch_id(rt.key)
         res.first_batch = next_id
+        whole = None
+        if t.write_mode in ("replace", "scd2"):
+            whole = WholeLoad(self.wh, rt, self.reporter, source_pk=pk)
+            if t.write_mode == "scd2":
+                whole.columns = [raw_column(c, stored_json, sizes) for c in cols]
+                whole.clock = src.now(False)
         batches = src.stream(plan.sql, read_schema, batch_size)
-        # `full` swaps the whole snapshot in atomically: every batch joins one transaction.
-        outer = self.wh.transaction() if t.write_mode == "replace" else contextlib.nullcontext()
+        # replace / scd2: every batch joins one transaction (`trackline.sync.whole`)
+        outer = self.wh.transaction() if whole else contextlib.nullcontext()
         with outer:
+            if whole:
+                whole.begin()
             for batch_id, data, staged, wm_to in self._pipeline(
                 rt,
                 batches,
@@ -263,8 +275,8 @@ class Syncer:
                 self._commit_batch(rt, batch_id, data, staged, wm, wm_to, pk, res)
                 wm = wm_to
                 res.last_batch = batch_id
-            if t.cdc.strategy == "full" and res.batches == 0:
-                self.wh.delete_all(rt.target_schema, rt.target)  # an empty source empties it too
+            if whole:
+                whole.finish(res)
         if plan.phase == "snapshot" and wm.phase == "snapshot":
             # The snapshot is complete: continue incrementally from the greatest (ts, id) it
             # read, not from its upper bound: a row written later with a time between the two
@@ -448,8 +460,8 @@ class Syncer:
         def work() -> None:
             if t.write_mode == "append":
                 w.append_arrow(rt.target_schema, rt.target, data, staged)
-            elif t.write_mode == "replace":
-                if res.batches == 0:
+            elif t.write_mode in ("replace", "scd2"):
+                if res.batches == 0 and t.write_mode == "replace":
                     w.delete_all(rt.target_schema, rt.target)
                 w.append_arrow(rt.target_schema, rt.target, data, staged)
             else:

@@ -1,0 +1,351 @@
+"""SCD Type 2: a dimension that keeps every version of each member.
+
+Layout of the dimension table (besides the source's columns, copied into each version):
+
+    <surrogate_key>    BIGINT     one per version, never reused (max + row number)
+    valid_from         TIMESTAMP  when this version became true
+    valid_to           TIMESTAMP  when it stopped; the current version holds FAR_FUTURE
+                                  (9999-12-31), never NULL, so a point-in-time join is
+                                  ``valid_from <= t AND t < valid_to``
+    is_current         BOOLEAN    the version a plain join should take (at most one per key)
+    row_hash           VARCHAR    MD5 of the tracked columns' canonical encoding
+    closed_by_delete   BOOLEAN    this version ended because its key left the source
+
+`apply` runs inside the sync's transaction, after the staging table holds this run's rows
+(the whole snapshot for `cdc.strategy: full`, else the rows changed since the watermark):
+
+1. keys whose tracked columns changed: the current version is closed at the new version's
+   start (UPDATE … FROM the staging rows, joined by natural key, hash differing);
+2. full snapshots with ``deletes: close``: current versions whose key is not staged are
+   closed at the run's clock (UPDATE … WHERE NOT EXISTS);
+3. every staged key without a current version (new, changed, returning) gets one
+   (INSERT … SELECT … WHERE NOT EXISTS).
+
+A staged key that already has a current version with the same hash is left alone, so
+rerunning the same snapshot changes nothing. A version starts at the source's own change-time
+column (`valid_from_column`) where configured and not NULL, else at the source's clock read
+when the run started (never the warehouse's clock, which moves with load delays); a start
+that would fall before the previous version's (a backdated change time) is moved up to it,
+so versions of a key never overlap.
+
+Change detection is NULL-safe: each tracked column is encoded as ``N`` for NULL, or ``V``,
+its text's length, ``:`` and its text, and the concatenation is hashed: NULL, '' and 'NULL'
+all differ, and no two rows of different values share an encoding. The encoding uses only
+CASE, CAST, LENGTH, ``||`` and MD5, which DuckDB, PostgreSQL and Redshift all have (no
+``IS DISTINCT FROM``, which Redshift lacks). Staged rows are checked first: a NULL or
+duplicated natural key stops the load (Redshift's UPDATE … FROM needs one source row per
+target row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from trackline.config import TableConfig
+from trackline.errors import ConfigError, DimensionError
+from trackline.faults import checkpoint
+from trackline.load import Column, Warehouse
+
+FAR_FUTURE = dt.datetime(9999, 12, 31)
+"""`valid_to` of a current version."""
+VALID_FROM, VALID_TO, IS_CURRENT = "valid_from", "valid_to", "is_current"
+ROW_HASH, CLOSED_BY_DELETE = "row_hash", "closed_by_delete"
+META = (VALID_FROM, VALID_TO, IS_CURRENT, ROW_HASH, CLOSED_BY_DELETE)
+DUPLICATE_SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One scd2 table, resolved against its source's columns."""
+
+    name: str
+    """The `tables:` entry."""
+    schema: str
+    table: str
+    stage: str
+    natural_key: tuple[str, ...]
+    columns: tuple[str, ...]
+    """Source columns kept in each version (every column of the staging table)."""
+    tracked: tuple[str, ...]
+    booleans: frozenset[str]
+    surrogate: str
+    valid_from_column: str | None
+    deletes: str
+    distribution: str
+    dist_key: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+def natural_key(t: TableConfig, source_pk: Sequence[str]) -> list[str]:
+    assert t.scd2 is not None
+    key = list(t.scd2.natural_key or t.primary_key or source_pk)
+    if not key:
+        raise ConfigError(
+            f"table {t.name!r}: write_mode scd2 needs a natural key; set `scd2.natural_key:` "
+            "(the source has no primary key)"
+        )
+    return key
+
+
+def dimension(
+    t: TableConfig, schema: str, columns: Sequence[Column], source_pk: Sequence[str]
+) -> Dimension:
+    """Resolve `t`'s scd2 settings against the staged `columns`; a name that is not one of
+    them is a ConfigError naming the key."""
+    s = t.scd2
+    assert s is not None
+    names = [c.name for c in columns]
+    key = natural_key(t, source_pk)
+
+    def known(setting: str, cols: Sequence[str]) -> None:
+        for c in cols:
+            if c not in names:
+                raise ConfigError(
+                    f"table {t.name!r}: scd2.{setting} names {c!r}, which is not one of its "
+                    f"columns ({', '.join(names)})"
+                )
+
+    known("natural_key", key)
+    known("tracked_columns", s.tracked_columns or [])
+    known("ignored_columns", s.ignored_columns)
+    known("valid_from_column", [s.valid_from_column] if s.valid_from_column else [])
+    clash = [c for c in (*META, s.surrogate_key) if c in names]
+    if clash:
+        raise ConfigError(
+            f"table {t.name!r}: the source has a column {clash[0]!r}, which the dimension "
+            "keeps for its history; rename it in a `query:` or set `scd2.surrogate_key`"
+        )
+    by_name = {c.name: c for c in columns}
+    if s.valid_from_column and not pa.types.is_timestamp(by_name[s.valid_from_column].type):
+        raise ConfigError(
+            f"table {t.name!r}: scd2.valid_from_column {s.valid_from_column!r} is a "
+            f"{by_name[s.valid_from_column].type} column; it must be a DATETIME or TIMESTAMP"
+        )
+    skip = {*key, *s.ignored_columns}
+    if s.valid_from_column:
+        skip.add(s.valid_from_column)  # it moves on every touch, changed or not
+    tracked = s.tracked_columns or [n for n in names if n not in skip]
+    if not tracked:
+        raise ConfigError(f"table {t.name!r}: scd2 tracks no column; set scd2.tracked_columns")
+    if s.distribution == "key" and not t.dist_key:
+        raise ConfigError(f"table {t.name!r}: scd2.distribution 'key' needs `dist_key`")
+    return Dimension(
+        name=t.name,
+        schema=schema,
+        table=t.dimension,
+        stage=t.target,
+        natural_key=tuple(key),
+        columns=tuple(names),
+        tracked=tuple(tracked),
+        booleans=frozenset(c.name for c in columns if pa.types.is_boolean(c.type)),
+        surrogate=s.surrogate_key,
+        valid_from_column=s.valid_from_column,
+        deletes=s.deletes,
+        distribution=s.distribution,
+        dist_key=t.dist_key,
+    )
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def _text(w: Warehouse, d: Dimension, alias: str, column: str) -> str:
+    ref = f"{alias}.{w.q(column)}"
+    if column in d.booleans:  # Redshift cannot CAST a BOOLEAN to text
+        return f"CASE WHEN {ref} THEN 't' ELSE 'f' END"
+    return f"CAST({ref} AS {w.TEXT_TYPE})"
+
+
+def row_hash(w: Warehouse, d: Dimension, alias: str) -> str:
+    """MD5 of the tracked columns' canonical encoding (see the module docstring)."""
+    parts = []
+    for c in d.tracked:
+        text = _text(w, d, alias, c)
+        parts.append(
+            f"CASE WHEN {alias}.{w.q(c)} IS NULL THEN 'N' ELSE "
+            f"'V' || CAST(LENGTH({text}) AS {w.TEXT_TYPE}) || ':' || {text} END"
+        )
+    return "MD5(" + "\n    || ".join(parts) + ")"
+
+
+def _staged(w: Warehouse, d: Dimension) -> str:
+    """The staging rows with their version start and hash, as relation ``s`` (one bound
+    parameter: the run's source clock)."""
+    start = "CAST(? AS TIMESTAMP)"
+    if d.valid_from_column:
+        start = f"COALESCE(x.{w.q(d.valid_from_column)}, {start})"
+    return (
+        f"(SELECT {w.cols(d.columns, 'x.')},\n"
+        f"    {start} AS _tl_valid_from,\n"
+        f"    {row_hash(w, d, 'x')} AS _tl_row_hash\n"
+        f"  FROM {w.t(d.schema, d.stage)} AS x) AS s"
+    )
+
+
+def _on(w: Warehouse, d: Dimension, a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{w.q(k)} = {b}.{w.q(k)}" for k in d.natural_key)
+
+
+def close_changed_sql(w: Warehouse, d: Dimension) -> str:
+    vf = w.q(VALID_FROM)
+    return (
+        f"UPDATE {w.t(d.schema, d.table)} AS d\n"
+        f"SET {w.q(VALID_TO)} = CASE WHEN d.{vf} > s._tl_valid_from THEN d.{vf} "
+        "ELSE s._tl_valid_from END,\n"
+        f"  {w.q(IS_CURRENT)} = FALSE\n"
+        f"FROM {_staged(w, d)}\n"
+        f"WHERE {_on(w, d, 'd', 's')}\n"
+        f"  AND d.{w.q(IS_CURRENT)}\n"
+        f"  AND d.{w.q(ROW_HASH)} <> s._tl_row_hash"
+    )
+
+
+def close_deleted_sql(w: Warehouse, d: Dimension) -> str:
+    vf = w.q(VALID_FROM)
+    return (
+        f"UPDATE {w.t(d.schema, d.table)} AS d\n"
+        f"SET {w.q(VALID_TO)} = CASE WHEN d.{vf} > CAST(? AS TIMESTAMP) THEN d.{vf} "
+        "ELSE CAST(? AS TIMESTAMP) END,\n"
+        f"  {w.q(IS_CURRENT)} = FALSE,\n"
+        f"  {w.q(CLOSED_BY_DELETE)} = TRUE\n"
+        f"WHERE d.{w.q(IS_CURRENT)}\n"
+        f"  AND NOT EXISTS (SELECT 1 FROM {w.t(d.schema, d.stage)} AS s "
+        f"WHERE {_on(w, d, 's', 'd')})"
+    )
+
+
+def open_versions_sql(w: Warehouse, d: Dimension) -> str:
+    dim = w.t(d.schema, d.table)
+    keys = w.cols(d.natural_key)
+    return (
+        f"INSERT INTO {dim} ({w.cols([d.surrogate, *d.columns, *META])})\n"
+        f"SELECT n.top + ROW_NUMBER() OVER (ORDER BY {w.cols(d.natural_key, 's.')}),\n"
+        f"  {w.cols(d.columns, 's.')},\n"
+        "  CASE WHEN p.last_to > s._tl_valid_from THEN p.last_to ELSE s._tl_valid_from END,\n"
+        "  CAST(? AS TIMESTAMP), TRUE, s._tl_row_hash, FALSE\n"
+        f"FROM {_staged(w, d)}\n"
+        f"CROSS JOIN (SELECT COALESCE(MAX({w.q(d.surrogate)}), 0) AS top FROM {dim}) AS n\n"
+        f"LEFT JOIN (SELECT {keys}, MAX({w.q(VALID_TO)}) AS last_to FROM {dim} "
+        f"GROUP BY {keys}) AS p\n"
+        f"  ON {_on(w, d, 'p', 's')}\n"
+        f"WHERE NOT EXISTS (SELECT 1 FROM {dim} AS d WHERE {_on(w, d, 'd', 's')} "
+        f"AND d.{w.q(IS_CURRENT)})"
+    )
+
+
+# --------------------------------------------------------------------------- apply
+
+
+@dataclass
+class Applied:
+    opened: int = 0
+    """Versions opened (new, changed and returning keys); -1 where the engine cannot tell."""
+    closed: int = 0
+    """Current versions closed because their tracked columns changed."""
+    deleted: int = 0
+    """Current versions closed because their key left the source."""
+
+
+def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> None:
+    """Create the dimension (its columns as staged, then the history columns); add a column
+    the source gained since (NULL in older versions: they were opened before it existed)."""
+    if not w.table_exists(d.schema, d.table):
+        cols = [
+            Column(d.surrogate, pa.int64(), nullable=False),
+            *columns,
+            Column(VALID_FROM, pa.timestamp("us"), nullable=False),
+            Column(VALID_TO, pa.timestamp("us"), nullable=False),
+            Column(IS_CURRENT, pa.bool_(), nullable=False),
+            Column(ROW_HASH, pa.string(), nullable=False, max_bytes=32),
+            Column(CLOSED_BY_DELETE, pa.bool_(), nullable=False),
+        ]
+        parts = [
+            f"{w.q(c.name)} {w.column_type(c)}{'' if c.nullable else ' NOT NULL'}" for c in cols
+        ]
+        sort = [*d.natural_key, VALID_FROM]
+        options = (
+            w.table_options(d.dist_key, sort)
+            if d.distribution == "key"
+            else w.replicated_options(sort)
+        )
+        w.execute(
+            f"CREATE TABLE IF NOT EXISTS {w.t(d.schema, d.table)} (\n  "
+            + ",\n  ".join(parts)
+            + "\n)"
+            + options
+        )
+        return
+    have = set(w.column_names(d.schema, d.table))
+    added = [c for c in columns if c.name not in have]
+    for c in added:
+        w.add_column(d.schema, d.table, c)
+    if added and any(c.name in d.tracked for c in added):
+        # current versions are re-hashed with the new column (NULL): only keys whose new
+        # value is not NULL open a version
+        w.execute(
+            f"UPDATE {w.t(d.schema, d.table)} AS u SET {w.q(ROW_HASH)} = "
+            f"{row_hash(w, d, 'u')} WHERE u.{w.q(IS_CURRENT)}"
+        )
+
+
+def check_staged(w: Warehouse, d: Dimension) -> None:
+    """A NULL or duplicated natural key in the staged rows stops the load."""
+    stage = w.t(d.schema, d.stage)
+    keys = w.cols(d.natural_key)
+    nulls = " OR ".join(f"{w.q(k)} IS NULL" for k in d.natural_key)
+    if int(w.scalar(f"SELECT COUNT(*) FROM {stage} WHERE {nulls}") or 0):
+        raise DimensionError(
+            f"table {d.name!r} → {d.key}: source rows with a NULL natural key "
+            f"({', '.join(d.natural_key)}); nothing was changed. Fix the rows or choose "
+            "another scd2.natural_key"
+        )
+    dup = w.query(
+        f"SELECT {keys}, COUNT(*) FROM {stage} GROUP BY {keys} HAVING COUNT(*) > 1 "
+        f"ORDER BY {keys} LIMIT {DUPLICATE_SAMPLE}"
+    )
+    if dup:
+        shown = "; ".join(
+            ", ".join(f"{k}={v!r}" for k, v in zip(d.natural_key, r, strict=False)) for r in dup
+        )
+        raise DimensionError(
+            f"table {d.name!r} → {d.key}: the source has several rows for one natural key "
+            f"({shown}); nothing was changed. scd2.natural_key must identify one row"
+        )
+
+
+def apply(
+    w: Warehouse,
+    d: Dimension,
+    columns: Sequence[Column],
+    clock: dt.datetime,
+    *,
+    full_snapshot: bool,
+) -> Applied:
+    """Build this run's versions from the staging table (see the module docstring). Runs in
+    the caller's transaction: the staging load, this and the state commit together."""
+    if not w.in_transaction:
+        raise AssertionError("scd2 apply runs inside the load's transaction")
+    ensure_dimension(w, d, columns)
+    check_staged(w, d)
+    checkpoint("dims.before_apply")
+    out = Applied()
+    out.closed = w.execute_count(close_changed_sql(w, d), (clock,))
+    if full_snapshot and d.deletes == "close":
+        out.deleted = w.execute_count(close_deleted_sql(w, d), (clock, clock))
+    checkpoint("dims.in_apply")
+    out.opened = w.execute_count(open_versions_sql(w, d), (FAR_FUTURE, clock))
+    return out
+
+
+def current_rows(w: Warehouse, schema: str, table: str) -> int:
+    """How many current versions the dimension holds (0 before it exists)."""
+    if not w.table_exists(schema, table):
+        return 0
+    return int(w.scalar(f"SELECT COUNT(*) FROM {w.t(schema, table)} WHERE {w.q(IS_CURRENT)}") or 0)

@@ -1,0 +1,70 @@
+"""Whole-table loads: `write_mode: replace` and `write_mode: scd2`.
+
+Every batch of such a load joins one warehouse transaction (the caller opens it), so readers
+see the table as it was or as it is after the load, never empty or half loaded: on every
+engine the table is emptied with DELETE and refilled with INSERT/COPY inside that
+transaction (no swap by rename: Redshift's and DuckDB's ALTER TABLE … RENAME cannot replace a
+table other sessions read in one step, and PostgreSQL readers would wait on its lock).
+PostgreSQL and DuckDB readers keep their snapshot (MVCC); Redshift's serializable isolation
+does the same for its readers.
+
+`WholeLoad.begin` runs first in the transaction (counts what the table holds; scd2: empties
+the staging table), `WholeLoad.finish` last: the shrink guard (`trackline.dims.guard`), then
+for scd2 the apply (`trackline.dims.scd2`). An error in either rolls the whole load back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from trackline.dims import scd2
+from trackline.dims.guard import check_shrink
+from trackline.load import Column, Warehouse
+from trackline.report import Reporter
+from trackline.sync.tables import ResolvedTable, TableResult
+
+
+@dataclass
+class WholeLoad:
+    wh: Warehouse
+    rt: ResolvedTable
+    reporter: Reporter
+    columns: Sequence[Column] = ()
+    """scd2: the staged source columns (the dimension's own columns)."""
+    source_pk: Sequence[str] = ()
+    clock: dt.datetime | None = None
+    """scd2: the source's clock when the run started (where a version has no change time)."""
+    before: int = 0
+    applied: scd2.Applied = field(default_factory=scd2.Applied)
+
+    @property
+    def full(self) -> bool:
+        return self.rt.cfg.cdc.strategy == "full"
+
+    def begin(self) -> None:
+        t, w = self.rt.cfg, self.wh
+        if t.write_mode == "scd2":
+            self.before = scd2.current_rows(w, self.rt.target_schema, t.dimension)
+            w.delete_all(self.rt.target_schema, self.rt.target)  # this run's rows only
+        elif self.full:
+            self.before = w.exact_rows(self.rt.target_schema, self.rt.target)
+
+    def finish(self, res: TableResult) -> None:
+        t, w = self.rt.cfg, self.wh
+        if self.full:
+            check_shrink(t.name, self.rt.key, self.before, res.rows, t.shrink_guard)
+        if t.write_mode == "replace":
+            if self.full and res.batches == 0:
+                w.delete_all(self.rt.target_schema, self.rt.target)  # an empty source
+            return
+        assert self.clock is not None
+        d = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
+        self.applied = scd2.apply(w, d, self.columns, self.clock, full_snapshot=self.full)
+        a = self.applied
+        msg = (
+            f"{t.name}: dimension {d.key}: {a.opened:,} versions opened, {a.closed:,} closed "
+            f"by a change, {a.deleted:,} by a delete"
+        )
+        self.reporter.event("dimension", msg, table=t.name)

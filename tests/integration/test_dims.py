@@ -1,0 +1,480 @@
+"""Dimension tables against real MariaDB → DuckDB, PostgreSQL and Redshift (compat mode).
+
+`write_mode: scd2`: a sequence of source snapshots, each followed by a sync; after every
+run the dimension is compared, version by version, with a hand-written history. Versions
+start at the source clock of the run that saw the change: each run is bracketed by two
+reads of the source clock, and a version's `valid_from` / `valid_to` is mapped back to the
+run whose bracket holds it (runs are sequential, so the brackets never overlap).
+
+`write_mode: replace`: a reader on a second connection never sees an empty or partial table
+while a replace runs; a shrunken snapshot is refused and leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import MySQLDb
+from tests.integration.synctools import make_config, one, source_now, table, warehouse, write_config
+from trackline import faults
+from trackline.config import Config, RedshiftWarehouse, StageConfig, TableConfig
+from trackline.dims.scd2 import FAR_FUTURE
+from trackline.errors import InjectedFault
+from trackline.sync import sync
+
+PARTNERS_DDL = """
+CREATE TABLE partners (
+  partner_id INT NOT NULL,
+  region VARCHAR(8) NOT NULL,
+  name VARCHAR(40),
+  city VARCHAR(40),
+  note VARCHAR(40),
+  active TINYINT(1),
+  updated_at DATETIME(6),
+  PRIMARY KEY (partner_id, region)
+)
+"""
+FIRST = [
+    (1, "N", "A", "X", "n1", 1),
+    (2, "N", "B", None, "n2", 1),
+    (3, "S", "C", "", "n3", 0),
+    (4, "S", "D", "NULL", "n4", None),
+]
+SHOWN = ["dim_key", "partner_id", "region", "name", "city", "active"]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("duckdb", id="duckdb"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.servers),
+        pytest.param("redshift", id="redshift-compat", marks=pytest.mark.servers),
+    ]
+)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Any, StageConfig]:
+    """(warehouse config, stage config) of one engine, on a fresh database."""
+    if request.param == "duckdb":
+        from trackline.config import DuckDBWarehouse
+
+        return DuckDBWarehouse(path=tmp_path / "wh.duckdb"), StageConfig(url=str(tmp_path / "s"))
+    pg = request.getfixturevalue("pg_db")
+    if request.param == "postgres":
+        return pg.warehouse_config(), StageConfig(url=str(tmp_path / "s"))
+    s3 = request.getfixturevalue("s3")
+    return RedshiftWarehouse(**pg.redshift_compat()), s3.stage_config()
+
+
+def _partners(mysql_db: MySQLDb, rows: list[tuple[Any, ...]]) -> None:
+    """Make the source hold exactly `rows` (partner_id, region, name, city, note, active)."""
+    mysql_db.execute("DELETE FROM partners")
+    mysql_db.executemany(
+        "INSERT INTO partners (partner_id, region, name, city, note, active, updated_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, NOW(6))",
+        rows,
+    )
+
+
+def _dim_config(mysql_db: MySQLDb, engine: tuple[Any, StageConfig], **scd2: Any) -> Config:
+    wh, stage = engine
+    settings: dict[str, Any] = {"ignored_columns": ["note", "updated_at"], **scd2}
+    t = table("partners", strategy="full", write_mode="scd2", scd2=settings)
+    return make_config(mysql_db, wh, stage, [t])
+
+
+class Runs:
+    """Runs sync and remembers each run's source-clock bracket."""
+
+    def __init__(self, mysql_db: MySQLDb, cfg: Config) -> None:
+        self.db, self.cfg = mysql_db, cfg
+        self.brackets: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def sync(self) -> None:
+        before = source_now(self.db)
+        res = one(sync(self.cfg))
+        assert res.status == "ok", res.error
+        self.brackets.append((before, source_now(self.db)))
+
+    def run_of(self, value: dt.datetime) -> int | None:
+        if value == FAR_FUTURE:
+            return None
+        for n, (lo, hi) in enumerate(self.brackets, 1):
+            if lo <= value <= hi:
+                return n
+        raise AssertionError(f"{value} falls in no run's bracket {self.brackets}")
+
+    def history(self, table: str = "partners") -> list[tuple[Any, ...]]:
+        """(dim_key, partner_id, region, name, city, active, from_run, to_run, is_current,
+        closed_by_delete), ordered by key and start."""
+        with warehouse(self.cfg) as wh:
+            rows = wh.query(
+                f"SELECT {wh.cols(SHOWN)}, valid_from, valid_to, is_current, closed_by_delete "
+                f"FROM {wh.t('public', table)} ORDER BY partner_id, region, valid_from, dim_key"
+            )
+        out = []
+        for r in rows:
+            *vals, vf, vt, cur, deleted = r
+            active = None if vals[5] is None else int(vals[5])
+            out.append(
+                (
+                    *[int(v) for v in vals[:2]],
+                    *vals[2:5],
+                    active,
+                    self.run_of(vf),
+                    self.run_of(vt),
+                    bool(cur),
+                    bool(deleted),
+                )
+            )
+        return out
+
+
+def test_scd2_history_follows_the_snapshots(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine)
+    runs = Runs(mysql_db, cfg)
+
+    _partners(mysql_db, FIRST)
+    runs.sync()
+    v1 = [
+        (1, 1, "N", "A", "X", 1, 1, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, None, True, False),
+    ]
+    assert runs.history() == v1
+
+    # a change; NULL → value; '' → NULL; one row unchanged
+    _partners(
+        mysql_db,
+        [
+            (1, "N", "A2", "X", "n1", 1),
+            (2, "N", "B", "Y", "n2", 1),
+            (3, "S", "C", None, "n3", 0),
+            (4, "S", "D", "NULL", "n4", None),
+        ],
+    )
+    runs.sync()
+    v2 = [
+        (1, 1, "N", "A", "X", 1, 1, 2, False, False),
+        (5, 1, "N", "A2", "X", 1, 2, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, 2, False, False),
+        (6, 2, "N", "B", "Y", 1, 2, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, 2, False, False),
+        (7, 3, "S", "C", None, 0, 2, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, None, True, False),
+    ]
+    assert runs.history() == v2
+
+    # key 4 deleted; a change only in an ignored column (note); NULL tracked value unchanged
+    third = [
+        (1, "N", "A2", "X", "changed note", 1),
+        (2, "N", "B", "Y", "n2", 1),
+        (3, "S", "C", None, "n3", 0),
+    ]
+    _partners(mysql_db, third)
+    runs.sync()
+    v3 = [v if v[0] != 4 else (4, 4, "S", "D", "NULL", None, 1, 3, False, True) for v in v2]
+    assert runs.history() == v3
+
+    # the same snapshot again (updated_at moved: it is not tracked): nothing changes
+    _partners(mysql_db, third)
+    runs.sync()
+    assert runs.history() == v3
+
+    # key 4 returns; key 3 changed twice between runs; key 2's city becomes the text 'NULL';
+    # a boolean (TINYINT(1)) value → NULL
+    _partners(
+        mysql_db, [*third[:2], (3, "S", "C", "P", "n3", 0), (4, "S", "D", "NULL", "n4", None)]
+    )
+    mysql_db.execute("UPDATE partners SET city = 'Q' WHERE partner_id = 3")
+    mysql_db.execute("UPDATE partners SET city = 'NULL' WHERE partner_id = 2")
+    mysql_db.execute("UPDATE partners SET active = NULL WHERE partner_id = 1")
+    runs.sync()
+    v5 = [
+        (1, 1, "N", "A", "X", 1, 1, 2, False, False),
+        (5, 1, "N", "A2", "X", 1, 2, 5, False, False),
+        (8, 1, "N", "A2", "X", None, 5, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, 2, False, False),
+        (6, 2, "N", "B", "Y", 1, 2, 5, False, False),
+        (9, 2, "N", "B", "NULL", 1, 5, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, 2, False, False),
+        (7, 3, "S", "C", None, 0, 2, 5, False, False),
+        (10, 3, "S", "C", "Q", 0, 5, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, 3, False, True),
+        (11, 4, "S", "D", "NULL", None, 5, None, True, False),
+    ]
+    assert runs.history() == v5
+
+    # A source returning a fraction of the rows is refused; nothing changes.
+    _partners(mysql_db, [(1, "N", "A2", "X", "n1", None)])
+    res = one(sync(cfg))
+    assert res.status == "failed"
+    assert res.error and "shrink_guard" in res.error and "25%" in res.error
+    assert runs.history() == v5
+
+
+def test_scd2_validity_from_the_source_change_time(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(
+        mysql_db, engine, valid_from_column="updated_at", ignored_columns=["note"], deletes="ignore"
+    )
+    t0 = dt.datetime(2024, 1, 1, 8, 0, 0)
+    mysql_db.executemany(
+        "INSERT INTO partners VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [(1, "N", "A", "X", "n", 1, t0), (2, "N", "B", "Y", "n", 1, None)],
+    )
+    runs = Runs(mysql_db, cfg)
+    runs.sync()
+    t1 = t0 + dt.timedelta(hours=1)
+    mysql_db.execute("UPDATE partners SET name = 'A2', updated_at = %s WHERE partner_id = 1", (t1,))
+    # a backdated change time: the new version starts where the current one did
+    mysql_db.execute(
+        "UPDATE partners SET name = 'B2', updated_at = %s WHERE partner_id = 2",
+        (t0 - dt.timedelta(days=1),),
+    )
+    runs.sync()
+    mysql_db.execute("DELETE FROM partners WHERE partner_id = 2")
+    runs.sync()
+    with warehouse(cfg) as wh:
+        rows = wh.query(
+            "SELECT partner_id, name, valid_from, valid_to, is_current FROM public.partners "
+            "ORDER BY partner_id, valid_from, dim_key"
+        )
+    (lo1, hi1) = runs.brackets[0]
+    b_start = rows[2][2]
+    assert lo1 <= b_start <= hi1  # NULL change time: the run's source clock
+    assert [tuple(r) for r in rows] == [
+        (1, "A", t0, t1, False),
+        (1, "A2", t1, FAR_FUTURE, True),
+        (2, "B", b_start, b_start, False),
+        (2, "B2", b_start, FAR_FUTURE, True),  # deletes: ignore keeps it current
+    ]
+
+
+def test_scd2_killed_before_and_inside_the_apply_then_rerun(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig], tmp_path: Path
+) -> None:
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine)
+    runs = Runs(mysql_db, cfg)
+    _partners(mysql_db, FIRST)
+    runs.sync()
+    before = runs.history()
+    _partners(
+        mysql_db,
+        [
+            (1, "N", "A2", "X", "n1", 1),
+            (2, "N", "B", "Y", "n2", 1),
+            (3, "S", "C", "", "n3", 0),
+        ],
+    )
+    path = write_config(tmp_path / "c.yml", cfg)
+    exe = str(Path(sys.executable).with_name("trackline"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACKLINE_")}
+    for step in ("dims.before_apply", "dims.in_apply"):
+        killed = subprocess.run(
+            [exe, "sync", "-c", str(path), "--log-format", "plain"],
+            env={**env, "TRACKLINE_FAIL_AT": step, "TRACKLINE_FAIL_MODE": "exit"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert killed.returncode == 99, (step, killed.stdout, killed.stderr)
+        assert runs.history() == before
+    runs.sync()
+    assert runs.history() == [
+        (1, 1, "N", "A", "X", 1, 1, 2, False, False),
+        (5, 1, "N", "A2", "X", 1, 2, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, 2, False, False),
+        (6, 2, "N", "B", "Y", 1, 2, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, 2, False, True),
+    ]
+
+
+def test_scd2_refuses_duplicate_natural_keys(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine, natural_key=["partner_id"])
+    _partners(mysql_db, [(1, "N", "A", "X", "", 1), (1, "S", "A", "X", "", 1)])
+    res = one(sync(cfg))
+    assert res.status == "failed"
+    assert res.error and "partner_id=1" in res.error and "natural_key" in res.error
+    with warehouse(cfg) as wh:
+        assert not wh.table_exists("public", "partners")
+
+
+# --------------------------------------------------------------------------- replace
+
+
+def _replace_config(mysql_db: MySQLDb, engine: tuple[Any, StageConfig], **kw: Any) -> Config:
+    wh, stage = engine
+    t: TableConfig = table("partners", strategy="full", batch_size=50, **kw)
+    assert t.write_mode == "replace"
+    return make_config(mysql_db, wh, stage, [t])
+
+
+def _fill(mysql_db: MySQLDb, n: int, tag: str) -> None:
+    _partners(mysql_db, [(i, "N", f"{tag}{i}", "c", "", 1) for i in range(n)])
+
+
+def test_replace_refuses_a_shrunken_snapshot(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _replace_config(mysql_db, engine)
+    _fill(mysql_db, 200, "a")
+    assert one(sync(cfg)).status == "ok"
+    _fill(mysql_db, 20, "b")  # 10 % of yesterday's rows
+    res = one(sync(cfg))
+    assert res.status == "failed"
+    assert res.error and "20 rows, 10% of the 200" in res.error and "shrink_guard" in res.error
+    with warehouse(cfg) as wh:
+        names = [r[0] for r in wh.query("SELECT name FROM public.partners ORDER BY partner_id")]
+    assert names == [f"a{i}" for i in range(200)]
+    # an empty source is refused too; shrink_guard: 0 lets a planned shrink through
+    mysql_db.execute("DELETE FROM partners")
+    assert one(sync(cfg)).status == "failed"
+    cfg = cfg.model_copy(update={"tables": [cfg.tables[0].model_copy(update={"shrink_guard": 0})]})
+    assert one(sync(cfg)).status == "ok"
+    with warehouse(cfg) as wh:
+        assert wh.exact_rows("public", "partners") == 0
+
+
+@pytest.mark.servers
+def test_replace_reader_never_sees_an_empty_or_partial_table(
+    mysql_db: MySQLDb, pg_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader loops on its own PostgreSQL connection while replaces run (one of them
+    killed in its middle): every read sees one whole snapshot."""
+
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _replace_config(mysql_db, (pg_db.warehouse_config(), StageConfig(url=str(tmp_path))))
+    _fill(mysql_db, 500, "g0-")
+    assert one(sync(cfg)).status == "ok"
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+    problems: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with pg_db.connect() as conn:
+                while not stop.is_set():
+                    r = conn.execute(
+                        "SELECT COUNT(*), COUNT(DISTINCT split_part(name, '-', 1)) "
+                        "FROM public.partners"
+                    ).fetchone()
+                    assert r is not None
+                    seen.append((int(r[0]), int(r[1])))
+        except BaseException as exc:  # handed to the test thread
+            problems.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for gen in range(1, 5):
+            _fill(mysql_db, 500 + gen, f"g{gen}-")
+            if gen == 2:  # killed after its third batch: the table keeps generation 1
+                monkeypatch.setenv("TRACKLINE_FAIL_AT", "sync.before_commit@3")
+                faults.reset()
+                with pytest.raises(InjectedFault):
+                    sync(cfg)
+                monkeypatch.delenv("TRACKLINE_FAIL_AT")
+            assert one(sync(cfg)).status == "ok"
+    finally:
+        stop.set()
+        reader.join()
+    assert not problems, problems
+    assert len(seen) > 10
+    whole = {(500 + g, 1) for g in range(5)}
+    assert set(seen) <= whole, set(seen) - whole
+
+
+# --------------------------------------------------------------------------- trackline sql
+
+
+def _plan_config(tmp_path: Path, warehouse: dict[str, Any], stage: str) -> Config:
+    import sqlite3
+
+    db = tmp_path / "src.db"
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TABLE partners (partner_id INTEGER, region TEXT, name TEXT, active BOOLEAN, "
+        "updated_at DATETIME, PRIMARY KEY (partner_id, region))"
+    )
+    con.close()
+    return Config.model_validate(
+        {
+            "sources": {"kuaisong": {"type": "sqlite", "path": str(db)}},
+            "warehouse": warehouse,
+            "stage": {"url": stage},
+            "tables": [
+                {
+                    "name": "partners",
+                    "target_schema": "dims",
+                    "cdc": {"strategy": "full"},
+                    "write_mode": "scd2",
+                    "scd2": {"valid_from_column": "updated_at"},
+                }
+            ],
+        }
+    )
+
+
+def test_sql_plan_of_sync_shows_the_scd2_statements_redshift_accepts(tmp_path: Path) -> None:
+    from tests.redshift_checks import from_recorded, norm, redshift_problems
+    from trackline.sqlplan import plan_statements
+
+    cfg = _plan_config(
+        tmp_path,
+        {"type": "redshift", "host": "redshift.invalid", "user": "etl", "iam_role": "default"},
+        "s3://tl-stage/prod",
+    )
+    sent = from_recorded(plan_statements(cfg, "sync"))
+    bad = {s.sql: p for s in sent if (p := redshift_problems(s))}
+    assert not bad, bad
+    text = [norm(s.sql) for s in sent]
+    create = next(s for s in text if s.startswith('CREATE TABLE IF NOT EXISTS "DIMS"."PARTNERS" ('))
+    assert create.endswith('DISTSTYLE ALL SORTKEY("PARTNER_ID", "REGION", "VALID_FROM")')
+    for start in (
+        'DELETE FROM "DIMS"."PARTNERS_STAGE"',  # this run's rows only
+        'UPDATE "DIMS"."PARTNERS" AS D SET "VALID_TO"',  # changed: close
+        'UPDATE "DIMS"."PARTNERS" AS D SET "VALID_TO" = CASE WHEN D."VALID_FROM" > CAST(?',
+        'INSERT INTO "DIMS"."PARTNERS" ("DIM_KEY", "PARTNER_ID"',  # open
+    ):
+        assert any(s.startswith(start) for s in text), start
+    apply = [s for s in sent if norm(s.sql).startswith(('UPDATE "DIMS"', 'INSERT INTO "DIMS"'))]
+    assert len(apply) == 3 and all(s.in_transaction for s in apply)
+    assert all("IS DISTINCT" not in norm(s.sql) for s in apply)
+
+
+@pytest.mark.servers
+def test_sql_plan_of_sync_runs_on_postgresql_in_compat_mode(tmp_path: Path, pg_db: Any) -> None:
+    from trackline.load.redshift import Redshift
+    from trackline.sqlplan import plan_statements
+
+    cfg = _plan_config(tmp_path, pg_db.redshift_compat(), "s3://tl-stage/prod")
+    assert isinstance(cfg.warehouse, RedshiftWarehouse)
+    wh = Redshift(cfg.warehouse)
+    wh.connect()
+    try:
+        for s in plan_statements(cfg, "sync", compat=True):
+            if not s.sql.startswith("COPY "):
+                wh.execute(s.sql, s.params)
+        assert wh.column_names("dims", "partners")[-5:] == [
+            "valid_from", "valid_to", "is_current", "row_hash", "closed_by_delete",
+        ]  # fmt: skip
+    finally:
+        wh.close()
