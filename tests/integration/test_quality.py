@@ -420,3 +420,40 @@ def test_in_flight_lookup_against_mariadb(mysql_db: MySQLDb, tmp_path: Path) -> 
     probe = _moved_on_in_source(cfg, cfg.marts[0], seen)
     assert probe([(1, t0), (2, t0), (3, t0), (4, t0)]) == {1}
     assert _moved_on_in_source(cfg, cfg.marts[0], None)([(1, t0)]) == set()
+
+
+@pytest.mark.servers
+def test_rows_inside_the_lag_window_are_no_zero_row_failure_on_mariadb(
+    mysql_db: MySQLDb, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """The reported false alarm: with a 300 s lag, rows written in the last 300 s are past
+    the cycle's upper bound; a cycle that moves nothing then is quiet, not failing. A row
+    that lands below the bound after the read (a late commit) is a real zero-row failure."""
+    import datetime as dt
+
+    from tests.integration.synctools import create_orders, insert_orders, make_config, table
+    from trackline.load import open_warehouse
+    from trackline.marts.cycle import run_cycle_on
+    from trackline.quality.runlevel import alert_checks
+
+    now = mysql_db.query("SELECT NOW(6)")[0][0]
+    create_orders(mysql_db, 4, now - dt.timedelta(hours=2))
+    cfg = make_config(
+        mysql_db, duckdb_warehouse, tmp_path / "stage", [table("orders", lag_seconds=300)]
+    )
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        assert sum(r.rows for r in run_cycle_on(cfg, wh).sync) == 4
+        insert_orders(mysql_db, ["NOW"] * 4)  # inside the lag window
+        assert sum(r.rows for r in run_cycle_on(cfg, wh).sync) == 0
+        zero = by_name(run_checks(cfg, wh, checks=alert_checks(cfg, wh)))["runs.zero_row_cycle"]
+        assert zero.status == "pass" and zero.new_count == 0
+        # a late commit stamped an hour ago: the cycle should have read it
+        insert_orders(mysql_db, [now - dt.timedelta(hours=1)])
+        zero = by_name(run_checks(cfg, wh, checks=alert_checks(cfg, wh)))["runs.zero_row_cycle"]
+        assert zero.status == "fail" and zero.new_count == 1
+        row = dict(zip(zero.columns, zero.sample[0], strict=True))
+        assert row["pending_rows"] == 5 and row["below_upper"] == 1
+    finally:
+        wh.close()

@@ -140,7 +140,8 @@ def consumed_cursor(cfg: Config, wh: Warehouse, mart: str, source: str) -> Any:
 def _last_cycle_upper(cfg: Config, wh: Warehouse, table_key: str, like: Any) -> Any:
     runs = wh.t(cfg.state_schema, RUNS_TABLE)
     last = wh.query(
-        f"SELECT detail FROM {runs} WHERE command = 'cycle' ORDER BY started_at DESC LIMIT 1"
+        f"SELECT detail FROM {runs} WHERE command = 'cycle' AND status IN ('ok', 'partial') "
+        "ORDER BY started_at DESC LIMIT 1"
     )
     if not last or not last[0][0]:
         return None
