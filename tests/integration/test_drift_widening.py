@@ -41,6 +41,7 @@ from trackline.load import Warehouse, open_warehouse
 from trackline.marts.cycle import CycleSummary, run_cycle_on
 from trackline.marts.migrate import migrate
 from trackline.stage import Stage
+from trackline.status import reset_table_on
 
 DDL = [
     "CREATE TABLE uni_tracking_info (id INT AUTO_INCREMENT PRIMARY KEY, order_id INT, "
@@ -307,3 +308,31 @@ def test_killed_while_widening_then_rerun_ends_as_an_uninterrupted_run(
         assert raw["status"] == "character varying(800)"
         bad = {s.sql: p for s in wh.sent if (p := redshift_problems(s))}
         assert not bad, bad
+
+
+def test_reset_after_a_longer_varchar_widens_the_table_in_place(
+    world: tuple[MySQLDb, Config, Warehouse],
+) -> None:
+    """`trackline reset` after the source's VARCHAR got longer: the table stays, its recorded
+    schema is gone. The next sync compares the source with what the table declares (not with
+    nothing), widens it, and reloads every row, the long ones too."""
+    db, cfg, wh = world
+    now = int(db.query("SELECT UNIX_TIMESTAMP()")[0][0])
+    for o in range(1, 4):
+        _order(db, o, now - 10 * DAY + o, f"s{o}", Decimal(o), 300 + o, 200 + o)
+    assert run_cycle_on(cfg, wh).ok
+    db.execute("ALTER TABLE uni_tracking_info MODIFY status VARCHAR(200)")
+    db.execute("UPDATE uni_tracking_info SET status = %s WHERE order_id = 2", (LONG_STATUS,))
+    reset_table_on(cfg, wh, "uni_tracking_info")
+    time.sleep(1.1)
+    summary = run_cycle_on(cfg, wh)
+    assert summary.ok, summary.as_dict()
+    raw = wh.t("raw", "uni_tracking_info_raw")
+    assert sorted(wh.query(f"SELECT order_id, status FROM {raw}")) == [
+        (1, "s1"), (2, LONG_STATUS), (3, "s3")
+    ]  # fmt: skip
+    if isinstance(wh, RecordingRedshift):
+        spec = wh.column_specs("raw", "uni_tracking_info_raw")["uni_tracking_info_raw"]
+        assert spec["status"] == "character varying(800)"
+        mart = wh.column_specs(cfg.marts[0].schema_, UTI)[UTI]
+        assert mart["status"] == "character varying(800)"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -55,6 +56,13 @@ class Column:
     @classmethod
     def of(cls, field: pa.Field) -> Column:
         return cls(field.name, field.type, field.nullable, is_json(field), max_bytes(field))
+
+
+def declared_bytes(spec: str) -> int | None:
+    """The length of a ``character varying(n)`` column spec (`Warehouse.column_specs`); None
+    for any other type (unbounded text, numbers)."""
+    m = re.fullmatch(r"character varying\((\d+)\)", spec)
+    return int(m.group(1)) if m else None
 
 
 class Warehouse(ABC):

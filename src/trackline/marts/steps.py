@@ -5,6 +5,7 @@ archive → check → trim of rows past a time cutoff). The steps themselves are
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from trackline.errors import MartError
 from trackline.extract.cdc import shift
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
+from trackline.load.base import declared_bytes
 from trackline.marts.exceptions import Exceptions, key_text
 from trackline.marts.history import HistoryTables, Period, arrow_type, periods_between
 from trackline.report import NullReporter, Reporter
@@ -329,10 +331,18 @@ class MartSteps:
             raw = self.raw(source)
             assert raw is not None
             want = w.column_specs(raw.schema, raw.table).get(raw.table, {})
+            # each column as raw declares it (its text size read from raw itself: a state
+            # that disagrees with the table must not make the ALTER miss and repeat each cycle)
+            as_raw = [
+                dataclasses.replace(c, max_bytes=declared_bytes(want[c.name]))
+                if c.name in want and pa.types.is_string(c.type) and not c.json
+                else c
+                for c in raw.columns
+            ]
             todo = [
                 (table, c, specs[table][c.name])
                 for table in [mart, *hist.present(specs)]
-                for c in raw.columns
+                for c in as_raw
                 if c.name in specs[table] and want.get(c.name) not in (None, specs[table][c.name])
             ]
             if not todo:

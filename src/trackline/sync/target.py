@@ -14,6 +14,7 @@ when it is created and read back from the table afterwards, and recorded in the 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,6 +24,7 @@ from trackline.extract.cdc import Watermark
 from trackline.extract.types import SourceColumn, arrow_type, is_widening
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
+from trackline.load.base import declared_bytes
 from trackline.report import Reporter
 from trackline.state import StateStore
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult
@@ -105,6 +107,16 @@ def raw_column(c: SourceColumn, json: set[str], sizes: dict[str, int]) -> Column
     return Column(c.name, c.arrow, json=c.name in json, max_bytes=sizes.get(c.name))
 
 
+def table_schema(w: Warehouse, rt: ResolvedTable, cols: list[SourceColumn]) -> dict[str, Any]:
+    """What the raw table in place holds, as the watermark records it: the source's types for
+    its columns (a type change there goes unseen: recorded before the table was reset, it is
+    gone), the text sizes the table declares."""
+    specs = w.column_specs(rt.target_schema, rt.target).get(rt.target, {})
+    schema = {c.name: str(c.arrow) for c in cols if c.name in specs}
+    sizes = {n: b for n, spec in specs.items() if (b := declared_bytes(spec)) is not None}
+    return {"schema": schema, "bytes": {n: b for n, b in sizes.items() if n in schema}}
+
+
 def widen_target(
     w: Warehouse, reporter: Reporter, rt: ResolvedTable, cols: list[SourceColumn], wm: Watermark
 ) -> None:
@@ -112,10 +124,16 @@ def widen_target(
     records them): ALTER … TYPE in `Warehouse.alter_type_scope`. A change the engine cannot
     make in place (Redshift: anything but a VARCHAR's length) stops the table and names
     `trackline migrate`. Drops and narrowing stop it too, before anything is altered."""
+    if not w.table_exists(rt.target_schema, rt.target):
+        return
+    if not (wm.extra or {}).get("schema"):
+        # a table in place with no recorded schema (after `trackline reset`): the text sizes
+        # it declares are what a longer source VARCHAR is compared with
+        wm = Watermark(extra=table_schema(w, rt, cols))
     d = drift(wm, cols)
     if d.refused:
         raise _refuse(rt, d.refused)
-    if not d.widened or not w.table_exists(rt.target_schema, rt.target):
+    if not d.widened:
         return
     specs = w.column_specs(rt.target_schema, rt.target).get(rt.target, {})
     json = w.json_column_names(rt.target_schema, rt.target)
@@ -164,6 +182,10 @@ def ensure_target(
     d = drift(wm, cols, created)
     if d.refused:
         raise _refuse(rt, d.refused)
+    if not created and not (wm.extra or {}).get("schema"):
+        # a table in place with no recorded schema (after `trackline reset`): its text sizes
+        # are what the table declares (`widen_target` made them fit the source)
+        d.sizes = {**d.sizes, **table_schema(w, rt, cols)["bytes"]}
     if created:
         columns = [raw_column(c, new_json, d.sizes) for c in cols]
         w.create_table(
