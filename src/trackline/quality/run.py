@@ -71,7 +71,11 @@ def run_checks(
     started, t0 = utcnow(), time.monotonic()
     store = ResultsStore(wh, cfg.state_schema)
     timeout = float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
-    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), timeout):
+    lock = pipeline_lock(cfg.state_schema, "cycle")
+    with wh.lock(lock, timeout):
+        # holding the cycles' lock: a cycle still `running` died (runs.failed_cycle sees it)
+        for dead in state.recover_dead_runs(("cycle",), lock):
+            reporter.event("warning", f"cycle {dead} ended without a word: marked killed")
         with wh.transaction():
             for g in cfg.marts:
                 if wh.table_exists(g.schema_, g.anchor.table):
