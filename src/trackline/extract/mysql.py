@@ -107,6 +107,8 @@ _TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1927})
 _TIMEOUTS = (1969, 3024, 1205)
 """A statement ended by its limit: MariaDB max_statement_time, MySQL max_execution_time, a
 lock wait past lock_wait_timeout (or innodb_lock_wait_timeout)."""
+KEEPALIVE_MS = 30_000
+"""Idle time before TCP keepalive probes start on connectorx's connection."""
 CLIENT_GRACE_SECONDS = 5
 """The client socket timeout is the server's limit plus this: the server's error (clearer)
 arrives first whenever the server can still answer."""
@@ -243,7 +245,15 @@ class MySQL(Source):
         user = urllib.parse.quote(c.user, safe="")
         pw = urllib.parse.quote(self._password(), safe="")
         auth = f"{user}:{pw}" if pw else user
-        return f"mysql://{auth}@{c.host}:{c.port}/{urllib.parse.quote(self.database)}"
+        # connectorx's driver takes no read timeout; TCP keepalive with TCP_USER_TIMEOUT
+        # (Linux) ends its connection when the peer's host stops answering at all. A stuck
+        # server, or a tunnel whose local end stays up, is ended by the server-side limits.
+        dead_peer = (
+            f"tcp_keepalive_time_ms={KEEPALIVE_MS}"
+            f"&tcp_user_timeout_ms={c.read_timeout_seconds * 1000}"
+        )
+        db = urllib.parse.quote(self.database)
+        return f"mysql://{auth}@{c.host}:{c.port}/{db}?{dead_peer}"
 
     def close(self) -> None:
         if self._con is not None:
