@@ -183,9 +183,7 @@ class Syncer:
         zero_cursor = bool(t.cdc.cursor and by_name[t.cdc.cursor].zero_date_check)
         self._pre_checks(src, rel, t, spec, wm, res, zero_cursor)
         upper, readable = None, True
-        if t.cdc.cursor:
-            upper = time_upper(src, t, self.cfg, unix, res, self.reporter)
-        elif t.cdc.strategy == "id" and spec.id:
+        if t.cdc.strategy == "id" and spec.id:
             bound = id_upper(
                 src, src.relation_sql(rel), spec.id, t, self.cfg, wm, res, self.reporter
             )
@@ -196,6 +194,8 @@ class Syncer:
                     # nothing to read this time: the sample still counts for the next run
                     with self.wh.transaction():
                         self.state.put(rt.key, t.cdc.strategy, wm, st.last_batch_id, 0)
+        elif t.cdc.cursor:
+            upper = time_upper(src, t, self.cfg, unix, res, self.reporter)
         res.upper = upper
 
         snapshot_key = None
