@@ -244,6 +244,7 @@ def _register_optional() -> None:
         "trackline.quality.cli",
         "trackline.sqlplan.cli",
         "trackline.jobs.cli",
+        "trackline.dims.cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

@@ -70,6 +70,37 @@ tables:
     cdc: {strategy: hybrid, cursor: update_at, id: ID}
     write_mode: merge
     primary_key: [ID]
+  # Dimensions the marts join to: read whole every run (strategy full). scd2 keeps every
+  # version (valid_from / valid_to / is_current); replace swaps the snapshot in atomically.
+  # Both refuse a snapshot under half the size of the last one (shrink_guard: 0.5).
+  - name: partners                # partner_id -> name, country
+    source: kuaisong
+    target_schema: settlement_dim
+    cdc: {strategy: full}
+    write_mode: scd2
+    scd2: {natural_key: [partner_id], deletes: close}
+  - name: staff                   # drivers and couriers (staff_id)
+    source: kuaisong
+    target_schema: settlement_dim
+    cdc: {strategy: full}
+    write_mode: scd2
+    scd2: {natural_key: [staff_id]}
+  - name: warehouses
+    source: kuaisong
+    target_schema: settlement_dim
+    cdc: {strategy: full}
+    write_mode: scd2
+    scd2: {natural_key: [warehouse_id]}
+  - name: status_codes            # labels of state, code and order_status
+    source: kuaisong
+    target_schema: settlement_dim
+    cdc: {strategy: full}
+    write_mode: replace
+  - name: regions                 # province / city lookup
+    source: kuaisong
+    target_schema: settlement_dim
+    cdc: {strategy: full}
+    write_mode: replace
 
 marts:
   - name: order_tracking

@@ -433,7 +433,7 @@ def _plan_config(tmp_path: Path, warehouse: dict[str, Any], stage: str) -> Confi
     )
 
 
-def test_sql_plan_of_sync_shows_the_scd2_statements_redshift_accepts(tmp_path: Path) -> None:
+def test_sql_plans_show_the_scd2_statements_redshift_accepts(tmp_path: Path) -> None:
     from tests.redshift_checks import from_recorded, norm, redshift_problems
     from trackline.sqlplan import plan_statements
 
@@ -443,8 +443,11 @@ def test_sql_plan_of_sync_shows_the_scd2_statements_redshift_accepts(tmp_path: P
         "s3://tl-stage/prod",
     )
     sent = from_recorded(plan_statements(cfg, "sync"))
-    bad = {s.sql: p for s in sent if (p := redshift_problems(s))}
+    checks = [s for s in from_recorded(plan_statements(cfg, "check")) if "partners" in s.sql]
+    bad = {s.sql: p for s in [*sent, *checks] if (p := redshift_problems(s))}
     assert not bad, bad
+    # the three checks' queries, each in the plan once
+    assert sum("LAG(" in s.sql and 'FROM "dims"."partners"' in s.sql for s in checks) == 3
     text = [norm(s.sql) for s in sent]
     create = next(s for s in text if s.startswith('CREATE TABLE IF NOT EXISTS "DIMS"."PARTNERS" ('))
     assert create.endswith('DISTSTYLE ALL SORTKEY("PARTNER_ID", "REGION", "VALID_FROM")')
@@ -461,7 +464,9 @@ def test_sql_plan_of_sync_shows_the_scd2_statements_redshift_accepts(tmp_path: P
 
 
 @pytest.mark.servers
-def test_sql_plan_of_sync_runs_on_postgresql_in_compat_mode(tmp_path: Path, pg_db: Any) -> None:
+def test_sql_plans_of_sync_and_check_run_on_postgresql_in_compat_mode(
+    tmp_path: Path, pg_db: Any
+) -> None:
     from trackline.load.redshift import Redshift
     from trackline.sqlplan import plan_statements
 
@@ -470,11 +475,87 @@ def test_sql_plan_of_sync_runs_on_postgresql_in_compat_mode(tmp_path: Path, pg_d
     wh = Redshift(cfg.warehouse)
     wh.connect()
     try:
-        for s in plan_statements(cfg, "sync", compat=True):
-            if not s.sql.startswith("COPY "):
-                wh.execute(s.sql, s.params)
+        for command in ("sync", "check"):
+            for s in plan_statements(cfg, command, compat=True):
+                if not s.sql.startswith("COPY "):
+                    wh.execute(s.sql, s.params)
         assert wh.column_names("dims", "partners")[-5:] == [
             "valid_from", "valid_to", "is_current", "row_hash", "closed_by_delete",
         ]  # fmt: skip
     finally:
         wh.close()
+
+
+# --------------------------------------------------------------------------- history, checks
+
+
+def test_dims_history_command_and_the_dimension_checks(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig], tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from trackline.cli import main
+    from trackline.quality.dims import dimension_checks
+    from trackline.quality.run import run_checks
+
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine)
+    runs = Runs(mysql_db, cfg)
+    _partners(mysql_db, FIRST)
+    runs.sync()
+    _partners(mysql_db, [(1, "N", "A2", "X", "", 1), *FIRST[1:3]])  # 1 changed, 4 deleted
+    runs.sync()
+    _partners(mysql_db, [(1, "N", "A2", "X", "", 1), *FIRST[1:]])  # 4 returns
+    runs.sync()
+
+    path = write_config(tmp_path / "c.yml", cfg)
+    out = CliRunner().invoke(main, ["dims", "history", "-c", str(path), "partners", "1", "N"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0] == "public.partners (partner_id=1, region=N): 2 version(s)"
+    assert lines[1].split()[:6] == [
+        "dim_key", "valid_from", "valid_to", "is_current", "row_hash", "closed_by_delete",
+    ]  # fmt: skip
+    assert [ln.split()[0] for ln in lines[2:]] == ["1", "5"]
+    out = CliRunner().invoke(
+        main, ["dims", "history", "-c", str(path), "--json", "partners", "4", "S"]
+    )
+    assert out.exit_code == 0, out.output
+    versions = json.loads(out.output)["versions"]
+    assert [(v["dim_key"], v["is_current"], v["closed_by_delete"]) for v in versions] == [
+        (4, False, True),
+        (6, True, False),
+    ]
+    bad = CliRunner().invoke(main, ["dims", "history", "-c", str(path), "partners", "1"])
+    assert bad.exit_code == 2 and "give one value for each" in bad.output
+
+    def failing() -> dict[str, list[str]]:
+        with warehouse(cfg) as wh:
+            report = run_checks(cfg, wh, send_alerts=False, checks=dimension_checks(cfg, wh))
+        names = [r.name for r in report.results]
+        assert names == [f"dims.partners.{w}" for w in ("current_version", "overlap", "gap")]
+        assert not [r.error for r in report.results if r.error]
+        return {r.name.rsplit(".", 1)[1]: r.sample_keys for r in report.results if r.failed}
+
+    assert failing() == {}  # key 4's gap (deleted, then back) is no gap
+    with warehouse(cfg) as wh:
+        rows = wh.query("SELECT dim_key, valid_to FROM public.partners WHERE dim_key = 1")
+        end = rows[0][1]
+        later, earlier = end + dt.timedelta(hours=1), end - dt.timedelta(hours=1)
+
+        def change(sql: str, params: tuple[Any, ...] = ()) -> None:
+            with wh.transaction():
+                wh.execute(sql, params)
+
+        change("UPDATE public.partners SET is_current = TRUE WHERE dim_key = 1")
+        assert failing() == {"current_version": ["1"]}
+        change("UPDATE public.partners SET is_current = FALSE WHERE dim_key = 1")
+        change("UPDATE public.partners SET valid_to = ? WHERE dim_key = 1", (later,))
+        assert failing() == {"overlap": ["5"]}
+        change("UPDATE public.partners SET valid_to = ? WHERE dim_key = 1", (earlier,))
+        assert failing() == {"gap": ["5"]}
+        change("UPDATE public.partners SET valid_to = ? WHERE dim_key = 1", (end,))
+        change("UPDATE public.partners SET is_current = FALSE WHERE dim_key = 5")
+        assert failing() == {"current_version": ["5"]}

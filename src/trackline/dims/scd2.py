@@ -266,20 +266,13 @@ def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> N
             Column(ROW_HASH, pa.string(), nullable=False, max_bytes=32),
             Column(CLOSED_BY_DELETE, pa.bool_(), nullable=False),
         ]
-        parts = [
-            f"{w.q(c.name)} {w.column_type(c)}{'' if c.nullable else ' NOT NULL'}" for c in cols
-        ]
-        sort = [*d.natural_key, VALID_FROM]
-        options = (
-            w.table_options(d.dist_key, sort)
-            if d.distribution == "key"
-            else w.replicated_options(sort)
-        )
-        w.execute(
-            f"CREATE TABLE IF NOT EXISTS {w.t(d.schema, d.table)} (\n  "
-            + ",\n  ".join(parts)
-            + "\n)"
-            + options
+        w.create_table(
+            d.schema,
+            d.table,
+            cols,
+            dist_key=d.dist_key if d.distribution == "key" else None,
+            sort_key=[*d.natural_key, VALID_FROM],
+            replicated=d.distribution == "all",
         )
         return
     have = set(w.column_names(d.schema, d.table))

@@ -361,7 +361,9 @@ class Warehouse(ABC):
         primary_key: Sequence[str] | None = None,
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
+        replicated: bool = False,
     ) -> None:
+        """`replicated`: a small table every node keeps whole (`replicated_options`)."""
         parts = [
             f"{self.q(c.name)} {self.column_type(c)}{'' if c.nullable else ' NOT NULL'}"
             for c in columns
@@ -372,7 +374,11 @@ class Warehouse(ABC):
             f"CREATE TABLE IF NOT EXISTS {self.t(schema, table)} (\n  "
             + ",\n  ".join(parts)
             + "\n)"
-            + self.table_options(dist_key, sort_key)
+            + (
+                self.replicated_options(sort_key)
+                if replicated
+                else self.table_options(dist_key, sort_key)
+            )
         )
 
     def add_column(self, schema: str, table: str, column: Column) -> None:

@@ -248,6 +248,7 @@ class Redshift(TableLock, Postgres):
         primary_key: Sequence[str] | None = None,
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
+        replicated: bool = False,
     ) -> None:
         names = {c.name for c in columns}
         documents = {c.name for c in columns if c.json}
@@ -272,6 +273,7 @@ class Redshift(TableLock, Postgres):
             primary_key=primary_key,
             dist_key=dist_key,
             sort_key=sort_key,
+            replicated=replicated,
         )
 
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:

@@ -1,6 +1,7 @@
 """Every check of a config, in the order `trackline check` runs them: the group checks
 (`trackline.quality.checks`), the run-level and reconcile checks (`trackline.quality.runlevel`),
-the rows behind each watermark (`trackline.quality.behind`), then the config's custom checks."""
+the rows behind each watermark (`trackline.quality.behind`), the per-dimension checks
+(`trackline.quality.dims`), then the config's custom checks."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from trackline.config import Config
 from trackline.load import Warehouse
 from trackline.quality.behind import behind_watermark_check
 from trackline.quality.checks import Check, custom_checks, group_checks
+from trackline.quality.dims import dimension_checks
 from trackline.quality.runlevel import reconcile_check, run_checks_of
 
 
@@ -19,5 +21,6 @@ def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
     out += run_checks_of(cfg, wh)
     out.append(behind_watermark_check(cfg))
     out += [reconcile_check(cfg, name) for name in cfg.quality.reconcile_tables]
+    out += dimension_checks(cfg, wh)
     out += custom_checks(cfg)
     return out

@@ -155,9 +155,16 @@ class Recorder(Redshift):
         primary_key: Sequence[str] | None = None,
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
+        replicated: bool = False,
     ) -> None:
         super().create_table(
-            schema, table, columns, primary_key=primary_key, dist_key=dist_key, sort_key=sort_key
+            schema,
+            table,
+            columns,
+            primary_key=primary_key,
+            dist_key=dist_key,
+            sort_key=sort_key,
+            replicated=replicated,
         )
         self._tables[(schema, table)] = list(columns)
 
