@@ -29,6 +29,7 @@ from tests.integration.synctools import (
     warehouse,
     wh_count,
     wh_rows,
+    write_config,
 )
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.quality.behind import behind_watermark_check
@@ -127,7 +128,7 @@ def _behind_scenario(mysql_db: MySQLDb, cfg: Config, key: str) -> None:
     row = _failure(report)
     assert row["table_key"] == key
     assert (row["missing"], row["source_rows"], row["loaded_rows"]) == (3, 61, 58)
-    assert "trackline reset orders" in row["fix"] and "lag_seconds (now 300)" in row["fix"]
+    assert row["fix"] == "reset orders or lag_seconds>300"
     assert report.results[0].new_count == 1
     assert _check(cfg).results[0].new_count == 0  # reported once, not on every run
 
@@ -170,6 +171,30 @@ def test_rows_behind_the_watermark_on_redshift_compat(
     )
 
 
+def test_check_command_names_the_table_the_count_and_the_fix(
+    mysql_db: MySQLDb, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from trackline.cli import main
+
+    now = source_now(mysql_db)
+    create_orders(mysql_db, 20, now - dt.timedelta(hours=2), step_seconds=60)
+    cfg = make_config(mysql_db, duckdb_warehouse, tmp_path / "stage", [table(lag_seconds=300)])
+    sync_ok(cfg)
+    _insert_times(mysql_db, [now - dt.timedelta(hours=2, minutes=-3, seconds=-1)] * 4, "C")
+    sync_ok(cfg)
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    result = CliRunner().invoke(main, ["check", "-c", str(path), "--log-format", "quiet"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL [blocking] runs.behind_watermark: 1 failing, 1 new (keys public.orders_raw)" in (
+        result.output
+    )
+    line = next(x for x in result.output.splitlines() if x.strip().startswith("public.orders_raw"))
+    assert "| 4 | 23 | 19 |" in line and line.endswith("| reset orders or lag_seconds>300"), line
+    assert "Fix: `trackline reset <table>`" in result.output
+
+
 def test_id_rows_committed_below_the_watermark_are_reported(
     mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path
 ) -> None:
@@ -187,7 +212,7 @@ def test_id_rows_committed_below_the_watermark_are_reported(
     sync_ok(cfg)
     row = _failure(_check(cfg))
     assert (row["table_key"], row["missing"]) == ("public.orders_raw", 1)
-    assert "hold_ceiling_seconds" in row["fix"]
+    assert row["fix"] == "reset orders or hold_ceiling>3600"
 
 
 @pytest.mark.slow

@@ -62,7 +62,10 @@ def behind_watermark_check(cfg: Config, open_src: OpenSource = _open) -> Check:
         table=RUNS_TABLE,
         exceptions=(cfg.state_schema, STATE_EXCEPTIONS),
         description=f"source rows that arrived behind the watermark (in the {window:,} s "
-        "below it): incremental sync never reads them",
+        "below it): incremental sync never reads them. Fix: `trackline reset <table>` then a "
+        "sync reloads the table; if rows keep arriving late (a clock behind the database, "
+        "backdated writes), raise lag_seconds so they land above the watermark (merge "
+        "targets: or set lookback_seconds); id tables: raise defaults.hold_ceiling_seconds",
         collect=lambda wh: behind_watermark(cfg, wh, open_src),
     )
 
@@ -212,15 +215,8 @@ def _pending_in_window(
 
 
 def _fix(cfg: Config, t: TableConfig) -> str:
-    reload = f"`trackline reset {t.name}` then sync reloads the table"
+    """Short (the CLI shows 40 characters of a value); the description says it in full."""
     if t.cdc.strategy == "id":
-        return (
-            f"{reload}; rows committed after the hold ceiling: raise "
-            f"defaults.hold_ceiling_seconds (now {cfg.defaults.hold_ceiling_seconds})"
-        )
+        return f"reset {t.name} or hold_ceiling>{cfg.defaults.hold_ceiling_seconds}"
     lag = t.lag_seconds if t.lag_seconds is not None else cfg.defaults.lag_seconds
-    more = " or set lookback_seconds" if t.write_mode == "merge" else ""
-    return (
-        f"{reload}; if rows keep arriving late, raise lag_seconds (now {lag}){more} so they "
-        "land above the watermark"
-    )
+    return f"reset {t.name} or lag_seconds>{lag}"

@@ -69,7 +69,8 @@ def register(main: click.Group) -> None:
 
         Built in per retention group: anchor time = latest event time, every anchor key has
         events and its follower rows, no duplicate or NULL keys, freshness vs the source
-        clock; and failed, slow or zero-row cycles. Plus `quality.checks` from the config.
+        clock; failed, slow or zero-row cycles; source rows that arrived behind a table's
+        watermark. Plus `quality.checks` from the config.
         """
         from trackline.load import open_warehouse
         from trackline.quality.run import run_checks
