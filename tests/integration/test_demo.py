@@ -26,7 +26,13 @@ def test_demo_archives_reactivates_and_keeps_invariants(tmp_path: Path) -> None:
     assert any(name.startswith("hist_uts_") for name in res.history)
     assert res.reactivated > 0 and res.restored > 0
     assert res.exceptions.get("null_key", 0) > 0  # NULL order_ids were kept out and logged
-    assert res.primary_result and res.primary_result[0][0] == 382
+    assert res.primary_result and res.primary_result[0][:2] == (382, "Kuaisong Direct")
+    # partners is an scd2 dimension: some partner changed, its versions chain without gaps
+    versions = res.partner_history
+    assert len(versions) > 1
+    assert [v[5] for v in versions] == [False] * (len(versions) - 1) + [True]
+    assert all(a[4] == b[3] for a, b in zip(versions, versions[1:], strict=False))
+    assert all(a[1:3] != b[1:3] for a, b in zip(versions, versions[1:], strict=False))
     # bounded: the anchor stops growing once retention trims as fast as orders arrive
     sizes = [row["mart_uni_tracking_info"] for row in res.sizes]
     assert sizes[-1] < 1.2 * max(sizes[: len(sizes) // 2 + 2]) + 500

@@ -96,6 +96,16 @@ def register(main: click.Group) -> None:
         console.print(f"\nThe marts' main query, scans of one partner since {since}:")
         console.print(res.primary_query.replace("?", str(res.primary_since)), highlight=False)
         console.print(f"→ {res.primary_result or 'no rows'}")
+        dim = Table(title=f"Dimension history: partner {res.partner} (write_mode: scd2)")
+        for c in ("dim_key", "name", "country", "valid_from", "valid_to", "is_current"):
+            dim.add_column(c)
+        for row in res.partner_history:
+            dim.add_row(*[str(v) for v in row])
+        console.print(dim)
+        console.print(
+            f"(trackline dims history -c {workdir}/trackline.yml partners {res.partner})",
+            highlight=False,
+        )
         console.print(
             f"\nExplore: trackline history -c {workdir}/trackline.yml · "
             f"trackline exceptions list -c {workdir}/trackline.yml · "

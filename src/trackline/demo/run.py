@@ -50,9 +50,11 @@ tables:
   - name: uni_tracking_spath
     target_schema: settlement_public
     cdc: {{strategy: hybrid, cursor: pathTime, id: id}}
-  - name: partners
+  - name: partners               # a dimension with history (valid_from/valid_to/is_current)
     target_schema: settlement_public
     cdc: {{strategy: full}}
+    write_mode: scd2
+    scd2: {{natural_key: [partner_id]}}
 marts:
   - name: order_tracking
     key: order_id
@@ -68,14 +70,21 @@ marts:
 """
 
 PRIMARY_QUERY = """\
-SELECT eoi.partner_id, COUNT(DISTINCT uts.order_id) AS orders, COUNT(*) AS scans
+SELECT eoi.partner_id, p.name, COUNT(DISTINCT uts.order_id) AS orders, COUNT(*) AS scans
 FROM   settlement_ods.mart_ecs_order_info     eoi
 JOIN   settlement_ods.mart_uni_tracking_spath uts ON eoi.order_id = uts.order_id
 JOIN   settlement_ods.mart_uni_tracking_info  uti ON eoi.order_id = uti.order_id
+JOIN   settlement_public.partners             p   ON p.partner_id = eoi.partner_id
+                                                 AND p.is_current
 WHERE  uts.code = 200
 AND    eoi.partner_id IN (382)
 AND    uts."pathTime" >= ?
-GROUP BY eoi.partner_id"""
+GROUP BY eoi.partner_id, p.name"""
+
+PARTNER_HISTORY = """SELECT dim_key, name, country, valid_from, valid_to, is_current
+FROM   settlement_public.partners
+WHERE  partner_id = ?
+ORDER BY valid_from, dim_key"""
 
 
 @dataclass
@@ -95,6 +104,10 @@ class DemoResult:
     primary_query: str = PRIMARY_QUERY
     primary_since: int = 0
     primary_result: list[tuple[Any, ...]] = field(default_factory=list)
+    partner: int = 0
+    """The partner whose name or country changed most often (the dimension's longest history)."""
+    partner_history: list[tuple[Any, ...]] = field(default_factory=list)
+    """Its versions: dim_key, name, country, valid_from, valid_to, is_current."""
 
 
 def _mart_sizes(wh: Warehouse, cfg: Config) -> dict[str, int]:
@@ -178,6 +191,13 @@ def run_demo(
         res.exceptions = Exceptions(wh, g.schema_, g.exceptions_table).counts()
         res.primary_since = spec.end - 30 * DAY
         res.primary_result = wh.query(PRIMARY_QUERY, (res.primary_since,))
+        top = wh.query(
+            "SELECT partner_id, COUNT(*) FROM settlement_public.partners "
+            "GROUP BY partner_id ORDER BY 2 DESC, 1 LIMIT 1"
+        )
+        if top:
+            res.partner = int(top[0][0])
+            res.partner_history = wh.query(PARTNER_HISTORY, (res.partner,))
         con = sqlite3.connect(str(src.path))
         for t in ("uni_tracking_info", "ecs_order_info", "uni_tracking_spath"):
             res.source_rows[t] = con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
