@@ -99,8 +99,8 @@ def register(main: click.Group) -> None:
         dim = Table(title=f"Dimension history: partner {res.partner} (write_mode: scd2)")
         for c in ("dim_key", "name", "country", "valid_from", "valid_to", "is_current"):
             dim.add_column(c)
-        for row in res.partner_history:
-            dim.add_row(*[str(v) for v in row])
+        for version in res.partner_history:
+            dim.add_row(*[str(v) for v in version])
         console.print(dim)
         console.print(
             f"(trackline dims history -c {workdir}/trackline.yml partners {res.partner})",
