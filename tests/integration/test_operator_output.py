@@ -17,6 +17,9 @@ from trackline.demo.run import run_demo
 from trackline.load import open_warehouse
 from trackline.marts.exceptions import Exceptions
 from trackline.marts.status import list_exceptions
+from trackline.quality.results import ResultsStore
+from trackline.quality.run import run_checks, run_level_alerts
+from trackline.quality.status import status_section
 from trackline.report import progress_text
 from trackline.status import table_status
 
@@ -67,3 +70,24 @@ def test_status_and_exceptions_list_tell_everything(tmp_path: Path) -> None:
 def test_progress_text_names_the_total() -> None:
     assert progress_text(12, 240, "days") == "12 of 240 days"
     assert progress_text(1234, None, "rows") == "1,234 rows"
+
+
+def test_status_and_report_show_every_checks_latest_result(tmp_path: Path) -> None:
+    """`trackline run` evaluates the four run-level checks after every job and every check
+    once a day: the latest run alone would hide the daily group checks until the next day."""
+    res = run_demo(tmp_path / "d", DemoSpec(days=12, orders_per_day=20), step_days=3)
+    cfg = load_config(res.workdir / "trackline.yml")
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        full = run_checks(cfg, wh, send_alerts=False)
+        run_level_alerts(cfg, wh)  # what `trackline run` does after a cycle
+        latest = ResultsStore(wh, cfg.state_schema).latest_per_check()
+        section = status_section(cfg, wh)
+    finally:
+        wh.close()
+    names = {r.name for r in full.results}
+    assert len(names) > 5
+    assert {c["check_name"] for c in latest} == names
+    assert len(latest) == len(names)  # one row per check: its newest
+    assert {c["check_name"] for c in section["last_checks"]} == names

@@ -132,7 +132,7 @@ def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
             "GROUP BY check_name"
         ):
             data.open_exceptions[name] = data.open_exceptions.get(name, 0) + int(n)
-    data.checks = ResultsStore(wh, cfg.state_schema).last_run()
+    data.checks = ResultsStore(wh, cfg.state_schema).latest_per_check()
     data.engine = wh.ENGINE
     data.sizes_estimated = wh.ROW_COUNTS_ESTIMATED and bool(data.cycles)
     data.exact_sizes = mart_sizes(cfg, wh, exact=True)[0]
@@ -523,7 +523,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         f'<div class="tiles">{tile_html}</div>'
         + "".join(charts)
         + _sizes_table(data)
-        + f"<h2>Latest check run</h2>{checks_html}</body></html>\n"
+        + f"<h2>Checks: the latest result of each</h2>{checks_html}</body></html>\n"
     )
 
 

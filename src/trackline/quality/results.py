@@ -112,10 +112,30 @@ class ResultsStore:
             return []
         return self.history(run_id=rows[0][0])
 
+    def latest_per_check(self) -> list[dict[str, Any]]:
+        """Each check's most recent result, whichever run made it. `trackline run` evaluates
+        the run-level checks after every job and every check once a day: the latest run alone
+        would show only the few checks of the last cycle."""
+        return self.history(latest=True)
+
     def history(
-        self, *, check_name: str | None = None, run_id: str | None = None, limit: int = 500
+        self,
+        *,
+        check_name: str | None = None,
+        run_id: str | None = None,
+        limit: int = 500,
+        latest: bool = False,
     ) -> list[dict[str, Any]]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
+        source = self.ref
+        if latest:  # a join with the grouped maxima, not a correlated subquery (Redshift)
+            source = (
+                f"{self.ref} JOIN (SELECT check_name AS latest_name, MAX(checked_at) AS "
+                f"latest_at FROM {self.ref} GROUP BY check_name) latest "
+                f"ON latest.latest_name = {self.ref}.check_name "
+                f"AND latest.latest_at = {self.ref}.checked_at"
+            )
         if check_name:
             where.append("check_name = ?")
             params.append(check_name)
@@ -125,7 +145,7 @@ class ResultsStore:
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         rows = self.wh.query(
             f"SELECT run_id, check_name, severity, status, failing_count, new_count, "
-            f"sample_keys, seconds, checked_at, detail FROM {self.ref} {clause}"
+            f"sample_keys, seconds, checked_at, detail FROM {source} {clause}"
             f"ORDER BY checked_at DESC, check_name LIMIT {int(limit)}",
             params,
         )

@@ -49,7 +49,7 @@ def status_section(cfg: Config, wh: Warehouse, cycles: int = 5) -> dict[str, Any
                 "WHERE status = 'open' GROUP BY check_name"
             ):
                 open_by_check[name] = open_by_check.get(name, 0) + int(n)
-    checks = ResultsStore(wh, cfg.state_schema).last_run()
+    checks = ResultsStore(wh, cfg.state_schema).latest_per_check()
     return {"cycles": last_cycles, "open_exceptions": open_by_check, "last_checks": checks}
 
 
@@ -69,8 +69,9 @@ def status_lines(section: dict[str, Any]) -> list[str]:
     checks = section["last_checks"]
     if checks:
         failed = [c for c in checks if c["status"] != "pass"]
+        newest = max(str(c["checked_at"])[:19] for c in checks)
         out.append(
-            f"last check run {str(checks[0]['checked_at'])[:19]}: "
+            f"checks (latest result of each, newest {newest}): "
             f"{len(failed)} of {len(checks)} failing"
         )
         out += [f"  {c['status']:<5} [{c['severity']}] {c['check_name']}" for c in failed]
