@@ -559,3 +559,52 @@ def test_dims_history_command_and_the_dimension_checks(
         change("UPDATE public.partners SET valid_to = ? WHERE dim_key = 1", (end,))
         change("UPDATE public.partners SET is_current = FALSE WHERE dim_key = 5")
         assert failing() == {"current_version": ["5"]}
+
+
+def test_scd2_with_a_cdc_cursor_applies_only_the_changed_rows(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    """cdc hybrid: each run stages only the rows changed since the watermark; members not read
+    again stay current (no delete is inferred from an incremental read)."""
+    mysql_db.execute(
+        PARTNERS_DDL.replace("updated_at DATETIME(6)", "updated_at DATETIME(6) NOT NULL")
+    )
+    wh, stage = engine
+    t = table(
+        "partners",
+        strategy="hybrid",
+        cursor="updated_at",
+        id="partner_id",
+        write_mode="scd2",
+        scd2={"natural_key": ["partner_id", "region"], "valid_from_column": "updated_at"},
+    )
+    cfg = make_config(mysql_db, wh, stage, [t])
+    t0 = dt.datetime(2024, 1, 1, 8, 0, 0)
+    mysql_db.executemany(
+        "INSERT INTO partners VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [
+            (1, "N", "A", "X", "", 1, t0),
+            (2, "N", "B", None, "", 1, t0),
+            (3, "S", "C", "", "", 0, t0),
+        ],
+    )
+    runs = Runs(mysql_db, cfg)
+    runs.sync()
+    t1 = t0 + dt.timedelta(hours=1)
+    mysql_db.execute("UPDATE partners SET city = 'Y', updated_at = %s WHERE partner_id = 2", (t1,))
+    mysql_db.execute("INSERT INTO partners VALUES (4, 'S', 'D', 'Z', '', 1, %s)", (t1,))
+    runs.sync()
+    runs.sync()  # nothing new: nothing changes
+    with warehouse(cfg) as wh_:
+        rows = wh_.query(
+            "SELECT dim_key, partner_id, city, valid_from, valid_to, is_current "
+            "FROM public.partners ORDER BY partner_id, valid_from"
+        )
+        assert wh_.exact_rows("public", "partners_stage") == 0  # the last run read nothing
+    assert [tuple(r) for r in rows] == [
+        (1, 1, "X", t0, FAR_FUTURE, True),
+        (2, 2, None, t0, t1, False),
+        (4, 2, "Y", t1, FAR_FUTURE, True),
+        (3, 3, "", t0, FAR_FUTURE, True),
+        (5, 4, "Z", t1, FAR_FUTURE, True),
+    ]
