@@ -576,6 +576,37 @@ def test_duplicate_table_names_rejected() -> None:
     assert f"cfg.yaml:{line_of(text, '- name: ks_order', 2)}: tables[3].name:" in message
 
 
+def test_two_entries_writing_one_target_are_refused_naming_both() -> None:
+    """A `query:` entry writing the table another entry writes (the obvious way to build a
+    union) would share that table's watermark: the second entry loads nothing older than the
+    first one's cursor. Refused at load, with both entries and their lines."""
+    text = FULL.replace(
+        "    target_schema: ods\n", "    target_schema: public\n    target_table: ks_order\n"
+    )
+    message = config_error(text)
+    second, first = line_of(text, "- name: ks_order_with_city"), line_of(text, "- name: ks_order")
+    assert message.startswith(f"cfg.yaml:{line_of(text, 'target_table: ks_order')}: ")
+    assert f"tables[4] ('ks_order_with_city', line {second})" in message
+    assert f"tables[1] ('ks_order', line {first})" in message
+    assert "both load public.ks_order" in message and "consolidation job" in message
+
+
+def test_same_table_name_in_two_schemas_is_two_targets() -> None:
+    text = FULL.replace(
+        "    target_schema: ods\n", "    target_schema: ods\n    target_table: ks_order\n"
+    )
+    cfg = parse_config(text)
+    assert [(t.target_schema, t.target) for t in cfg.tables][1::3] == [
+        ("public", "ks_order"),
+        ("ods", "ks_order"),
+    ]
+    # an append entry's default target is `<name>_raw`
+    two = (
+        MINIMAL + "  - name: copy\n    cdc: {strategy: id, id: id}\n    target_table: orders_raw\n"
+    )
+    assert "both load public.orders_raw" in config_error(two)
+
+
 def test_mart_refers_to_unknown_table() -> None:
     text = FULL.replace("        source: ks_scan_event", "        source: ks_scans")
     message = config_error(text)

@@ -24,11 +24,25 @@ Ident = Annotated[str, AfterValidator(check_identifier)]
 
 
 class LocatedError(ValueError):
-    """A validation failure found above the key it is about; `loc` names that key."""
+    """A validation failure found above the key it is about; `loc` names that key.
 
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
+    A failure about several keys (two entries in conflict) lists the others in `refs` and
+    marks in `message` where each one's file line goes: ``{0}``, ``{1}``… The loader, which
+    knows the lines, fills them in (`with_lines`); without it they read as nothing."""
+
+    def __init__(
+        self,
+        loc: tuple[str | int, ...],
+        message: str,
+        refs: tuple[tuple[str | int, ...], ...] = (),
+    ) -> None:
+        super().__init__(message.format(*([""] * len(refs))))
         self.loc = loc
+        self.refs = refs
+        self.template = message
+
+    def with_lines(self, lines: list[int | None]) -> str:
+        return self.template.format(*[f", line {n}" if n else "" for n in lines])
 
 
 class Model(BaseModel):

@@ -203,14 +203,16 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
         for err in errors[:_MAX_ERRORS]:
             loc = tuple(err["loc"])
             cause = (err.get("ctx") or {}).get("error")
+            msg = err["msg"].removeprefix("Value error, ")
             if isinstance(cause, LocatedError):
+                refs = [_clean_loc(data, (*loc, *r)) for r in cause.refs]
+                msg = cause.with_lines([_line_of(node, r) for r in refs])
                 loc = (*loc, *cause.loc)
             loc = _clean_loc(data, loc)
             if err["type"] == "invalid_type" and isinstance(_at(data, loc), dict):
                 if "type" in _at(data, loc):
                     loc = (*loc, "type")
             line = _line_of(node, loc) or 1
-            msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key (check the spelling; see `trackline init` for every key)"
             lines.append(f"{source}:{line}: {_dotted(loc)}: {_scrub(msg, secrets)}")

@@ -11,6 +11,25 @@ from trackline.config.quality import QualityConfig, ScheduleConfig
 from trackline.errors import ConfigError
 
 
+def _one_entry_per_target(tables: list[TableConfig]) -> None:
+    """Two entries writing one table would share its watermark and batch ledger: the second
+    one reads only what is newer than the first one's cursor and skips the rest."""
+    first: dict[tuple[str, str], int] = {}
+    for i, t in enumerate(tables):
+        j = first.setdefault((t.target_schema, t.target), i)
+        if j == i:
+            continue
+        raise LocatedError(
+            ("tables", i, "target_table") if t.target_table else ("tables", i),
+            f"tables[{i}] ({t.name!r}{{0}}) and tables[{j}] ({tables[j].name!r}{{1}}) both load "
+            f"{t.target_schema}.{t.target}: entries with one target share its watermark, so "
+            "one would skip the other's rows. Give each its own `target_table`; to union "
+            "several sources into one table, the consolidation job is the supported way "
+            "(until it ships, union the targets in a view)",
+            refs=(("tables", i), ("tables", j)),
+        )
+
+
 class Config(Model):
     sources: dict[Ident, SourceConfig]
     warehouse: WarehouseConfig = DuckDBWarehouse()
@@ -34,6 +53,7 @@ class Config(Model):
                     ("tables", i, "name"), f"table names must be unique; {t.name!r} is repeated"
                 )
             seen.add(t.name)
+        _one_entry_per_target(self.tables)
         for i, t in enumerate(self.tables):
             if t.source is not None and t.source not in self.sources:
                 raise LocatedError(
