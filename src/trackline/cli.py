@@ -6,74 +6,28 @@ traceback.
 
 from __future__ import annotations
 
-import functools
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from trackline.config import Config, load_config
-from trackline.errors import TracklineError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        debug = (ctx.find_root().params or {}).get("debug", False)
-        try:
-            return fn(*args, **kwargs)
-        except TracklineError as exc:
-            if debug:
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt as exc:
-            # Interrupted: SIGTERM too (`interrupt_on_signals`); what committed stays (G3)
-            reason = str(exc) or "received SIGINT"
-            click.echo(f"interrupted ({reason}): committed work stays", err=True)
-            sys.exit(getattr(exc, "exit_code", 130))
-
-    return wrapper  # type: ignore[return-value]
-
-
-config_option = click.option(
-    "--config",
-    "-c",
-    "config_path",
-    default="trackline.yml",
-    show_default=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The YAML config file.",
-)
-log_option = click.option(
-    "--log-format",
-    type=click.Choice(["auto", "plain", "json", "rich", "quiet"]),
-    default="auto",
-    show_default=True,
-    help="Progress bars in a terminal, lines otherwise.",
+from trackline.config import Config
+from trackline.options import (
+    config_option,
+    handle_errors,
+    log_option,
+    overrides,
+    pipeline_config,
 )
 
-
-override_options = [
-    click.option("--source-db", help="Source database, as given to `sync --source-db`."),
-    click.option("--target-schema", help="Target schema, as given to `sync --target-schema`."),
+__all__ = [
+    "config_option",
+    "handle_errors",
+    "log_option",
+    "main",
+    "overrides",
+    "pipeline_config",
 ]
-
-
-def overrides(fn: F) -> F:
-    for opt in reversed(override_options):
-        fn = opt(fn)
-    return fn
-
-
-def _cfg(path: Path) -> Config:
-    return load_config(path)
 
 
 @click.group()
@@ -100,39 +54,39 @@ def init(out: Path, force: bool) -> None:
     if out.exists() and not force:
         raise click.ClickException(f"{out} exists; use --force to overwrite it")
     out.write_text(EXAMPLE_CONFIG)
-    click.echo(f"wrote {out}; edit the connection settings, then run `trackline sync`")
+    click.echo(f"wrote {out}. Next:\n" + next_steps(out))
+
+
+def next_steps(out: Path) -> str:
+    """What to run after `trackline init` (the README's Quick start, for this file)."""
+    c = "" if out == Path("trackline.yml") else f" -c {out}"
+    return (
+        "  export KUAISONG_HOST=… KUAISONG_USER=… KUAISONG_PASSWORD=…   "
+        "# the source (KUAISONG_DATABASE if not `kuaisong`)\n"
+        f"  trackline sync{c}                # first load of every table (or -t TABLE …)\n"
+        f"  trackline status{c}              # watermark, rows, lag per table\n"
+        f"  trackline cycle{c}               # sync + marts; `trackline run{c}` repeats it\n"
+        f"  trackline check{c}               # data-quality checks\n"
+        "Another source database or target schema: add --source-db DB / --target-schema S "
+        "to every command (each source database keeps its own watermarks)."
+    )
 
 
 @main.command()
-@config_option
-@click.option("--source-db", help="Source database (schema) for this run.")
-@click.option("--target-schema", help="Target schema in the warehouse for this run.")
 @click.option("--tables", "-t", multiple=True, help="Tables to sync (default: all in the config).")
 @log_option
 @handle_errors
-def sync(
-    config_path: Path,
-    source_db: str | None,
-    target_schema: str | None,
-    tables: tuple[str, ...],
-    log_format: str,
-) -> None:
+@pipeline_config
+def sync(cfg: Config, tables: tuple[str, ...], log_format: str) -> None:
     """Extract new/changed rows, stage them as Parquet, load them, advance the watermarks."""
     from trackline.interrupts import interrupt_on_signals
     from trackline.report import make_reporter
     from trackline.sync import sync as run_sync
 
-    cfg = _cfg(config_path)
     reporter = make_reporter(log_format)
     try:
         with interrupt_on_signals():
-            results = run_sync(
-                cfg,
-                list(tables) or None,
-                source_db=source_db,
-                target_schema=target_schema,
-                reporter=reporter,
-            )
+            results = run_sync(cfg, list(tables) or None, reporter=reporter)
     finally:
         reporter.close()
     failed = [r for r in results if r.status != "ok"]
@@ -148,18 +102,16 @@ def sync(
 
 
 @main.command()
-@config_option
-@overrides
 @handle_errors
-def status(config_path: Path, source_db: str | None, target_schema: str | None) -> None:
+@pipeline_config
+def status(cfg: Config) -> None:
     """Per table: strategy, watermark, last run, rows moved, lag behind the source, last error."""
     from rich.console import Console
     from rich.table import Table
 
     from trackline.status import table_status
 
-    cfg = _cfg(config_path)
-    rows = table_status(cfg, source_db, target_schema)
+    rows = table_status(cfg)
     t = Table(title="trackline status")
     # the table name is never cut or wrapped: it is what the operator copies into commands
     t.add_column("table", no_wrap=True, min_width=max((len(r["table"]) for r in rows), default=5))
@@ -201,38 +153,35 @@ def status(config_path: Path, source_db: str | None, target_schema: str | None) 
 
 
 @main.command()
-@config_option
 @click.argument("table")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@overrides
 @handle_errors
-def reset(
-    config_path: Path, table: str, yes: bool, source_db: str | None, target_schema: str | None
-) -> None:
+@pipeline_config
+def reset(cfg: Config, table: str, yes: bool) -> None:
     """Forget a table's watermark so the next sync reloads it from the start."""
     from trackline.status import reset_table
 
-    cfg = _cfg(config_path)
     if not yes:
         click.confirm(f"reset the watermark of {table}? its target rows are deleted", abort=True)
-    reset_table(cfg, table, source_db, target_schema)
-    click.echo(f"{table}: watermark and target rows cleared; the next sync reloads it")
+    key, others = reset_table(cfg, table)
+    click.echo(f"{table}: target {key} emptied and its watermark cleared; the next sync reloads it")
+    if others:
+        click.echo(
+            f"{key} was also loaded from {', '.join(others)}: their watermarks were cleared "
+            "too; reload each with `trackline sync --source-db DB`"
+        )
 
 
 @main.command()
-@config_option
 @click.argument("table")
 @click.option("--from-batch", type=int, default=1, show_default=True)
-@overrides
 @handle_errors
-def replay(
-    config_path: Path, table: str, from_batch: int, source_db: str | None, target_schema: str | None
-) -> None:
+@pipeline_config
+def replay(cfg: Config, table: str, from_batch: int) -> None:
     """Reload a table's staged batches (from the ledger) into its target, idempotently."""
     from trackline.status import replay_table
 
-    cfg = _cfg(config_path)
-    n, rows = replay_table(cfg, table, from_batch, source_db, target_schema)
+    n, rows = replay_table(cfg, table, from_batch)
     click.echo(f"{table}: replayed {n} batches ({rows:,} rows)")
 
 

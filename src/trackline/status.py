@@ -12,7 +12,7 @@ from trackline.errors import StageError, StateError
 from trackline.extract import Relation, open_source
 from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.stage import Stage
-from trackline.state import StateStore
+from trackline.state import LEGACY_SOURCE, StateStore
 from trackline.sync import BATCH_COL, merge_into, resolve
 
 
@@ -46,7 +46,7 @@ def table_status(
         out = []
         for t in cfg.tables:
             rt = resolve(cfg, t, source_db, target_schema)
-            st = state.get(rt.key)
+            st = state.get(rt.key, rt.source_db)
             runs = state.last_runs(rt.key, limit=1)
             last = runs[0] if runs else {}
             lag = "-"
@@ -80,11 +80,14 @@ def table_status(
 
 def reset_table(
     cfg: Config, name: str, source_db: str | None = None, target_schema: str | None = None
-) -> None:
+) -> tuple[str, list[str]]:
+    """Empty a table's target and forget its watermarks, those of every source database
+    that loaded it too (their rows are gone with the target's). Returns the target and the
+    other source databases, which must be synced again on their own."""
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
-        reset_table_on(cfg, wh, name, source_db, target_schema)
+        return reset_table_on(cfg, wh, name, source_db, target_schema)
     finally:
         wh.close()
 
@@ -95,15 +98,16 @@ def reset_table_on(
     name: str,
     source_db: str | None = None,
     target_schema: str | None = None,
-) -> None:
+) -> tuple[str, list[str]]:
     """`reset_table` on an open warehouse (also what `trackline sql … reset` records)."""
     rt = resolve(cfg, cfg.table(name), source_db, target_schema)
     state = StateStore(wh, cfg.state_schema)
     state.ensure()
     with wh.lock(f"sync:{rt.key}"), wh.transaction():
-        state.reset(rt.key)
+        dropped = state.reset(rt.key)
         if wh.table_exists(rt.target_schema, rt.target):
             wh.delete_all(rt.target_schema, rt.target)
+    return rt.key, [db for db in dropped if db not in (rt.source_db, LEGACY_SOURCE)]
 
 
 def replay_table(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import model_validator
 
-from trackline.config.base import Ident, LocatedError, Model
+from trackline.config.base import Ident, LocatedError, Model, check_identifier
 from trackline.config.connections import DuckDBWarehouse, SourceConfig, StageConfig, WarehouseConfig
 from trackline.config.pipeline import Defaults, RetentionGroupConfig, TableConfig
 from trackline.config.quality import QualityConfig, ScheduleConfig
@@ -93,6 +93,28 @@ class Config(Model):
                     "row per key, which only `merge` targets hold",
                 )
         return self
+
+    def overridden(self, source_db: str | None, target_schema: str | None) -> Config:
+        """This config with every table read from `source_db` and loaded into
+        `target_schema` (`--source-db` / `--target-schema`; None keeps the config's)."""
+        if not source_db and not target_schema:
+            return self
+        update: dict[str, str] = {}
+        for option, value, key in (
+            ("--source-db", source_db, "source_db"),
+            ("--target-schema", target_schema, "target_schema"),
+        ):
+            if value:
+                try:
+                    update[key] = check_identifier(value)
+                except ValueError as exc:
+                    raise ConfigError(f"{option}: {exc}") from None
+        tables = [t.model_copy(update=update) for t in self.tables]
+        try:
+            _one_entry_per_target(tables)
+        except LocatedError as exc:
+            raise ConfigError(f"with --target-schema {target_schema}: {exc}") from None
+        return self.model_copy(update={"tables": tables})
 
     def table(self, name: str) -> TableConfig:
         for t in self.tables:

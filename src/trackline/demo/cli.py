@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from trackline.cli import handle_errors
+from trackline.options import handle_errors
 
 
 def explore_command(workdir: Path) -> str:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
-from trackline.cli import config_option, handle_errors, log_option, overrides
-from trackline.config import load_config
+from trackline.config import Config
+from trackline.options import handle_errors, log_option, pipeline_config
 
 
 def register(main: click.Group) -> None:
     @main.command()
-    @config_option
     @log_option
     @click.argument("table")
     @click.option(
@@ -28,17 +26,10 @@ def register(main: click.Group) -> None:
         help="Keys per range (a differing range is compared key by key in memory).",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-    @overrides
     @handle_errors
+    @pipeline_config
     def reconcile(
-        config_path: Path,
-        log_format: str,
-        table: str,
-        apply: bool,
-        chunk: int,
-        as_json: bool,
-        source_db: str | None,
-        target_schema: str | None,
+        cfg: Config, log_format: str, table: str, apply: bool, chunk: int, as_json: bool
     ) -> None:
         """Compare a merge target's keys with its source: keys deleted in the source (report,
         or --apply to delete them) and keys the sync should have loaded but did not (exit 1)."""
@@ -46,21 +37,11 @@ def register(main: click.Group) -> None:
         from trackline.load import open_warehouse
         from trackline.report import make_reporter
 
-        cfg = load_config(config_path)
         reporter = make_reporter("quiet" if as_json and log_format == "auto" else log_format)
         wh = open_warehouse(cfg.warehouse)
         wh.connect()
         try:
-            res = run(
-                cfg,
-                wh,
-                table,
-                apply=apply,
-                chunk=chunk,
-                source_db=source_db,
-                target_schema=target_schema,
-                reporter=reporter,
-            )
+            res = run(cfg, wh, table, apply=apply, chunk=chunk, reporter=reporter)
         finally:
             wh.close()
             reporter.close()

@@ -33,7 +33,7 @@ from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import Watermark
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
-from trackline.state import StateStore
+from trackline.state import LEGACY_SOURCE, StateStore
 from trackline.sync import resolve
 
 SAMPLE = 20
@@ -104,7 +104,15 @@ def reconcile(
             f"table {t.name!r}: its target {rt.key} does not exist yet; run "
             f"`trackline sync {t.name}` first"
         )
-    wm = StateStore(wh, cfg.state_schema).get(rt.key).watermark
+    state = StateStore(wh, cfg.state_schema)
+    others = [db for db in state.source_dbs(rt.key) if db not in (rt.source_db, LEGACY_SOURCE)]
+    if others:
+        raise ConfigError(
+            f"table {t.name!r}: its target {rt.key} was also loaded from source database(s) "
+            f"{', '.join(others)}; reconcile compares the target with one source database "
+            f"({rt.source_db}) and would count their keys as deleted"
+        )
+    wm = state.get(rt.key, rt.source_db).watermark
     with contextlib.ExitStack() as opened:
         src = open_src or opened.enter_context(
             open_source(cfg.sources[rt.source_name], rt.source_db)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from trackline.cli import config_option, handle_errors, log_option, overrides
-from trackline.config import load_config
+from trackline.config import Config
+from trackline.options import handle_errors, log_option, pipeline_config
 
 
 def print_summary(summary: object) -> None:
@@ -37,17 +36,16 @@ def print_summary(summary: object) -> None:
 
 def register(main: click.Group) -> None:
     @main.command()
-    @config_option
     @log_option
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     @handle_errors
-    def cycle(config_path: Path, log_format: str, as_json: bool) -> None:
+    @pipeline_config
+    def cycle(cfg: Config, log_format: str, as_json: bool) -> None:
         """One full cycle: sync all tables, build the marts (anchor first), trim raw."""
         from trackline.interrupts import interrupt_on_signals
         from trackline.marts.cycle import run_cycle
         from trackline.report import make_reporter
 
-        cfg = load_config(config_path)
         reporter = make_reporter(log_format)
         try:
             with interrupt_on_signals():  # SIGTERM unwinds and is recorded, like Ctrl-C
@@ -62,29 +60,21 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
     @main.command()
-    @config_option
     @handle_errors
-    def history(config_path: Path) -> None:
+    @pipeline_config
+    def history(cfg: Config) -> None:
         """List the history period tables and their row counts."""
         from trackline.marts.status import history_tables
 
-        cfg = load_config(config_path)
         for row in history_tables(cfg):
             click.echo(f"{row['schema']}.{row['table']:<40} {row['rows']:>12,}  ({row['mart']})")
 
     @main.command()
-    @config_option
     @log_option
     @click.argument("table")
-    @overrides
     @handle_errors
-    def migrate(
-        config_path: Path,
-        log_format: str,
-        table: str,
-        source_db: str | None,
-        target_schema: str | None,
-    ) -> None:
+    @pipeline_config
+    def migrate(cfg: Config, log_format: str, table: str) -> None:
         """Apply TABLE's widened source column types that the warehouse cannot ALTER in place
         (Redshift: INT → BIGINT, DECIMAL digits): rebuild its raw table, its marts and their
         history periods with the new types, in one transaction."""
@@ -93,19 +83,11 @@ def register(main: click.Group) -> None:
         from trackline.report import make_reporter
         from trackline.stage import Stage
 
-        cfg = load_config(config_path)
         reporter = make_reporter(log_format)
         wh = open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))
         wh.connect()
         try:
-            res = run(
-                cfg,
-                wh,
-                table,
-                source_db=source_db,
-                target_schema=target_schema,
-                reporter=reporter,
-            )
+            res = run(cfg, wh, table, reporter=reporter)
         finally:
             wh.close()
             reporter.close()
@@ -121,15 +103,14 @@ def register(main: click.Group) -> None:
         """Rows the pipeline refused to lose silently."""
 
     @exceptions.command("list")
-    @config_option
     @click.option("--status", type=click.Choice(["open", "resolved", "all"]), default="open")
     @click.option("--limit", type=int, default=100)
     @handle_errors
-    def list_(config_path: Path, status: str, limit: int) -> None:
+    @pipeline_config
+    def list_(cfg: Config, status: str, limit: int) -> None:
         """List exceptions (open by default)."""
         from trackline.marts.status import list_exceptions
 
-        cfg = load_config(config_path)
         rows = list_exceptions(cfg, None if status == "all" else status, limit)
         if not rows:
             click.echo("no exceptions")
@@ -151,7 +132,6 @@ def register(main: click.Group) -> None:
                 )
 
     @exceptions.command("resolve")
-    @config_option
     @click.argument("exception_id", type=int)
     @click.option("--note", required=True, help="What was done about it.")
     @click.option("--group", default=None, help="Retention group (default: the first).")
@@ -162,12 +142,12 @@ def register(main: click.Group) -> None:
         "trackline.check_exceptions).",
     )
     @handle_errors
+    @pipeline_config
     def resolve(
-        config_path: Path, exception_id: int, note: str, group: str | None, run_level: bool
+        cfg: Config, exception_id: int, note: str, group: str | None, run_level: bool
     ) -> None:
         """Mark an exception resolved: its row becomes trimmable again."""
         from trackline.marts.status import resolve_exception
 
-        cfg = load_config(config_path)
         resolve_exception(cfg, exception_id, note, group, run_level)
         click.echo(f"exception {exception_id} resolved")

@@ -69,7 +69,7 @@ def migrate(
     finally:
         src.close()
     result = MigrateResult(t.name, rt.key)
-    wm = state.get(rt.key).watermark
+    wm = state.get(rt.key, rt.source_db).watermark
     d = drift(wm, cols)
     if d.refused:
         raise SchemaDriftError(

@@ -105,7 +105,7 @@ class MartSteps:
             cols = self.plan.raw_columns(rt.target_schema, rt.target)
             cols = [c for c in cols if c.name != BATCH_COL]
         else:
-            st = self.state.get(rt.key)
+            st = self.state.get(rt.key, rt.source_db)
             extra = st.watermark.extra or {}
             schema, json_cols = extra.get("schema") or {}, set(extra.get("json") or [])
             sizes = extra.get("bytes") or {}
@@ -202,7 +202,7 @@ class MartSteps:
             yield lo, hi, rows
 
     def _last_batch(self, raw_key: str) -> int:
-        return int(self.state.get(raw_key).last_batch_id)
+        return self.state.last_batch_id(raw_key)
 
     # ------------------------------------------------------------------ setup
 

@@ -79,7 +79,7 @@ def behind_watermark(cfg: Config, wh: Warehouse, open_src: OpenSource = _open) -
         if t.cdc.strategy == "full":
             continue
         rt = resolve(cfg, t, None, None)
-        wm = state.get(rt.key).watermark
+        wm = state.get(rt.key, rt.source_db).watermark
         if wm.phase == "snapshot" or not wh.table_exists(rt.target_schema, rt.target):
             continue
         window = _window(cfg, wh, state, t, rt.key, wm)

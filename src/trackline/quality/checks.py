@@ -118,7 +118,8 @@ def consumed_cursor(cfg: Config, wh: Warehouse, mart: str, source: str) -> Any:
     read of that table, which is later whenever the table was quiet (every source row below
     the upper bound has been read)."""
     state = StateStore(wh, cfg.state_schema)
-    key = resolve(cfg, cfg.table(source), None, None).key
+    rt = resolve(cfg, cfg.table(source), None, None)
+    key = rt.key
     batch = state.mart_progress(mart, key)
     if not batch:
         return None
@@ -126,11 +127,10 @@ def consumed_cursor(cfg: Config, wh: Warehouse, mart: str, source: str) -> Any:
         f"SELECT wm_to FROM {state.t('batches')} WHERE table_key = ? AND batch_id = ?",
         (key, batch),
     )
-    st = state.get(key)
     ts = Watermark.from_json(rows[0][0]).ts if rows and rows[0][0] else None
     if ts is None:
-        ts = st.watermark.ts
-    if batch >= st.last_batch_id:
+        ts = state.get(key, rt.source_db).watermark.ts
+    if batch >= state.last_batch_id(key):
         upper = _last_cycle_upper(cfg, wh, key, ts)
         if upper is not None and _kind(upper) == _kind(ts) and upper > ts:
             ts = upper

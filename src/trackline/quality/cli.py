@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from trackline.cli import config_option, handle_errors, log_option
-from trackline.config import load_config
+from trackline.config import Config
+from trackline.options import handle_errors, log_option, pipeline_config
 
 
 def _value(v: Any) -> str:
@@ -59,12 +59,12 @@ def print_report(report: Any, show_sql: bool = True) -> None:
 
 def register(main: click.Group) -> None:
     @main.command()
-    @config_option
     @log_option
     @click.option("--no-alerts", is_flag=True, help="Record results but send no alert.")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
     @handle_errors
-    def check(config_path: Path, log_format: str, no_alerts: bool, as_json: bool) -> None:
+    @pipeline_config
+    def check(cfg: Config, log_format: str, no_alerts: bool, as_json: bool) -> None:
         """Run every data-quality check; exit 1 if a blocking one fails.
 
         Built in per retention group: anchor time = latest event time, every anchor key has
@@ -76,7 +76,6 @@ def register(main: click.Group) -> None:
         from trackline.quality.run import run_checks
         from trackline.report import make_reporter
 
-        cfg = load_config(config_path)
         reporter = make_reporter("quiet" if as_json and log_format == "auto" else log_format)
         wh = open_warehouse(cfg.warehouse)
         wh.connect()
@@ -120,18 +119,17 @@ def register(main: click.Group) -> None:
         sys.exit(report.exit_code)
 
     @main.command()
-    @config_option
     @log_option
     @click.option("--once", is_flag=True, help="Run what is due now once, then exit (cron).")
     @handle_errors
-    def run(config_path: Path, log_format: str, once: bool) -> None:
+    @pipeline_config
+    def run(cfg: Config, log_format: str, once: bool) -> None:
         """The local scheduler: cycle every `schedule.cycle_minutes`, checks and maintenance
         daily; one instance per warehouse; SIGTERM finishes the running step, then exits."""
         from trackline.load import open_warehouse
         from trackline.report import make_reporter
         from trackline.schedule import Scheduler
 
-        cfg = load_config(config_path)
         reporter = make_reporter("plain" if log_format == "auto" else log_format)
         wh = open_warehouse(cfg.warehouse)
         wh.connect()
@@ -156,7 +154,6 @@ def register(main: click.Group) -> None:
             sys.exit(1)
 
     @main.command()
-    @config_option
     @click.option(
         "--html",
         "html_path",
@@ -166,12 +163,12 @@ def register(main: click.Group) -> None:
     )
     @click.option("--cycles", default=500, show_default=True, help="How many recent cycles.")
     @handle_errors
-    def report(config_path: Path, html_path: Path, cycles: int) -> None:
+    @pipeline_config
+    def report(cfg: Config, html_path: Path, cycles: int) -> None:
         """A self-contained HTML page: rows per cycle, durations, freshness, sizes, exceptions."""
         from trackline.load import open_warehouse
         from trackline.quality.html import write_report
 
-        cfg = load_config(config_path)
         wh = open_warehouse(cfg.warehouse)
         wh.connect()
         try:

@@ -121,7 +121,7 @@ def future_rows(cfg: Config, wh: Warehouse) -> Rows:
         if t.cdc.strategy not in ("hybrid", "timestamp") or not t.cdc.cursor:
             continue
         rt = resolve(cfg, t, None, None)
-        kind = _kind(state.get(rt.key).watermark.ts)
+        kind = _kind(state.get(rt.key, rt.source_db).watermark.ts)
         if kind is None:  # never synced (or no row yet): the cursor's type is unknown
             continue
         with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
@@ -162,10 +162,10 @@ def zero_row_tables(cfg: Config, wh: Warehouse) -> Rows:
         column = t.cdc.id if t.cdc.strategy == "id" else t.cdc.cursor
         if t.cdc.strategy == "full" or not column:
             continue
-        wm = state.get(table_key).watermark
+        rt = resolve(cfg, t, None, None)
+        wm = state.get(table_key, rt.source_db).watermark
         mark_value = wm.id if t.cdc.strategy == "id" else wm.ts
         upper = None if t.cdc.strategy == "id" else _upper_of(info.get("upper"), wm.ts)
-        rt = resolve(cfg, t, None, None)
         with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
             rel = src.relation_sql(Relation(t.name, rt.source_db if not t.query else None, t.query))
             c = src.q(column)

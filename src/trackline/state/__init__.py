@@ -2,9 +2,13 @@
 
 Tables (schema version in `schema_version`; a change is a numbered migration below):
 
-- ``watermarks``  one row per loaded table: CDC cursor (tagged JSON), last batch id, totals;
-- ``batches``     the batch ledger: every committed batch with its staged files, row count,
-                  checksum and cursor range, so replay knows what was loaded and from where;
+- ``watermarks``  one row per loaded table and source database: CDC cursor (tagged JSON), last
+                  batch id, totals. One target may be loaded from several databases
+                  (`--source-db`), each with its own cursor (v3);
+- ``batches``     the batch ledger: every committed batch with its source database, staged
+                  files, row count, checksum and cursor range, so replay knows what was loaded
+                  and from where. Batch ids count per target table, whatever the source: they
+                  are the raw rows' ``_tl_batch_id``, which the marts consume in order;
 - ``runs``        run history: one row per command per table (status, rows, seconds, error);
 - ``mart_progress`` for each mart, the last raw batch id it consumed from each raw table.
 - ``check_results`` one row per data-quality check per `trackline check` run (v2);
@@ -26,7 +30,11 @@ from trackline.errors import StateError
 from trackline.extract.cdc import Watermark
 from trackline.load.base import Warehouse
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+LEGACY_SOURCE = ""
+"""`source_db` of a watermark or batch recorded before the source database was part of the key
+(state version < 3)."""
 
 
 def _migrations(w: Warehouse, s: str) -> list[list[str]]:
@@ -58,6 +66,24 @@ def _migrations(w: Warehouse, s: str) -> list[list[str]]:
             f"check_name {T}, table_name {T}, key_value {T}, detail {T}, first_seen {TS}, "
             f"last_seen {TS}, status {T}, resolved_at {TS}, note {T}, PRIMARY KEY (id))",
         ],
+        # 3: the source database joins a watermark's key: `sync --source-db A` then
+        #    `--source-db B` into one target keep a cursor each (they shared one, and B's rows
+        #    older than A's cursor were never read). The table is rebuilt (engines cannot change
+        #    a primary key in place) with every row kept; rows from before carry LEGACY_SOURCE
+        #    and are taken over by the first source database that syncs the table (`get`).
+        #    Ledger entries record their source database from now on.
+        [
+            f"CREATE TABLE {w.t(s, 'watermarks_v3')} (table_key {T} NOT NULL, "
+            f"source_db {T} NOT NULL, strategy {T}, value {T}, last_batch_id BIGINT, "
+            f"rows_total BIGINT, updated_at {TS}, PRIMARY KEY (table_key, source_db))",
+            f"INSERT INTO {w.t(s, 'watermarks_v3')} (table_key, source_db, strategy, value, "
+            "last_batch_id, rows_total, updated_at) SELECT table_key, "
+            f"'{LEGACY_SOURCE}', strategy, value, last_batch_id, rows_total, updated_at "
+            f"FROM {w.t(s, 'watermarks')}",
+            f"DROP TABLE {w.t(s, 'watermarks')}",
+            f"ALTER TABLE {w.t(s, 'watermarks_v3')} RENAME TO {w.q('watermarks')}",
+            f"ALTER TABLE {w.t(s, 'batches')} ADD COLUMN source_db {T}",
+        ],
     ]
 
 
@@ -76,6 +102,7 @@ def utcnow() -> dt.datetime:
 @dataclass(frozen=True)
 class TableState:
     table_key: str
+    source_db: str
     strategy: str | None
     watermark: Watermark
     last_batch_id: int
@@ -122,50 +149,97 @@ class StateStore:
 
     # ------------------------------------------------------------------ watermarks
 
-    def get(self, table_key: str) -> TableState:
+    def get(self, table_key: str, source_db: str) -> TableState:
+        """The state of `table_key` as loaded from `source_db`. A watermark recorded before
+        the source database was part of the key (LEGACY_SOURCE) counts as this database's
+        until some database's sync replaces it (`put`): after an upgrade, the database that
+        loaded the table goes on from its cursor."""
         rows = self.wh.query(
-            f"SELECT strategy, value, last_batch_id, rows_total, updated_at "
-            f"FROM {self.t('watermarks')} WHERE table_key = ?",
-            (table_key,),
+            f"SELECT source_db, strategy, value, last_batch_id, rows_total, updated_at "
+            f"FROM {self.t('watermarks')} WHERE table_key = ? AND source_db IN (?, ?)",
+            (table_key, source_db, LEGACY_SOURCE),
         )
+        rows.sort(key=lambda r: r[0] != source_db)  # this database's own row first
         if not rows:
-            return TableState(table_key, None, Watermark(), 0, 0, None)
-        strategy, value, last, total, at = rows[0]
+            return TableState(table_key, source_db, None, Watermark(), 0, 0, None)
+        _, strategy, value, last, total, at = rows[0]
         return TableState(
-            table_key, strategy, Watermark.from_json(value), int(last or 0), int(total or 0), at
+            table_key,
+            source_db,
+            strategy,
+            Watermark.from_json(value),
+            int(last or 0),
+            int(total or 0),
+            at,
         )
 
     def put(
-        self, table_key: str, strategy: str, wm: Watermark, batch_id: int, rows_added: int
+        self,
+        table_key: str,
+        source_db: str,
+        strategy: str,
+        wm: Watermark,
+        batch_id: int,
+        rows_added: int,
     ) -> None:
         """Set the cursor (call inside the transaction that loaded the batch)."""
-        cur = self.get(table_key)
-        self.wh.execute(f"DELETE FROM {self.t('watermarks')} WHERE table_key = ?", (table_key,))
+        cur = self.get(table_key, source_db)
         self.wh.execute(
-            f"INSERT INTO {self.t('watermarks')} (table_key, strategy, value, last_batch_id, "
-            "rows_total, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (table_key, strategy, wm.to_json(), batch_id, cur.rows_total + rows_added, utcnow()),
+            f"DELETE FROM {self.t('watermarks')} WHERE table_key = ? AND source_db IN (?, ?)",
+            (table_key, source_db, LEGACY_SOURCE),
+        )
+        self.wh.execute(
+            f"INSERT INTO {self.t('watermarks')} (table_key, source_db, strategy, value, "
+            "last_batch_id, rows_total, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                table_key,
+                source_db,
+                strategy,
+                wm.to_json(),
+                batch_id,
+                cur.rows_total + rows_added,
+                utcnow(),
+            ),
         )
 
-    def reset(self, table_key: str) -> None:
+    def reset(self, table_key: str) -> list[str]:
+        """Forget every watermark of `table_key` (all its source databases, which share the
+        target the caller empties); return the databases whose watermark was dropped."""
+        dropped = self.source_dbs(table_key)
         self.wh.execute(f"DELETE FROM {self.t('watermarks')} WHERE table_key = ?", (table_key,))
+        return dropped
+
+    def source_dbs(self, table_key: str) -> list[str]:
+        """The source databases holding a watermark of `table_key` (LEGACY_SOURCE included)."""
+        rows = self.wh.query(
+            f"SELECT source_db FROM {self.t('watermarks')} WHERE table_key = ? ORDER BY source_db",
+            (table_key,),
+        )
+        return [str(r[0]) for r in rows]
 
     def all_tables(self) -> list[TableState]:
-        rows = self.wh.query(f"SELECT table_key FROM {self.t('watermarks')} ORDER BY table_key")
-        return [self.get(r[0]) for r in rows]
+        rows = self.wh.query(
+            f"SELECT table_key, source_db FROM {self.t('watermarks')} ORDER BY table_key, source_db"
+        )
+        return [self.get(r[0], r[1]) for r in rows]
 
     # ------------------------------------------------------------------ batch ledger
 
-    def next_batch_id(self, table_key: str) -> int:
+    def last_batch_id(self, table_key: str) -> int:
+        """The last batch loaded into `table_key`, from whichever source database."""
         last = self.wh.scalar(
             f"SELECT MAX(batch_id) FROM {self.t('batches')} WHERE table_key = ?", (table_key,)
         )
-        return int(last or 0) + 1
+        return int(last or 0)
+
+    def next_batch_id(self, table_key: str) -> int:
+        return self.last_batch_id(table_key) + 1
 
     def record_batch(
         self,
         *,
         table_key: str,
+        source_db: str,
         batch_id: int,
         run_id: str,
         row_count: int,
@@ -176,10 +250,12 @@ class StateStore:
         wm_to: Watermark,
     ) -> None:
         self.wh.execute(
-            f"INSERT INTO {self.t('batches')} (table_key, batch_id, run_id, row_count, checksum, "
-            "files, manifest, wm_from, wm_to, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {self.t('batches')} (table_key, source_db, batch_id, run_id, row_count, "
+            "checksum, files, manifest, wm_from, wm_to, loaded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 table_key,
+                source_db,
                 batch_id,
                 run_id,
                 row_count,
@@ -194,7 +270,7 @@ class StateStore:
 
     def batches(self, table_key: str, after: int = 0) -> list[dict[str, Any]]:
         rows = self.wh.query(
-            f"SELECT batch_id, row_count, checksum, files, manifest, loaded_at "
+            f"SELECT batch_id, row_count, checksum, files, manifest, loaded_at, source_db "
             f"FROM {self.t('batches')} WHERE table_key = ? AND batch_id > ? ORDER BY batch_id",
             (table_key, after),
         )
@@ -206,6 +282,7 @@ class StateStore:
                 "files": tuple(json.loads(r[3])),
                 "manifest": r[4],
                 "loaded_at": r[5],
+                "source_db": r[6],
             }
             for r in rows
         ]

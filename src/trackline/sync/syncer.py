@@ -29,7 +29,7 @@ from trackline.faults import checkpoint
 from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.report import NullReporter, Reporter
 from trackline.stage import Stage
-from trackline.state import StateStore, utcnow
+from trackline.state import LEGACY_SOURCE, StateStore, utcnow
 from trackline.sync.batches import merge_into, next_watermark, zero_dates
 from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
@@ -154,12 +154,13 @@ class Syncer:
             )
         if t.write_mode == "scd2":
             scd2.natural_key(t, pk)  # a dimension without a key stops before anything runs
-        st = self.state.get(rt.key)
+        self._one_source_if_replaced(rt)
+        st = self.state.get(rt.key, rt.source_db)
         wm = st.watermark
         widen_target(self.wh, self.reporter, rt, cols, wm)
         with self.wh.transaction():
             stored_json = ensure_target(self.wh, self.state, self.reporter, rt, cols, pk, wm, res)
-        st = self.state.get(rt.key)
+        st = self.state.get(rt.key, rt.source_db)
         wm = st.watermark
         # JSON documents are marked only where the target stores them as such (Redshift SUPER);
         # text carries its raw column's size (the limit checked before a Redshift COPY)
@@ -193,7 +194,9 @@ class Syncer:
                 if not readable or (wm.id is not None and upper <= wm.id):
                     # nothing to read this time: the sample still counts for the next run
                     with self.wh.transaction():
-                        self.state.put(rt.key, t.cdc.strategy, wm, st.last_batch_id, 0)
+                        self.state.put(
+                            rt.key, rt.source_db, t.cdc.strategy, wm, st.last_batch_id, 0
+                        )
         elif t.cdc.cursor:
             upper = time_upper(src, t, self.cfg, unix, res, self.reporter)
         res.upper = upper
@@ -286,11 +289,18 @@ class Syncer:
             if wm.ts is None:
                 final = Watermark(ts=plan.upper, id=None, extra=wm.extra)
             with self.wh.transaction():
-                self.state.put(rt.key, t.cdc.strategy, final, res.last_batch or st.last_batch_id, 0)
+                self.state.put(
+                    rt.key,
+                    rt.source_db,
+                    t.cdc.strategy,
+                    final,
+                    res.last_batch or st.last_batch_id,
+                    0,
+                )
             wm = final
             self.reporter.event("snapshot", f"{t.name}: initial snapshot complete", table=t.name)
             self._sync_incremental_after_snapshot(rt, res)
-            wm = self.state.get(rt.key).watermark
+            wm = self.state.get(rt.key, rt.source_db).watermark
         res.watermark = wm.describe()
         if not announce:
             return
@@ -322,6 +332,23 @@ class Syncer:
         for col in t.primary_key or []:
             if col not in by_name:
                 raise ConfigError(f"table {t.name!r}: primary_key column {col!r} does not exist")
+
+    def _one_source_if_replaced(self, rt: ResolvedTable) -> None:
+        """A `replace` or `scd2` target holds one database's snapshot: loading another
+        database's into it would drop (or close) the first one's rows while its watermark
+        stays."""
+        if rt.cfg.write_mode not in ("replace", "scd2"):
+            return
+        others = [
+            db for db in self.state.source_dbs(rt.key) if db not in (rt.source_db, LEGACY_SOURCE)
+        ]
+        if others:
+            raise ConfigError(
+                f"table {rt.cfg.name!r}: {rt.key} holds a snapshot of source database "
+                f"{others[0]} (write_mode {rt.cfg.write_mode}); loading {rt.source_db}'s would "
+                f"delete it. Load it into another --target-schema, or `trackline reset "
+                f"{rt.cfg.name}` first"
+            )
 
     def _pre_checks(
         self,
@@ -469,6 +496,7 @@ class Syncer:
             checkpoint("sync.before_commit")
             self.state.record_batch(
                 table_key=rt.key,
+                source_db=rt.source_db,
                 batch_id=batch_id,
                 run_id=self.run_id,
                 row_count=data.num_rows,
@@ -478,7 +506,7 @@ class Syncer:
                 wm_from=wm_from,
                 wm_to=wm_to,
             )
-            self.state.put(rt.key, t.cdc.strategy, wm_to, batch_id, data.num_rows)
+            self.state.put(rt.key, rt.source_db, t.cdc.strategy, wm_to, batch_id, data.num_rows)
 
         w.run_transaction(work)  # retried whole on a serialization conflict
         checkpoint("sync.after_commit")

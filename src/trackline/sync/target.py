@@ -218,12 +218,13 @@ def ensure_target(
         or extra.get("json", []) != json_list
         or extra.get("bytes") != sizes
     ):
-        st = state.get(rt.key)
+        st = state.get(rt.key, rt.source_db)
         extra = {**st.watermark.extra, "schema": current, "json": json_list, "bytes": sizes}
         if not json_list:
             extra.pop("json")
         state.put(
             rt.key,
+            rt.source_db,
             rt.cfg.cdc.strategy,
             st.watermark.advanced(extra=extra),
             st.last_batch_id,
