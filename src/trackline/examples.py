@@ -8,10 +8,10 @@ sources:
   kuaisong:                       # production MySQL
     type: mysql
     host: ${KUAISONG_HOST:-127.0.0.1}
-    port: 3306
+    port: ${KUAISONG_PORT:-3306}
     user: ${KUAISONG_USER:-trackline}
     password: ${KUAISONG_PASSWORD:-}
-    database: kuaisong
+    database: ${KUAISONG_DATABASE:-kuaisong}  # or --source-db DB on every command
   uniods:                         # legacy MySQL DW (backfill / compare)
     type: mysql
     host: ${UNIODS_HOST:-127.0.0.1}

@@ -44,6 +44,8 @@ class DuckDB(Warehouse):
     def __init__(self, config: DuckDBWarehouse) -> None:
         super().__init__(config)
         self.con: Any = None
+        self.catalog: str | None = None
+        """The database file's catalog name (its file name's stem)."""
 
     def connect(self) -> None:
         import duckdb
@@ -53,6 +55,7 @@ class DuckDB(Warehouse):
         while True:
             try:
                 self.con = duckdb.connect(path)
+                self.catalog = self.con.execute("SELECT current_database()").fetchone()[0]
                 if self.config.memory_limit:
                     # DuckDB keeps written blocks cached up to 80% of RAM by default: memory
                     # would grow with the table. A limit keeps it bounded (it evicts/spills).
@@ -67,6 +70,20 @@ class DuckDB(Warehouse):
                         "wait for it to finish (or set warehouse.lock_timeout_seconds to wait)"
                     ) from None
                 time.sleep(0.2)
+
+    def t(self, schema: str | None, table: str) -> str:
+        name = super().t(schema, table)
+        if schema is not None and schema == self.catalog:
+            # DuckDB names a file's catalog after the file: in trackline.duckdb, which holds
+            # the schema `trackline` (the state's), `trackline.x` is ambiguous and refused.
+            # The catalog's own name settles it.
+            return f"{self.q(schema)}.{name}"
+        return name
+
+    def ensure_schema(self, schema: str) -> None:
+        if schema != self.catalog:
+            return super().ensure_schema(schema)
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.q(schema)}.{self.q(schema)}")
 
     def close(self) -> None:
         if self.con is not None:
