@@ -607,6 +607,23 @@ def test_same_table_name_in_two_schemas_is_two_targets() -> None:
     assert "both load public.orders_raw" in config_error(two)
 
 
+def test_overrides_apply_to_every_table_and_are_checked() -> None:
+    """--source-db / --target-schema (Config.overridden): every table moves; the option must
+    be a plain identifier; moving two same-named targets into one schema is refused."""
+    text = FULL.replace(
+        "    target_schema: ods\n", "    target_schema: ods\n    target_table: ks_order\n"
+    )
+    cfg = parse_config(text)
+    moved = cfg.overridden("shard_2", None)
+    assert {t.source_db for t in moved.tables} == {"shard_2"}
+    assert [t.target_schema for t in moved.tables] == [t.target_schema for t in cfg.tables]
+    assert cfg.overridden(None, None) is cfg
+    with pytest.raises(ConfigError, match="--source-db: 'a;b' is not a plain identifier"):
+        cfg.overridden("a;b", None)
+    with pytest.raises(ConfigError, match="with --target-schema x: .*both load x.ks_order"):
+        cfg.overridden(None, "x")
+
+
 def test_mart_refers_to_unknown_table() -> None:
     text = FULL.replace("        source: ks_scan_event", "        source: ks_scans")
     message = config_error(text)
