@@ -164,7 +164,7 @@ def _append_raw_batch(p: Pipeline, table: str, rows: list[tuple[Any, ...]]) -> i
 
     rt = resolve(p.cfg, p.cfg.table(table), None, None)
     state = StateStore(p.wh, p.cfg.state_schema)
-    st = state.get(rt.key)
+    st = state.get(rt.key, rt.source_db)
     bid = state.next_batch_id(rt.key)
     ref = p.wh.t(rt.target_schema, rt.target)
     with p.wh.transaction():
@@ -176,6 +176,7 @@ def _append_raw_batch(p: Pipeline, table: str, rows: list[tuple[Any, ...]]) -> i
             )
         state.record_batch(
             table_key=rt.key,
+            source_db=rt.source_db,
             batch_id=bid,
             run_id="test",
             row_count=len(rows),
@@ -185,7 +186,7 @@ def _append_raw_batch(p: Pipeline, table: str, rows: list[tuple[Any, ...]]) -> i
             wm_from=Watermark(),
             wm_to=Watermark(),
         )
-        state.put(rt.key, "hybrid", st.watermark, bid, len(rows))
+        state.put(rt.key, rt.source_db, "hybrid", st.watermark, bid, len(rows))
     return bid
 
 
