@@ -39,6 +39,19 @@ TABLES_DDL = [
        KEY ix_cursor (pathTime, id))""",
     """CREATE TABLE settlement_claim_detail (ID BIGINT PRIMARY KEY, order_id BIGINT,
        amount DECIMAL(12,2), update_at DATETIME NOT NULL, KEY ix_cursor (update_at, ID))""",
+    # dimensions, read whole every run
+    "CREATE TABLE partners (partner_id INT PRIMARY KEY, name VARCHAR(50), country CHAR(2))",
+    "CREATE TABLE staff (staff_id INT PRIMARY KEY, name VARCHAR(50), role VARCHAR(20))",
+    "CREATE TABLE warehouses (warehouse_id INT PRIMARY KEY, city VARCHAR(50))",
+    "CREATE TABLE status_codes (code INT PRIMARY KEY, label VARCHAR(50))",
+    "CREATE TABLE regions (region_id INT PRIMARY KEY, province VARCHAR(50), city VARCHAR(50))",
+]
+DIMENSION_ROWS = [
+    "INSERT INTO partners VALUES (7, 'Partner seven', 'CN'), (8, 'Partner eight', 'SG')",
+    "INSERT INTO staff VALUES (1, 'Li', 'courier'), (2, 'Wang', 'driver')",
+    "INSERT INTO warehouses VALUES (1, 'Shenzhen')",
+    "INSERT INTO status_codes VALUES (100, 'picked up'), (300, 'in transit'), (500, 'signed')",
+    "INSERT INTO regions VALUES (1, 'Guangdong', 'Shenzhen')",
 ]
 
 
@@ -55,8 +68,8 @@ def quick_start() -> list[str]:
 
 def _seed(db: MySQLDb) -> int:
     """A day-old order history: 6 orders with their events and claims. Returns the orders."""
-    for ddl in TABLES_DDL:
-        db.execute(ddl)
+    for sql in [*TABLES_DDL, *DIMENSION_ROWS]:
+        db.execute(sql)
     base = db.query("SELECT NOW(6)")[0][0] - dt.timedelta(days=1)
     orders = range(1001, 1007)
     for i, order in enumerate(orders):
@@ -138,6 +151,8 @@ def test_the_readme_quick_start_runs_as_written(mysql_db: MySQLDb, tmp_path: Pat
         assert wh.scalar(f"SELECT COUNT(*) FROM {mart}") == orders
         claims = wh.t("settlement_public", "settlement_claim_detail")
         assert wh.scalar(f"SELECT COUNT(*) FROM {claims}") == orders
+        codes = wh.t("settlement_dim", "status_codes")
+        assert wh.scalar(f"SELECT COUNT(*) FROM {codes}") == 3
     finally:
         wh.close()
 
