@@ -46,13 +46,19 @@ def _holding(
     trxs: list[OpenTransaction],
     res: TableResult,
     reporter: Reporter,
+    warned: set[str] | None = None,
 ) -> list[OpenTransaction]:
     """The transactions that hold the bound: all but those older than the hold ceiling,
-    which are reported (once per thread) instead. A source that cannot tell is reported."""
+    which are reported (once per thread) instead. A source that cannot tell is reported:
+    in each table's result, and on the reporter once per run (`warned`: the problems this
+    run already told), not once per table."""
     if src.hold_problem:
         msg = f"{t.name}: {src.hold_problem}"
         res.warnings.append(msg)
-        reporter.event("hold", msg, table=t.name)
+        if warned is None or src.hold_problem not in warned:
+            reporter.event("hold", src.hold_problem, table=t.name)
+            if warned is not None:
+                warned.add(src.hold_problem)
     ceiling = cfg.defaults.hold_ceiling_seconds
     live: list[OpenTransaction] = []
     stuck: dict[int, OpenTransaction] = {}
@@ -73,7 +79,13 @@ def _holding(
 
 
 def time_upper(
-    src: Source, t: TableConfig, cfg: Config, unix: bool, res: TableResult, reporter: Reporter
+    src: Source,
+    t: TableConfig,
+    cfg: Config,
+    unix: bool,
+    res: TableResult,
+    reporter: Reporter,
+    warned: set[str] | None = None,
 ) -> Any:
     """The upper bound of a time cursor (exclusive): the source clock minus the lag, held at
     the earliest moment an open write transaction or running statement may have stamped."""
@@ -86,7 +98,7 @@ def time_upper(
     trxs = src.write_transactions(unix, fresh=lag < FRESH_HOLD_BELOW_LAG_SECONDS)
     margin = cfg.defaults.lock_wait_margin_seconds
     held_by = None
-    for trx in _holding(src, t, cfg, trxs, res, reporter):
+    for trx in _holding(src, t, cfg, trxs, res, reporter, warned):
         start: Any = trx.started if trx.statement else shift(trx.started, margin)
         if start < upper:
             upper, held_by = start, trx
@@ -119,6 +131,7 @@ def id_upper(
     wm: Watermark,
     res: TableResult,
     reporter: Reporter,
+    warned: set[str] | None = None,
 ) -> IdBound:
     """The highest id of an `id` table that no open transaction can still commit below.
 
@@ -141,7 +154,7 @@ def id_upper(
     top = src.scalar(f"SELECT MAX({id_ref}) FROM {relation}")
     now = src.now(False)  # after the max: the sample's time
     trxs = src.write_transactions(False, fresh=True)
-    live = _holding(src, t, cfg, trxs, res, reporter)
+    live = _holding(src, t, cfg, trxs, res, reporter, warned)
     ceiling = dt.timedelta(seconds=cfg.defaults.hold_ceiling_seconds)
     samples = wm.id_samples() + ([(now, top)] if top is not None else [])
     if live:

@@ -50,6 +50,8 @@ class Syncer:
         self.stage = Stage(cfg.stage)
         wh.stage = wh.stage or self.stage  # engines that COPY from the staged files read them
         self.reporter = reporter or NullReporter()
+        self.hold_warned: set[str] = set()
+        """Hold problems (e.g. no PROCESS privilege) already told this run: once, not per table."""
         self._sources: dict[tuple[str, str], Source] = {}
         self.run_id = ""
         self.results: list[TableResult] = []
@@ -186,7 +188,15 @@ class Syncer:
         upper, readable = None, True
         if t.cdc.strategy == "id" and spec.id:
             bound = id_upper(
-                src, src.relation_sql(rel), spec.id, t, self.cfg, wm, res, self.reporter
+                src,
+                src.relation_sql(rel),
+                spec.id,
+                t,
+                self.cfg,
+                wm,
+                res,
+                self.reporter,
+                self.hold_warned,
             )
             upper, readable = bound.upper, bound.upper is not None
             if bound.watermark != wm:
@@ -198,7 +208,7 @@ class Syncer:
                             rt.key, rt.source_db, t.cdc.strategy, wm, st.last_batch_id, 0
                         )
         elif t.cdc.cursor:
-            upper = time_upper(src, t, self.cfg, unix, res, self.reporter)
+            upper = time_upper(src, t, self.cfg, unix, res, self.reporter, self.hold_warned)
         res.upper = upper
 
         snapshot_key = None
