@@ -53,9 +53,9 @@ class GroupEngine(FollowerSteps):
     # ------------------------------------------------------------------ run
 
     def run(self) -> list[MartStats]:
-        self.widen()  # source types that widened: raw was altered by sync, marts follow
+        specs = self.widen()  # source types that widened: raw was altered by sync, marts follow
         with self.wh.transaction():
-            ready = self.ensure()
+            ready = self.ensure(specs)
         if not ready:
             self.reporter.event("warning", f"mart group {self.g.name}: anchor raw not loaded yet")
             return []

@@ -128,8 +128,16 @@ class HistoryTables:
         return name
 
     def present(self, specs: dict[str, dict[str, str]]) -> list[str]:
-        """The period tables that exist per `specs` (`Warehouse.column_specs` of the schema)."""
-        return [self.table(p) for p in self.existing() if self.table(p) in specs]
+        """The period tables that exist per `specs` (`Warehouse.column_specs` of the schema),
+        oldest first (no catalog query of its own)."""
+        stem, found = f"{self.prefix}{self.name}_", []
+        for table in specs:
+            if table.startswith(stem):
+                try:
+                    found.append(Period.parse(table[len(stem) :]))
+                except ValueError:
+                    continue
+        return [self.table(p) for p in sorted(found, key=lambda p: (p.year, p.half))]
 
     def align(self, specs: dict[str, dict[str, str]]) -> list[str]:
         """Give every existing period the mart's columns it lacks (rows archived before read

@@ -206,7 +206,7 @@ class MartSteps:
 
     # ------------------------------------------------------------------ setup
 
-    def ensure(self) -> bool:
+    def ensure(self, specs: dict[str, dict[str, str]] | None = None) -> bool:
         """Create marts, indexes and the departures list. False while raw has no schema yet."""
         g, w = self.g, self.wh
         a_raw = self.raw(g.anchor.source)
@@ -215,7 +215,8 @@ class MartSteps:
         w.ensure_schema(self.schema)
         self.exc.ensure()
         self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
-        specs = w.column_specs(self.schema)  # marts, periods and views: one catalog query
+        if specs is None:  # marts, periods and views: one catalog query
+            specs = w.column_specs(self.schema)
         self._ensure_mart(
             g.anchor.table,
             a_raw,
@@ -305,32 +306,34 @@ class MartSteps:
 
     # ------------------------------------------------------------------ widening
 
-    def widen(self) -> None:
+    def widen(self) -> dict[str, dict[str, str]] | None:
         """Widen mart and history columns to their raw column's type after a source type
         widened (sync altered raw first): INT → BIGINT, a longer VARCHAR, a DECIMAL with more
         digits. The catalog says which columns differ from raw; the `_hist` view is dropped
         around the ALTERs (a column a view reads cannot change type) and created again. Runs
         before `ensure`, in `Warehouse.alter_type_scope` (Redshift: outside any transaction;
-        each ALTER is then idempotent and a missing view is recreated by `ensure`)."""
+        each ALTER is then idempotent and a missing view is recreated by `ensure`).
+        Returns the catalog of the mart schema when nothing changed (`ensure` reuses it)."""
         if self.plan is not None:
-            return
+            return None
         g, w = self.g, self.wh
-        marts: list[tuple[str, str, HistoryTables]] = []
         a_raw = self.raw(g.anchor.source)
         if a_raw is None:
-            return
-        marts.append((g.anchor.table, g.anchor.source, self.anchor_history(a_raw)))
+            return None
+        marts = [(g.anchor.table, g.anchor.source, a_raw, self.anchor_history(a_raw))]
         for f in g.followers:
             f_raw = self.raw(f.source)
             if f_raw is not None:
-                marts.append((f.table, f.source, self.follower_history(f, f_raw)))
+                marts.append((f.table, f.source, f_raw, self.follower_history(f, f_raw)))
         specs = w.column_specs(self.schema)
-        for mart, source, hist in marts:
+        raw_specs: dict[str, dict[str, dict[str, str]]] = {}  # one catalog query per schema
+        changed = False
+        for mart, source, raw, hist in marts:
             if mart not in specs:
                 continue
-            raw = self.raw(source)
-            assert raw is not None
-            want = w.column_specs(raw.schema, raw.table).get(raw.table, {})
+            if raw.schema not in raw_specs:
+                raw_specs[raw.schema] = w.column_specs(raw.schema)
+            want = raw_specs[raw.schema].get(raw.table, {})
             # each column as raw declares it (its text size read from raw itself: a state
             # that disagrees with the table must not make the ALTER miss and repeat each cycle)
             as_raw = [
@@ -362,9 +365,12 @@ class MartSteps:
                     w.alter_column_type(self.schema, table, c)
                 checkpoint("mart.after_widen")  # (Redshift: altered, the view still dropped)
                 hist.rebuild_view(new_columns=True)
+            changed = True
             what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
-        self._widen_departures(a_raw)
+        key_spec = raw_specs.get(a_raw.schema, {}).get(a_raw.table, {}).get(g.key)
+        self._widen_departures(a_raw, key_spec)
+        return None if changed else specs
 
     def add_missing_columns(
         self, mart: str, hist: HistoryTables, raw: RawRef, specs: dict[str, dict[str, str]]
@@ -379,12 +385,14 @@ class MartSteps:
                     added.append(f"{table}.{c.name}")
         return added
 
-    def _widen_departures(self, a_raw: RawRef) -> None:
-        """The departures list copies the anchor's key column: it widens with it."""
+    def _widen_departures(self, a_raw: RawRef, want: str | None) -> None:
+        """The departures list copies the anchor's key column (`want`: its spec in raw): it
+        widens with it."""
         w, key, dep = self.wh, self.g.key, self._dep_table()
+        if want is None:
+            return
         have = w.column_specs(self.cfg.state_schema, dep).get(dep, {}).get(key)
-        want = w.column_specs(a_raw.schema, a_raw.table).get(a_raw.table, {}).get(key)
-        if have is None or want is None or have == want:
+        if have is None or have == want:
             return
         col = next(c for c in a_raw.columns if c.name == key)
         if not w.can_alter_type(have, col):
