@@ -608,3 +608,34 @@ def test_scd2_with_a_cdc_cursor_applies_only_the_changed_rows(
         (3, 3, "", t0, FAR_FUTURE, True),
         (5, 4, "Z", t1, FAR_FUTURE, True),
     ]
+
+
+def test_scd2_follows_a_widened_and_a_new_source_column(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    """A longer VARCHAR reaches the dimension (Redshift sizes VARCHAR from the source: the
+    dimension is ALTERed before the load); a new column is added and only members whose new
+    value is not NULL open a version."""
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine)
+    runs = Runs(mysql_db, cfg)
+    _partners(mysql_db, FIRST)
+    runs.sync()
+    mysql_db.execute("ALTER TABLE partners MODIFY name VARCHAR(300), ADD COLUMN tier VARCHAR(8)")
+    long = "長" * 250
+    mysql_db.execute("UPDATE partners SET name = %s WHERE partner_id = 1", (long,))
+    mysql_db.execute("UPDATE partners SET tier = 'gold' WHERE partner_id = 2")
+    runs.sync()
+    assert runs.history() == [
+        (1, 1, "N", "A", "X", 1, 1, 2, False, False),
+        (5, 1, "N", long, "X", 1, 2, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, 2, False, False),
+        (6, 2, "N", "B", None, 1, 2, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, None, True, False),
+    ]
+    with warehouse(cfg) as wh:
+        tiers = wh.query("SELECT dim_key, tier FROM public.partners ORDER BY dim_key")
+    assert [tuple(r) for r in tiers] == [
+        (1, None), (2, None), (3, None), (4, None), (5, None), (6, "gold"),
+    ]  # fmt: skip

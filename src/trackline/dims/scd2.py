@@ -46,7 +46,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from trackline.config import TableConfig
-from trackline.errors import ConfigError, DimensionError
+from trackline.errors import ConfigError, DimensionError, SchemaDriftError
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
 
@@ -286,6 +286,32 @@ def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> N
             f"UPDATE {w.t(d.schema, d.table)} AS u SET {w.q(ROW_HASH)} = "
             f"{row_hash(w, d, 'u')} WHERE u.{w.q(IS_CURRENT)}"
         )
+
+
+def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> list[str]:
+    """Give the dimension's columns the types the staging table was widened to (a longer
+    VARCHAR, INT → BIGINT, more DECIMAL digits), before the load's transaction (Redshift
+    alters types outside transaction blocks only). Returns the columns altered. A change the
+    engine cannot make in place stops the table, nothing loaded."""
+    if not w.table_exists(d.schema, d.table):
+        return []
+    specs = w.column_specs(d.schema)
+    staged, have = specs.get(d.stage, {}), specs.get(d.table, {})
+    todo = [
+        c for c in columns if c.name in have and staged.get(c.name, have[c.name]) != have[c.name]
+    ]
+    for c in todo:
+        if not w.can_alter_type(have[c.name], c):
+            raise SchemaDriftError(
+                f"table {d.name!r}: column {c.name!r} widened in the source ({have[c.name]} → "
+                f"{w.column_type(c)}), which {w.ENGINE} cannot ALTER in place in the dimension "
+                f"{d.key}. Nothing was loaded. Rebuild the dimension with the new type (a deep "
+                "copy: CREATE TABLE … AS, then rename) to keep its history"
+            )
+    with w.alter_type_scope():
+        for c in todo:
+            w.alter_column_type(d.schema, d.table, c)
+    return [c.name for c in todo]
 
 
 def check_staged(w: Warehouse, d: Dimension) -> None:

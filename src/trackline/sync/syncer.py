@@ -266,6 +266,7 @@ class Syncer:
             if t.write_mode == "scd2":
                 whole.columns = [raw_column(c, stored_json, sizes) for c in cols]
                 whole.clock = src.now(False)
+            whole.prepare()
         batches = src.stream(plan.sql, read_schema, batch_size)
         # replace / scd2: every batch joins one transaction (`trackline.sync.whole`)
         outer = self.wh.transaction() if whole else contextlib.nullcontext()

@@ -43,6 +43,17 @@ class WholeLoad:
     def full(self) -> bool:
         return self.rt.cfg.cdc.strategy == "full"
 
+    def prepare(self) -> None:
+        """Before the load's transaction: scd2 widens the dimension's columns as the staging
+        table was (`trackline.dims.scd2.widen_dimension`)."""
+        t = self.rt.cfg
+        if t.write_mode != "scd2":
+            return
+        d = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
+        for name in scd2.widen_dimension(self.wh, d, self.columns):
+            msg = f"{t.name}: column {name!r} widened in the dimension {d.key}"
+            self.reporter.event("drift", msg, table=t.name, column=name)
+
     def begin(self) -> None:
         t, w = self.rt.cfg, self.wh
         if t.write_mode == "scd2":
