@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import queue
 import threading
 import time
@@ -35,6 +36,8 @@ from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
 from trackline.sync.target import ensure_target, json_columns, raw_column, widen_target
 from trackline.sync.whole import WholeLoad
+
+log = logging.getLogger(__name__)
 
 _FATAL: tuple[type[BaseException], ...] = (InjectedFault, LockBusy)
 """Errors that end the whole run instead of failing one table."""
@@ -459,6 +462,15 @@ class Syncer:
                 q.put(None)
             except BaseException as exc:  # handed to the loader thread, which re-raises it
                 q.put(exc)
+            finally:
+                # Close the reader here, not wherever it is garbage-collected once the loader
+                # stopped early: a source's cursor may be bound to this thread (sqlite3).
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception as exc:  # noqa: BLE001 - the batch's outcome is decided
+                        log.warning("%s: closing the source reader failed: %s", t.name, exc)
 
         worker = threading.Thread(target=produce, name=f"extract-{t.name}", daemon=True)
         worker.start()
