@@ -32,6 +32,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 
+from trackline import faults
 from trackline.errors import RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json, max_bytes
 from trackline.sqlutil import column_list, qualified, quote
@@ -146,12 +147,14 @@ class Warehouse(ABC):
         return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        faults.before_statement()
         try:
             self._execute(sql, params)
         except Exception as exc:  # driver errors are translated at this boundary
             if isinstance(exc, WarehouseError):
                 raise
             raise self.translate_error(exc, sql) from exc
+        faults.after_statement()
 
     def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
         """Engines that report a DML statement's row count override this; -1 = unknown."""
@@ -160,20 +163,26 @@ class Warehouse(ABC):
 
     def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an INSERT/UPDATE/DELETE and return how many rows it changed (-1 if unknown)."""
+        faults.before_statement()
         try:
-            return self._execute_count(sql, params)
+            n = self._execute_count(sql, params)
         except Exception as exc:
             if isinstance(exc, WarehouseError):
                 raise
             raise self.translate_error(exc, sql) from exc
+        faults.after_statement()
+        return n
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        faults.before_statement()
         try:
-            return self._query(sql, params)
+            rows = self._query(sql, params)
         except Exception as exc:
             if isinstance(exc, WarehouseError):
                 raise
             raise self.translate_error(exc, sql) from exc
+        faults.after_statement()
+        return rows
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(sql, params)
@@ -190,10 +199,13 @@ class Warehouse(ABC):
                 finally:
                     self._depth -= 1
                 return
+            faults.before_statement()
             self._begin()
             self._depth = 1
             try:
+                faults.after_statement()  # fault injection counts BEGIN and COMMIT too
                 yield
+                faults.before_statement()  # a process killed meanwhile sends no COMMIT
             except BaseException:
                 self._depth = 0
                 self.ready.clear()
@@ -205,6 +217,7 @@ class Warehouse(ABC):
                 self._commit()
             except Exception as exc:
                 raise self.translate_error(exc, "COMMIT") from exc
+            faults.after_statement()
 
     def run_transaction(
         self, work: Callable[[], T], *, attempts: int = 4, backoff: float = 0.5
