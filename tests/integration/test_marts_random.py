@@ -20,12 +20,25 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PgDb
-from tests.integration.marts_helpers import DAY, ECS, T0, UTS, Pipeline, config_dict, day
-from tests.integration.test_marts import assert_state
+from tests.integration.marts_helpers import (
+    DAY,
+    ECS,
+    T0,
+    UTI,
+    UTS,
+    Pipeline,
+    State,
+    actual_state,
+    config_dict,
+    day,
+    expected_state,
+)
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.errors import InjectedFault
 from trackline.marts.cycle import run_cycle_on
+from trackline.marts.exceptions import Exceptions
+from trackline.marts.history import Period
 from trackline.marts.invariants import check_all, missing_keys
 from trackline.status import replay_table, reset_table
 
@@ -45,6 +58,10 @@ class Walk:
     seed: int
     log: list[str] = field(default_factory=list)
     kills: int = 0
+    held: set[int] = field(default_factory=set)
+    """Orders with an open exception (planted): kept in the mart past the cutoff."""
+    planted: int = 0
+    resolved: int = 0
 
     def note(self, text: str) -> None:
         self.log.append(text)
@@ -98,6 +115,81 @@ def assert_invariants(p: Pipeline) -> None:
         assert want - have == set(), f"{table}: source keys in neither mart nor history"
 
 
+def expected_with_held(p: Pipeline, held: set[int]) -> State:
+    """The oracle, plus what an open exception changes: an order past the cutoff whose key
+    has one is archived (or has a stale row in its period) but not trimmed, so it stays in the
+    anchor mart, and its follower row stays with it (it leaves only with its anchor row)."""
+    exp = expected_state(p.src)
+    times = dict(
+        p.src.con.execute("SELECT order_id, update_time FROM uni_tracking_info").fetchall()
+    )
+    for o in held & set(exp.hist_uti):
+        exp.uti[o] = times[o]
+        if o in exp.hist_ecs:
+            del exp.hist_ecs[o]
+            exp.ecs.add(o)
+    return exp
+
+
+def assert_state_held(p: Pipeline, held: set[int]) -> None:
+    """`assert_state` with planted exceptions: the oracle above, and G1's "in the mart and in
+    history" reported for exactly the held orders past the cutoff (G2 as always)."""
+    exp, act = expected_with_held(p, held), actual_state(p.wh, p.schema)
+    for name in ("uti", "hist_uti", "ecs", "hist_ecs", "uts", "hist_uts"):
+        assert getattr(act, name) == getattr(exp, name), name
+    both = sorted((v.rule, v.table, v.key) for v in check_all(p.cfg, p.wh))
+    assert both == sorted(("G1_active_and_archived", UTI, o) for o in held & set(exp.hist_uti))
+    assert missing_keys(p.wh, p.cfg.marts[0], p.src.keys()) == set()
+
+
+def _plant(p: Pipeline, walk: Walk, rng: random.Random, *, stale_ok: bool) -> None:
+    """Now and then, before a cycle: an order about to pass the cutoff (in the mart now, past
+    it by the source) gets either a manual hold (an open exception: the trim keeps it) or a
+    stale row of its key in the history period it is going to (the archive guard skips it, the
+    safety check opens `unarchived_past_cutoff`, the trim keeps it). Now and then a held order
+    is released: the stale row removed, its exceptions resolved; the next cycle archives it.
+    No stale row when the anchor re-reads its raw table this cycle (`stale_ok` False): its
+    reactivation step would rightly remove it before the archive (a key in the batch)."""
+    exc = Exceptions(p.wh, p.schema, "order_tracking_exceptions")
+    if walk.held and rng.random() < 0.3:
+        o = rng.choice(sorted(walk.held))
+        for h in p.hist_tables("uti"):
+            with p.wh.transaction():
+                p.wh.execute(f"DELETE FROM {p.t(h)} WHERE order_id = ? AND status = 'stale'", (o,))
+        for e in p.exceptions():
+            if e[2] == UTI and e[3] == str(o):
+                exc.resolve(e[0], "released by the walk")
+        walk.held.discard(o)
+        walk.resolved += 1
+        walk.note(f"order {o} released")
+    archived = {k for h in p.hist_tables("uti") for k in p.keys(h)}
+    leaving = sorted(
+        (set(expected_state(p.src).hist_uti) & set(p.keys(UTI))) - archived - walk.held - {1}
+    )
+    if not leaving or rng.random() < 0.6:
+        return
+    o = rng.choice(leaving)
+    (t,) = p.src.con.execute(
+        "SELECT update_time FROM uni_tracking_info WHERE order_id = ?", (o,)
+    ).fetchone()
+    period = f"hist_uti_{Period.of(t).suffix}"
+    if stale_ok and rng.random() < 0.5 and period in p.hist_tables("uti"):
+        stale = t - 1 if Period.of(t - 1) == Period.of(t) else t + 1
+        with p.wh.transaction():
+            p.wh.execute(
+                f"INSERT INTO {p.t(period)} (id, order_id, update_time, status, tno) "
+                "VALUES (?, ?, ?, 'stale', ?)",
+                (900_000 + o, o, stale, f"T{o}"),
+            )
+        walk.note(f"stale row of order {o} in {period}")
+    else:
+        with p.wh.transaction():
+            exc.record("manual_hold", UTI, str(o), "held by the walk")
+        walk.note(f"order {o} held")
+    walk.held.add(o)
+    walk.planted += 1
+
+
 def _cycle(p: Pipeline, walk: Walk, rng: random.Random, monkeypatch: pytest.MonkeyPatch) -> None:
     if rng.random() < 0.25:
         step = rng.choice(STEPS)
@@ -135,7 +227,7 @@ def run_walk(
         data = config_dict(p.src.path, wh_cfg, tmp / "stage")
         data["marts"][0]["followers"][0]["time"] = "add_time"
         p.cfg = Config.model_validate(data)
-    check = assert_state if variant == "restore" else assert_invariants
+    plant = variant == "restore"
     next_order, clock = 2, day(1)
     no_ecs: set[int] = set()
     try:
@@ -156,6 +248,8 @@ def run_walk(
                 next_order += 1
             known = sorted(p.src.known - {1})
             for o in rng.sample(known, min(len(known), rng.randint(0, 5))):  # status changes
+                if o in walk.held:
+                    continue  # a held order stays put until it is released
                 p.src.touch(o, between(), code=rng.choice((200, 300, 400)))
             if no_ecs and rng.random() < 0.3:  # an ecs record arrives late
                 o = rng.choice(sorted(no_ecs))
@@ -174,9 +268,11 @@ def run_walk(
                     (orphan, between()),
                 )
                 walk.note(f"orphan ecs {orphan}")
-            if known and rng.random() < 0.25:
+            reread = False
+            movable = [k for k in known if k not in walk.held]
+            if movable and rng.random() < 0.25:
                 # a corrected update_time below the watermark: only a full re-read sees it
-                o = rng.choice(known)
+                o = rng.choice(movable)
                 (old,) = p.src.con.execute(
                     "SELECT update_time FROM uni_tracking_info WHERE order_id = ?", (o,)
                 ).fetchone()
@@ -185,6 +281,7 @@ def run_walk(
                     "UPDATE uni_tracking_info SET update_time = ? WHERE order_id = ?", (new, o)
                 )
                 _reset(p, "uni_tracking_info")
+                reread = True
                 walk.note(f"order {o} corrected {(old - T0) / DAY:.1f}→{(new - T0) / DAY:.1f}d")
             if rng.random() < 0.05:
                 _reset(p, "ecs_order_info")
@@ -193,10 +290,15 @@ def run_walk(
                 _replay(p, "uni_tracking_spath", rng.randint(1, 3))
                 walk.note("spath replayed")
             p.src.clock(clock)
+            if plant and c > 3:
+                _plant(p, walk, rng, stale_ok=not reread)
             walk.note(f"cycle {c} at day {(clock - T0) / DAY:.1f}")
             _cycle(p, walk, rng, monkeypatch)
             try:
-                check(p)
+                if plant:
+                    assert_state_held(p, walk.held)
+                else:
+                    assert_invariants(p)
             except AssertionError as e:
                 raise AssertionError(f"{walk.where()}\n{e}") from e
         periods = {h[-7:] for h in p.hist_tables("uti")}
@@ -214,6 +316,7 @@ def test_random_walk_equals_the_oracle_after_every_cycle_duckdb(
 ) -> None:
     walk = run_walk(tmp_path, DuckDBWarehouse(path=tmp_path / "wh.duckdb"), seed, monkeypatch)
     assert walk.kills >= 5, walk.where()
+    assert walk.planted >= 3 and walk.resolved >= 1, walk.where()
 
 
 @pytest.mark.slow
@@ -242,3 +345,4 @@ def test_random_walk_equals_the_oracle_after_every_cycle_servers(
     )
     walk = run_walk(tmp_path, wh_cfg, 5, monkeypatch)  # type: ignore[arg-type]
     assert walk.kills >= 5, walk.where()
+    assert walk.planted >= 3 and walk.resolved >= 1, walk.where()
