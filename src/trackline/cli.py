@@ -194,6 +194,7 @@ def _register_optional() -> None:
         "trackline.sqlplan.cli",
         "trackline.jobs.cli",
         "trackline.dims.cli",
+        "trackline.consolidate.cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

@@ -3,10 +3,14 @@
 Jobs and when they are due (`schedule:` in the config; hours are UTC):
 
     cycle        every `cycle_minutes` (15), on slots aligned to the clock (:00, :15, …)
+    consolidate  every `consolidation_minutes` (60), when `consolidations:` declares any
+                                                   → `trackline consolidate` (all of them)
     checks       daily at `checks_hour` (3)        → `trackline check`
     maintenance  daily at `maintenance_hour` (4)   → `Warehouse.maintenance` per raw, mart and
                                                      history table; the engine decides whether
-                                                     VACUUM/ANALYZE is needed
+                                                     VACUUM/ANALYZE is needed; processed rows of
+                                                     consolidation staging tables purged after
+                                                     their `staging_retention_seconds`
 
 Rules:
 - A job is due when its latest slot (the newest slot start at or before now) has not run.
@@ -349,8 +353,14 @@ def default_jobs(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Job]:
     cycle_slot, cycle_period = every(s.cycle_minutes)
     checks_slot, checks_period = daily_at(s.checks_hour)
     maint_slot, maint_period = daily_at(s.maintenance_hour)
+    jobs = [Job("cycle", cycle_slot, cycle_period, lambda: cycle_job(cfg, wh, reporter))]
+    if cfg.consolidations:
+        cons_slot, cons_period = every(s.consolidation_minutes)
+        jobs.append(
+            Job("consolidate", cons_slot, cons_period, lambda: consolidate_job(cfg, wh, reporter))
+        )
     return [
-        Job("cycle", cycle_slot, cycle_period, lambda: cycle_job(cfg, wh, reporter)),
+        *jobs,
         Job("checks", checks_slot, checks_period, lambda: checks_job(cfg, wh, reporter)),
         Job("maintenance", maint_slot, maint_period, lambda: maintenance_job(cfg, wh, reporter)),
     ]
@@ -365,6 +375,21 @@ def cycle_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
         sum(r.rows for r in summary.sync),
         None if summary.ok else "a table failed to sync (see the cycle's run)",
         {"run_id": summary.run_id},
+    )
+
+
+def consolidate_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
+    """Every consolidation, one after the other (each records its own ``consolidate`` run;
+    each holds the cycle's lock, so none overlaps a cycle)."""
+    from trackline.consolidate import consolidate
+
+    results = consolidate(cfg, wh, None, reporter)
+    failed = [r for r in results if not r.ok]
+    return JobResult(
+        "failed" if failed else "ok",
+        sum(r.merged for r in results),
+        "; ".join(f"{r.name}: {r.error}" for r in failed) or None,
+        {"run_ids": {r.name: r.run_id for r in results}},
     )
 
 
@@ -389,7 +414,7 @@ def checks_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
 
 
 def maintenance_tables(cfg: Config, wh: Warehouse) -> list[tuple[str, str]]:
-    """Raw, mart and history tables that exist (each once)."""
+    """Raw, mart, history and consolidation tables that exist (each once)."""
     out: list[tuple[str, str]] = []
     for t in cfg.tables:
         rt = resolve(cfg, t, None, None)
@@ -401,13 +426,29 @@ def maintenance_tables(cfg: Config, wh: Warehouse) -> list[tuple[str, str]]:
         for mart, hist in marts:
             out.append((g.schema_, mart))
             out += [(g.schema_, h) for h in wh.list_tables(g.schema_, f"{g.history_prefix}{hist}_")]
+    for c in cfg.consolidations:
+        out += [(c.target_schema, c.target_table), (c.target_schema, c.staging)]
     seen = dict.fromkeys(out)
     return [st for st in seen if wh.table_exists(*st)]
 
 
 def maintenance_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult:
+    from trackline.consolidate.merge import purge_staging
+
     ran: dict[str, list[str]] = {}
     errors: list[str] = []
+    purged: dict[str, int] = {}
+    for c in cfg.consolidations:  # first, so the VACUUM below reclaims the space
+        try:
+            n = purge_staging(wh, c, utcnow())
+        except TracklineError as exc:
+            errors.append(f"{c.target_schema}.{c.staging}: {exc}")
+            continue
+        if n:
+            purged[f"{c.target_schema}.{c.staging}"] = n
+            reporter.event(
+                "maintenance", f"{c.target_schema}.{c.staging}: {n:,} processed rows purged"
+            )
     for schema, table in maintenance_tables(cfg, wh):
         try:
             done = wh.maintenance(schema, table)  # the engine decides whether it is needed
@@ -417,6 +458,7 @@ def maintenance_job(cfg: Config, wh: Warehouse, reporter: Reporter) -> JobResult
         if done:
             ran[f"{schema}.{table}"] = done
             reporter.event("maintenance", f"{schema}.{table}: {'; '.join(done)}")
-    return JobResult(
-        "failed" if errors else "ok", len(ran), "; ".join(errors) or None, {"ran": ran}
-    )
+    detail: dict[str, Any] = {"ran": ran}
+    if purged:
+        detail["purged"] = purged
+    return JobResult("failed" if errors else "ok", len(ran), "; ".join(errors) or None, detail)

@@ -45,6 +45,8 @@ def _source(path: Path) -> Path:
         CREATE TABLE settlement_claim_detail (ID INTEGER PRIMARY KEY, amount REAL,
             update_at DATETIME);
         CREATE TABLE partner (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE uni_tracking_addon_spath (id INTEGER PRIMARY KEY, order_id INTEGER,
+            code TEXT, pathTime DATETIME);
         """
     )
     con.close()
@@ -78,6 +80,19 @@ def plan_config(tmp_path: Path, warehouse: dict[str, Any], stage: str) -> Config
                      "kind": "events", "time": "pathTime", "event_key": ["id"],
                      "history_name": "uts"},
                 ]}
+            ],
+            "consolidations": [
+                {"name": "parcel_detail", "target_schema": PUB, "dist_key": "order_id",
+                 "key": ["source_kind", "event_id"],
+                 "inputs": [
+                     {"name": kind, "constants": {"source_kind": kind},
+                      "query": "SELECT e.id AS event_id, e.order_id, u.status, e.code, "
+                      f"e.pathTime FROM {events} e LEFT JOIN uni_tracking_info u "
+                      "ON u.order_id = e.order_id",
+                      "cdc": {"cursor": "pathTime", "id": "event_id"}}
+                     for kind, events in (("spath", "uni_tracking_spath"),
+                                          ("addon", "uni_tracking_addon_spath"))
+                 ]},
             ],
         }
     )  # fmt: skip
@@ -143,7 +158,7 @@ def compat(cfg: Config) -> Any:
 def test_every_warehouse_command_has_a_plan() -> None:
     assert list(PLANS) == [
         "state", "sync", "cycle", "check", "reconcile", "replay", "reset", "maintenance",
-        "migrate",
+        "migrate", "consolidate",
     ]  # fmt: skip
 
 
@@ -244,3 +259,27 @@ def test_the_migrate_plan_rebuilds_raw_marts_periods_in_one_transaction(cfg: Con
     assert create.endswith("WITH NO SCHEMA BINDING")
     assert any(s.startswith('INSERT INTO "trackline"."watermarks"') for s in body)
     assert not any("ecs" in s or "spath" in s for s in body)  # only what uti feeds
+
+
+def test_the_consolidate_plan_obeys_redshift_and_merges_in_one_transaction(cfg: Config) -> None:
+    """`trackline sql --engine redshift consolidate`: each input's staged batch commits with
+    its watermark; DELETE, INSERT and the processed_at UPDATE share one transaction."""
+    from tests.redshift_checks import from_recorded, redshift_problems
+
+    sent = from_recorded(plan_statements(cfg, "consolidate"))
+    bad = {s.sql: p for s in sent if (p := redshift_problems(s))}
+    assert not bad, bad
+    printed = render_plan(cfg, "consolidate")
+    target = f'"{PUB}"."parcel_detail_tool"'
+    create = next(s for s in printed if s.startswith(f"CREATE TABLE IF NOT EXISTS {target} "))
+    assert 'DISTKEY("order_id")' in create and 'SORTKEY("source_kind", "event_id")' in create
+    delete = next(i for i, s in enumerate(printed) if s.startswith(f"DELETE FROM {target}"))
+    begin = max(i for i, s in enumerate(printed[:delete]) if s == "BEGIN")
+    body = printed[begin : printed.index("COMMIT", delete)]
+    assert "BEGIN" not in body[1:]
+    assert any(s.startswith(f"INSERT INTO {target} ") and "ROW_NUMBER()" in s for s in body)
+    assert any(s.startswith(f'UPDATE "{PUB}"."parcel_detail_tool_staging" SET') for s in body)
+    stage_commits = [
+        i for i, s in enumerate(printed) if s.startswith('INSERT INTO "trackline"."watermarks"')
+    ]
+    assert len(stage_commits) == 2  # one batch per input, each with its watermark

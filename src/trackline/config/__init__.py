@@ -11,7 +11,7 @@ Rules (each enforced here, so nothing downstream re-checks them):
 
 Modules: `base` (identifiers, the strict model), `connections` (sources, warehouses, stage),
 `pipeline` (tables, CDC, defaults, retention groups), `quality` (checks, alerts, schedule),
-`root` (`Config`), `loader` (`load_config` / `parse_config`).
+`consolidation` (consolidation jobs), `root` (`Config`), `loader` (`load_config` / `parse_config`).
 """
 
 from trackline.config.base import IDENT_RE, Ident, LocatedError, Model, check_identifier
@@ -24,6 +24,11 @@ from trackline.config.connections import (
     SQLiteSource,
     StageConfig,
     WarehouseConfig,
+)
+from trackline.config.consolidation import (
+    ConsolidationConfig,
+    ConsolidationInput,
+    InputCursor,
 )
 from trackline.config.loader import load_config, parse_config
 from trackline.config.pipeline import (
@@ -47,6 +52,9 @@ from trackline.config.quality import (
 from trackline.config.root import Config
 
 __all__ = [
+    "ConsolidationConfig",
+    "ConsolidationInput",
+    "InputCursor",
     "AlertsConfig",
     "AnchorConfig",
     "CHECK_NAME_RE",

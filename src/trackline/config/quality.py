@@ -138,8 +138,9 @@ class ScheduleConfig(Model):
     """`trackline check` once a day at this hour (UTC)."""
     maintenance_hour: int = Field(default=4, ge=0, le=23)
     """VACUUM/ANALYZE once a day at this hour (UTC), only where the engine says it is needed."""
-    consolidation_minutes: int = Field(default=60, gt=0)
-    """Reserved for the consolidation job (not scheduled yet)."""
+    consolidation_minutes: int = Field(default=60, gt=0, le=1440)
+    """Every `consolidations:` entry runs every this many minutes, on slots aligned to the
+    clock, one job after the other with the cycle (never at the same time)."""
     job_timeout_minutes: int = Field(default=120, ge=0)
     """A job running longer than this is stopped (its open transaction rolls back, committed
     batches stay) and recorded as failed; 0: no limit. Raise it for a first load of big

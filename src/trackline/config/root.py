@@ -6,6 +6,7 @@ from pydantic import model_validator
 
 from trackline.config.base import Ident, LocatedError, Model, check_identifier
 from trackline.config.connections import DuckDBWarehouse, SourceConfig, StageConfig, WarehouseConfig
+from trackline.config.consolidation import ConsolidationConfig
 from trackline.config.pipeline import Defaults, RetentionGroupConfig, TableConfig
 from trackline.config.quality import QualityConfig, ScheduleConfig
 from trackline.errors import ConfigError
@@ -42,6 +43,8 @@ class Config(Model):
     """Data-quality checks and alert channels (`trackline check`)."""
     schedule: ScheduleConfig = ScheduleConfig()
     """The local scheduler's timetable (`trackline run`)."""
+    consolidations: list[ConsolidationConfig] = []
+    """Jobs that merge several source inputs into one target by key (`trackline consolidate`)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -79,6 +82,7 @@ class Config(Model):
                     raise LocatedError(
                         loc, f"mart group {g.name!r}: source {src!r} is not a table in `tables:`"
                     )
+        self._consolidation_references()
         by_name = {t.name: t for t in self.tables}
         for i, name in enumerate(self.quality.reconcile_tables):
             found = by_name.get(name)
@@ -115,6 +119,38 @@ class Config(Model):
         except LocatedError as exc:
             raise ConfigError(f"with --target-schema {target_schema}: {exc}") from None
         return self.model_copy(update={"tables": tables})
+
+    def _consolidation_references(self) -> None:
+        seen: set[str] = set()
+        for ci, c in enumerate(self.consolidations):
+            if c.name in seen:
+                raise LocatedError(
+                    ("consolidations", ci, "name"),
+                    f"consolidation names must be unique; {c.name!r} is repeated",
+                )
+            seen.add(c.name)
+            for ii, inp in enumerate(c.inputs):
+                if inp.source is not None and inp.source not in self.sources:
+                    raise LocatedError(
+                        ("consolidations", ci, "inputs", ii, "source"),
+                        f"consolidation {c.name!r}, input {inp.name!r}: source {inp.source!r} "
+                        f"is not one of {sorted(self.sources)}",
+                    )
+                if inp.source is None and len(self.sources) != 1:
+                    raise LocatedError(
+                        ("consolidations", ci, "inputs", ii),
+                        f"consolidation {c.name!r}, input {inp.name!r}: say which source it "
+                        f"comes from (`source:`), one of {sorted(self.sources)}",
+                    )
+
+    def consolidation(self, name: str) -> ConsolidationConfig:
+        for c in self.consolidations:
+            if c.name == name:
+                return c
+        raise ConfigError(
+            f"consolidation {name!r} is not in the config's `consolidations:` (known: "
+            f"{', '.join(c.name for c in self.consolidations) or 'none'})"
+        )
 
     def table(self, name: str) -> TableConfig:
         for t in self.tables:

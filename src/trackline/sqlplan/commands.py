@@ -262,6 +262,41 @@ def plan_migrate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None
         migrate(cfg, rec, t.name, plan=plan)
 
 
+class _OneRowSource(MetadataSource):
+    """One row of NULLs instead of the rows, so the plan shows a staged batch."""
+
+    def stream(self, sql: str, schema: Any, batch_size: int) -> Any:
+        import pyarrow as pa
+
+        yield pa.RecordBatch.from_arrays([pa.nulls(1, f.type) for f in schema], schema=schema)
+
+
+def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """`trackline consolidate`: a first run, each input staging one batch, the merge finding
+    rows pending (`tables`: consolidation names; none: all)."""
+    from trackline.consolidate import Consolidator
+
+    class PlanConsolidator(Consolidator):
+        def source(self, c: Any, i: int) -> tuple[Source, str]:
+            real, db = super().source(c, i)
+            return _OneRowSource(real), db
+
+    todo = [cfg.consolidation(n) for n in tables] if tables else list(cfg.consolidations)
+    if not todo:
+        raise ConfigError("`trackline sql consolidate`: the config declares no `consolidations:`")
+    worker = PlanConsolidator(cfg, rec)
+    worker.stage = rec.plan_stage
+    rec.answer = lambda sql, params: [(1,)] if sql.startswith("SELECT COUNT(*)") else []
+    try:
+        for c in todo:
+            res = worker.run(c)
+            if not res.ok:
+                raise ConfigError(f"cannot plan consolidation {c.name}: {res.error}")
+    finally:
+        rec.answer = no_rows
+        worker.close()
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -272,5 +307,6 @@ PLANS: dict[str, PlanFn] = {
     "reset": plan_reset,
     "maintenance": plan_maintenance,
     "migrate": plan_migrate,
+    "consolidate": plan_consolidate,
 }
 """Adding a job's plan: a function above that runs the job's library function on `rec`."""

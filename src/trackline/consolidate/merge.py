@@ -1,0 +1,132 @@
+"""The staging table → the target, in ONE warehouse transaction, and the staging purge.
+
+The merge (all statements in one transaction, so a crash anywhere leaves target and staging
+as they were, and the next run repeats it whole):
+
+    -- rows whose key is NULL cannot be merged by key: counted and reported, marked processed
+    DELETE FROM target WHERE EXISTS (SELECT 1 FROM staging s
+        WHERE s.processed_at IS NULL AND s.k = target.k)
+    INSERT INTO target (cols)
+    SELECT cols FROM (
+        SELECT cols, ROW_NUMBER() OVER (PARTITION BY k
+            ORDER BY <newest_by> DESC NULLS LAST, _tl_batch DESC, _tl_row DESC) AS _tl_rn
+        FROM staging WHERE processed_at IS NULL AND k IS NOT NULL) d
+    WHERE _tl_rn = 1
+    UPDATE staging SET processed_at = :now WHERE processed_at IS NULL
+
+One row per key reaches the target (the newest of the pending rows by `newest_by`, then the
+latest staged), whatever it held before: the delete has no time window. Rerunning after a
+commit finds no pending row and changes nothing.
+
+The purge deletes processed rows older than `staging_retention_seconds`; pending rows are
+never purged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from trackline.config import ConsolidationConfig
+from trackline.consolidate.schema import BATCH_COL, PROCESSED_COL, ROW_COL, staging_columns
+from trackline.errors import SchemaDriftError
+from trackline.faults import checkpoint
+from trackline.load import Column, Warehouse
+
+
+def ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
+    """Create the target and the staging table (same distribution; the target sorted by
+    `sort_key`, default the key; staging by its batch), or check that existing ones hold
+    the columns the inputs produce."""
+    s = c.target_schema
+    with wh.transaction():
+        wh.ensure_schema(s)
+        for table, cols, sort in (
+            (c.target_table, columns, c.sort_key or c.key),
+            (c.staging, staging_columns(columns), [BATCH_COL]),
+        ):
+            if wh.table_exists(s, table):
+                have = set(wh.column_names(s, table))
+                missing = [col.name for col in cols if col.name.lower() not in have | _lower(have)]
+                if missing:
+                    raise SchemaDriftError(
+                        f"consolidation {c.name!r}: the inputs produce column(s) {missing} that "
+                        f"{s}.{table} lacks; add them to the table (ALTER TABLE … ADD COLUMN) "
+                        "or drop them from the inputs' `columns:`"
+                    )
+                continue
+            wh.create_table(s, table, cols, dist_key=c.dist_key, sort_key=sort)
+
+
+def _lower(names: set[str]) -> set[str]:
+    return {n.lower() for n in names}
+
+
+@dataclass
+class MergeResult:
+    pending: int = 0
+    merged: int = 0
+    """Rows inserted into the target (one per key)."""
+    null_keys: int = 0
+
+
+def merge(
+    wh: Warehouse, c: ConsolidationConfig, columns: list[Column], order: list[str], now: dt.datetime
+) -> MergeResult:
+    """Move every pending staging row into the target by key, in one transaction."""
+    target = wh.t(c.target_schema, c.target_table)
+    staging = wh.t(c.target_schema, c.staging)
+    pending = f"{wh.q(PROCESSED_COL)} IS NULL"
+    keys = wh.cols(c.key)
+    names = wh.cols([col.name for col in columns])
+    match = " AND ".join(f"s.{wh.q(k)} = {target}.{wh.q(k)}" for k in c.key)
+    has_key = " AND ".join(f"{wh.q(k)} IS NOT NULL" for k in c.key)
+    no_key = " OR ".join(f"{wh.q(k)} IS NULL" for k in c.key)
+    newest = [f"{wh.q(n)} DESC NULLS LAST" for n in order]
+    newest += [f"{wh.q(BATCH_COL)} DESC", f"{wh.q(ROW_COL)} DESC"]
+    res = MergeResult()
+
+    def work() -> None:
+        res.pending = int(wh.scalar(f"SELECT COUNT(*) FROM {staging} WHERE {pending}") or 0)
+        if not res.pending:
+            return
+        res.null_keys = int(
+            wh.scalar(f"SELECT COUNT(*) FROM {staging} WHERE {pending} AND ({no_key})") or 0
+        )
+        wh.execute(
+            f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {staging} AS s "
+            f"WHERE s.{pending} AND {match})"
+        )
+        checkpoint("consolidate.after_delete")
+        res.merged = wh.execute_count(
+            f"INSERT INTO {target} ({names}) SELECT {names} FROM ("
+            f"SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {keys} "
+            f"ORDER BY {', '.join(newest)}) AS {wh.q('_tl_rn')} "
+            f"FROM {staging} WHERE {pending} AND {has_key}) AS d "
+            f"WHERE {wh.q('_tl_rn')} = 1"
+        )
+        wh.execute(f"UPDATE {staging} SET {wh.q(PROCESSED_COL)} = ? WHERE {pending}", (now,))
+        checkpoint("consolidate.before_merge_commit")
+
+    wh.run_transaction(work)
+    checkpoint("consolidate.after_merge_commit")
+    return res
+
+
+def pending_rows(wh: Warehouse, c: ConsolidationConfig) -> int:
+    if not wh.table_exists(c.target_schema, c.staging):
+        return 0
+    staging = wh.t(c.target_schema, c.staging)
+    return int(
+        wh.scalar(f"SELECT COUNT(*) FROM {staging} WHERE {wh.q(PROCESSED_COL)} IS NULL") or 0
+    )
+
+
+def purge_staging(wh: Warehouse, c: ConsolidationConfig, now: dt.datetime) -> int:
+    """Delete staging rows processed more than `staging_retention_seconds` before `now`."""
+    if not wh.table_exists(c.target_schema, c.staging):
+        return 0
+    cutoff = now - dt.timedelta(seconds=c.staging_retention_seconds)
+    staging = wh.t(c.target_schema, c.staging)
+    with wh.transaction():
+        return wh.execute_count(f"DELETE FROM {staging} WHERE {wh.q(PROCESSED_COL)} < ?", (cutoff,))
