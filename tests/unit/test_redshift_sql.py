@@ -379,6 +379,10 @@ def test_sql_command_prints_the_plan(cfg: Config, tmp_path: Path) -> None:
     assert "FORMAT AS PARQUET\nMANIFEST;" in result.output
     bad = CliRunner().invoke(main, ["sql", "-c", str(path), "nope"])
     assert bad.exit_code == 2 and "knows:" in bad.output
+    # --target-schema means what it means on every other command
+    moved = CliRunner().invoke(main, ["sql", "-c", str(path), "--target-schema", "shard_2", "sync"])
+    assert moved.exit_code == 0, moved.output
+    assert '"shard_2"."uni_tracking_info_raw"' in moved.output
 
 
 # ------------------------------------------------------------------ the cycle's mart steps

@@ -3,16 +3,14 @@ every statement a command would run, so a DBA can review it before the first pro
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
+
+from trackline.config import Config
+from trackline.options import handle_errors, pipeline_config
 
 
 def register(main: click.Group) -> None:
-    from trackline.cli import config_option, handle_errors
-
     @main.command("sql")
-    @config_option
     @click.option(
         "--engine",
         type=click.Choice(["redshift"]),
@@ -33,8 +31,9 @@ def register(main: click.Group) -> None:
     @click.argument("command")
     @click.argument("tables", nargs=-1)
     @handle_errors
+    @pipeline_config
     def sql(
-        config_path: Path,
+        cfg: Config,
         engine: str,
         iam_role: str | None,
         stage_url: str | None,
@@ -50,10 +49,8 @@ def register(main: click.Group) -> None:
         work to do, with one history period (the current half-year). Each script runs top to
         bottom on an empty database when the scripts run in the order above.
         """
-        from trackline.config import load_config
         from trackline.sqlplan import placeholders, render_plan
 
-        cfg = load_config(config_path)
         statements = render_plan(cfg, command, tables, iam_role=iam_role, stage_url=stage_url)
         for note in placeholders(cfg, iam_role=iam_role, stage_url=stage_url):
             click.echo(f"note: {note}", err=True)
