@@ -147,8 +147,9 @@ def _planned_behind(cfg: Config, rec: Recorder) -> Check:
                 marks[rt.key] = Watermark(ts=src.now(unix), id=1).to_json()
 
     def state_answer(sql: str, params: tuple[Any, ...]) -> Any:
-        if "watermarks" in sql and params and params[0] in marks:
-            return [(None, marks[params[0]], 0, 0, None)]
+        if "watermarks" in sql and len(params) == 3 and params[0] in marks:
+            # StateStore.get: source_db, strategy, value, last_batch_id, rows_total, updated_at
+            return [(params[1], None, marks[params[0]], 0, 0, None)]
         if "wm_from" in sql:
             return [(Watermark().to_json(),)]
         return []
@@ -211,7 +212,7 @@ def _ledger(cfg: Config, rec: Recorder) -> dict[str, list[tuple[Any, ...]]]:
                 batch_id = int(path.removesuffix(".parquet").rpartition("_")[2])
                 manifest = stage.uri(path.removesuffix(".parquet") + ".manifest")
                 files = json.dumps([stage.uri(path)])
-                rows.append((batch_id, 0, "", files, manifest, None))
+                rows.append((batch_id, 0, "", files, manifest, None, rt.source_db))
         out[rt.key] = rows
     return out
 
