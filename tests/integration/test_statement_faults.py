@@ -582,6 +582,7 @@ def test_kill_after_every_statement_of_every_command(
 
 
 @pytest.mark.servers
+@pytest.mark.slow
 def test_hard_kill_at_statements_in_a_subprocess(
     tmp_path: Path, pg_db: PgDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -634,6 +635,7 @@ def test_hard_kill_at_statements_in_a_subprocess(
         src.close()
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="alerts are sent at most once: a check killed after it recorded a failure is "
