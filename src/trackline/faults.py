@@ -21,7 +21,9 @@ cleanup code can write what a killed process never would.
 Named steps (grep for ``checkpoint("``): sync.after_extract, sync.after_stage,
 sync.before_commit, sync.after_commit, sync.after_widen, mart.after_widen, mart.after_insert,
 mart.after_reactivate, mart.after_archive, mart.after_check, mart.before_commit,
-migrate.before_commit.
+migrate.before_commit, consolidate.after_read, consolidate.before_stage_commit,
+consolidate.after_input (once per input), consolidate.after_delete,
+consolidate.before_merge_commit, consolidate.after_merge_commit.
 """
 
 from __future__ import annotations

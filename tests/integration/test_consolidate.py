@@ -440,3 +440,45 @@ def test_it_never_overlaps_a_cycle(mysql_db: MySQLDb, pg_db: Any, tmp_path: Path
         assert not cycle.table_exists("public", "parcel_detail_tool")
     run_ok(cfg)
     assert target(cfg) == oracle(mysql_db)
+
+
+def test_failed_and_zero_row_runs_are_alerted_once(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """The run-level checks `trackline run` evaluates after every job: a zero-row hour is
+    one failure (alerted once, not again while it lasts), a failed run is blocking, and both
+    pass again after a run that merges rows."""
+    from trackline.quality.run import run_level_alerts
+
+    cfg = setup(
+        mysql_db,
+        (DuckDBWarehouse(path=tmp_path / "w.duckdb"), StageConfig(url=str(tmp_path / "s"))),
+    )
+    hours = Hours(mysql_db)
+
+    def evaluate() -> dict[str, tuple[str, bool]]:
+        with warehouse(cfg) as wh:
+            report = run_level_alerts(cfg, wh)
+        return {
+            r.name.removeprefix("consolidate.parcel_detail."): (r.status, r.is_new)
+            for r in report.results
+            if r.name.startswith("consolidate.")
+        }
+
+    hours.hour(1)
+    run_ok(cfg)
+    assert evaluate() == {n: ("pass", False) for n in ("failed", "slow", "zero_rows")}
+    run_ok(cfg)  # a quiet hour
+    assert evaluate()["zero_rows"] == ("fail", True)
+    run_ok(cfg)  # still quiet: the same failure, not alerted again
+    assert evaluate()["zero_rows"] == ("fail", False)
+    mysql_db.execute("RENAME TABLE uni_tracking_spath TO spath_gone")
+    with warehouse(cfg) as wh:
+        (res,) = consolidate(cfg, wh)
+    assert not res.ok
+    got = evaluate()
+    assert got["failed"] == ("fail", True)
+    mysql_db.execute("RENAME TABLE spath_gone TO uni_tracking_spath")
+    hours.hour(2)
+    run_ok(cfg)
+    got = evaluate()
+    assert got["failed"][0] == "pass" and got["zero_rows"][0] == "pass"
+    assert target(cfg) == oracle(mysql_db)

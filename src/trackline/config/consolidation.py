@@ -68,6 +68,8 @@ class ConsolidationConfig(Model):
     inputs: list[ConsolidationInput] = Field(min_length=1)
     staging_retention_seconds: int = Field(default=WEEK_SECONDS, ge=0)
     """Processed staging rows are deleted by the daily maintenance once older than this."""
+    slow_seconds: int = Field(default=1800, gt=0)
+    """A run slower than this is reported (`consolidate.<name>.slow`, warning)."""
     dist_key: Ident | None = None
     """Redshift DISTKEY of the target (and the staging table)."""
     sort_key: list[Ident] | None = None

@@ -20,6 +20,7 @@ from trackline.quality.checks import (
     _upper_of,
     freshness_check,
 )
+from trackline.quality.consolidation import consolidation_checks
 from trackline.state import StateStore, utcnow
 from trackline.sync import resolve
 
@@ -235,9 +236,10 @@ def reconcile_check(cfg: Config, name: str) -> Check:
 
 def alert_checks(cfg: Config, wh: Warehouse) -> list[Check]:
     """What `trackline run` evaluates after every job, to alert at once: failed, slow and
-    zero-row cycles, and each retention group's freshness."""
+    zero-row cycles and consolidation runs, and each retention group's freshness."""
     wanted = ("runs.failed_cycle", "runs.slow_cycle", "runs.zero_row_cycle")
     out = [c for c in run_checks_of(cfg, wh) if c.name in wanted]
+    out += consolidation_checks(cfg, wh)
     for g in cfg.marts:
         if wh.table_exists(g.schema_, g.anchor.table):
             anchor = wh.t(g.schema_, g.anchor.table)

@@ -291,7 +291,16 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
         raise ConfigError("`trackline sql consolidate`: the config declares no `consolidations:`")
     worker = PlanConsolidator(cfg, rec)
     worker.stage = rec.plan_stage
-    rec.answer = lambda sql, params: [(1,)] if sql.startswith("SELECT COUNT(*)") else []
+    worker.state.ensure()  # on an empty database, before the answers below
+    staging = {rec.t(c.target_schema, c.staging) for c in todo}
+
+    def pending(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        # the merge finds rows pending in the staging table
+        if sql.startswith("SELECT COUNT(*)") and any(f"FROM {s} " in sql for s in staging):
+            return [(1,)]
+        return []
+
+    rec.answer = pending
     try:
         for c in todo:
             res = worker.run(c)
