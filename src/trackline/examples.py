@@ -132,6 +132,32 @@ marts:
         history_name: uts
         sort_key: [pathTime, code, order_id]
 
+consolidations:                   # `trackline consolidate`: N inputs merged into one table by key
+  - name: parcel_detail
+    target_schema: settlement_public
+    target_table: parcel_detail_tool
+    key: [source_kind, event_id]  # one row per scan event of either table
+    dist_key: order_id
+    staging_retention_seconds: 604800   # processed staging rows kept 7 days, then purged
+    inputs:                       # every input must produce the same columns and types
+      # Each input has its own (time, id) cursor. Prefer a time the database stamps on
+      # insert/update where the table has one: a scan written late with an old pathTime is
+      # then still read. LEFT JOIN: a scan whose order row arrives later is not lost.
+      - name: spath
+        source: kuaisong
+        query: >-
+          SELECT s.id AS event_id, s.order_id, s.code, s.pathTime, u.state
+          FROM uni_tracking_spath s LEFT JOIN uni_tracking_info u ON u.order_id = s.order_id
+        cdc: {cursor: pathTime, id: event_id}
+        constants: {source_kind: spath}
+      - name: addon
+        source: kuaisong
+        query: >-
+          SELECT a.id AS event_id, a.order_id, a.code, a.pathTime, u.state
+          FROM uni_tracking_addon_spath a LEFT JOIN uni_tracking_info u ON u.order_id = a.order_id
+        cdc: {cursor: pathTime, id: event_id}
+        constants: {source_kind: addon}
+
 quality:
   freshness_seconds: 3600         # newest anchor row vs the source clock
   slow_cycle_seconds: 600
@@ -155,4 +181,5 @@ schedule:                         # `trackline run`
   cycle_minutes: 15
   checks_hour: 3                  # UTC
   maintenance_hour: 4
+  consolidation_minutes: 60       # every consolidation, after the cycle, never beside it
 """

@@ -27,6 +27,12 @@ def test_init_writes_a_config_that_validates(tmp_path: Path) -> None:
     assert g.anchor.table == "mart_uni_tracking_info"
     assert [f.kind for f in g.followers] == ["one_per_key", "events"]
     assert set(cfg.sources) == {"kuaisong", "uniods"}
+    (c,) = cfg.consolidations
+    assert (c.target_table, [i.name for i in c.inputs]) == (
+        "parcel_detail_tool",
+        ["spath", "addon"],
+    )
+    assert [i.constants for i in c.inputs] == [{"source_kind": "spath"}, {"source_kind": "addon"}]
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
