@@ -482,3 +482,48 @@ def test_failed_and_zero_row_runs_are_alerted_once(mysql_db: MySQLDb, tmp_path: 
     got = evaluate()
     assert got["failed"][0] == "pass" and got["zero_rows"][0] == "pass"
     assert target(cfg) == oracle(mysql_db)
+
+
+def test_explain_tells_index_range_from_full_scan(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """`trackline explain parcel_detail`: with the (update_time, id) index each input's hourly
+    read is an index range; without it, a full scan with the CREATE INDEX that fixes it."""
+    from trackline.jobs.explain import explain
+
+    cfg = setup(
+        mysql_db,
+        (DuckDBWarehouse(path=tmp_path / "w.duckdb"), StageConfig(url=str(tmp_path / "s"))),
+    )
+    hours = Hours(mysql_db)
+    orders = hours.orders(3000)
+    for table in ("uni_tracking_spath", "uni_tracking_addon_spath"):  # history: days old
+        mysql_db.executemany(
+            f"INSERT INTO {table} (order_id, trace_seq, path_time, path_info, update_time) "
+            "VALUES (%s, 1, NOW(6) - INTERVAL 3 DAY, 'old', NOW(6) - INTERVAL 3 DAY)",
+            [(o,) for o in orders],
+        )
+        mysql_db.execute(f"ANALYZE TABLE {table}")
+    hours.hour(1)
+    with warehouse(cfg) as wh:
+        found = {e.what: e for e in explain(cfg, wh, "parcel_detail")}
+    assert set(found) == {
+        "consolidation parcel_detail, input spath",
+        "consolidation parcel_detail, input addon",
+    }
+    for e in found.values():
+        assert e.ok, e.plan
+        assert {p["type"] for p in e.plan} <= {"range", "eq_ref"}, e.plan
+        assert "ix_update" in {p["key"] for p in e.plan}
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath DROP INDEX ix_update")
+    with warehouse(cfg) as wh:
+        found = {e.what: e for e in explain(cfg, wh, "parcel_detail")}
+    addon = found["consolidation parcel_detail, input addon"]
+    assert addon.scans == ["e"] and not addon.ok
+    assert addon.suggest == (
+        "CREATE INDEX `ix_uni_tracking_addon_spath_update_time_id` ON "
+        "`uni_tracking_addon_spath` (`update_time`, `id`)"
+    )
+    assert found["consolidation parcel_detail, input spath"].ok
+    # the suggestion, applied as printed, makes the read a range again
+    mysql_db.execute(addon.suggest)
+    with warehouse(cfg) as wh:
+        assert all(e.ok for e in explain(cfg, wh, "parcel_detail"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from trackline.cli import config_option, handle_errors, log_option
 from trackline.config import load_config
+from trackline.options import config_option, handle_errors, log_option
 
 
 def register(main: click.Group) -> None:

@@ -1,4 +1,4 @@
-"""`trackline reconcile TABLE [--apply]`."""
+"""`trackline reconcile TABLE [--apply]` and `trackline explain [NAME]`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,37 @@ from trackline.options import handle_errors, log_option, pipeline_config
 
 
 def register(main: click.Group) -> None:
+    @main.command()
+    @click.argument("name", required=False)
+    @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON.")
+    @handle_errors
+    @pipeline_config
+    def explain(cfg: Config, name: str | None, as_json: bool) -> None:
+        """EXPLAIN every extraction query sent to MySQL (tables with a cursor and consolidation
+        inputs; NAME: one of them), with the watermark in the state (else a last-hour read):
+        index range or full scan, and the index that fixes a scan. Exit 1 on a scan."""
+        from trackline.jobs.explain import explain as run
+        from trackline.load import open_warehouse
+
+        wh = open_warehouse(cfg.warehouse)
+        wh.connect()
+        try:
+            found = run(cfg, wh, name)
+        finally:
+            wh.close()
+        if as_json:
+            click.echo(json.dumps([e.as_dict() for e in found], default=str))
+        else:
+            for e in found:
+                verdict = "index range" if e.ok else f"FULL SCAN of {', '.join(e.scans)}"
+                click.echo(f"{e.what}: {verdict} (from {e.watermark})")
+                for p in e.plan:
+                    click.echo(f"  {p['table']}: {p['type']} key={p['key']} rows={p['rows']}")
+                if e.suggest:
+                    click.echo(f"  fix: {e.suggest};")
+        if not all(e.ok for e in found):
+            sys.exit(1)
+
     @main.command()
     @log_option
     @click.argument("table")
