@@ -531,3 +531,24 @@ def warehouse_config(
         return DuckDBWarehouse(path=tmp_path / "wh.duckdb")
     pg: PgDb = request.getfixturevalue("pg_db")
     return pg.warehouse_config()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redshift_statements() -> Iterator[Any]:
+    """Check every statement the compat-mode Redshift adapter sent during the session against
+    what Redshift accepts (tests/redshift_recorder.py); any finding fails the run."""
+    from tests.redshift_recorder import recording
+
+    with recording() as statements:
+        yield statements
+    bad = statements.problems()
+    if bad:
+        lines = [
+            f"- {sql}\n    {'; '.join(why)} (first sent by {test})"
+            for sql, (test, why) in bad.items()
+        ]
+        pytest.fail(
+            f"{len(bad)} statement(s) sent in Redshift compat mode would be refused by Redshift:\n"
+            + "\n".join(lines),
+            pytrace=False,
+        )

@@ -5,7 +5,8 @@ with sqlglot's redshift dialect; no TRUNCATE (it commits) and no VACUUM/ANALYZE 
 transaction; ALTER COLUMN … TYPE only to a VARCHAR(n) and never inside a transaction; no
 ``NOT IN (SELECT``, ``IS DISTINCT FROM`` or ``ON CONFLICT``; no index; bound
 parameters only in SELECT/INSERT/UPDATE/DELETE (the statements Redshift's PREPARE takes);
-windows ordered; no LIMIT in a subquery; and no correlated subquery Redshift cannot
+windows ordered; no LIMIT in a subquery; every parameter in a select list CAST (an uncast one
+stays of type `unknown` on Redshift); and no correlated subquery Redshift cannot
 decorrelate (a reference that skips a query block, or one from a subquery holding a window
 function; see "Correlated subqueries" in the Redshift developer guide).
 """
@@ -89,6 +90,21 @@ def correlation_problems(tree: exp.Expr) -> list[str]:
     return out
 
 
+def uncast_select_parameters(tree: exp.Expr) -> list[str]:
+    """Bound parameters in a select list that are not CAST themselves: Redshift's planner
+    leaves them of type `unknown` ("Invalid type: 705", aws/amazon-redshift-python-driver#59)."""
+    out = []
+    for sel in tree.find_all(exp.Select):
+        for column in sel.expressions:
+            for p in column.find_all(exp.Placeholder):
+                parent = p.parent
+                while isinstance(parent, exp.Paren):
+                    parent = parent.parent
+                if not isinstance(parent, exp.Cast):
+                    out.append(f"uncast parameter in a select list: {column.sql('redshift')}")
+    return out
+
+
 def redshift_problems(s: Sent) -> list[str]:
     """Why Redshift would refuse (or misrun) this statement; [] when it would not."""
     problems = []
@@ -127,4 +143,4 @@ def redshift_problems(s: Sent) -> list[str]:
     for sub in tree.find_all(exp.Select):
         if _block(sub) is not None and sub.args.get("limit"):
             problems.append("LIMIT in a subquery")
-    return problems + correlation_problems(tree)
+    return problems + correlation_problems(tree) + uncast_select_parameters(tree)

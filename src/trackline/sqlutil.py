@@ -43,3 +43,21 @@ def parses(sql: str, dialect: str) -> bool:
     except sqlglot.errors.ParseError:
         return False
     return True
+
+
+def replace_placeholders(sql: str, dialect: str, replacements: list[str]) -> str:
+    """`sql` with its ``?`` markers replaced, in order, by `replacements` (SQL text). Markers
+    are found by sqlglot's tokenizer, so a ``?`` inside a string literal or a quoted name is
+    left alone; everything else keeps its exact text."""
+    from sqlglot.tokens import TokenType
+
+    marks = [
+        t for t in sqlglot.tokenize(sql, read=dialect) if t.token_type == TokenType.PLACEHOLDER
+    ]
+    if len(marks) != len(replacements):
+        raise ValueError(f"{len(marks)} parameter markers, {len(replacements)} replacements")
+    out, pos = [], 0
+    for t, text in zip(marks, replacements, strict=True):
+        out += [sql[pos : t.start], text]
+        pos = t.end + 1
+    return "".join(out) + sql[pos:]

@@ -103,10 +103,15 @@ def reset_table_on(
     rt = resolve(cfg, cfg.table(name), source_db, target_schema)
     state = StateStore(wh, cfg.state_schema)
     state.ensure()
-    with wh.lock(f"sync:{rt.key}"), wh.transaction():
+
+    def reset() -> list[str]:
         dropped = state.reset(rt.key)
         if wh.table_exists(rt.target_schema, rt.target):
             wh.delete_all(rt.target_schema, rt.target)
+        return dropped
+
+    with wh.lock(f"sync:{rt.key}"):
+        dropped = wh.run_transaction(reset)  # rerun whole after a conflict
     return rt.key, [db for db in dropped if db not in (rt.source_db, LEGACY_SOURCE)]
 
 
@@ -170,15 +175,18 @@ def replay_table_on(
                     f"{data.num_rows} rows, the ledger says {b['row_count']}"
                 )
             staged = StagedFiles(tuple(b["files"]), b["manifest"], b["checksum"])
-            target = wh.t(rt.target_schema, rt.target)
-            with wh.transaction():
+
+            def load(
+                data: pa.Table = data, staged: StagedFiles = staged, batch: int = b["batch_id"]
+            ) -> None:
                 if t.write_mode == "merge" and pk:
                     merge_into(wh, rt.target_schema, rt.target, data, staged, list(pk))
                 else:
-                    wh.execute(
-                        f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?", (b["batch_id"],)
-                    )
+                    target = wh.t(rt.target_schema, rt.target)
+                    wh.execute(f"DELETE FROM {target} WHERE {wh.q(BATCH_COL)} = ?", (batch,))
                     wh.append_arrow(rt.target_schema, rt.target, data, staged)
+
+            wh.run_transaction(load)  # DELETE + load of one batch, rerun whole after a conflict
             n += 1
             rows += data.num_rows
     return n, rows

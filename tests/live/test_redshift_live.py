@@ -13,6 +13,12 @@ Each test works in schemas of its own (``tl_live_<random>``) and drops them afte
 sync test also creates ``trackline.locks`` if it is missing (the lock table every trackline run
 on the cluster shares), and leaves it.
 
+`test_every_command_on_a_real_cluster` runs the scenario of `tests/redshift_scenario.py` (the
+one `tests/integration/test_redshift_scenario.py` runs in compat mode on every CI run): several
+mart cycles with archiving and reactivation, `trackline check`, reconcile, replay, reset and
+maintenance, in schemas ``tl_live_<random>_raw|mart|trackline``, and prints a summary of what
+ran.
+
 When the variables are not set, the whole module is skipped. That is the one skip allowed even
 under ``CI=true``: no Redshift cluster can exist on a CI machine, and the same adapter is proven
 there by `tests/unit/test_redshift_sql.py` (sqlglot) and `tests/integration/
@@ -44,6 +50,7 @@ if not all(os.environ.get(v) for v in ENV):
 
 from psycopg.conninfo import conninfo_to_dict  # noqa: E402
 
+from tests.redshift_scenario import run_scenario, scenario_config  # noqa: E402
 from trackline.config import Config, RedshiftWarehouse, StageConfig  # noqa: E402
 from trackline.errors import LockBusy  # noqa: E402
 from trackline.extract.types import json_field  # noqa: E402
@@ -52,8 +59,16 @@ from trackline.load.redshift import Redshift  # noqa: E402
 from trackline.stage import Stage  # noqa: E402
 from trackline.sync import sync  # noqa: E402
 
+SCENARIO_SCHEMAS = ("raw", "mart", "trackline")
+"""Schemas of `run_scenario` (prefixed with the run's name)."""
+
 
 def _warehouse(**overrides: Any) -> RedshiftWarehouse:
+    return RedshiftWarehouse(**_warehouse_values(**overrides))
+
+
+def _warehouse_values(**overrides: Any) -> dict[str, Any]:
+    """The warehouse config as plain data (with the password: it goes into a `Config`)."""
     dsn = conninfo_to_dict(os.environ["TRACKLINE_REDSHIFT_DSN"])
     values: dict[str, Any] = {
         "host": dsn["host"],
@@ -64,7 +79,7 @@ def _warehouse(**overrides: Any) -> RedshiftWarehouse:
         "iam_role": os.environ["TRACKLINE_REDSHIFT_IAM_ROLE"],
     }
     values.update(overrides)
-    return RedshiftWarehouse(**values)
+    return values
 
 
 def _stage(run: str) -> StageConfig:
@@ -79,7 +94,7 @@ def run() -> Iterator[str]:
     wh = open_warehouse(_warehouse())
     wh.connect()
     try:
-        for schema in (name, f"{name}_state"):
+        for schema in (name, f"{name}_state", *(f"{name}_{s}" for s in SCENARIO_SCHEMAS)):
             wh.execute(f"DROP SCHEMA IF EXISTS {wh.q(schema)} CASCADE")
     finally:
         wh.close()
@@ -308,3 +323,19 @@ def test_staged_timestamps_and_decimals_read_back_exactly(wh: Redshift, run: str
         assert wh.append_arrow(run, "ts", data, staged) == 3
     rows = wh.query(f'SELECT "at", "big" FROM {wh.t(run, "ts")} ORDER BY "id"')
     assert [r[0] for r in rows] == at and [r[1] for r in rows] == big
+
+
+def test_every_command_on_a_real_cluster(
+    tmp_path: Path, run: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The compat suite's scenario (tests/redshift_scenario.py) on the cluster: cycles with
+    archiving and reactivation, `trackline check`, reconcile (+ apply), replay, reset + sync,
+    maintenance. Prints what ran."""
+    stage = {"url": _stage(run).url}
+    cfg, src = scenario_config(tmp_path, _warehouse_values(), stage, prefix=f"{run}_")
+    try:
+        summary = run_scenario(cfg, src)
+    finally:
+        src.close()
+    with capsys.disabled():
+        print("\nlive Redshift scenario:\n  " + "\n  ".join(summary))

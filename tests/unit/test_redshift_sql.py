@@ -8,8 +8,10 @@ Redshift adapter that records instead of executing. Every statement must parse w
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -579,7 +581,8 @@ def test_cycle_plan_anchor_replace_reactivate_archive_check_trim(cycle_sql: list
     )
     departures = chunk.index(
         'INSERT INTO "trackline"."order_tracking_departures" ("order_id", period, seq) '
-        f'SELECT {mart}."order_id", ?, ? FROM {mart} WHERE {cond}'
+        f'SELECT {mart}."order_id", CAST(? AS VARCHAR(65535)), CAST(? AS BIGINT) '
+        f"FROM {mart} WHERE {cond}"
     )
     trim = chunk.index(f"DELETE FROM {mart} WHERE {cond}")
     assert o < archive < c < opened < departures < trim
@@ -710,6 +713,25 @@ def test_the_checks_catch_what_redshift_refuses() -> None:
     assert redshift_problems(accepted) == []
 
 
+def test_the_checks_catch_an_uncast_parameter_in_a_select_list() -> None:
+    """Redshift types a bare ``?`` in a select list `unknown` (oid 705) and refuses it."""
+    refused = [
+        "INSERT INTO e (id, c) SELECT ? + ROW_NUMBER() OVER (ORDER BY x.k), ? FROM x",
+        "INSERT INTO d (k, period, seq) SELECT m.k, ?, ? FROM m WHERE m.t < ?",
+        "SELECT (?) AS a FROM t",
+    ]
+    for sql in refused:
+        assert any("uncast parameter" in p for p in redshift_problems(Sent(sql, (1,), True))), sql
+    accepted = [
+        "INSERT INTO e (id, c) SELECT CAST(? AS BIGINT) + ROW_NUMBER() OVER (ORDER BY x.k), "
+        "CAST(? AS VARCHAR(65535)) FROM x WHERE x.k > ?",
+        "INSERT INTO t (a, b) VALUES (?, ?)",
+        "SELECT a FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.k = ?)",
+    ]
+    for sql in accepted:
+        assert redshift_problems(Sent(sql, (1,), True)) == [], sql
+
+
 # ------------------------------------------------------------------ VARCHAR limit
 
 
@@ -793,6 +815,8 @@ class _DriverError(Exception):
         ),
         _DriverError("ERROR: 1023 DETAIL: Serializable isolation violation on table"),
         _DriverError("could not serialize access due to concurrent update", "40001"),
+        # SNAPSHOT isolation (the default of new clusters): another text, SQLSTATE XX000
+        _DriverError("could not complete because of conflict with concurrent transaction", "XX000"),
     ],
 )
 def test_serialization_conflict_is_retryable(exc: Exception) -> None:
@@ -896,3 +920,16 @@ def test_a_super_column_cannot_be_a_sort_or_dist_key(cycle_cfg: Config) -> None:
             t["json_columns"] = ["code"]
     with pytest.raises(ConfigError, match="sort_key of .*'code' holds JSON documents"):
         render_plan(Config.model_validate(data), "sync")
+
+
+def test_a_check_query_takes_its_shape_without_parameters() -> None:
+    """`typed_nulls`: the query of a check with parameters, for ``CREATE TABLE … AS``: each
+    marker a NULL of its value's type; a ``?`` in a string or a quoted name is not a marker."""
+    sql = "SELECT a, 'why?' AS \"q?\" FROM t WHERE b < ? AND c = ? AND d > ? AND e = ? AND f = ?"
+    shaped = _adapter().typed_nulls(sql, (dt.datetime(2026, 1, 1), 3, "x", None, Decimal("1.25")))
+    assert shaped == (
+        "SELECT a, 'why?' AS \"q?\" FROM t WHERE b < CAST(NULL AS TIMESTAMP) AND "
+        "c = CAST(NULL AS BIGINT) AND d > CAST(NULL AS VARCHAR(65535)) AND e = NULL AND "
+        "f = CAST(NULL AS DECIMAL(38,2))"
+    )
+    assert redshift_problems(Sent(f"CREATE TABLE x AS SELECT * FROM ({shaped}) s", (), True)) == []

@@ -38,24 +38,27 @@ def ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) 
     """Create the target and the staging table (same distribution; the target sorted by
     `sort_key`, default the key; staging by its batch), or check that existing ones hold
     the columns the inputs produce."""
+    wh.run_transaction(lambda: _ensure_tables(wh, c, columns))  # rerun whole on a conflict
+
+
+def _ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
     s = c.target_schema
-    with wh.transaction():
-        wh.ensure_schema(s)
-        for table, cols, sort in (
-            (c.target_table, columns, c.sort_key or c.key),
-            (c.staging, staging_columns(columns), [BATCH_COL]),
-        ):
-            if wh.table_exists(s, table):
-                have = set(wh.column_names(s, table))
-                missing = [col.name for col in cols if col.name.lower() not in have | _lower(have)]
-                if missing:
-                    raise SchemaDriftError(
-                        f"consolidation {c.name!r}: the inputs produce column(s) {missing} that "
-                        f"{s}.{table} lacks; add them to the table (ALTER TABLE … ADD COLUMN) "
-                        "or drop them from the inputs' `columns:`"
-                    )
-                continue
-            wh.create_table(s, table, cols, dist_key=c.dist_key, sort_key=sort)
+    wh.ensure_schema(s)
+    for table, cols, sort in (
+        (c.target_table, columns, c.sort_key or c.key),
+        (c.staging, staging_columns(columns), [BATCH_COL]),
+    ):
+        if wh.table_exists(s, table):
+            have = set(wh.column_names(s, table))
+            missing = [col.name for col in cols if col.name.lower() not in have | _lower(have)]
+            if missing:
+                raise SchemaDriftError(
+                    f"consolidation {c.name!r}: the inputs produce column(s) {missing} that "
+                    f"{s}.{table} lacks; add them to the table (ALTER TABLE … ADD COLUMN) "
+                    "or drop them from the inputs' `columns:`"
+                )
+            continue
+        wh.create_table(s, table, cols, dist_key=c.dist_key, sort_key=sort)
 
 
 def _lower(names: set[str]) -> set[str]:
@@ -128,5 +131,5 @@ def purge_staging(wh: Warehouse, c: ConsolidationConfig, now: dt.datetime) -> in
         return 0
     cutoff = now - dt.timedelta(seconds=c.staging_retention_seconds)
     staging = wh.t(c.target_schema, c.staging)
-    with wh.transaction():
-        return wh.execute_count(f"DELETE FROM {staging} WHERE {wh.q(PROCESSED_COL)} < ?", (cutoff,))
+    sql = f"DELETE FROM {staging} WHERE {wh.q(PROCESSED_COL)} < ?"
+    return wh.run_transaction(lambda: wh.execute_count(sql, (cutoff,)))

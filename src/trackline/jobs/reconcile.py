@@ -263,15 +263,18 @@ class _Sides:
         return {_integral(r[0]) for r in rows}
 
     def delete(self, keys: list[Any], lock: str) -> int:
+        with self.wh.lock(lock):
+            return self.wh.run_transaction(lambda: self._delete(keys))  # rerun whole on conflict
+
+    def _delete(self, keys: list[Any]) -> int:
         n = 0
-        with self.wh.lock(lock), self.wh.transaction():
-            for i in range(0, len(keys), _DELETE_PARAMS):
-                part = keys[i : i + _DELETE_PARAMS]
-                marks = ", ".join("?" for _ in part)
-                n += max(
-                    self.wh.execute_count(
-                        f"DELETE FROM {self.target} WHERE {self.tkey} IN ({marks})", tuple(part)
-                    ),
-                    0,
-                )
+        for i in range(0, len(keys), _DELETE_PARAMS):
+            part = keys[i : i + _DELETE_PARAMS]
+            marks = ", ".join("?" for _ in part)
+            n += max(
+                self.wh.execute_count(
+                    f"DELETE FROM {self.target} WHERE {self.tkey} IN ({marks})", tuple(part)
+                ),
+                0,
+            )
         return n

@@ -20,6 +20,8 @@ engines that load from the staged files themselves (Redshift's COPY); others ign
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import decimal
 import logging
 import re
 import threading
@@ -35,7 +37,7 @@ import pyarrow as pa
 from trackline import faults
 from trackline.errors import RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json, max_bytes
-from trackline.sqlutil import column_list, qualified, quote
+from trackline.sqlutil import column_list, qualified, quote, replace_placeholders
 from trackline.stage import Stage, StagedFiles
 
 log = logging.getLogger(__name__)
@@ -141,9 +143,33 @@ class Warehouse(ABC):
     @abstractmethod
     def _rollback(self) -> None: ...
 
+    RETRYABLE_SQLSTATES: ClassVar[frozenset[str]] = frozenset()
+    """SQLSTATEs of errors after which the whole transaction may simply run again."""
+    RETRYABLE_MESSAGES: ClassVar[tuple[str, ...]] = ()
+    """Regular expressions (case-insensitive) on a driver error's text with the same meaning,
+    for engines that report a conflict without a telling SQLSTATE (Redshift)."""
+    RETRY_ATTEMPTS: ClassVar[int] = 5
+    """How often `run_transaction` runs a transaction before it gives up."""
+    RETRY_BACKOFF: ClassVar[float] = 0.5
+    """Seconds before the first retry; doubled after each one, up to `RETRY_BACKOFF_CAP`."""
+    RETRY_BACKOFF_CAP: ClassVar[float] = 8.0
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether a driver error means "run the transaction again" (a conflict with a
+        concurrent transaction, a dropped connection): `RETRYABLE_SQLSTATES` / `_MESSAGES`."""
+        if getattr(exc, "sqlstate", None) in self.RETRYABLE_SQLSTATES:
+            return True
+        text = str(exc)
+        return any(re.search(p, text, re.I | re.M) for p in self.RETRYABLE_MESSAGES)
+
     def translate_error(self, exc: BaseException, sql: str) -> BaseException:
         """Map a driver error to trackline's tree (retryable or not). Engines refine this."""
         first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
+        if self.is_retryable(exc):
+            return RetryableWarehouseError(
+                f"{self.ENGINE}: conflict with a concurrent transaction or lost connection "
+                f"({exc}); the transaction was rolled back and can run again (statement: {first})"
+            )
         return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
@@ -220,25 +246,37 @@ class Warehouse(ABC):
             faults.after_statement()
 
     def run_transaction(
-        self, work: Callable[[], T], *, attempts: int = 4, backoff: float = 0.5
+        self,
+        work: Callable[[], T],
+        *,
+        attempts: int | None = None,
+        backoff: float | None = None,
     ) -> T:
-        """Run `work` in one transaction; when it is the outermost one, retry the whole
-        transaction after a retryable error (serialization conflict, e.g. Redshift error 1023;
-        a dropped connection, reopened first), waiting backoff · 2^n seconds between tries."""
+        """Run `work` in one transaction and return what it returns. Every transaction
+        trackline runs goes through here, so a retryable error (`RetryableWarehouseError`: a
+        serialization conflict such as Redshift's error 1023, a dropped connection, reopened
+        first) reruns the WHOLE of `work` in a new transaction: whatever it computed from the
+        warehouse is computed again, never a single statement replayed. Up to `attempts`
+        (`RETRY_ATTEMPTS`) runs, waiting `backoff` · 2^n seconds between them (at most
+        `RETRY_BACKOFF_CAP`). Inside another transaction `work` joins it, and the outermost
+        one is what reruns. `work` must leave no effect outside the warehouse that a second
+        run would repeat (counters are set from what it returns, or reset at its start)."""
         if self.in_transaction:
             return work()
+        attempts = self.RETRY_ATTEMPTS if attempts is None else attempts
+        backoff = self.RETRY_BACKOFF if backoff is None else backoff
         for attempt in range(1, attempts + 1):
             try:
                 with self.transaction():
                     return work()
             except RetryableWarehouseError as exc:
-                if attempt == attempts:
+                if attempt >= attempts:
                     raise
                 self.notice(
                     f"retrying after a transient {self.ENGINE} error ({exc}); "
                     f"attempt {attempt + 1} of {attempts}"
                 )
-                time.sleep(backoff * 2 ** (attempt - 1))
+                time.sleep(min(backoff * 2 ** (attempt - 1), self.RETRY_BACKOFF_CAP))
                 with contextlib.suppress(Exception):
                     if self.broken():
                         self.close()
@@ -346,6 +384,35 @@ class Warehouse(ABC):
         if pa.types.is_date(t):
             return "DATE"
         raise WarehouseError(f"{self.ENGINE}: no column type for Arrow type {t}")
+
+    def param_type(self, value: Any) -> str:
+        """The column type for a bound value of this Python type (for ``CAST(? AS …)``);
+        raises for None, whose type only its context tells."""
+        if isinstance(value, bool):
+            return self.sql_type(pa.bool_())
+        if isinstance(value, int):
+            return self.sql_type(pa.int64())
+        if isinstance(value, float):
+            return self.sql_type(pa.float64())
+        if isinstance(value, decimal.Decimal):
+            exponent = value.as_tuple().exponent
+            scale = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+            return f"DECIMAL(38,{min(scale, 37)})"
+        if isinstance(value, dt.datetime):
+            return self.TIMESTAMP_TYPE
+        if isinstance(value, dt.date):
+            return "DATE"
+        if isinstance(value, str):
+            return self.TEXT_TYPE
+        raise WarehouseError(f"{self.ENGINE}: no column type for a bound {type(value).__name__}")
+
+    def typed_nulls(self, sql: str, params: Sequence[Any]) -> str:
+        """`sql` with each ``?`` replaced by a NULL of its parameter's type (plain NULL for a
+        None): the same query's columns and types, with no bound parameter, so DDL such as
+        ``CREATE TABLE … AS`` can take its shape (Redshift prepares only SELECT, INSERT,
+        UPDATE and DELETE: https://docs.aws.amazon.com/redshift/latest/dg/r_PREPARE.html)."""
+        nulls = ["NULL" if p is None else f"CAST(NULL AS {self.param_type(p)})" for p in params]
+        return replace_placeholders(sql, self.DIALECT, nulls)
 
     def column_type(self, c: Column) -> str:
         if c.json and self.JSON_TYPE:

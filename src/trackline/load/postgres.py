@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from trackline.config import PostgresWarehouse, RedshiftWarehouse
-from trackline.errors import LockBusy, RetryableWarehouseError, WarehouseError
+from trackline.errors import LockBusy, WarehouseError
 from trackline.load.base import Column, StagedFiles, Warehouse
 
 
@@ -115,14 +115,14 @@ class Postgres(Warehouse):
     def _rollback(self) -> None:
         self.con.execute("ROLLBACK")
 
-    def translate_error(self, exc: BaseException, sql: str) -> BaseException:
+    # serialization_failure, deadlock_detected: the transaction is rolled back, run it again
+    # (https://www.postgresql.org/docs/current/mvcc-serialization-failure-handling.html)
+    RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+    def is_retryable(self, exc: BaseException) -> bool:
         import psycopg
 
-        first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
-        state = getattr(exc, "sqlstate", None)
-        if isinstance(exc, psycopg.OperationalError) or state in ("40001", "40P01"):
-            return RetryableWarehouseError(f"{self.ENGINE}: {exc} (statement: {first})")
-        return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
+        return isinstance(exc, psycopg.OperationalError) or super().is_retryable(exc)
 
     # ------------------------------------------------------------------ loading
 

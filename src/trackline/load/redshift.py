@@ -34,7 +34,9 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
 - Only SELECT, INSERT, UPDATE and DELETE take bound parameters (Redshift's PREPARE): DDL,
   including ``CREATE TABLE … AS``, is sent without any, so temp tables are created, then
   filled by an INSERT.
-- A serialization conflict (error 1023, SQLSTATE 40001) is a `RetryableWarehouseError`.
+- A conflict with a concurrent transaction (error 1023 under SERIALIZABLE isolation, its
+  SNAPSHOT isolation text, SQLSTATE 40001 in compat mode) is a `RetryableWarehouseError`:
+  every transaction trackline runs is rerun whole (`Warehouse.run_transaction`).
 - No advisory locks: `lock` keeps one row per held lock in ``trackline.locks`` (`TableLock`).
 - Quoted identifiers keep their case (``enable_case_sensitive_identifier``), as in PostgreSQL
   and DuckDB, so mixed-case source columns (``pathTime``) keep their names. Readers must
@@ -88,8 +90,6 @@ if TYPE_CHECKING:
 
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}")
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?")
-# Redshift: "ERROR: 1023 DETAIL: Serializable isolation violation on table - …"
-_SERIALIZATION = re.compile(r"^\s*(ERROR:\s*)?1023\b|serializable isolation violation", re.I)
 _DENIED_OR_MISSING = frozenset({"42501", "42P01"})  # insufficient privilege, undefined table
 
 
@@ -163,6 +163,9 @@ class Redshift(TableLock, Postgres):
     the type the batch is cast to before COPY (times of day become text, see `TYPE_MAP`)."""
     SESSION_SETUP: ClassVar[tuple[str, ...]] = ("SET enable_case_sensitive_identifier TO true",)
     VACUUM_UNSORTED_PCT: ClassVar[float] = 10.0
+    VACUUM_BUSY: ClassVar[re.Pattern[str]] = re.compile(r"VACUUM is running|other vacuum", re.I)
+    """The error of a VACUUM started while another one runs ("VACUUM is running", hint
+    "re-execute after other vacuum finished"; SQLSTATE 0A000): a skip, not a failure."""
     ANALYZE_STATS_OFF_PCT: ClassVar[float] = 10.0
 
     config: RedshiftWarehouse
@@ -196,13 +199,27 @@ class Redshift(TableLock, Postgres):
     def session_setup(self) -> tuple[str, ...]:
         return () if self.compat else self.SESSION_SETUP
 
+    # Concurrent writers conflict differently under the two isolation levels a Redshift
+    # database may have (https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html;
+    # SNAPSHOT is the default of new clusters and workgroups): SERIALIZABLE aborts with
+    # "ERROR: 1023 DETAIL: Serializable isolation violation on table …" (the page's "How to fix
+    # serializable isolation errors": retry the aborted transaction), SNAPSHOT with "could not
+    # complete because of conflict with concurrent transaction" under the unspecific SQLSTATE
+    # XX000 (as reported to AWS's own driver, aws/amazon-redshift-jdbc-driver#147). Both roll
+    # the transaction back; `run_transaction` runs it again.
+    RETRYABLE_MESSAGES = (
+        r"^\s*(ERROR:\s*)?1023\b",
+        r"serializable isolation violation",
+        r"conflict with concurrent transaction",
+    )
+
     def translate_error(self, exc: BaseException, sql: str) -> BaseException:
-        if getattr(exc, "sqlstate", None) == "40001" or _SERIALIZATION.search(str(exc)):
+        if Warehouse.is_retryable(self, exc):  # a conflict (not a lost connection)
             first = sql.strip().splitlines()[0][:160] if sql.strip() else ""
             return RetryableWarehouseError(
-                f"{self.ENGINE}: serialization conflict with a concurrent transaction "
-                "(Redshift error 1023, SQLSTATE 40001); the transaction was rolled back and "
-                f"can be run again (statement: {first})"
+                f"{self.ENGINE}: conflict with a concurrent transaction (Redshift error 1023 or "
+                f"its SNAPSHOT isolation form; SQLSTATE 40001 in compat mode): {exc}; the "
+                f"transaction was rolled back and can run again (statement: {first})"
             )
         return super().translate_error(exc, sql)
 
@@ -530,7 +547,9 @@ class Redshift(TableLock, Postgres):
 
     def maintenance(self, schema: str, table: str) -> list[str]:
         """VACUUM when over 10% of the rows are unsorted, ANALYZE when statistics are over 10%
-        stale (``svv_table_info``); ANALYZE only if that view may not be read."""
+        stale (``svv_table_info``); ANALYZE only if that view may not be read. A VACUUM refused
+        because another one is running on the cluster is skipped with a notice (listed as
+        ``skipped VACUUM …``), not an error."""
         if self.in_transaction:
             raise WarehouseError(
                 "VACUUM and ANALYZE cannot run inside a transaction on Redshift; call "
@@ -559,9 +578,28 @@ class Redshift(TableLock, Postgres):
                 todo.append(f"VACUUM {target}")
             if stats_off > self.ANALYZE_STATS_OFF_PCT:
                 todo.append(f"ANALYZE {target}")
+        ran = []
         for sql in todo:
-            self.execute(sql)
-        return todo
+            try:
+                self.execute(sql)
+            except WarehouseError as exc:
+                if not sql.startswith("VACUUM") or not self._vacuum_busy(exc):
+                    raise
+                # One VACUUM per cluster at a time: a second one gets an error
+                # (https://docs.aws.amazon.com/redshift/latest/dg/r_VACUUM_command.html, usage
+                # notes). The table waits for the next maintenance run; nothing failed.
+                self.notice(
+                    f"maintenance of {schema}.{table}: VACUUM skipped, another VACUUM is "
+                    "running on the cluster (Redshift runs one at a time); the next "
+                    "maintenance run will do it"
+                )
+                ran.append(f"skipped {sql}: another VACUUM is running")
+                continue
+            ran.append(sql)
+        return ran
+
+    def _vacuum_busy(self, exc: WarehouseError) -> bool:
+        return bool(self.VACUUM_BUSY.search(str(exc.__cause__ or exc)))
 
 
 def with_json(data: pa.Table, names: set[str]) -> pa.Table:

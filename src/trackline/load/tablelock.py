@@ -150,13 +150,16 @@ class TableLock(Warehouse):
     def _lock_table(self) -> str:
         table = self.t(self.lock_schema, self.LOCK_TABLE)
         if not self._lock_ready:
-            with self.transaction():
+
+            def create() -> None:
                 self.ensure_schema(self.lock_schema)
                 self.execute(
                     f"CREATE TABLE IF NOT EXISTS {table} ({self.q('name')} VARCHAR(512) NOT NULL, "
                     f"holder VARCHAR(512) NOT NULL, acquired_at {self.TIMESTAMP_TYPE} NOT NULL, "
                     f"PRIMARY KEY ({self.q('name')}))"
                 )
+
+            self.run_transaction(create)
             self._lock_ready = True
         return table
 

@@ -118,6 +118,7 @@ def trim_raw(cfg: Config, wh: Warehouse, plan: bool = False) -> dict[str, int]:
     `plan`: the warehouse answers no rows (`trackline sql`); show the DELETE anyway."""
     state = StateStore(wh, cfg.state_schema)
     out: dict[str, int] = {}
+    b = wh.q(BATCH_COL)
     for name, readers in raw_consumers(cfg).items():
         t = cfg.table(name)
         if not t.cdc.cursor:
@@ -127,11 +128,14 @@ def trim_raw(cfg: Config, wh: Warehouse, plan: bool = False) -> dict[str, int]:
             continue
         consumed = min(state.mart_progress(m, k) for m, k in readers)
         keep = t.raw_retention_seconds or cfg.defaults.raw_retention_seconds
-        ref, cur, b = wh.t(rt.target_schema, rt.target), wh.q(t.cdc.cursor), wh.q(BATCH_COL)
-        with wh.transaction():
+        ref, cur = wh.t(rt.target_schema, rt.target), wh.q(t.cdc.cursor)
+
+        def trim(
+            ref: str = ref, cur: str = cur, consumed: int = consumed, keep: int = keep
+        ) -> int | None:
             top = wh.scalar(f"SELECT MAX({cur}) FROM {ref}")
             if top is None and not plan:
-                continue
+                return None
             cutoff = None if top is None else shift(top, keep)  # plan: a bound parameter
             n = int(
                 wh.scalar(
@@ -141,7 +145,11 @@ def trim_raw(cfg: Config, wh: Warehouse, plan: bool = False) -> dict[str, int]:
             )
             if n or plan:
                 wh.execute(f"DELETE FROM {ref} WHERE {b} <= ? AND {cur} < ?", (consumed, cutoff))
-        out[rt.key] = n
+            return n
+
+        n = wh.run_transaction(trim)  # computed again if a conflict reruns it
+        if n is not None:
+            out[rt.key] = n
     return out
 
 

@@ -54,8 +54,7 @@ class GroupEngine(FollowerSteps):
 
     def run(self) -> list[MartStats]:
         specs = self.widen()  # source types that widened: raw was altered by sync, marts follow
-        with self.wh.transaction():
-            ready = self.ensure(specs)
+        ready = self.wh.run_transaction(lambda: self.ensure(specs))
         if not ready:
             self.reporter.event("warning", f"mart group {self.g.name}: anchor raw not loaded yet")
             return []
@@ -81,7 +80,10 @@ class GroupEngine(FollowerSteps):
         hist = self.anchor_history(raw)
         last = self.state.mart_progress(a.table, raw.key)
         for lo, hi, _rows in self._ledger_chunks(raw.key, last):
-            with w.transaction():
+            before = stats.saved()
+
+            def chunk(lo: int = lo, hi: int = hi, before: MartStats = before) -> None:
+                stats.restore(before)  # a rerun after a conflict counts afresh
                 t0 = time.monotonic()
                 order = f"{self.q(a.time)} DESC" + (
                     f", {self.q(a.tie_breaker)} DESC" if a.tie_breaker else ""
@@ -114,6 +116,8 @@ class GroupEngine(FollowerSteps):
                 )
                 self.state.set_mart_progress(a.table, raw.key, hi)
                 checkpoint("mart.before_commit")
+
+            w.run_transaction(chunk)  # the whole chunk reruns after a conflict
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
         return stats
@@ -134,5 +138,6 @@ class GroupEngine(FollowerSteps):
             if marks
             else int(self.wh.scalar(f"SELECT COALESCE(MAX(seq), 0) FROM {dep}") or 0)
         )
-        with self.wh.transaction():
-            self.wh.execute(f"DELETE FROM {dep} WHERE seq <= ?", (upto,))
+        self.wh.run_transaction(
+            lambda: self.wh.execute(f"DELETE FROM {dep} WHERE seq <= ?", (upto,))
+        )

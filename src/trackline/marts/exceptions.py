@@ -95,10 +95,16 @@ class Exceptions:
             )
             base = self._next_id()
             before = int(w.scalar(f"SELECT COUNT(*) FROM {self.ref}") or 0)
+            # Parameters in a select list are cast: Redshift's planner leaves an uncast one
+            # of type `unknown` (oid 705), which it cannot return or insert ("Assert … Invalid
+            # type: 705", aws/amazon-redshift-python-driver#59).
+            text, ts = w.TEXT_TYPE, w.TIMESTAMP_TYPE
             w.execute(
                 f"INSERT INTO {self.ref} (id, check_name, table_name, key_value, detail, "
                 "first_seen, last_seen, status) "
-                f"SELECT ? + ROW_NUMBER() OVER (ORDER BY x.k), ?, ?, x.k, ?, ?, ?, 'open' "
+                "SELECT CAST(? AS BIGINT) + ROW_NUMBER() OVER (ORDER BY x.k), "
+                f"CAST(? AS {text}), CAST(? AS {text}), x.k, CAST(? AS {text}), "
+                f"CAST(? AS {ts}), CAST(? AS {ts}), 'open' "
                 f"FROM {w.q(tmp)} x WHERE NOT EXISTS (SELECT 1 FROM {self.ref} e "
                 "WHERE e.status = 'open' AND e.check_name = ? AND e.table_name = ? "
                 "AND e.key_value = x.k)",
@@ -154,12 +160,13 @@ class Exceptions:
         return {r[0]: int(r[1]) for r in rows}
 
     def resolve(self, exc_id: int, note: str) -> None:
-        with self.wh.transaction():
-            n = self.wh.scalar(f"SELECT COUNT(*) FROM {self.ref} WHERE id = ?", (exc_id,))
-            if not n:
-                raise MartError(f"exception {exc_id} does not exist in {self.schema}.{self.table}")
-            self.wh.execute(
-                f"UPDATE {self.ref} SET status = 'resolved', resolved_at = ?, note = ? "
-                "WHERE id = ?",
-                (utcnow(), note, exc_id),
-            )
+        self.wh.run_transaction(lambda: self._resolve(exc_id, note))
+
+    def _resolve(self, exc_id: int, note: str) -> None:
+        n = self.wh.scalar(f"SELECT COUNT(*) FROM {self.ref} WHERE id = ?", (exc_id,))
+        if not n:
+            raise MartError(f"exception {exc_id} does not exist in {self.schema}.{self.table}")
+        self.wh.execute(
+            f"UPDATE {self.ref} SET status = 'resolved', resolved_at = ?, note = ? WHERE id = ?",
+            (utcnow(), note, exc_id),
+        )

@@ -42,7 +42,16 @@ class FollowerSteps(MartSteps):
             chunks = [(last, last, 0)]  # nothing new here, but the anchor moved: post-steps
         tie = self.cfg.table(f.source).cdc.id
         for lo, hi, _rows in chunks:
-            with w.transaction():
+            before = stats.saved()
+
+            def chunk(
+                lo: int = lo,
+                hi: int = hi,
+                a_last: int = a_last,
+                d_last: int = d_last,
+                before: MartStats = before,
+            ) -> None:
+                stats.restore(before)  # a rerun after a conflict counts afresh
                 t0 = time.monotonic()
                 if hi > lo:
                     order = f"{self.q(tie)} DESC" if tie else f"{k}"
@@ -150,6 +159,8 @@ class FollowerSteps(MartSteps):
                 self.state.set_mart_progress(f.table, a_raw.key, a_hi)
                 self.state.set_mart_progress(f.table, dep_mark, d_hi)
                 checkpoint("mart.before_commit")
+
+            w.run_transaction(chunk)  # the whole chunk reruns after a conflict
             a_last, d_last = a_hi, d_hi
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
@@ -311,6 +322,7 @@ class FollowerSteps(MartSteps):
         w = self.wh
         raw = self.raw(f.source)
         assert raw is not None and f.time
+        time_col = f.time
         stats = MartStats(f.table, "events")
         t_start = time.monotonic()
         cols = [c.name for c in raw.columns]
@@ -320,10 +332,13 @@ class FollowerSteps(MartSteps):
         mart = self.t(f.table)
         last = self.state.mart_progress(f.table, raw.key)
         for lo, hi, _rows in self._ledger_chunks(raw.key, last):
-            with w.transaction():
+            before = stats.saved()
+
+            def chunk(lo: int = lo, hi: int = hi, before: MartStats = before) -> None:
+                stats.restore(before)  # a rerun after a conflict counts afresh
                 t0 = time.monotonic()
                 new = self._new_rows(raw, cols, lo, hi, ek, f"{self.q(BATCH_COL)} DESC", stats)
-                self._drop_archived_events(new, mart, hist, f.time, unix, ek)
+                self._drop_archived_events(new, mart, hist, time_col, unix, ek)
                 stats.inserted += self._insert_absent(mart, new, cols, ek)
                 self._drop(new)
                 checkpoint("mart.after_insert")
@@ -331,7 +346,7 @@ class FollowerSteps(MartSteps):
                 self._retention_by_time(
                     stats,
                     mart_name=f.table,
-                    time_col=f.time,
+                    time_col=time_col,
                     unix=unix,
                     hist=hist,
                     match=ek,
@@ -341,6 +356,8 @@ class FollowerSteps(MartSteps):
                 )
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 checkpoint("mart.before_commit")
+
+            w.run_transaction(chunk)  # the whole chunk reruns after a conflict
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
         return stats

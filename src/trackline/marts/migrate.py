@@ -82,7 +82,9 @@ def migrate(
         return result
     # (the cycle's order: its lock first, then the table's sync lock)
     with wh.lock(pipeline_lock(cfg.state_schema, "cycle")), wh.lock(f"sync:{rt.key}"):
-        with wh.transaction():
+
+        def rebuild() -> None:  # one transaction, rerun whole after a conflict
+            result.rebuilt.clear()
             stored_json = wh.json_column_names(rt.target_schema, rt.target)
             by_name = {c.name: raw_column(c, stored_json, d.sizes) for c in cols}
             by_name[BATCH_COL] = Column(BATCH_COL, pa.int64())
@@ -100,6 +102,8 @@ def migrate(
             for g in cfg.marts:
                 result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened, plan)
             checkpoint("migrate.before_commit")
+
+        wh.run_transaction(rebuild)
     for n in result.columns:
         reporter.event("drift", f"{t.name}: column {n} (rebuilt {', '.join(result.rebuilt)})")
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pyarrow as pa
@@ -47,6 +47,15 @@ class MartStats:
         now = time.monotonic()
         self.steps[name] = self.steps.get(name, 0.0) + now - t0
         return now
+
+    def saved(self) -> MartStats:
+        """A copy to `restore` when a transaction that counts into these stats runs again."""
+        return replace(self, steps=dict(self.steps))
+
+    def restore(self, saved: MartStats) -> None:
+        for f in fields(self):
+            value = getattr(saved, f.name)
+            setattr(self, f.name, dict(value) if isinstance(value, dict) else value)
 
 
 @dataclass(frozen=True)
@@ -618,10 +627,11 @@ class MartSteps:
                 f"{mart}.{tm} >= ? AND {mart}.{tm} < ? AND {mart}.{tm} < ?{keep_out} AND {open_exc}"
             )
             params = (s, e, cutoff, mart_name)
-            if departures_seq is not None:
+            if departures_seq is not None:  # select-list parameters cast: see Exceptions
                 w.execute(
                     f"INSERT INTO {w.t(self.cfg.state_schema, self._dep_table())} "
-                    f"({k}, period, seq) SELECT {mart}.{k}, ?, ? FROM {mart} WHERE {cond}",
+                    f"({k}, period, seq) SELECT {mart}.{k}, CAST(? AS {w.TEXT_TYPE}), "
+                    f"CAST(? AS BIGINT) FROM {mart} WHERE {cond}",
                     (p.suffix, departures_seq, *params),
                 )
             stats.trimmed += self._change(f"DELETE FROM {mart} WHERE {cond}", params)

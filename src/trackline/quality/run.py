@@ -1,7 +1,8 @@
 """`trackline check`: run every check, record the results, alert on what is new.
 
 Each check runs in its own warehouse transaction: its result is materialised once into a
-scratch table in the state schema (``CREATE TABLE … AS SELECT * FROM (<check sql>) x``), which
+scratch table in the state schema (``CREATE TABLE … AS SELECT * FROM (<check sql>) x``; with
+bound parameters: created empty, then filled by ``INSERT … SELECT``, see `materialise`), which
 gives the failing count, a sample, the column names and the offending keys; the keys are
 recorded in the exceptions table, the results row is written, the scratch table is dropped,
 and all of it commits together (a check that errors leaves nothing behind but its `error`
@@ -16,6 +17,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from trackline.config import IDENT_RE, Config
 from trackline.errors import TracklineError
@@ -76,10 +78,13 @@ def run_checks(
         # holding the cycles' lock: a cycle still `running` died (runs.failed_cycle sees it)
         for dead in state.recover_dead_runs(("cycle",), lock):
             reporter.event("warning", f"cycle {dead} ended without a word: marked killed")
-        with wh.transaction():
+
+        def exceptions_tables() -> None:
             for g in cfg.marts:
                 if wh.table_exists(g.schema_, g.anchor.table):
                     Exceptions(wh, g.schema_, g.exceptions_table).ensure()
+
+        wh.run_transaction(exceptions_tables)
         for check in checks if checks is not None else all_checks(cfg, wh):
             result = run_one(cfg, wh, check, report.run_id, store)
             report.results.append(result)
@@ -155,17 +160,20 @@ def run_one(
     )
     t0 = time.monotonic()
     if check.problem is None:
+
+        def run() -> None:  # every field of `r` is set afresh if a conflict reruns it
+            if check.collect is not None:
+                _collected(wh, check, r, run_id)
+            else:
+                _materialised(cfg, wh, check, r, run_id)
+            r.seconds = time.monotonic() - t0
+            r.recovered = r.status == "pass" and (
+                r.resolved_count > 0 or store.previous_status(check.name, run_id) == "error"
+            )
+            store.record(run_id, r)
+
         try:
-            with wh.transaction():
-                if check.collect is not None:
-                    _collected(wh, check, r, run_id)
-                else:
-                    _materialised(cfg, wh, check, r, run_id)
-                r.seconds = time.monotonic() - t0
-                r.recovered = r.status == "pass" and (
-                    r.resolved_count > 0 or store.previous_status(check.name, run_id) == "error"
-                )
-                store.record(run_id, r)
+            wh.run_transaction(run)
             return r
         except Exception as exc:  # a check that cannot run is an `error` result, not a crash
             r.error = f"{type(exc).__name__}: {exc}"
@@ -173,9 +181,12 @@ def run_one(
         r.error = check.problem
     r.status, r.failing_count, r.sample, r.sample_keys, r.new_keys = "error", 0, [], [], []
     r.seconds = time.monotonic() - t0
-    with wh.transaction():
+
+    def record_error() -> None:
         r.new_count = 0 if store.previous_status(check.name, run_id) == "error" else 1
         store.record(run_id, r)
+
+    wh.run_transaction(record_error)
     return r
 
 
@@ -189,7 +200,7 @@ def _detail(check: Check, r: CheckResult) -> str:
 def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_id: str) -> None:
     scratch = wh.temp_name("_tl_chk")
     ref = wh.t(cfg.state_schema, scratch)
-    wh.execute(f"CREATE TABLE {ref} AS SELECT * FROM ({check.sql}) x", check.params)
+    materialise(wh, ref, check.sql, check.params)
     r.columns = wh.column_names(cfg.state_schema, scratch)
     key = check.key
     if key == FIRST_COLUMN:  # a custom check without `key:`; an unnamed first column (e.g.
@@ -221,6 +232,20 @@ def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_
         else:
             r.resolved_count = book.resolve_unkeyed(check.name, check.table)
     wh.execute(f"DROP TABLE {ref}")
+
+
+def materialise(wh: Warehouse, ref: str, sql: str, params: tuple[Any, ...]) -> None:
+    """``CREATE TABLE ref AS`` the rows of `sql`, its parameters bound.
+
+    Redshift prepares only SELECT, INSERT, UPDATE and DELETE, so a parameter in DDL is refused
+    (https://docs.aws.amazon.com/redshift/latest/dg/r_PREPARE.html). With parameters, the
+    table is created empty from the query with each ``?`` a NULL of the parameter's type (the
+    same columns and types), then filled by an INSERT … SELECT that binds them."""
+    if not params:
+        wh.execute(f"CREATE TABLE {ref} AS SELECT * FROM ({sql}) x")
+        return
+    wh.execute(f"CREATE TABLE {ref} AS SELECT * FROM ({wh.typed_nulls(sql, params)}) x WHERE 1 = 0")
+    wh.execute(f"INSERT INTO {ref} SELECT * FROM ({sql}) x", params)
 
 
 log = logging.getLogger(__name__)

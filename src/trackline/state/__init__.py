@@ -124,28 +124,31 @@ class StateStore:
         w = self.wh
         if f"state:{self.schema}" in w.ready:
             return
-        with w.transaction():
-            w.ensure_schema(self.schema)
-            w.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.t('schema_version')} "
-                f"(version INTEGER NOT NULL, applied_at {w.TIMESTAMP_TYPE})"
-            )
-            current = w.scalar(f"SELECT MAX(version) FROM {self.t('schema_version')}") or 0
-            if current > SCHEMA_VERSION:
-                raise StateError(
-                    f"the state schema {self.schema!r} is at version {current}, newer than this "
-                    f"trackline ({SCHEMA_VERSION}); upgrade trackline"
-                )
-            for version, stmts in enumerate(_migrations(w, self.schema), start=1):
-                if version <= current:
-                    continue
-                for sql in stmts:
-                    w.execute(sql)
-                w.execute(
-                    f"INSERT INTO {self.t('schema_version')} (version, applied_at) VALUES (?, ?)",
-                    (version, utcnow()),
-                )
+        w.run_transaction(self._migrate)
         w.ready.add(f"state:{self.schema}")
+
+    def _migrate(self) -> None:
+        w = self.wh
+        w.ensure_schema(self.schema)
+        w.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.t('schema_version')} "
+            f"(version INTEGER NOT NULL, applied_at {w.TIMESTAMP_TYPE})"
+        )
+        current = w.scalar(f"SELECT MAX(version) FROM {self.t('schema_version')}") or 0
+        if current > SCHEMA_VERSION:
+            raise StateError(
+                f"the state schema {self.schema!r} is at version {current}, newer than this "
+                f"trackline ({SCHEMA_VERSION}); upgrade trackline"
+            )
+        for version, stmts in enumerate(_migrations(w, self.schema), start=1):
+            if version <= current:
+                continue
+            for sql in stmts:
+                w.execute(sql)
+            w.execute(
+                f"INSERT INTO {self.t('schema_version')} (version, applied_at) VALUES (?, ?)",
+                (version, utcnow()),
+            )
 
     # ------------------------------------------------------------------ watermarks
 
@@ -302,8 +305,8 @@ class StateStore:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Write a finished run row in one go (per-table rows inside a multi-table command)."""
-        with self.wh.transaction():
-            self.wh.execute(
+        self.wh.run_transaction(
+            lambda: self.wh.execute(
                 f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, "
                 "finished_at, status, rows_moved, seconds, error, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -320,6 +323,7 @@ class StateStore:
                     json.dumps(detail, default=str) if detail else None,
                 ),
             )
+        )
 
     def start_run(
         self,
@@ -332,8 +336,8 @@ class StateStore:
         """Write a run row with status ``running`` before the work starts, so a run that
         never gets to `finish_run` (SIGKILL, power loss) still leaves a trace: the next run
         that takes the same lock marks it ``killed`` (`recover_dead_runs`)."""
-        with self.wh.transaction():
-            self.wh.execute(
+        self.wh.run_transaction(
+            lambda: self.wh.execute(
                 f"INSERT INTO {self.t('runs')} (run_id, command, table_key, started_at, "
                 "status, rows_moved, detail) VALUES (?, ?, ?, ?, 'running', 0, ?)",
                 (
@@ -344,6 +348,7 @@ class StateStore:
                     json.dumps(detail, default=str) if detail else None,
                 ),
             )
+        )
 
     def finish_run(
         self,
@@ -357,8 +362,8 @@ class StateStore:
     ) -> None:
         """Record how a run started with `start_run` ended (ok, partial, failed,
         interrupted)."""
-        with self.wh.transaction():
-            self.wh.execute(
+        self.wh.run_transaction(
+            lambda: self.wh.execute(
                 f"UPDATE {self.t('runs')} SET finished_at = ?, status = ?, rows_moved = ?, "
                 "seconds = ?, error = ?, detail = ? WHERE run_id = ? AND command = ?",
                 (
@@ -372,6 +377,7 @@ class StateStore:
                     command,
                 ),
             )
+        )
 
     def rows_committed(self, run_id: str, table_key: str | None = None) -> int:
         """Rows the batches of a run committed (the ledger commits with each batch)."""
@@ -404,22 +410,27 @@ class StateStore:
             rows = self.rows_committed(run_id)
             now = utcnow()
             seconds = (now - started).total_seconds() if started else None
-            with self.wh.transaction():
-                self.wh.execute(
-                    f"UPDATE {runs} SET status = 'killed', finished_at = ?, rows_moved = ?, "
-                    "seconds = ?, error = ? WHERE run_id = ? AND command = ? "
-                    "AND status = 'running'",
-                    (
-                        now,
-                        int(rows or 0),
-                        seconds,
-                        f"the process ended without recording how this run ended (killed, "
-                        f"or the machine stopped); found at {now:%Y-%m-%d %H:%M:%S} UTC, when "
-                        f"the lock {lock!r} was free; seconds = until then",
-                        run_id,
-                        command,
-                    ),
-                )
+            params: tuple[Any, ...]
+            sql, params = (
+                f"UPDATE {runs} SET status = 'killed', finished_at = ?, rows_moved = ?, "
+                "seconds = ?, error = ? WHERE run_id = ? AND command = ? "
+                "AND status = 'running'",
+                (
+                    now,
+                    int(rows or 0),
+                    seconds,
+                    f"the process ended without recording how this run ended (killed, "
+                    f"or the machine stopped); found at {now:%Y-%m-%d %H:%M:%S} UTC, when "
+                    f"the lock {lock!r} was free; seconds = until then",
+                    run_id,
+                    command,
+                ),
+            )
+
+            def mark(sql: str = sql, params: tuple[Any, ...] = params) -> None:
+                self.wh.execute(sql, params)
+
+            self.wh.run_transaction(mark)
         return [r[0] for r in dead if r[0] is not None]
 
     def last_runs(self, table_key: str | None = None, limit: int = 20) -> list[dict[str, Any]]:

@@ -163,8 +163,13 @@ class Syncer:
         st = self.state.get(rt.key, rt.source_db)
         wm = st.watermark
         widen_target(self.wh, self.reporter, rt, cols, wm)
-        with self.wh.transaction():
-            stored_json = ensure_target(self.wh, self.state, self.reporter, rt, cols, pk, wm, res)
+        warned = len(res.warnings)
+
+        def target() -> set[str]:
+            del res.warnings[warned:]  # a rerun after a conflict reports its drift once
+            return ensure_target(self.wh, self.state, self.reporter, rt, cols, pk, wm, res)
+
+        stored_json = self.wh.run_transaction(target)
         st = self.state.get(rt.key, rt.source_db)
         wm = st.watermark
         # JSON documents are marked only where the target stores them as such (Redshift SUPER);
@@ -206,10 +211,12 @@ class Syncer:
                 wm = bound.watermark
                 if not readable or (wm.id is not None and upper <= wm.id):
                     # nothing to read this time: the sample still counts for the next run
-                    with self.wh.transaction():
-                        self.state.put(
-                            rt.key, rt.source_db, t.cdc.strategy, wm, st.last_batch_id, 0
+                    sampled = wm
+                    self.wh.run_transaction(
+                        lambda: self.state.put(
+                            rt.key, rt.source_db, t.cdc.strategy, sampled, st.last_batch_id, 0
                         )
+                    )
         elif t.cdc.cursor:
             upper = time_upper(src, t, self.cfg, unix, res, self.reporter, self.hold_warned)
         res.upper = upper
@@ -270,10 +277,12 @@ class Syncer:
                 whole.columns = [raw_column(c, stored_json, sizes) for c in cols]
                 whole.clock = src.now(False)
             whole.prepare()
-        batches = src.stream(plan.sql, read_schema, batch_size)
-        # replace / scd2: every batch joins one transaction (`trackline.sync.whole`)
-        outer = self.wh.transaction() if whole else contextlib.nullcontext()
-        with outer:
+        counts = (res.rows, res.batches, res.last_batch)
+
+        def read_all() -> Watermark:
+            res.rows, res.batches, res.last_batch = counts  # a rerun reads everything again
+            wm_now = wm
+            batches = src.stream(plan.sql, read_schema, batch_size)
             if whole:
                 whole.begin()
             for batch_id, data, staged, wm_to in self._pipeline(
@@ -289,11 +298,17 @@ class Syncer:
                 pk,
                 res,
             ):
-                self._commit_batch(rt, batch_id, data, staged, wm, wm_to, pk, res)
-                wm = wm_to
+                self._commit_batch(rt, batch_id, data, staged, wm_now, wm_to, pk, res)
+                wm_now = wm_to
                 res.last_batch = batch_id
             if whole:
                 whole.finish(res)
+            return wm_now
+
+        # replace / scd2: every batch joins one transaction (`trackline.sync.whole`), rerun
+        # whole (the source read again) after a conflict; otherwise each batch commits alone.
+        whole_load = t.write_mode in ("replace", "scd2")
+        wm = self.wh.run_transaction(read_all) if whole_load else read_all()
         if plan.phase == "snapshot" and wm.phase == "snapshot":
             # The snapshot is complete: continue incrementally from the greatest (ts, id) it
             # read, not from its upper bound: a row written later with a time between the two
@@ -302,8 +317,8 @@ class Syncer:
             final = Watermark(ts=wm.ts, id=wm.id, extra=wm.extra)
             if wm.ts is None:
                 final = Watermark(ts=plan.upper, id=None, extra=wm.extra)
-            with self.wh.transaction():
-                self.state.put(
+            self.wh.run_transaction(
+                lambda: self.state.put(
                     rt.key,
                     rt.source_db,
                     t.cdc.strategy,
@@ -311,6 +326,7 @@ class Syncer:
                     res.last_batch or st.last_batch_id,
                     0,
                 )
+            )
             wm = final
             self.reporter.event("snapshot", f"{t.name}: initial snapshot complete", table=t.name)
             self._sync_incremental_after_snapshot(rt, res)
