@@ -26,7 +26,7 @@ def _one_entry_per_target(tables: list[TableConfig]) -> None:
             f"{t.target_schema}.{t.target}: entries with one target share its watermark, so "
             "one would skip the other's rows. Give each its own `target_table`; to union "
             "several sources into one table, the consolidation job is the supported way "
-            "(until it ships, union the targets in a view)",
+            "(a `consolidations:` entry, run by `trackline consolidate`)",
             refs=(("tables", i), ("tables", j)),
         )
 
