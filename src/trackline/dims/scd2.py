@@ -8,7 +8,7 @@ Layout of the dimension table (besides the source's columns, copied into each ve
                                   (9999-12-31), never NULL, so a point-in-time join is
                                   ``valid_from <= t AND t < valid_to``
     is_current         BOOLEAN    the version a plain join should take (at most one per key)
-    row_hash           VARCHAR    MD5 of the tracked columns' canonical encoding
+    row_hash           VARCHAR    MD5 of the tracked columns' canonical encoding (rowhash)
     closed_by_delete   BOOLEAN    this version ended because its key left the source
 
 `apply` runs inside the sync's transaction, after the staging table holds this run's rows
@@ -28,13 +28,12 @@ when the run started (never the warehouse's clock, which moves with load delays)
 that would fall before the previous version's (a backdated change time) is moved up to it,
 so versions of a key never overlap.
 
-Change detection is NULL-safe: each tracked column is encoded as ``N`` for NULL, or ``V``,
-its text's length, ``:`` and its text, and the concatenation is hashed: NULL, '' and 'NULL'
-all differ, and no two rows of different values share an encoding. The encoding uses only
-CASE, CAST, LENGTH, ``||`` and MD5, which DuckDB, PostgreSQL and Redshift all have (no
-``IS DISTINCT FROM``, which Redshift lacks). Staged rows are checked first: a NULL or
-duplicated natural key stops the load (Redshift's UPDATE … FROM needs one source row per
-target row).
+Change detection is NULL-safe: `row_hash` is the MD5 of a canonical encoding of the tracked
+columns in which NULL, '' and 'NULL' all differ (`trackline.dims.rowhash`), computed from each
+staged batch in the extract thread and staged with the row; the apply compares hashes (no
+``IS DISTINCT FROM``, which Redshift lacks, and no column-by-column ``a <> b``, which misses
+changes to or from NULL). Staged rows are checked first: a NULL or duplicated natural key
+stops the load (Redshift's UPDATE … FROM needs one source row per target row).
 """
 
 from __future__ import annotations
@@ -46,6 +45,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from trackline.config import TableConfig
+from trackline.dims.rowhash import ROW_HASH_COL
 from trackline.errors import ConfigError, DimensionError, SchemaDriftError
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
@@ -71,7 +71,6 @@ class Dimension:
     columns: tuple[str, ...]
     """Source columns kept in each version (every column of the staging table)."""
     tracked: tuple[str, ...]
-    booleans: frozenset[str]
     surrogate: str
     valid_from_column: str | None
     deletes: str
@@ -144,7 +143,6 @@ def dimension(
         natural_key=tuple(key),
         columns=tuple(names),
         tracked=tuple(tracked),
-        booleans=frozenset(c.name for c in columns if pa.types.is_boolean(c.type)),
         surrogate=s.surrogate_key,
         valid_from_column=s.valid_from_column,
         deletes=s.deletes,
@@ -156,35 +154,16 @@ def dimension(
 # --------------------------------------------------------------------------- SQL
 
 
-def _text(w: Warehouse, d: Dimension, alias: str, column: str) -> str:
-    ref = f"{alias}.{w.q(column)}"
-    if column in d.booleans:  # Redshift cannot CAST a BOOLEAN to text
-        return f"CASE WHEN {ref} THEN 't' ELSE 'f' END"
-    return f"CAST({ref} AS {w.TEXT_TYPE})"
-
-
-def row_hash(w: Warehouse, d: Dimension, alias: str) -> str:
-    """MD5 of the tracked columns' canonical encoding (see the module docstring)."""
-    parts = []
-    for c in d.tracked:
-        text = _text(w, d, alias, c)
-        parts.append(
-            f"CASE WHEN {alias}.{w.q(c)} IS NULL THEN 'N' ELSE "
-            f"'V' || CAST(LENGTH({text}) AS {w.TEXT_TYPE}) || ':' || {text} END"
-        )
-    return "MD5(" + "\n    || ".join(parts) + ")"
-
-
 def _staged(w: Warehouse, d: Dimension) -> str:
-    """The staging rows with their version start and hash, as relation ``s`` (one bound
-    parameter: the run's source clock)."""
+    """The staging rows with their version start and hash (`trackline.dims.rowhash`, staged
+    with each row), as relation ``s`` (one bound parameter: the run's source clock)."""
     start = "CAST(? AS TIMESTAMP)"
     if d.valid_from_column:
         start = f"COALESCE(x.{w.q(d.valid_from_column)}, {start})"
     return (
         f"(SELECT {w.cols(d.columns, 'x.')},\n"
         f"    {start} AS _tl_valid_from,\n"
-        f"    {row_hash(w, d, 'x')} AS _tl_row_hash\n"
+        f"    x.{w.q(ROW_HASH_COL)} AS _tl_row_hash\n"
         f"  FROM {w.t(d.schema, d.stage)} AS x) AS s"
     )
 
@@ -276,16 +255,9 @@ def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> N
         )
         return
     have = set(w.column_names(d.schema, d.table))
-    added = [c for c in columns if c.name not in have]
-    for c in added:
-        w.add_column(d.schema, d.table, c)
-    if added and any(c.name in d.tracked for c in added):
-        # current versions are re-hashed with the new column (NULL): only keys whose new
-        # value is not NULL open a version
-        w.execute(
-            f"UPDATE {w.t(d.schema, d.table)} AS u SET {w.q(ROW_HASH)} = "
-            f"{row_hash(w, d, 'u')} WHERE u.{w.q(IS_CURRENT)}"
-        )
+    for c in columns:
+        if c.name not in have:  # a NULL column adds nothing to a row's hash (rowhash)
+            w.add_column(d.schema, d.table, c)
 
 
 def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> list[str]:

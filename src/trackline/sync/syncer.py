@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -297,6 +297,7 @@ class Syncer:
                 next_id,
                 pk,
                 res,
+                extend=whole.extend if whole else None,
             ):
                 self._commit_batch(rt, batch_id, data, staged, wm_now, wm_to, pk, res)
                 wm_now = wm_to
@@ -436,8 +437,10 @@ class Syncer:
         first_id: int,
         pk: list[str],
         res: TableResult,
+        extend: Callable[[pa.Table], pa.Table] | None = None,
     ) -> Iterator[tuple[int, pa.Table, StagedFiles, Watermark]]:
-        """Extract + stage in a worker thread, one batch ahead of the loader."""
+        """Extract + stage in a worker thread, one batch ahead of the loader; `extend` adds
+        columns to each batch before it is staged (scd2: the row hashes)."""
         t = rt.cfg
         q: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
@@ -459,6 +462,8 @@ class Syncer:
                     data = data.append_column(
                         BATCH_COL, pa.array([bid] * data.num_rows, pa.int64())
                     )
+                    if extend is not None:
+                        data = extend(data)
                     staged = self.stage.write_batch(
                         source_db=rt.source_db,
                         schema=rt.target_schema,

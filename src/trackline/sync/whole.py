@@ -19,11 +19,16 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from trackline.dims import scd2
 from trackline.dims.guard import check_shrink
+from trackline.dims.rowhash import ROW_HASH_COL, with_row_hash
 from trackline.load import Column, Warehouse
 from trackline.report import Reporter
 from trackline.sync.tables import ResolvedTable, TableResult
+
+HASH_COLUMN = Column(ROW_HASH_COL, pa.string(), max_bytes=32)
 
 
 @dataclass
@@ -37,6 +42,7 @@ class WholeLoad:
     clock: dt.datetime | None = None
     """scd2: the source's clock when the run started (where a version has no change time)."""
     before: int = 0
+    dimension: scd2.Dimension | None = None
     applied: scd2.Applied = field(default_factory=scd2.Applied)
 
     @property
@@ -46,13 +52,22 @@ class WholeLoad:
     def prepare(self) -> None:
         """Before the load's transaction: scd2 widens the dimension's columns as the staging
         table was (`trackline.dims.scd2.widen_dimension`)."""
-        t = self.rt.cfg
+        t, w = self.rt.cfg, self.wh
         if t.write_mode != "scd2":
             return
-        d = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
-        for name in scd2.widen_dimension(self.wh, d, self.columns):
+        d = self.dimension = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
+        if ROW_HASH_COL not in w.column_names(self.rt.target_schema, self.rt.target):
+            with w.transaction():
+                w.add_column(self.rt.target_schema, self.rt.target, HASH_COLUMN)
+        for name in scd2.widen_dimension(w, d, self.columns):
             msg = f"{t.name}: column {name!r} widened in the dimension {d.key}"
             self.reporter.event("drift", msg, table=t.name, column=name)
+
+    def extend(self, data: pa.Table) -> pa.Table:
+        """scd2: each staged batch carries its rows' hashes (after the batch id column)."""
+        if self.dimension is None:
+            return data
+        return with_row_hash(data, self.dimension.tracked)
 
     def begin(self) -> None:
         t, w = self.rt.cfg, self.wh
@@ -70,8 +85,8 @@ class WholeLoad:
             if self.full and res.batches == 0:
                 w.delete_all(self.rt.target_schema, self.rt.target)  # an empty source
             return
-        assert self.clock is not None
-        d = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
+        assert self.clock is not None and self.dimension is not None
+        d = self.dimension
         self.applied = scd2.apply(w, d, self.columns, self.clock, full_snapshot=self.full)
         a = self.applied
         msg = (
