@@ -523,6 +523,17 @@ def test_explain_tells_index_range_from_full_scan(mysql_db: MySQLDb, tmp_path: P
         "`uni_tracking_addon_spath` (`update_time`, `id`)"
     )
     assert found["consolidation parcel_detail, input spath"].ok
+    # `trackline check` warns about it (source.full_scan), with the fix
+    from trackline.quality.run import run_checks
+
+    with warehouse(cfg) as wh:
+        report = run_checks(cfg, wh)
+    (scan,) = [r for r in report.results if r.name == "source.full_scan"]
+    assert (scan.status, scan.severity, scan.sample_keys) == (
+        "fail",
+        "warning",
+        ["consolidation parcel_detail, input addon"],
+    )
     # the suggestion, applied as printed, makes the read a range again
     mysql_db.execute(addon.suggest)
     with warehouse(cfg) as wh:

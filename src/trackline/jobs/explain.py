@@ -31,6 +31,8 @@ from trackline.state import StateStore
 
 SCANS = ("ALL", "index")
 """MySQL access types that read every row (or every index entry) of a table."""
+EXPLAINED_DIALECTS = ("mysql",)
+"""Sources whose plans are read (MySQL and MariaDB); others (SQLite) are skipped."""
 WINDOW_SECONDS = 3600
 """Without a watermark yet: explain a read of the last hour."""
 
@@ -178,6 +180,8 @@ def explain(cfg: Config, wh: Warehouse | None, name: str | None = None) -> list[
     try:
         for t in tables:
             src, db = source(t.source, t.source_db)
+            if src.DIALECT not in EXPLAINED_DIALECTS:
+                continue
             rel = Relation(t.name, db if not t.query else None, t.query)
             from trackline.sync import resolve
 
@@ -197,6 +201,8 @@ def explain(cfg: Config, wh: Warehouse | None, name: str | None = None) -> list[
 
             for inp in c.inputs:
                 src, db = source(inp.source, inp.source_db)
+                if src.DIALECT not in EXPLAINED_DIALECTS:
+                    continue
                 rel = relation(inp, db)
                 wm = state.get(input_key(c, inp.name), db).watermark if state else Watermark()
                 lag = inp.lag_seconds if inp.lag_seconds is not None else cfg.defaults.lag_seconds

@@ -291,7 +291,6 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
         raise ConfigError("`trackline sql consolidate`: the config declares no `consolidations:`")
     worker = PlanConsolidator(cfg, rec)
     worker.stage = rec.plan_stage
-    worker.state.ensure()  # on an empty database, before the answers below
     staging = {rec.t(c.target_schema, c.staging) for c in todo}
 
     def pending(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
