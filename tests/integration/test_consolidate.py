@@ -270,6 +270,15 @@ def test_one_input_failing_merges_nothing_until_fixed(
         (res,) = consolidate(cfg, wh)
     assert res.status == "failed" and "addon" in (res.error or "")
     assert target(cfg) == before  # the spath rows staged this run did not reach the target
+    from trackline.quality.status import status_lines, status_section
+
+    with warehouse(cfg) as wh:  # `trackline status` shows the failed run and what waits
+        shown = status_section(cfg, wh)["consolidations"]["parcel_detail"]
+        lines = status_lines(status_section(cfg, wh))
+    assert shown["pending"] == 0  # the schema check found it before any input was read
+    assert [r["status"] for r in shown["runs"]] == ["failed", "ok"]
+    assert shown["runs"][1]["inputs"] == {"spath": 8, "addon": 2}
+    assert "consolidation parcel_detail (0 staged rows pending):" in lines
     mysql_db.execute("RENAME TABLE addon_gone TO uni_tracking_addon_spath")
     run_ok(cfg)
     assert target(cfg) == oracle(mysql_db)
@@ -277,6 +286,35 @@ def test_one_input_failing_merges_nothing_until_fixed(
         assert wh.query(
             "SELECT status FROM trackline.runs WHERE command = 'consolidate' ORDER BY started_at"
         ) == [("ok",), ("failed",), ("ok",)]
+
+
+def test_an_input_failing_while_read_leaves_the_others_rows_pending(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    """The second input fails during its read (a NULL cursor): the first input's rows stay
+    staged and pending with its watermark, nothing reaches the target; once the row is fixed
+    the next run merges everything, and equals the union on the source."""
+    from trackline.quality.status import status_section
+
+    cfg = setup(mysql_db, engine)
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    before = target(cfg)
+    hours.hour(2)
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY update_time DATETIME(6) NULL")
+    mysql_db.execute("UPDATE uni_tracking_addon_spath SET update_time = NULL WHERE id = 1")
+    with warehouse(cfg) as wh:
+        (res,) = consolidate(cfg, wh)
+        shown = status_section(cfg, wh)["consolidations"]["parcel_detail"]
+    assert res.status == "failed" and "NULL update_time" in (res.error or ""), res.error
+    assert target(cfg) == before
+    assert shown["pending"] == 5 + 3 + 3 + 1  # hour 2 of spath: new, late, corrected
+    mysql_db.execute("UPDATE uni_tracking_addon_spath SET update_time = NOW(6) WHERE id = 1")
+    res = run_ok(cfg)
+    assert [(i.input, i.rows) for i in res.inputs] == [("spath", 0), ("addon", 2 + 1 + 1)]
+    assert res.pending == 12 + 4
+    assert target(cfg) == oracle(mysql_db)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The quality part of `trackline status`: last cycles, open exceptions, last check run.
+"""The quality part of `trackline status`: last cycles, last consolidation runs, open
+exceptions, last check run.
 
 `status_section` returns plain data; `status_lines` renders it as text. `trackline status`
 can append these lines to its table (not wired yet: cli.py's status is left as it is).
@@ -50,7 +51,46 @@ def status_section(cfg: Config, wh: Warehouse, cycles: int = 5) -> dict[str, Any
             ):
                 open_by_check[name] = open_by_check.get(name, 0) + int(n)
     checks = ResultsStore(wh, cfg.state_schema).latest_per_check()
-    return {"cycles": last_cycles, "open_exceptions": open_by_check, "last_checks": checks}
+    return {
+        "cycles": last_cycles,
+        "consolidations": consolidation_runs(cfg, wh, cycles),
+        "open_exceptions": open_by_check,
+        "last_checks": checks,
+    }
+
+
+def consolidation_runs(cfg: Config, wh: Warehouse, runs: int = 5) -> dict[str, Any]:
+    """Per consolidation: its staging rows still pending and its last `runs` runs."""
+    from trackline.consolidate.merge import pending_rows
+
+    state = StateStore(wh, cfg.state_schema)
+    out: dict[str, Any] = {}
+    for c in cfg.consolidations:
+        rows = wh.query(
+            f"SELECT run_id, started_at, seconds, status, rows_moved, error, detail "
+            f"FROM {state.t('runs')} WHERE command = 'consolidate' AND table_key = ? "
+            f"ORDER BY started_at DESC LIMIT {int(runs)}",
+            (c.name,),
+        )
+        out[c.name] = {
+            "pending": pending_rows(wh, c),
+            "runs": [
+                {
+                    "run_id": r[0],
+                    "started_at": r[1],
+                    "seconds": float(r[2] or 0),
+                    "status": r[3],
+                    "merged": int(r[4] or 0),
+                    "error": r[5],
+                    "inputs": {
+                        k: v.get("rows", 0)
+                        for k, v in json.loads(r[6] or "{}").get("inputs", {}).items()
+                    },
+                }
+                for r in rows
+            ],
+        }
+    return out
 
 
 def status_lines(section: dict[str, Any]) -> list[str]:
@@ -62,6 +102,17 @@ def status_lines(section: dict[str, Any]) -> list[str]:
             f"  {str(c['started_at'])[:19]}  {c['status']:<8} {c['seconds']:8.1f}s "
             f"{c['rows']:>10,} rows" + (f"  error: {c['error']}" if c["error"] else "")
         )
+    for name, cons in section.get("consolidations", {}).items():
+        out.append(f"consolidation {name} ({cons['pending']:,} staged rows pending):")
+        if not cons["runs"]:
+            out.append("  no run yet")
+        for r in cons["runs"]:
+            inputs = ", ".join(f"{k} {v:,}" for k, v in r["inputs"].items())
+            out.append(
+                f"  {str(r['started_at'])[:19]}  {r['status']:<8} {r['seconds']:8.1f}s "
+                f"{r['merged']:>10,} merged  (read: {inputs or 'nothing'})"
+                + (f"  error: {r['error']}" if r["error"] else "")
+            )
     opened = section["open_exceptions"]
     out.append(f"open exceptions: {sum(opened.values()):,}")
     for name, n in sorted(opened.items(), key=lambda kv: (-kv[1], kv[0])):
