@@ -195,6 +195,7 @@ def _register_optional() -> None:
         "trackline.jobs.cli",
         "trackline.dims.cli",
         "trackline.consolidate.cli",
+        "trackline.compare.cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

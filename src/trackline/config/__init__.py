@@ -15,6 +15,7 @@ Modules: `base` (identifiers, the strict model), `connections` (sources, warehou
 """
 
 from trackline.config.base import IDENT_RE, Ident, LocatedError, Model, check_identifier
+from trackline.config.compare import CompareConfig, CompareTable, Normalise
 from trackline.config.connections import (
     DuckDBWarehouse,
     MySQLSource,
@@ -52,6 +53,9 @@ from trackline.config.quality import (
 from trackline.config.root import Config
 
 __all__ = [
+    "CompareConfig",
+    "CompareTable",
+    "Normalise",
     "ConsolidationConfig",
     "ConsolidationInput",
     "InputCursor",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from trackline.config.base import Ident, LocatedError, Model, check_identifier
+from trackline.config.compare import CompareConfig, CompareTable
 from trackline.config.connections import DuckDBWarehouse, SourceConfig, StageConfig, WarehouseConfig
 from trackline.config.consolidation import ConsolidationConfig
 from trackline.config.pipeline import Defaults, RetentionGroupConfig, TableConfig
@@ -45,6 +46,8 @@ class Config(Model):
     """The local scheduler's timetable (`trackline run`)."""
     consolidations: list[ConsolidationConfig] = []
     """Jobs that merge several source inputs into one target by key (`trackline consolidate`)."""
+    compare: CompareConfig = CompareConfig()
+    """Legacy DW tables checked against trackline's (`trackline compare`)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -83,6 +86,7 @@ class Config(Model):
                         loc, f"mart group {g.name!r}: source {src!r} is not a table in `tables:`"
                     )
         self._consolidation_references()
+        self._compare_references()
         by_name = {t.name: t for t in self.tables}
         for i, name in enumerate(self.quality.reconcile_tables):
             found = by_name.get(name)
@@ -142,6 +146,43 @@ class Config(Model):
                         f"consolidation {c.name!r}, input {inp.name!r}: say which source it "
                         f"comes from (`source:`), one of {sorted(self.sources)}",
                     )
+
+    def _compare_references(self) -> None:
+        if not self.compare.tables:
+            return
+        legacy = self.sources.get(self.compare.legacy)
+        if legacy is None or legacy.type != "mysql":
+            raise LocatedError(
+                ("compare", "legacy"),
+                f"compare: the legacy source {self.compare.legacy!r} must be a MySQL entry of "
+                f"`sources:` (known: {sorted(self.sources)})",
+            )
+        for i, c in enumerate(self.compare.tables):
+            if c.schema_ is None and self.compare_schema(c.table) is None:
+                raise LocatedError(
+                    ("compare", "tables", i, "table"),
+                    f"compare table {c.name!r}: {c.table!r} is neither a mart nor a `tables:` "
+                    "target; say which warehouse schema holds it (`schema:`)",
+                )
+
+    def compare_schema(self, table: str) -> str | None:
+        """The schema of a mart or `tables:` target called `table` (None: neither)."""
+        for g in self.marts:
+            if table in (g.anchor.table, *(f.table for f in g.followers)):
+                return g.schema_
+        for t in self.tables:
+            if t.target == table:
+                return t.target_schema
+        return None
+
+    def compare_table(self, name: str) -> CompareTable:
+        for c in self.compare.tables:
+            if c.name == name:
+                return c
+        raise ConfigError(
+            f"compare table {name!r} is not in the config's `compare.tables:` (known: "
+            f"{', '.join(c.name for c in self.compare.tables) or 'none'})"
+        )
 
     def consolidation(self, name: str) -> ConsolidationConfig:
         for c in self.consolidations:

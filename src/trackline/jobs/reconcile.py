@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +30,7 @@ from trackline.config import Config
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import Watermark
+from trackline.jobs.keyranges import integral, midpoint, range_where
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
 from trackline.state import LEGACY_SOURCE, StateStore
@@ -138,7 +138,7 @@ def reconcile(
             if max(s_fig[0], t_fig[0]) > chunk:
                 lo, hi = side.span(start, end)
                 if hi > lo:  # (one key value held many times cannot be split: compare it)
-                    mid = lo + (hi - lo) // 2 + 1  # [start, mid) holds lo…mid-1: never empty
+                    mid = midpoint(lo, hi)
                     todo += [(mid, end), (start, mid)]  # the lower half first
                     continue
             res.ranges_compared += 1
@@ -178,13 +178,6 @@ def _should_have_loaded(strategy: str, wm: Watermark, key: Any, cursor: Any) -> 
         return False
 
 
-def _integral(v: Any) -> Any:
-    """An integral Decimal (BIGINT UNSIGNED is DECIMAL(20,0) in some targets) as an int."""
-    if isinstance(v, Decimal) and v == v.to_integral_value():
-        return int(v)
-    return v
-
-
 class _Sides:
     """The same range questions, asked of the source and of the target."""
 
@@ -194,7 +187,7 @@ class _Sides:
 
     def check_integer(self, table: str) -> None:
         row = self.src.rows(f"SELECT MIN({self.skey}) FROM {self.rel}")
-        value = _integral(row[0][0]) if row else None
+        value = integral(row[0][0]) if row else None
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise ConfigError(
                 f"table {table!r}: reconcile needs an integer key; {self.name!r} holds "
@@ -204,11 +197,7 @@ class _Sides:
     @staticmethod
     def _where(key: str, start: int | None, end: int | None) -> tuple[str, tuple[int, ...]]:
         """`WHERE start <= key < end` with `?` markers (either bound may be open)."""
-        cond, params = [], []
-        for op, bound in ((">=", start), ("<", end)):
-            if bound is not None:
-                cond.append(f"{key} {op} ?")
-                params.append(bound)
+        cond, params = range_where(key, start, end)
         return (" WHERE " + " AND ".join(cond)) if cond else "", tuple(params)
 
     def _source(self, select: str, start: int | None, end: int | None) -> list[tuple[Any, ...]]:
@@ -249,18 +238,18 @@ class _Sides:
 
     def span(self, start: int | None, end: int | None) -> tuple[int, int]:
         s, t = self._both("SELECT MIN({k}), MAX({k})", start, end)
-        lows = [_integral(v) for v in (s[0], t[0]) if v is not None]
-        highs = [_integral(v) for v in (s[1], t[1]) if v is not None]
+        lows = [integral(v) for v in (s[0], t[0]) if v is not None]
+        highs = [integral(v) for v in (s[1], t[1]) if v is not None]
         return int(min(lows)), int(max(highs))
 
     def source_keys(self, start: int | None, end: int | None, cursor: str | None) -> dict[Any, Any]:
         cur = self.src.q(cursor) if cursor else "NULL"
         rows = self._source(f"SELECT {self.skey}, {cur}", start, end)
-        return {_integral(r[0]): r[1] for r in rows}
+        return {integral(r[0]): r[1] for r in rows}
 
     def target_keys(self, start: int | None, end: int | None) -> set[Any]:
         rows = self._target(f"SELECT {self.tkey}", start, end)
-        return {_integral(r[0]) for r in rows}
+        return {integral(r[0]) for r in rows}
 
     def delete(self, keys: list[Any], lock: str) -> int:
         with self.wh.lock(lock):

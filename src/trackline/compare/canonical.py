@@ -1,0 +1,215 @@
+"""One canonical text per value, written in each engine's SQL, so equal data hashes equal.
+
+The legacy DW (MySQL/MariaDB) and the warehouse hold the same values in different types:
+DATETIME vs TIMESTAMP [WITH TIME ZONE], DECIMAL(10,2) vs NUMERIC(18,4), BIGINT UNSIGNED vs
+DECIMAL(20,0), TINYINT(1) vs BOOLEAN, CHAR with trailing spaces vs VARCHAR. Each compared
+column gets a *kind* from the legacy column's declared type (`kind_of`), and each engine
+renders that kind as the same text:
+
+- integers and decimals: the number at the legacy column's scale (`12.50`), whatever the
+  warehouse's scale; FLOAT/DOUBLE at `normalise.float_scale` places;
+- DATETIME/TIMESTAMP: ``YYYY-MM-DD HH:MM:SS`` (seconds); a warehouse TIMESTAMP WITH TIME
+  ZONE is read in UTC first; MySQL zero dates are NULL (`zero_dates_as_null`);
+- DATE: ``YYYY-MM-DD``; booleans: ``1`` / ``0``;
+- text: trailing spaces removed (`trim_trailing_spaces`), an empty string as NULL
+  (`empty_as_null`); text is hashed as its UTF-8 bytes on every engine, so emoji and CJK
+  compare equal.
+
+A row's text joins its columns' texts with ``|`` (NULL as ``(null)``); its MD5's first 16 hex
+digits become two 32-bit integers whose sums, with COUNT(*), are a key range's figures. The
+hex digits are turned into numbers with POSITION over ``0123456789abcdef`` on the warehouse
+side: the same SQL runs on DuckDB, PostgreSQL and Redshift (which lack a common hex cast).
+Two sums of 32-bit values stay within a BIGINT (Redshift sums BIGINT as BIGINT) for any range
+of fewer than 2^31 rows.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from trackline.config import Normalise
+
+SEP = "|"
+NULL_TEXT = "(null)"
+HEX = "0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    """`number`, `float`, `datetime`, `date`, `bool` or `text`."""
+    scale: int = 0
+
+
+_NUMBERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
+
+
+def kind_of(data_type: str, column_type: str, norm: Normalise) -> Kind:
+    """The kind of a legacy column from information_schema DATA_TYPE / COLUMN_TYPE."""
+    t = data_type.lower()
+    if t == "tinyint" and column_type.lower().startswith("tinyint(1)"):
+        return Kind("bool")
+    if t in _NUMBERS:
+        return Kind("number", 0)
+    if t in ("decimal", "numeric"):
+        m = re.search(r"\(\s*\d+\s*,\s*(\d+)\s*\)", column_type)
+        return Kind("number", int(m.group(1)) if m else 0)
+    if t in ("float", "double", "real"):
+        return Kind("float", norm.float_scale)
+    if t in ("datetime", "timestamp"):
+        return Kind("datetime")
+    if t == "date":
+        return Kind("date")
+    if t == "bit":
+        return Kind("number", 0)
+    return Kind("text")
+
+
+class Canon:
+    """How one engine writes a kind's canonical text (subclasses: one per engine)."""
+
+    TEXT_TYPE: ClassVar[str] = "VARCHAR"
+    DATETIME_FORMAT: ClassVar[str] = "YYYY-MM-DD HH24:MI:SS"
+    DATE_FORMAT: ClassVar[str] = "YYYY-MM-DD"
+
+    def __init__(self, norm: Normalise) -> None:
+        self.norm = norm
+
+    def value(self, col: str, kind: Kind, wh_type: str = "") -> str:
+        """`col` (quoted) as canonical text; `wh_type`: the column's type on this side."""
+        if kind.name in ("number", "float"):
+            if "bool" in wh_type:
+                return self.boolean(col)
+            return f"CAST(CAST({col} AS DECIMAL(38, {kind.scale})) AS {self.TEXT_TYPE})"
+        if kind.name == "bool":
+            return self.boolean(col) if "bool" in wh_type else self.number_flag(col)
+        if kind.name == "datetime":
+            return self.datetime(self.utc(col) if "time zone" in wh_type else col)
+        if kind.name == "date":
+            return self.date(col)
+        return self.text(col, wh_type)
+
+    def boolean(self, col: str) -> str:
+        return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"
+
+    def number_flag(self, col: str) -> str:
+        return f"CASE WHEN {col} <> 0 THEN '1' WHEN {col} = 0 THEN '0' END"
+
+    def utc(self, col: str) -> str:
+        return f"({col} AT TIME ZONE 'UTC')"
+
+    def datetime(self, col: str) -> str:
+        return f"TO_CHAR({col}, '{self.DATETIME_FORMAT}')"
+
+    def date(self, col: str) -> str:
+        return f"TO_CHAR({col}, '{self.DATE_FORMAT}')"
+
+    def rtrim(self, col: str) -> str:
+        return f"RTRIM({col})"
+
+    def text(self, col: str, wh_type: str = "") -> str:
+        """Character columns as they are (a CAST to VARCHAR would cut Redshift text at 256
+        bytes); any other type cast to text."""
+        is_text = not wh_type or any(t in wh_type for t in ("char", "text", "string"))
+        out = col if is_text else f"CAST({col} AS {self.TEXT_TYPE})"
+        if self.norm.trim_trailing_spaces:
+            out = self.rtrim(out)
+        if self.norm.empty_as_null:
+            out = f"NULLIF({out}, '')"
+        return out
+
+    def concat(self, parts: list[str]) -> str:
+        """The row text: every part, NULL as its marker, joined by the separator."""
+        filled = [f"COALESCE({p}, '{NULL_TEXT}')" for p in parts]
+        return f" || '{SEP}' || ".join(filled)
+
+    def md5(self, text: str) -> str:
+        return f"MD5({text})"
+
+    def hex_int(self, hexed: str, start: int) -> str:
+        """The 8 hex digits of `hexed` from `start` (1-based) as an integer (0 … 2^32-1); each
+        digit is a BIGINT before it is multiplied (an INTEGER product overflows)."""
+        terms = [
+            f"CAST(POSITION(SUBSTRING({hexed}, {start + i}, 1) IN '{HEX}') - 1 AS BIGINT)"
+            f" * {16 ** (7 - i)}"
+            for i in range(8)
+        ]
+        return "(" + " + ".join(terms) + ")"
+
+    def figures(self, h: str) -> str:
+        """COUNT(*) and the two sums of a range, over rows whose MD5 hex is column `h`."""
+        return f"COUNT(*), SUM({self.hex_int(h, 1)}), SUM({self.hex_int(h, 9)})"
+
+
+class PostgresCanon(Canon):
+    """PostgreSQL and Redshift: TO_CHAR, `||`, MD5 of the UTF-8 text."""
+
+
+class DuckDBCanon(Canon):
+    def datetime(self, col: str) -> str:
+        return f"STRFTIME({col}, '%Y-%m-%d %H:%M:%S')"
+
+    def date(self, col: str) -> str:
+        return f"STRFTIME({col}, '%Y-%m-%d')"
+
+
+class MySQLCanon(Canon):
+    """The legacy side. DATE_FORMAT of a zero date gives its zeros: NULL when asked."""
+
+    TEXT_TYPE = "CHAR"
+
+    def value(self, col: str, kind: Kind, wh_type: str = "") -> str:
+        if kind.name == "bool":
+            return self.number_flag(col)
+        return super().value(col, kind, wh_type)
+
+    def datetime(self, col: str) -> str:
+        return self._zero(f"DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s')", "0000-00-00 00:00:00")
+
+    def date(self, col: str) -> str:
+        return self._zero(f"DATE_FORMAT({col}, '%Y-%m-%d')", "0000-00-00")
+
+    def _zero(self, formatted: str, zero: str) -> str:
+        return f"NULLIF({formatted}, '{zero}')" if self.norm.zero_dates_as_null else formatted
+
+    def rtrim(self, col: str) -> str:
+        return f"TRIM(TRAILING ' ' FROM {col})"
+
+    def concat(self, parts: list[str]) -> str:
+        filled = [f"COALESCE({p}, '{NULL_TEXT}')" for p in parts]
+        return "CONCAT_WS('" + SEP + "', " + ", ".join(filled) + ")"
+
+    def hex_int(self, hexed: str, start: int) -> str:
+        return f"CAST(CONV(SUBSTRING({hexed}, {start}, 8), 16, 10) AS UNSIGNED)"
+
+
+WAREHOUSE_CANON: dict[str, type[Canon]] = {
+    "duckdb": DuckDBCanon,
+    "postgres": PostgresCanon,
+    "redshift": PostgresCanon,
+}
+
+
+def applied(norm: Normalise, kinds: dict[str, Kind], tz_columns: list[str]) -> list[str]:
+    """The normalisations in force, in words (printed with every result)."""
+    out = []
+    by = {k: [c for c, v in kinds.items() if v.name == k] for k in ("number", "float", "text")}
+    if by["number"]:
+        out.append("numbers at the legacy column's scale: " + ", ".join(by["number"]))
+    if by["float"]:
+        out.append(f"floats rounded to {norm.float_scale} places: " + ", ".join(by["float"]))
+    if any(v.name in ("datetime", "date") for v in kinds.values()):
+        out.append("times to the second as YYYY-MM-DD HH:MM:SS")
+    if tz_columns:
+        out.append("TIMESTAMP WITH TIME ZONE read in UTC: " + ", ".join(tz_columns))
+    if norm.zero_dates_as_null and any(v.name in ("datetime", "date") for v in kinds.values()):
+        out.append("zero dates as NULL")
+    if by["text"] and norm.trim_trailing_spaces:
+        out.append("trailing spaces removed")
+    if by["text"] and norm.empty_as_null:
+        out.append("empty string as NULL")
+    if any(v.name == "bool" for v in kinds.values()):
+        out.append("TINYINT(1) / BOOLEAN as 1/0")
+    return out

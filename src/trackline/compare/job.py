@@ -1,0 +1,418 @@
+"""`trackline compare`: a legacy DW table (MySQL/MariaDB) against trackline's table, with a
+pass/fail verdict.
+
+Both databases hold the same logical rows in different types. Each row becomes one canonical
+text (`canonical`), and both databases answer, per range of the first key column, three
+figures pushed down in SQL: COUNT(*) and two sums of integers taken from the MD5 of that text.
+Equal figures: the range is done. A differing range holding more than `chunk` rows is split at
+the middle of its keys and asked again; a differing range of at most `chunk` rows is fetched
+(canonical texts only) and compared row by row: keys missing on each side, keys held twice on
+one side, and mismatching values per column. An equal table costs one aggregate query per
+side; what is fetched grows with the differences, not with the table.
+
+trackline's side is the table plus its `<table>_hist` view when there is one, so a row the
+mart archived into a history period still counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from trackline.compare.canonical import (
+    WAREHOUSE_CANON,
+    Canon,
+    Kind,
+    MySQLCanon,
+    applied,
+    kind_of,
+)
+from trackline.config import CompareTable, Config
+from trackline.errors import ConfigError
+from trackline.extract import Relation, Source, open_source
+from trackline.jobs.keyranges import integral, midpoint, range_where
+from trackline.load import Warehouse
+from trackline.report import NullReporter, Reporter
+
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
+@dataclass
+class ColumnDiff:
+    column: str
+    mismatches: int = 0
+    sample: list[tuple[str, Any, Any]] = field(default_factory=list)
+    """(key, legacy value, trackline value), canonical texts."""
+
+
+@dataclass
+class CompareResult:
+    name: str
+    legacy: str
+    trackline: str
+    window: Window
+    thresholds: tuple[float, float]
+    normalisations: list[str]
+    legacy_rows: int = 0
+    trackline_rows: int = 0
+    days: dict[str, list[int]] = field(default_factory=dict)
+    """Day (YYYY-MM-DD of the time column) → [legacy rows, trackline rows]."""
+    ranges: int = 0
+    ranges_fetched: int = 0
+    rows_fetched: int = 0
+    missing_in_trackline: int = 0
+    missing_in_trackline_sample: list[str] = field(default_factory=list)
+    missing_in_legacy: int = 0
+    missing_in_legacy_sample: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    """Surplus rows of keys held more than once on one side."""
+    duplicates_sample: list[str] = field(default_factory=list)
+    compared: int = 0
+    """Keys on both sides of the ranges that were fetched (every other range is equal)."""
+    columns: dict[str, ColumnDiff] = field(default_factory=dict)
+
+    @property
+    def key_gap(self) -> float:
+        gaps = self.missing_in_trackline + self.missing_in_legacy + self.duplicates
+        return gaps / max(self.legacy_rows, 1)
+
+    def mismatch_rate(self, column: str) -> float:
+        """Mismatching rows / legacy rows in the window."""
+        return self.columns[column].mismatches / max(self.legacy_rows, 1)
+
+    @property
+    def failures(self) -> list[str]:
+        gap, mismatch = self.thresholds
+        out = []
+        if self.key_gap > gap:
+            out.append(f"key gap {self.key_gap:.4%} > {gap:.4%}")
+        for c in self.columns:
+            if self.mismatch_rate(c) > mismatch:
+                out.append(f"{c} mismatch {self.mismatch_rate(c):.4%} > {mismatch:.4%}")
+        return out
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def differences(self) -> int:
+        return (
+            self.missing_in_trackline
+            + self.missing_in_legacy
+            + self.duplicates
+            + sum(c.mismatches for c in self.columns.values())
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.name,
+            "legacy": self.legacy,
+            "trackline": self.trackline,
+            "since": self.window[0].isoformat() if self.window[0] else None,
+            "until": self.window[1].isoformat() if self.window[1] else None,
+            "legacy_rows": self.legacy_rows,
+            "trackline_rows": self.trackline_rows,
+            "days": self.days,
+            "ranges": self.ranges,
+            "ranges_fetched": self.ranges_fetched,
+            "rows_fetched": self.rows_fetched,
+            "missing_in_trackline": self.missing_in_trackline,
+            "missing_in_trackline_sample": self.missing_in_trackline_sample,
+            "missing_in_legacy": self.missing_in_legacy,
+            "missing_in_legacy_sample": self.missing_in_legacy_sample,
+            "duplicates": self.duplicates,
+            "duplicates_sample": self.duplicates_sample,
+            "compared": self.compared,
+            "columns": {
+                c.column: {
+                    "mismatches": c.mismatches,
+                    "rate": self.mismatch_rate(c.column),
+                    "sample": [list(s) for s in c.sample],
+                }
+                for c in self.columns.values()
+            },
+            "key_gap": self.key_gap,
+            "thresholds": {"count_gap": self.thresholds[0], "mismatch": self.thresholds[1]},
+            "normalisations": self.normalisations,
+            "verdict": "pass" if self.ok else "fail",
+            "failures": self.failures,
+        }
+
+
+class _Side:
+    """One database's answers: figures, key span, canonical rows and per-day counts of the
+    compared relation, restricted to a key range and the window."""
+
+    def __init__(
+        self,
+        canon: Canon,
+        relation: str,
+        q: Any,
+        run: Any,
+        key: list[str],
+        columns: list[str],
+        kinds: dict[str, Kind],
+        types: dict[str, str],
+        time: str | None,
+        window: tuple[Any, Any],
+    ) -> None:
+        self.canon, self.relation, self.q, self.run = canon, relation, q, run
+        self.first = q(key[0])
+        exprs = [canon.value(q(c), kinds[c], types.get(c, "")) for c in [*key, *columns]]
+        self.exprs = exprs
+        self.row_text = canon.concat(exprs)
+        self.time_text = canon.value(q(time), kinds[time], types.get(time, "")) if time else None
+        self.time, self.window = (q(time) if time else None), window
+
+    def _where(self, start: int | None, end: int | None) -> tuple[str, tuple[Any, ...]]:
+        cond, params = range_where(self.first, start, end)
+        values: list[Any] = list(params)
+        if self.time:
+            for op, bound in ((">=", self.window[0]), ("<", self.window[1])):
+                if bound is not None:
+                    cond.append(f"{self.time} {op} ?")
+                    values.append(bound)
+        return (" WHERE " + " AND ".join(cond)) if cond else "", tuple(values)
+
+    def figures(self, start: int | None, end: int | None) -> tuple[int, int, int]:
+        where, params = self._where(start, end)
+        h = self.q("_tl_h")
+        sql = (
+            f"SELECT {self.canon.figures(h)} FROM ("
+            f"SELECT {self.canon.md5(self.row_text)} AS {h} FROM {self.relation}{where}"
+            f") {self.q('_tl_rows')}"
+        )
+        row = self.run(sql, params)[0]
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
+    def span(self, start: int | None, end: int | None) -> tuple[Any, Any]:
+        where, params = self._where(start, end)
+        row = self.run(
+            f"SELECT MIN({self.first}), MAX({self.first}) FROM {self.relation}{where}", params
+        )
+        return integral(row[0][0]), integral(row[0][1])
+
+    def rows(self, start: int | None, end: int | None) -> list[tuple[Any, ...]]:
+        where, params = self._where(start, end)
+        return self.run(f"SELECT {', '.join(self.exprs)} FROM {self.relation}{where}", params)
+
+    def days(self) -> dict[str, int]:
+        if not self.time_text:
+            return {}
+        where, params = self._where(None, None)
+        day = f"SUBSTRING({self.time_text}, 1, 10)"
+        sql = f"SELECT {day}, COUNT(*) FROM {self.relation}{where} GROUP BY {day}"
+        return {str(r[0]): int(r[1]) for r in self.run(sql, params)}
+
+
+def compare(
+    cfg: Config,
+    wh: Warehouse,
+    name: str,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    legacy: str | None = None,
+    chunk: int | None = None,
+    reporter: Reporter | None = None,
+    open_src: Source | None = None,
+) -> CompareResult:
+    """Compare the `compare.tables` entry `name`; `legacy` overrides `compare.legacy`."""
+    reporter = reporter or NullReporter()
+    c = cfg.compare_table(name)
+    if (since is not None or until is not None) and c.time is None:
+        raise ConfigError(
+            f"compare table {name!r}: a window needs `time:` (the column to filter on)"
+        )
+    if since is not None and until is not None and until <= since:
+        raise ConfigError(f"compare: --until ({until}) must be after --since ({since})")
+    source_name = legacy or cfg.compare.legacy
+    source = cfg.sources.get(source_name)
+    if source is None or source.type != "mysql":
+        raise ConfigError(
+            f"compare: the legacy source {source_name!r} must be a MySQL entry of `sources:` "
+            f"(known: {sorted(cfg.sources)})"
+        )
+    schema = c.schema_ or cfg.compare_schema(c.table)
+    if schema is None:
+        raise ConfigError(f"compare table {name!r}: say which schema holds {c.table!r} (`schema:`)")
+    if not wh.table_exists(schema, c.table):
+        raise ConfigError(
+            f"compare table {name!r}: {schema}.{c.table} does not exist in the warehouse"
+        )
+    wanted = list(dict.fromkeys([*c.key, *c.columns, *([c.time] if c.time else [])]))
+    wh_types = wh.column_types(schema, c.table)
+    lacking = [col for col in wanted if col not in wh_types]
+    if lacking:
+        raise ConfigError(
+            f"compare table {name!r}: {schema}.{c.table} has no column(s) {', '.join(lacking)}"
+        )
+    hist = f"{c.table}_hist"
+    parts = [f"SELECT {wh.cols(wanted)} FROM {wh.t(schema, c.table)}"]
+    if c.history and wh.table_exists(schema, hist):  # a view counts (information_schema)
+        parts.append(f"SELECT {wh.cols(wanted)} FROM {wh.t(schema, hist)}")
+    t_rel = f"({' UNION ALL '.join(parts)}) {wh.q('_tl_side')}"
+    with contextlib.ExitStack() as opened:
+        db = c.legacy_db or getattr(source, "database", None)
+        src = open_src or opened.enter_context(open_source(source, db))
+        rel = Relation(c.legacy_table, db)
+        legacy_cols = {col.name: col for col in src.columns(rel)}
+        lacking = [col for col in wanted if c.legacy(col) not in legacy_cols]
+        if lacking:
+            raise ConfigError(
+                f"compare table {name!r}: legacy table {db}.{c.legacy_table} has no column(s) "
+                + ", ".join(c.legacy(col) for col in lacking)
+            )
+        kinds = {
+            col: kind_of(
+                legacy_cols[c.legacy(col)].data_type,
+                legacy_cols[c.legacy(col)].column_type,
+                c.normalise,
+            )
+            for col in wanted
+        }
+        if kinds[c.key[0]] != Kind("number", 0):
+            raise ConfigError(
+                f"compare table {name!r}: the first key column {c.key[0]!r} must be an integer "
+                f"(key ranges are split on it); it is {legacy_cols[c.legacy(c.key[0])].column_type}"
+            )
+        if c.time and kinds[c.time].name not in ("datetime", "date"):
+            raise ConfigError(
+                f"compare table {name!r}: time column {c.time!r} must be a DATE, DATETIME or "
+                "TIMESTAMP in the legacy table"
+            )
+        src.rows("SET time_zone = '+00:00'")  # legacy TIMESTAMP columns read in UTC
+        tz = [col for col in wanted if "time zone" in wh_types[col]]
+        aware = bool(c.time and c.time in tz)
+        wh_window = (_utc(since, aware), _utc(until, aware))
+
+        def legacy_run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            return src.rows(src.bind(sql, params), params)
+
+        def legacy_q(col: str) -> str:
+            return src.q(c.legacy(col))
+
+        left = _Side(
+            MySQLCanon(c.normalise),
+            src.relation_sql(rel),
+            legacy_q,
+            legacy_run,
+            c.key,
+            c.columns,
+            kinds,
+            {},
+            c.time,
+            (since, until),
+        )
+        right = _Side(
+            WAREHOUSE_CANON[wh.ENGINE](c.normalise),
+            t_rel,
+            wh.q,
+            wh.query,
+            c.key,
+            c.columns,
+            kinds,
+            wh_types,
+            c.time,
+            wh_window,
+        )
+        res = CompareResult(
+            name,
+            f"{source_name}:{db}.{c.legacy_table}",
+            f"{schema}.{c.table}" + (" ∪ " + hist if len(parts) > 1 else ""),
+            (since, until),
+            (c.count_gap, c.mismatch),
+            applied(c.normalise, kinds, tz),
+            columns={col: ColumnDiff(col) for col in c.columns},
+        )
+        _walk(c, left, right, res, chunk or c.chunk, cfg.compare.sample)
+        ldays, tdays = left.days(), right.days()
+        res.days = {d: [ldays.get(d, 0), tdays.get(d, 0)] for d in sorted(set(ldays) | set(tdays))}
+    reporter.event(
+        "compare",
+        f"{name}: legacy {res.legacy_rows:,} rows, trackline {res.trackline_rows:,}; "
+        f"{res.differences:,} differences; {'pass' if res.ok else 'FAIL'}",
+        table=name,
+    )
+    return res
+
+
+def _utc(bound: dt.datetime | None, aware: bool) -> dt.datetime | None:
+    """A window bound for a TIMESTAMP WITH TIME ZONE column: the same instant, in UTC."""
+    return bound.replace(tzinfo=dt.UTC) if bound is not None and aware else bound
+
+
+def _walk(
+    c: CompareTable, left: _Side, right: _Side, res: CompareResult, chunk: int, sample: int
+) -> None:
+    todo: list[tuple[int | None, int | None]] = [(None, None)]
+    first = True
+    while todo:
+        start, end = todo.pop()
+        res.ranges += 1
+        lf, rf = left.figures(start, end), right.figures(start, end)
+        if first:
+            res.legacy_rows, res.trackline_rows, first = lf[0], rf[0], False
+        if lf == rf:
+            continue
+        if max(lf[0], rf[0]) > chunk:
+            ls, rs = left.span(start, end), right.span(start, end)
+            lows = [v for v in (ls[0], rs[0]) if v is not None]
+            highs = [v for v in (ls[1], rs[1]) if v is not None]
+            lo, hi = int(min(lows)), int(max(highs))
+            if hi > lo:
+                mid = midpoint(lo, hi)
+                todo += [(mid, end), (start, mid)]  # the lower half first
+                continue
+        res.ranges_fetched += 1
+        _diff(c, left.rows(start, end), right.rows(start, end), res, sample)
+
+
+def _diff(
+    c: CompareTable,
+    lrows: list[tuple[Any, ...]],
+    rrows: list[tuple[Any, ...]],
+    res: CompareResult,
+    sample: int,
+) -> None:
+    n = len(c.key)
+    res.rows_fetched += len(lrows) + len(rrows)
+    sides: list[dict[tuple[Any, ...], list[tuple[Any, ...]]]] = []
+    for rows in (lrows, rrows):
+        by: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
+        for r in rows:
+            by[tuple(r[:n])].append(tuple(r[n:]))
+        sides.append(by)
+    left, right = sides
+
+    def label(key: tuple[Any, ...]) -> str:
+        return ", ".join(str(k) for k in key)
+
+    for side_name, by in (("legacy", left), ("trackline", right)):
+        for key in sorted(k for k, v in by.items() if len(v) > 1):
+            res.duplicates += len(by[key]) - 1
+            if len(res.duplicates_sample) < sample:
+                res.duplicates_sample.append(f"{side_name}: ({label(key)}) x{len(by[key])}")
+    gone = sorted(left.keys() - right.keys())
+    extra = sorted(right.keys() - left.keys())
+    res.missing_in_trackline += len(gone)
+    res.missing_in_trackline_sample += [label(k) for k in gone][
+        : sample - len(res.missing_in_trackline_sample)
+    ]
+    res.missing_in_legacy += len(extra)
+    res.missing_in_legacy_sample += [label(k) for k in extra][
+        : sample - len(res.missing_in_legacy_sample)
+    ]
+    for key in sorted(left.keys() & right.keys()):
+        res.compared += 1
+        lv, rv = left[key][0], right[key][0]
+        for i, col in enumerate(c.columns):
+            if lv[i] != rv[i]:
+                d = res.columns[col]
+                d.mismatches += 1
+                if len(d.sample) < sample:
+                    d.sample.append((label(key), lv[i], rv[i]))

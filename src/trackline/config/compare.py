@@ -1,0 +1,90 @@
+"""`compare:`: which legacy DW tables `trackline compare` checks against which trackline
+tables, how their values are normalised, and the pass/fail thresholds (docs/compare.md)."""
+
+from __future__ import annotations
+
+from pydantic import ConfigDict, Field, model_validator
+
+from trackline.config.base import Ident, LocatedError, Model
+
+
+class Normalise(Model):
+    """How values are brought to one canonical text on both sides before they are hashed."""
+
+    empty_as_null: bool = True
+    """An empty string equals NULL (the legacy DW turned one into the other)."""
+    trim_trailing_spaces: bool = True
+    zero_dates_as_null: bool = True
+    """MySQL `0000-00-00` dates equal NULL (trackline loads them as NULL)."""
+    float_scale: int = Field(default=6, ge=0, le=30)
+    """FLOAT/DOUBLE: compared rounded to this many decimal places."""
+
+
+class CompareTable(Model):
+    name: Ident
+    """What `trackline compare --table NAME` calls it (e.g. `uti`)."""
+    legacy_table: Ident
+    legacy_db: Ident | None = None
+    """The legacy database (default: the legacy source's `database`)."""
+    table: Ident
+    """trackline's side: a mart (its `<mart>_hist` view is added, so archived rows count),
+    a `tables:` target, or any warehouse table (then give `schema`)."""
+    schema_: Ident | None = Field(default=None, alias="schema")
+    history: bool = True
+    """Add the `<table>_hist` view when it exists."""
+    key: list[Ident] = Field(min_length=1)
+    """Key columns; the first is an integer (key ranges are split on it)."""
+    columns: list[Ident] = Field(min_length=1)
+    """Compared columns (same names on both sides unless `legacy_columns` renames them)."""
+    legacy_columns: dict[Ident, Ident] = Field(default_factory=dict)
+    """trackline column → legacy column, where the names differ."""
+    time: Ident | None = None
+    """The column `--date` / `--since` / `--until` filter on (both sides)."""
+    count_gap: float = Field(default=0.001, ge=0, le=1)
+    """Most (keys missing on either side + duplicate rows) / legacy rows that passes."""
+    mismatch: float = Field(default=0.01, ge=0, le=1)
+    """Most mismatching rows / rows compared, per column, that passes."""
+    normalise: Normalise = Normalise()
+    chunk: int = Field(default=10_000, gt=0)
+    """Differing ranges are split until they hold at most this many rows, then fetched."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _columns(self) -> CompareTable:
+        for i, c in enumerate(self.columns):
+            if c in self.key:
+                raise LocatedError(("columns", i), f"{c!r} is a key column; list it in `key` only")
+        if len(set(self.columns)) != len(self.columns):
+            raise LocatedError(("columns",), "a compared column is repeated")
+        if len(set(self.key)) != len(self.key):
+            raise LocatedError(("key",), "a key column is repeated")
+        named = set(self.key) | set(self.columns) | ({self.time} if self.time else set())
+        for c in self.legacy_columns:
+            if c not in named:
+                raise LocatedError(
+                    ("legacy_columns", c), f"{c!r} is not a key, compared or time column"
+                )
+        return self
+
+    def legacy(self, column: str) -> str:
+        return self.legacy_columns.get(column, column)
+
+
+class CompareConfig(Model):
+    legacy: Ident = "uniods"
+    """The `sources:` entry of the legacy DW (MySQL/MariaDB)."""
+    sample: int = Field(default=10, ge=0)
+    """Sample keys listed per kind of difference (the counts are complete)."""
+    tables: list[CompareTable] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> CompareConfig:
+        seen: set[str] = set()
+        for i, t in enumerate(self.tables):
+            if t.name in seen:
+                raise LocatedError(
+                    ("tables", i, "name"), f"compare table names must be unique; {t.name!r}"
+                )
+            seen.add(t.name)
+        return self

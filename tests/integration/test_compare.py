@@ -1,0 +1,327 @@
+"""`trackline compare` against a real MariaDB legacy DW, on DuckDB, PostgreSQL and the
+Redshift adapter in compat mode (PostgreSQL underneath).
+
+The two sides hold the same rows in other types (DATETIME vs TIMESTAMP WITH TIME ZONE,
+DECIMAL(10,2) vs NUMERIC(18,4), DOUBLE rounded, TINYINT(1) vs BOOLEAN, CHAR padding, empty
+string vs NULL, zero dates vs NULL, emoji and CJK text): equal data must give no difference,
+and each planted difference must be found and named, and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import MySQLDb, PgDb
+from tests.integration.test_redshift_marts import RecordingRedshift
+from tests.redshift_checks import redshift_problems
+from trackline.cli import main
+from trackline.compare import CompareResult, compare
+from trackline.config import (
+    CompareConfig,
+    CompareTable,
+    Config,
+    DuckDBWarehouse,
+    RedshiftWarehouse,
+)
+from trackline.errors import ConfigError
+from trackline.load import Warehouse, open_warehouse
+
+DAY = dt.datetime(2024, 3, 1)
+UTC = dt.UTC
+SCHEMA = "settlement_ods"
+
+LEGACY_DDL = (
+    "CREATE TABLE dw_orders (order_id BIGINT UNSIGNED NOT NULL, line INT NOT NULL, "
+    "name VARCHAR(64), amount DECIMAL(10,2), weight DOUBLE, flag TINYINT(1), note CHAR(12), "
+    "closed_at DATETIME NULL, update_time DATETIME NOT NULL, KEY (order_id, line))"
+)
+MART_COLUMNS = (
+    "order_id BIGINT, line BIGINT, name VARCHAR(256), amount NUMERIC(18,4), "
+    "weight DOUBLE PRECISION, flag BOOLEAN, note VARCHAR(40), "
+    "closed_at TIMESTAMP WITH TIME ZONE, update_time TIMESTAMP WITH TIME ZONE"
+)
+NAMES = ["plain", "café", "😀 emoji", "中文名字", "mixed 中 😀 ok"]
+
+
+def legacy_row(i: int) -> tuple[Any, ...]:
+    """Order i (one line), updated on one of 4 days starting at DAY."""
+    t = DAY + dt.timedelta(hours=(i * 7) % 96, minutes=i % 60, seconds=i % 60)
+    return (
+        i,
+        1,
+        NAMES[i % len(NAMES)] + f" {i}",
+        f"{i}.{i % 100:02d}",
+        i / 3,
+        i % 2,
+        "" if i % 11 == 0 else f"n{i}",  # '' on the legacy side: NULL in trackline
+        None if i % 5 else t,
+        t,
+    )
+
+
+def mart_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The same row as trackline holds it: other types, padding, NULL for '', UTC+2 zone."""
+    i, line, name, amount, weight, flag, note, closed, upd = r
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+
+    def aware(v: dt.datetime | None) -> dt.datetime | None:
+        return None if v is None else v.replace(tzinfo=UTC).astimezone(plus2)
+
+    return (
+        i,
+        line,
+        name,
+        amount,
+        weight,
+        bool(flag),
+        None if note == "" else note + "  ",
+        aware(closed),
+        aware(upd),
+    )
+
+
+def insert(wh: Warehouse, table: str, rows: list[tuple[Any, ...]]) -> None:
+    for start in range(0, len(rows), 500):
+        part = rows[start : start + 500]
+        marks = ", ".join("(" + ", ".join("?" for _ in part[0]) + ")" for _ in part)
+        wh.execute(
+            f"INSERT INTO {wh.t(SCHEMA, table)} VALUES {marks}", tuple(v for r in part for v in r)
+        )
+
+
+@pytest.fixture(
+    params=[
+        "duckdb",
+        pytest.param("postgres", marks=pytest.mark.servers),
+        pytest.param("redshift", marks=pytest.mark.servers),
+    ]
+)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    pg: PgDb = request.getfixturevalue("pg_db")
+    if request.param == "postgres":
+        return pg.warehouse_config()
+    return RedshiftWarehouse(**pg.redshift_compat())
+
+
+def make_cfg(mysql_db: MySQLDb, wh_cfg: Any, **table: Any) -> Config:
+    entry = {
+        "name": "orders",
+        "legacy_table": "dw_orders",
+        "table": "mart_orders",
+        "schema": SCHEMA,
+        "key": ["order_id", "line"],
+        "columns": ["name", "amount", "weight", "flag", "note", "closed_at", "update_time"],
+        "time": "update_time",
+        "chunk": 16,
+    }
+    entry.update(table)
+    return Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=wh_cfg,
+        compare=CompareConfig(tables=[CompareTable(**entry)]),
+    )
+
+
+@pytest.fixture
+def world(mysql_db: MySQLDb, engine: Any) -> Iterator[tuple[Config, Warehouse]]:
+    """200 equal orders: legacy dw_orders in MariaDB, mart_orders + its history in trackline
+    (orders 1-20 archived into hist_orders_2024_h1, read through mart_orders_hist)."""
+    mysql_db.execute(LEGACY_DDL)
+    legacy = [legacy_row(i) for i in range(1, 201)]
+    mysql_db.executemany("INSERT INTO dw_orders VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", legacy)
+    mysql_db.execute("SET SESSION sql_mode = ''")
+    mysql_db.execute("UPDATE dw_orders SET closed_at = '0000-00-00 00:00:00' WHERE order_id = 7")
+    cfg = make_cfg(mysql_db, engine)
+    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
+    wh = wh or open_warehouse(engine)
+    wh.connect()
+    wh.ensure_schema(SCHEMA)
+    for t in ("mart_orders", "hist_orders_2024_h1"):
+        wh.execute(f"CREATE TABLE {wh.t(SCHEMA, t)} ({MART_COLUMNS})")
+    wh.execute(
+        f"CREATE VIEW {wh.t(SCHEMA, 'mart_orders_hist')} AS "
+        f"SELECT * FROM {wh.t(SCHEMA, 'hist_orders_2024_h1')}"
+    )
+    rows = [mart_row(r) for r in legacy]
+    insert(wh, "hist_orders_2024_h1", rows[:20])
+    insert(wh, "mart_orders", rows[20:])
+    try:
+        yield cfg, wh
+    finally:
+        wh.close()
+
+
+def run(cfg: Config, wh: Warehouse, **kw: Any) -> CompareResult:
+    before = len(getattr(wh, "sent", []))
+    res = compare(cfg, wh, "orders", **kw)
+    sent = getattr(wh, "sent", [])[before:]
+    assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}
+    return res
+
+
+def found(res: CompareResult) -> dict[str, Any]:
+    """Every difference the result names (empty: none)."""
+    out: dict[str, Any] = {}
+    for k in ("missing_in_trackline", "missing_in_legacy", "duplicates"):
+        if getattr(res, k):
+            out[k] = getattr(res, f"{k}_sample")
+    for c in res.columns.values():
+        if c.mismatches:
+            out[c.column] = c.sample
+    return out
+
+
+def test_equal_data_in_other_types_compares_equal(world: tuple[Config, Warehouse]) -> None:
+    cfg, wh = world
+    res = run(cfg, wh)
+    assert found(res) == {}
+    assert (res.legacy_rows, res.trackline_rows, res.ranges, res.ranges_fetched) == (
+        200,
+        200,
+        1,
+        0,
+    )
+    assert res.ok and res.rows_fetched == 0
+    assert "∪ mart_orders_hist" in res.trackline  # archived rows count
+    assert sum(a for a, _ in res.days.values()) == 200
+    assert all(a == b for a, b in res.days.values())
+    said = "; ".join(res.normalisations)
+    for words in ("legacy column's scale", "UTC", "zero dates", "trailing", "empty string"):
+        assert words in said
+
+
+def test_each_planted_difference_is_found_and_named(
+    world: tuple[Config, Warehouse], mysql_db: MySQLDb
+) -> None:
+    cfg, wh = world
+    m, h = wh.t(SCHEMA, "mart_orders"), wh.t(SCHEMA, "hist_orders_2024_h1")
+    wh.execute(f"DELETE FROM {m} WHERE order_id = 30")  # missing in trackline
+    mysql_db.execute("DELETE FROM dw_orders WHERE order_id = 40")  # missing in legacy
+    wh.execute(f"UPDATE {m} SET name = 'changed' WHERE order_id = 50")
+    wh.execute(f"UPDATE {m} SET amount = amount + 0.01 WHERE order_id = 60")
+    wh.execute(f"UPDATE {m} SET weight = weight + 1 WHERE order_id = 70")
+    wh.execute(f"UPDATE {m} SET flag = NOT flag WHERE order_id = 80")
+    wh.execute(f"UPDATE {m} SET note = NULL WHERE order_id = 90")  # NULL vs value
+    wh.execute(f"UPDATE {h} SET closed_at = update_time WHERE order_id = 12")  # archived row
+    mysql_db.execute("INSERT INTO dw_orders SELECT * FROM dw_orders WHERE order_id = 100")
+    # a row archived since (moved from the mart into history): not a difference
+    wh.execute(f"INSERT INTO {h} SELECT * FROM {m} WHERE order_id = 110")
+    wh.execute(f"DELETE FROM {m} WHERE order_id = 110")
+    res = run(cfg, wh)
+    upd = legacy_row(12)[-1].strftime("%Y-%m-%d %H:%M:%S")
+    assert found(res) == {
+        "missing_in_trackline": ["30, 1"],
+        "missing_in_legacy": ["40, 1"],
+        "duplicates": ["legacy: (100, 1) x2"],
+        "name": [("50, 1", NAMES[0] + " 50", "changed")],
+        "amount": [("60, 1", "60.60", "60.61")],
+        "weight": [("70, 1", "23.333333", "24.333333")],
+        "flag": [("80, 1", "0", "1")],
+        "note": [("90, 1", "n90", None)],
+        "closed_at": [("12, 1", None, upd)],
+    }
+    assert (res.legacy_rows, res.trackline_rows) == (200, 199)
+    assert res.ranges_fetched < res.ranges and res.rows_fetched < 200
+    assert not res.ok  # 3 key gaps in 200 rows, 1 mismatch per column in 200: past 0.1 % / 1 %
+
+
+def test_window_edges_and_days(world: tuple[Config, Warehouse], mysql_db: MySQLDb) -> None:
+    """--date D is [D, D+1): a row at D 00:00:00 is in, one at D+1 00:00:00 is out; a row
+    whose time differs across the edge is missing on one side of that window."""
+    cfg, wh = world
+    m = wh.t(SCHEMA, "mart_orders")
+    start, end = DAY + dt.timedelta(days=1), DAY + dt.timedelta(days=2)
+    mysql_db.execute("UPDATE dw_orders SET update_time = %s WHERE order_id = 150", (start,))
+    mysql_db.execute("UPDATE dw_orders SET update_time = %s WHERE order_id IN (151, 152)", (end,))
+    for i, t in ((150, start), (151, end), (152, end - dt.timedelta(seconds=1))):
+        wh.execute(f"UPDATE {m} SET update_time = ? WHERE order_id = ?", (t.replace(tzinfo=UTC), i))
+    res = run(cfg, wh, since=start, until=end)
+    assert found(res) == {"missing_in_legacy": ["152, 1"]}
+    legacy_in = sum(1 for i in range(1, 201) if start <= legacy_row(i)[-1] < end and i < 150)
+    legacy_in += sum(1 for i in range(153, 201) if start <= legacy_row(i)[-1] < end) + 1
+    assert res.legacy_rows == legacy_in and res.trackline_rows == legacy_in + 1
+    assert list(res.days) == ["2024-03-02"]
+    assert res.days["2024-03-02"] == [legacy_in, legacy_in + 1]
+
+
+def _cli(cfg: Config, tmp_path: Path, *args: str) -> Any:
+    data = cfg.model_dump(mode="json", by_alias=True, exclude={"marts"})
+    data["sources"]["uniods"]["password"] = ""
+    path = tmp_path / "trackline.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return CliRunner().invoke(main, ["compare", "-c", str(path), *args])
+
+
+def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """10,000 legacy rows: 9 missing in trackline is a 0.09 % gap (exit 0), 11 is 0.11 %
+    (exit 1); an unknown table or a bad config exits 2 naming it."""
+    engine = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    mysql_db.execute(LEGACY_DDL)
+    legacy = [legacy_row(i) for i in range(1, 10_001)]
+    mysql_db.executemany("INSERT INTO dw_orders VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", legacy)
+    cfg = make_cfg(mysql_db, engine, chunk=1000)
+    wh = open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(f"CREATE TABLE {wh.t(SCHEMA, 'mart_orders')} ({MART_COLUMNS})")
+        insert(wh, "mart_orders", [mart_row(r) for r in legacy if r[0] > 9])
+    finally:
+        wh.close()
+    ok = _cli(cfg, tmp_path, "--table", "orders", "--json")
+    assert ok.exit_code == 0, ok.output
+    out = json.loads(ok.output)
+    assert out["missing_in_trackline"] == 9 and out["verdict"] == "pass"
+    assert out["key_gap"] == pytest.approx(0.0009)
+    wh = open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.execute(f"DELETE FROM {wh.t(SCHEMA, 'mart_orders')} WHERE order_id IN (5000, 6000)")
+    finally:
+        wh.close()
+    bad = _cli(cfg, tmp_path, "--table", "orders")
+    assert bad.exit_code == 1, bad.output
+    assert "missing in trackline: 11" in bad.output and "FAIL: key gap 0.1100%" in bad.output
+    unknown = _cli(cfg, tmp_path, "--table", "nope")
+    assert unknown.exit_code == 2 and "'nope' is not in the config's `compare.tables:`" in (
+        unknown.output
+    )
+    both = _cli(cfg, tmp_path, "--table", "orders", "--date", "2024-03-01", "--since", "2024-03-01")
+    assert both.exit_code == 2 and "--date or --since/--until" in both.output
+
+
+def test_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
+    from trackline.config import load_config
+
+    path = tmp_path / "t.yml"
+    path.write_text(
+        "sources:\n  kuaisong: {host: 127.0.0.1, database: legacy}\n"
+        "compare:\n  tables:\n"
+        "    - name: uti\n      legacy_table: dw_uni_tracking_info\n"
+        "      table: mart_uni_tracking_info\n      key: [order_id]\n"
+        "      columns: [status]\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "compare.legacy" in str(exc.value) and "'uniods'" in str(exc.value)
+    path.write_text(
+        "sources:\n  uniods: {host: 127.0.0.1, database: legacy}\n"
+        "compare:\n  tables:\n"
+        "    - name: uti\n      legacy_table: dw_uni_tracking_info\n"
+        "      table: somewhere\n      key: [order_id]\n"
+        "      columns: [status]\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "compare.tables[0].table" in str(exc.value) and "t.yml:7:" in str(exc.value)
+    assert "`schema:`" in str(exc.value)
