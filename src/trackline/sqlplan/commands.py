@@ -276,6 +276,10 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
     """`trackline consolidate`: a first run, each input staging one batch, the merge finding
     rows pending (`tables`: consolidation names; none: all)."""
     from trackline.consolidate import Consolidator
+    from trackline.state import StateStore
+
+    with rec.unrecorded():  # its script runs after the cycle's: the state tables are in place
+        StateStore(rec, cfg.state_schema).ensure()
 
     class PlanConsolidator(Consolidator):
         def source(self, c: Any, i: int) -> tuple[Source, str]:
