@@ -71,7 +71,9 @@ def _migrations(w: Warehouse, s: str) -> list[list[str]]:
         #    older than A's cursor were never read). The table is rebuilt (engines cannot change
         #    a primary key in place) with every row kept; rows from before carry LEGACY_SOURCE
         #    and are taken over by the first source database that syncs the table (`get`).
-        #    Ledger entries record their source database from now on.
+        #    Ledger entries record their source database from now on. Redshift runs RENAME TO
+        #    and ADD COLUMN inside a transaction block (only external tables may not be altered
+        #    in one: https://docs.aws.amazon.com/redshift/latest/dg/r_ALTER_TABLE.html).
         [
             f"CREATE TABLE {w.t(s, 'watermarks_v3')} (table_key {T} NOT NULL, "
             f"source_db {T} NOT NULL, strategy {T}, value {T}, last_batch_id BIGINT, "
