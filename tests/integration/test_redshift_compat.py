@@ -167,7 +167,7 @@ def test_full_sync_matches_duckdb(
     try:
         for table, order in (
             ("settlement_public.uni_tracking_info_raw", "id"),
-            ("settlement_public.settlement_claim_detail", '"ID"'),
+            ("settlement_public.settlement_claim_detail", "ID"),  # (Redshift: the column id)
         ):
             expected = _rows(lambda q: con.execute(q).fetchall(), table, order)
             got = _rows(pg_db.query, table, order)
@@ -183,7 +183,7 @@ def test_full_sync_matches_duckdb(
         )
     )
     assert types["order_id"] == "numeric" and types["payload"] == "bytea"
-    assert types["pathTime"] == "character varying"
+    assert types["pathtime"] == "character varying"  # source pathTime, stored lower case
     # The transient files written for the casts were removed after each COPY.
     assert not _transient_files(s3)
     assert pg_db.query("SELECT COUNT(*) FROM trackline.locks") == [(0,)]
@@ -437,7 +437,7 @@ def test_hard_kill_of_a_sync_then_the_next_run_goes_on(
         with psycopg.connect(pg_db.dsn.replace(pg_db.database, ref_db)) as con:
             for table, order in (
                 ("settlement_public.uni_tracking_info_raw", "id"),
-                ("settlement_public.settlement_claim_detail", '"ID"'),
+                ("settlement_public.settlement_claim_detail", "ID"),  # (the column id)
                 ("trackline.batches", "table_key, batch_id"),
             ):
                 cols = "table_key, batch_id, row_count, checksum" if "batches" in table else "*"
@@ -449,9 +449,9 @@ def test_hard_kill_of_a_sync_then_the_next_run_goes_on(
     assert raw == [
         tuple(r) for r in mysql_db.query("SELECT id, order_id FROM uni_tracking_info ORDER BY id")
     ]
-    assert _rows(
-        pg_db.query, "settlement_public.settlement_claim_detail", '"ID"', '"ID", amount'
-    ) == [(i, Decimal("12.3456") * i) for i in range(1, 31)]
+    assert _rows(pg_db.query, "settlement_public.settlement_claim_detail", "ID", "ID, amount") == [
+        (i, Decimal("12.3456") * i) for i in range(1, 31)
+    ]
 
 
 def test_maintenance_falls_back_to_analyze_without_svv_table_info(wh: Any) -> None:
@@ -493,7 +493,7 @@ def test_sql_plan_for_a_mysql_source(mysql_db: MySQLDb, s3: S3Endpoint) -> None:
         '"order_id" DECIMAL(20,0)',  # BIGINT UNSIGNED
         '"amount" DECIMAL(10,2)',
         '"is_cod" SMALLINT',
-        '"pathTime" VARCHAR(65535)',  # TIME arrives as text
+        '"pathtime" VARCHAR(65535)',  # TIME arrives as text; names stored lower case
         '"payload" VARBYTE(1024000)',
         '"update_time" TIMESTAMP',
     ):

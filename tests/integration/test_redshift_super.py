@@ -90,7 +90,7 @@ def _table_rows(wh: Warehouse, schema: str, table: str) -> list[tuple[Any, ...]]
         for n, v in zip(names, r, strict=True):
             if n in JSON_COLS and isinstance(v, str):  # DuckDB keeps the text
                 v = json.loads(v)
-            row.append((n, v))
+            row.append((n.lower(), v))  # Redshift stores pathTime as pathtime
         out.append(tuple(row))
     return sorted(out, key=repr)
 

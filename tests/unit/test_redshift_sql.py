@@ -189,8 +189,11 @@ def test_no_forbidden_forms_anywhere(cfg: Config) -> None:
 # ------------------------------------------------------------------ expected SQL
 
 
-def test_session_keeps_identifier_case(sync_sql: list[str]) -> None:
-    assert sync_sql[0] == "SET enable_case_sensitive_identifier TO true"
+def test_names_are_stored_lower_case_with_no_session_setting(sync_sql: list[str]) -> None:
+    """Source columns pathTime and ID (and the config keys naming them) are the columns
+    pathtime and id: readers find them without enable_case_sensitive_identifier."""
+    assert not any("enable_case_sensitive_identifier" in s for s in sync_sql)
+    assert not any('"pathTime"' in s or '"ID"' in s for s in sync_sql)
 
 
 def test_ddl_carries_distkey_and_sortkey(sync_sql: list[str]) -> None:
@@ -203,8 +206,8 @@ def test_ddl_carries_distkey_and_sortkey(sync_sql: list[str]) -> None:
     assert (
         'CREATE TABLE IF NOT EXISTS "settlement_public"."uni_tracking_spath_raw" (\n'
         '  "id" BIGINT,\n  "order_id" BIGINT,\n  "code" VARCHAR(65535),\n'
-        '  "pathTime" TIMESTAMP,\n  "_tl_batch_id" BIGINT\n'
-        ') DISTKEY("order_id") SORTKEY("pathTime", "code", "order_id")'
+        '  "pathtime" TIMESTAMP,\n  "_tl_batch_id" BIGINT\n'
+        ') DISTKEY("order_id") SORTKEY("pathtime", "code", "order_id")'
     ) in sync_sql
 
 
@@ -250,18 +253,18 @@ def test_copy_commits_with_the_watermark(sync_sql: list[str]) -> None:
 
 def test_merge_deletes_by_key_with_exists_then_inserts(sync_sql: list[str]) -> None:
     i = sync_sql.index(
-        'CREATE TEMPORARY TABLE "_tl_batch_1" ("ID" BIGINT, "amount" DOUBLE PRECISION, '
+        'CREATE TEMPORARY TABLE "_tl_batch_1" ("id" BIGINT, "amount" DOUBLE PRECISION, '
         '"update_at" TIMESTAMP, "_tl_batch_id" BIGINT)'
     )
     assert sync_sql[i + 1].startswith(
-        'COPY "_tl_batch_1" ("ID", "amount", "update_at", "_tl_batch_id")\nFROM '
+        'COPY "_tl_batch_1" ("id", "amount", "update_at", "_tl_batch_id")\nFROM '
     )
     assert sync_sql[i + 2 : i + 5] == [
         'DELETE FROM "settlement_public"."settlement_claim_detail" WHERE EXISTS '
-        '(SELECT 1 FROM "_tl_batch_1" WHERE "_tl_batch_1"."ID" = '
-        '"settlement_public"."settlement_claim_detail"."ID")',
-        'INSERT INTO "settlement_public"."settlement_claim_detail" ("ID", "amount", '
-        '"update_at", "_tl_batch_id") SELECT "ID", "amount", "update_at", "_tl_batch_id" '
+        '(SELECT 1 FROM "_tl_batch_1" WHERE "_tl_batch_1"."id" = '
+        '"settlement_public"."settlement_claim_detail"."id")',
+        'INSERT INTO "settlement_public"."settlement_claim_detail" ("id", "amount", '
+        '"update_at", "_tl_batch_id") SELECT "id", "amount", "update_at", "_tl_batch_id" '
         'FROM "_tl_batch_1"',
         'DROP TABLE IF EXISTS "_tl_batch_1"',
     ]
@@ -486,7 +489,7 @@ def test_cycle_plan_mart_and_history_ddl_carry_distkey_and_sortkey(cycle_sql: li
     keys = {
         "uni_tracking_info": ("uti", 'SORTKEY("update_time", "order_id")'),
         "ecs_order_info": ("ecs", 'SORTKEY("partner_id", "add_time", "order_id")'),
-        "uni_tracking_spath": ("uts", 'SORTKEY("pathTime", "code", "order_id")'),
+        "uni_tracking_spath": ("uts", 'SORTKEY("pathtime", "code", "order_id")'),
     }
     for table, (name, sort) in keys.items():
         for target in (f"mart_{table}", f"hist_{name}_P"):
@@ -636,7 +639,7 @@ def test_cycle_plan_events_archive_by_their_own_time_and_raw_is_trimmed(
     cycle_sql: list[str],
 ) -> None:
     mart, hist = f'{MART}."mart_uni_tracking_spath"', f'{MART}."hist_uts_P"'
-    t = '"pathTime"'
+    t = '"pathtime"'
     o = _temp(cycle_sql, "_tl_old_", _after(cycle_sql, 0, f"INSERT INTO {mart} ("))[1]
     guard = cycle_sql.index(
         f'DELETE FROM {o} WHERE EXISTS (SELECT 1 FROM {hist} h WHERE h."id" = {o}."id")'
@@ -864,7 +867,7 @@ def test_compat_mode_drops_physical_design_and_uses_bytea() -> None:
     assert pg.table_options("k", ["a", "b"]) == ""
     assert rs.sql_type(pa.binary()) == "VARBYTE(1024000)" and pg.sql_type(pa.binary()) == "BYTEA"
     assert pg.sql_type(pa.string()) == "VARCHAR(65535)"
-    assert pg.session_setup() == () and rs.session_setup()
+    assert pg.session_setup() == () == rs.session_setup()
 
 
 def test_capabilities_are_class_constants() -> None:

@@ -35,12 +35,14 @@ from typing import Any, ClassVar, TypeVar
 import pyarrow as pa
 
 from trackline import faults
-from trackline.errors import RetryableWarehouseError, WarehouseError
+from trackline.errors import ConfigError, RetryableWarehouseError, WarehouseError
 from trackline.extract.types import is_json, max_bytes
 from trackline.sqlutil import column_list, qualified, quote, replace_placeholders
 from trackline.stage import Stage, StagedFiles
 
 log = logging.getLogger(__name__)
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 T = TypeVar("T")
 
@@ -76,6 +78,9 @@ class Warehouse(ABC):
     ROW_COUNTS_ESTIMATED: ClassVar[bool] = False
     """`approx_rows` returns the engine's statistics, not a COUNT (reports label them)."""
     """TRUNCATE ends the transaction (Redshift): trackline then uses DELETE."""
+    FOLDS_IDENTIFIERS: ClassVar[bool] = False
+    """Store every name trackline writes in lower case (`name`), as the engine does with
+    unquoted names, so readers find `pathTime` as ``pathtime`` with no session setting."""
     KEYED_INSERT: ClassVar[str] = "anti_join"
     """How marts insert "only keys not present": `anti_join` (INSERT … WHERE NOT EXISTS) or
     `on_conflict` (INSERT … ON CONFLICT DO NOTHING through a unique index, flat cost in PG)."""
@@ -293,22 +298,37 @@ class Warehouse(ABC):
 
     # ------------------------------------------------------------------ names
 
+    def name(self, name: str) -> str:
+        """The name the warehouse stores for `name` (lower case where `FOLDS_IDENTIFIERS`:
+        ASCII letters only, as the engine folds them)."""
+        return name.translate(_ASCII_LOWER) if self.FOLDS_IDENTIFIERS else name
+
     def q(self, name: str) -> str:
         if len(name.encode()) > self.MAX_IDENTIFIER_LENGTH:
             raise WarehouseError(
                 f"identifier {name!r} is longer than {self.ENGINE}'s limit of "
                 f"{self.MAX_IDENTIFIER_LENGTH} bytes; choose a shorter name in the config"
             )
-        return quote(name, self.DIALECT)
+        return quote(self.name(name), self.DIALECT)
 
     def t(self, schema: str | None, table: str) -> str:
         self.q(table)
-        return qualified(schema, table, self.DIALECT)
+        return qualified(schema and self.name(schema), self.name(table), self.DIALECT)
 
     def cols(self, names: Sequence[str], prefix: str = "") -> str:
         for n in names:
             self.q(n)
-        return column_list(list(names), self.DIALECT, prefix)
+        return column_list([self.name(n) for n in names], self.DIALECT, prefix)
+
+    def name_clash(self, names: Sequence[str]) -> tuple[str, str, str] | None:
+        """Two of `names` the warehouse would store under one name: (first, second, stored)."""
+        seen: dict[str, str] = {}
+        for n in names:
+            stored = self.name(n)
+            if stored in seen:
+                return seen[stored], n, stored
+            seen[stored] = n
+        return None
 
     # ------------------------------------------------------------------ catalog
 
@@ -325,7 +345,7 @@ class Warehouse(ABC):
             self.scalar(
                 "SELECT COUNT(*) FROM information_schema.tables "
                 "WHERE table_schema = ? AND table_name = ?",
-                (schema, table),
+                (self.name(schema), self.name(table)),
             )
         )
         if found:
@@ -336,7 +356,7 @@ class Warehouse(ABC):
         rows = self.query(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            (schema, table),
+            (self.name(schema), self.name(table)),
         )
         return [r[0] for r in rows]
 
@@ -357,7 +377,7 @@ class Warehouse(ABC):
         rows = self.query(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-            (schema, table),
+            (self.name(schema), self.name(table)),
         )
         return {r[0]: str(r[1]).lower() for r in rows}
 
@@ -365,9 +385,9 @@ class Warehouse(ABC):
         rows = self.query(
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY table_name",
-            (schema,),
+            (self.name(schema),),
         )
-        return [r[0] for r in rows if r[0].startswith(prefix)]
+        return [r[0] for r in rows if r[0].startswith(self.name(prefix))]
 
     # ------------------------------------------------------------------ DDL
 
@@ -444,6 +464,12 @@ class Warehouse(ABC):
         replicated: bool = False,
     ) -> None:
         """`replicated`: a small table every node keeps whole (`replicated_options`)."""
+        clash = self.name_clash([c.name for c in columns])
+        if clash:
+            raise ConfigError(
+                f"{schema}.{table}: columns {clash[0]!r} and {clash[1]!r} would both be the "
+                f"column {clash[2]!r} ({self.ENGINE} stores names in lower case); rename one"
+            )
         parts = [
             f"{self.q(c.name)} {self.column_type(c)}{'' if c.nullable else ' NOT NULL'}"
             for c in columns
@@ -519,9 +545,9 @@ class Warehouse(ABC):
         precisions included (``character varying(800)``, ``numeric(12,2)``): one catalog query
         for a whole schema (or one `table` of it). Columns made from the same `Column` have the
         same spec."""
-        where, params = "table_schema = ?", [schema]
+        where, params = "table_schema = ?", [self.name(schema)]
         if table is not None:
-            where, params = where + " AND table_name = ?", [schema, table]
+            where, params = where + " AND table_name = ?", [*params, self.name(table)]
         rows = self.query(
             "SELECT table_name, column_name, data_type, character_maximum_length, "
             "numeric_precision, numeric_scale FROM information_schema.columns "

@@ -184,7 +184,7 @@ class Postgres(Warehouse):
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
             "LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
             "WHERE n.nspname = ? AND c.relname = ?",
-            (schema, table),
+            (self.name(schema), self.name(table)),
         )
         live, tuples = row[0] if row else (None, None)
         est = live if live else tuples
@@ -216,7 +216,7 @@ class Postgres(Warehouse):
         row = self.query(
             "SELECT n_live_tup, n_dead_tup FROM pg_stat_user_tables "
             "WHERE schemaname = ? AND relname = ?",
-            (schema, table),
+            (self.name(schema), self.name(table)),
         )
         ran = []
         if row and row[0][1] > 0.1 * max(row[0][0], 1):

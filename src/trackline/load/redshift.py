@@ -38,9 +38,14 @@ What differs from PostgreSQL, and where it is handled (DESIGN §6):
   SNAPSHOT isolation text, SQLSTATE 40001 in compat mode) is a `RetryableWarehouseError`:
   every transaction trackline runs is rerun whole (`Warehouse.run_transaction`).
 - No advisory locks: `lock` keeps one row per held lock in ``trackline.locks`` (`TableLock`).
-- Quoted identifiers keep their case (``enable_case_sensitive_identifier``), as in PostgreSQL
-  and DuckDB, so mixed-case source columns (``pathTime``) keep their names. Readers must
-  quote them too, or set the same parameter.
+- Names are stored in lower case (`FOLDS_IDENTIFIERS`): a source column ``pathTime`` is the
+  column ``pathtime``, and config keys may keep naming it ``pathTime``. Redshift folds every
+  identifier, quoted or not, unless a session sets ``enable_case_sensitive_identifier``
+  ("Names and identifiers", https://docs.aws.amazon.com/redshift/latest/dg/r_names.html;
+  https://docs.aws.amazon.com/redshift/latest/dg/r_enable_case_sensitive_identifier.html).
+  That setting is per session (or per parameter group): a reader, a BI tool or a late-binding
+  view without it would not find a mixed-case column. Folded names need no setting anywhere.
+  Two source columns that fold to one name stop that table with both names.
 
 JSON documents (``warehouse.json_as: super``): JSON source columns of tables created from then
 on are ``SUPER``, and so are the mart and history columns made from them. The batch file holds
@@ -161,7 +166,9 @@ class Redshift(TableLock, Postgres):
     }
     """Arrow types whose Parquet form Redshift's COPY does not map onto the column type, and
     the type the batch is cast to before COPY (times of day become text, see `TYPE_MAP`)."""
-    SESSION_SETUP: ClassVar[tuple[str, ...]] = ("SET enable_case_sensitive_identifier TO true",)
+    FOLDS_IDENTIFIERS = True
+    SESSION_SETUP: ClassVar[tuple[str, ...]] = ()
+    """Statements each session runs first (none: folded names need no session setting)."""
     VACUUM_UNSORTED_PCT: ClassVar[float] = 10.0
     VACUUM_BUSY: ClassVar[re.Pattern[str]] = re.compile(r"VACUUM is running|other vacuum", re.I)
     """The error of a VACUUM started while another one runs ("VACUUM is running", hint
@@ -267,16 +274,16 @@ class Redshift(TableLock, Postgres):
         sort_key: Sequence[str] | None = None,
         replicated: bool = False,
     ) -> None:
-        names = {c.name for c in columns}
-        documents = {c.name for c in columns if c.json}
+        names = {self.name(c.name) for c in columns}
+        documents = {self.name(c.name) for c in columns if c.json}
         for key, cols in (("dist_key", [dist_key] if dist_key else []), ("sort_key", sort_key)):
-            missing = [c for c in cols or [] if c not in names]
+            missing = [c for c in cols or [] if self.name(c) not in names]
             if missing:
                 raise ConfigError(
                     f"{key} of {schema}.{table}: column {missing[0]!r} is not one of its "
                     f"columns ({', '.join(c.name for c in columns)})"
                 )
-            super_keys = [c for c in cols or [] if c in documents]
+            super_keys = [c for c in cols or [] if self.name(c) in documents]
             if super_keys:
                 raise ConfigError(
                     f"{key} of {schema}.{table}: column {super_keys[0]!r} holds JSON documents "
@@ -321,7 +328,7 @@ class Redshift(TableLock, Postgres):
             have = self.scalar(
                 "SELECT character_maximum_length FROM information_schema.columns "
                 "WHERE table_schema = ? AND table_name = ? AND column_name = ?",
-                (schema, table, column.name),
+                (self.name(schema), self.name(table), self.name(column.name)),
             )
             if have is not None and int(have) >= int(want.group(1)):
                 return
@@ -350,11 +357,12 @@ class Redshift(TableLock, Postgres):
     def append_arrow(
         self, schema: str, table: str, data: pa.Table, staged: StagedFiles | None = None
     ) -> int:
-        names = list(data.schema.names)
+        names = [self.name(n) for n in data.schema.names]  # as stored (`FOLDS_IDENTIFIERS`)
         types = self.column_types(schema, table)
         existing = list(types)
         json_type = self._json_type().lower()
-        data = with_json(data, {n for n, t in types.items() if t == json_type})
+        documents = {n for n, t in types.items() if t == json_type}
+        data = with_json(data, {n for n in data.schema.names if self.name(n) in documents})
         if existing == names:
             self._load(self.t(schema, table), data, staged, f"{schema}.{table}")
             return data.num_rows
@@ -534,7 +542,7 @@ class Redshift(TableLock, Postgres):
             rows = self.query(
                 "SELECT estimated_visible_rows, tbl_rows FROM svv_table_info "
                 'WHERE "schema" = ? AND "table" = ?',
-                (schema, table),
+                (self.name(schema), self.name(table)),
             )
         except WarehouseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _DENIED_OR_MISSING:
@@ -559,7 +567,7 @@ class Redshift(TableLock, Postgres):
         try:
             rows: list[tuple[Any, ...]] | None = self.query(
                 'SELECT unsorted, stats_off FROM svv_table_info WHERE "schema" = ? AND "table" = ?',
-                (schema, table),
+                (self.name(schema), self.name(table)),
             )
         except WarehouseError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _DENIED_OR_MISSING:

@@ -130,7 +130,7 @@ class HistoryTables:
     def present(self, specs: dict[str, dict[str, str]]) -> list[str]:
         """The period tables that exist per `specs` (`Warehouse.column_specs` of the schema),
         oldest first (no catalog query of its own)."""
-        stem, found = f"{self.prefix}{self.name}_", []
+        stem, found = self.wh.name(f"{self.prefix}{self.name}_"), []  # as stored
         for table in specs:
             if table.startswith(stem):
                 try:
@@ -149,13 +149,13 @@ class HistoryTables:
         tables = self.present(specs)
         for table in tables:
             for c in self.columns:
-                if c.name not in specs[table]:
+                if w.name(c.name) not in specs[w.name(table)]:
                     w.add_column(self.schema, table, c)
                     added.append(f"{table}.{c.name}")
         if not tables:
             return added
-        view = specs.get(self.view_name())  # a late-binding view may list no columns
-        stale = view is not None and list(view) != [c.name for c in self.columns]
+        view = specs.get(w.name(self.view_name()))  # a late-binding view may list no columns
+        stale = view is not None and list(view) != [w.name(c.name) for c in self.columns]
         if added or stale or (view is None and not w.table_exists(self.schema, self.view_name())):
             self.rebuild_view(new_columns=True)
         return added

@@ -296,13 +296,13 @@ class MartSteps:
         specs: dict[str, dict[str, str]],
     ) -> None:
         w = self.wh
-        if mart not in specs and not w.table_exists(self.schema, mart):
+        if w.name(mart) not in specs and not w.table_exists(self.schema, mart):
             w.create_table(self.schema, mart, raw.columns, dist_key=self.g.key, sort_key=sort_key)
         else:  # columns added to raw by schema drift flow into the mart, its periods, its view
-            have = specs.get(mart) or set(w.column_names(self.schema, mart))
-            added = [c.name for c in raw.columns if c.name not in have]
+            have = specs.get(w.name(mart)) or set(w.column_names(self.schema, mart))
+            added = [c.name for c in raw.columns if w.name(c.name) not in have]
             for c in raw.columns:
-                if c.name not in have:
+                if w.name(c.name) not in have:
                     w.add_column(self.schema, mart, c)
             added += hist.align(specs)
             if added:
@@ -334,28 +334,30 @@ class MartSteps:
             f_raw = self.raw(f.source)
             if f_raw is not None:
                 marts.append((f.table, f.source, f_raw, self.follower_history(f, f_raw)))
-        specs = w.column_specs(self.schema)
+        specs = w.column_specs(self.schema)  # (names as stored: `Warehouse.name`)
+        n = w.name
         raw_specs: dict[str, dict[str, dict[str, str]]] = {}  # one catalog query per schema
         changed = False
         for mart, source, raw, hist in marts:
-            if mart not in specs:
+            if n(mart) not in specs:
                 continue
             if raw.schema not in raw_specs:
                 raw_specs[raw.schema] = w.column_specs(raw.schema)
-            want = raw_specs[raw.schema].get(raw.table, {})
+            want = raw_specs[raw.schema].get(n(raw.table), {})
             # each column as raw declares it (its text size read from raw itself: a state
             # that disagrees with the table must not make the ALTER miss and repeat each cycle)
             as_raw = [
-                dataclasses.replace(c, max_bytes=declared_bytes(want[c.name]))
-                if c.name in want and pa.types.is_string(c.type) and not c.json
+                dataclasses.replace(c, max_bytes=declared_bytes(want[n(c.name)]))
+                if n(c.name) in want and pa.types.is_string(c.type) and not c.json
                 else c
                 for c in raw.columns
             ]
             todo = [
-                (table, c, specs[table][c.name])
+                (table, c, specs[n(table)][n(c.name)])
                 for table in [mart, *hist.present(specs)]
                 for c in as_raw
-                if c.name in specs[table] and want.get(c.name) not in (None, specs[table][c.name])
+                if n(c.name) in specs[n(table)]
+                and want.get(n(c.name)) not in (None, specs[n(table)][n(c.name)])
             ]
             if not todo:
                 continue
@@ -363,7 +365,7 @@ class MartSteps:
                 if not w.can_alter_type(have, c):
                     raise MartError(
                         f"{self.schema}.{table}: column {c.name!r} is {have}, and the raw table "
-                        f"{raw.key} now holds {want[c.name]}; {w.ENGINE} cannot change this "
+                        f"{raw.key} now holds {want[n(c.name)]}; {w.ENGINE} cannot change this "
                         f"type in place. Nothing was changed. Run `trackline migrate {source}` "
                         "to rebuild the tables with the new type in one transaction"
                     )
@@ -375,9 +377,9 @@ class MartSteps:
                 checkpoint("mart.after_widen")  # (Redshift: altered, the view still dropped)
                 hist.rebuild_view(new_columns=True)
             changed = True
-            what = ", ".join(sorted({f"{c.name} → {want[c.name]}" for _, c, _ in todo}))
+            what = ", ".join(sorted({f"{c.name} → {want[n(c.name)]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
-        key_spec = raw_specs.get(a_raw.schema, {}).get(a_raw.table, {}).get(g.key)
+        key_spec = raw_specs.get(a_raw.schema, {}).get(w.name(a_raw.table), {}).get(w.name(g.key))
         self._widen_departures(a_raw, key_spec)
         return None if changed else specs
 
@@ -389,7 +391,7 @@ class MartSteps:
         added = []
         for table in [mart, *hist.present(specs)]:
             for c in raw.columns:
-                if c.name not in specs.get(table, {}):
+                if self.wh.name(c.name) not in specs.get(self.wh.name(table), {}):
                     self.wh.add_column(self.schema, table, c)
                     added.append(f"{table}.{c.name}")
         return added
@@ -400,7 +402,7 @@ class MartSteps:
         w, key, dep = self.wh, self.g.key, self._dep_table()
         if want is None:
             return
-        have = w.column_specs(self.cfg.state_schema, dep).get(dep, {}).get(key)
+        have = w.column_specs(self.cfg.state_schema, dep).get(w.name(dep), {}).get(w.name(key))
         if have is None or have == want:
             return
         col = next(c for c in a_raw.columns if c.name == key)

@@ -206,6 +206,7 @@ def _materialised(cfg: Config, wh: Warehouse, check: Check, r: CheckResult, run_
     if key == FIRST_COLUMN:  # a custom check without `key:`; an unnamed first column (e.g.
         # DuckDB's `count_star()`) cannot identify rows: the check then fails as a whole
         key = r.columns[0] if r.columns and IDENT_RE.match(r.columns[0]) else None
+    key = key and wh.name(key)  # the result's columns as the warehouse names them
     if key is not None and key not in r.columns:
         raise ValueError(
             f"key column {key!r} is not in the check's result (columns: {', '.join(r.columns)})"

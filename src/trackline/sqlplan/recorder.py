@@ -126,7 +126,10 @@ class Recorder(Redshift):
         if table is None or not isinstance(query, exp.Query):
             return
         names = [n for n in query.named_selects if n]
-        self._tables[(table.db, table.name)] = [Column(n, pa.string()) for n in names]
+        self._tables[self._key(table.db, table.name)] = [Column(n, pa.string()) for n in names]
+
+    def _key(self, schema: str, table: str) -> tuple[str, str]:
+        return self.name(schema), self.name(table)  # as the catalog lists it
 
     def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
         self._execute(sql, params)
@@ -166,30 +169,31 @@ class Recorder(Redshift):
             sort_key=sort_key,
             replicated=replicated,
         )
-        self._tables[(schema, table)] = list(columns)
+        self._tables[self._key(schema, table)] = list(columns)
 
     def add_column(self, schema: str, table: str, column: Column) -> None:
         super().add_column(schema, table, column)
-        self._tables.setdefault((schema, table), []).append(column)
+        self._tables.setdefault(self._key(schema, table), []).append(column)
 
     def columns(self, schema: str, table: str) -> list[Column]:
         """The columns of a table this plan created ([] for any other table)."""
-        return list(self._tables.get((schema, table), []))
+        return list(self._tables.get(self._key(schema, table), []))
 
     def column_names(self, schema: str, table: str) -> list[str]:
         super().column_names(schema, table)
-        return [c.name for c in self.columns(schema, table)]
+        return [self.name(c.name) for c in self.columns(schema, table)]
 
     def column_types(self, schema: str, table: str) -> dict[str, str]:
         super().column_types(schema, table)
-        return {c.name: self.column_type(c).lower() for c in self.columns(schema, table)}
+        return {self.name(c.name): self.column_type(c).lower() for c in self.columns(schema, table)}
 
     def table_exists(self, schema: str, table: str) -> bool:
         super().table_exists(schema, table)
-        return (schema, table) in self._tables
+        return self._key(schema, table) in self._tables
 
     def list_tables(self, schema: str, prefix: str = "") -> list[str]:
         super().list_tables(schema, prefix)
+        schema, prefix = self.name(schema), self.name(prefix)
         return sorted(t for s, t in self._tables if s == schema and t.startswith(prefix))
 
     # the stage is neither read nor written

@@ -111,10 +111,30 @@ def table_schema(w: Warehouse, rt: ResolvedTable, cols: list[SourceColumn]) -> d
     """What the raw table in place holds, as the watermark records it: the source's types for
     its columns (a type change there goes unseen: recorded before the table was reset, it is
     gone), the text sizes the table declares."""
-    specs = w.column_specs(rt.target_schema, rt.target).get(rt.target, {})
-    schema = {c.name: str(c.arrow) for c in cols if c.name in specs}
-    sizes = {n: b for n, spec in specs.items() if (b := declared_bytes(spec)) is not None}
-    return {"schema": schema, "bytes": {n: b for n, b in sizes.items() if n in schema}}
+    specs = w.column_specs(rt.target_schema, rt.target).get(w.name(rt.target), {})
+    stored = {c.name: specs[w.name(c.name)] for c in cols if w.name(c.name) in specs}
+    schema = {c.name: str(c.arrow) for c in cols if c.name in stored}
+    sizes = {n: b for n, spec in stored.items() if (b := declared_bytes(spec)) is not None}
+    return {"schema": schema, "bytes": sizes}
+
+
+def check_names(w: Warehouse, rt: ResolvedTable, cols: list[SourceColumn]) -> None:
+    """Two source columns the warehouse would store under one name (an engine that folds
+    names to lower case, `Warehouse.FOLDS_IDENTIFIERS`) stop the table before anything runs."""
+    clash = w.name_clash([c.name for c in cols])
+    if clash:
+        first, second, stored = clash
+        raise ConfigError(
+            f"table {rt.cfg.name!r} → {rt.key}: source columns {first!r} and {second!r} would "
+            f"both be the column {stored!r} ({w.ENGINE} stores names in lower case). Nothing "
+            "was loaded for this table. Select one of them under another name with the "
+            "table's `query:`"
+        )
+
+
+def stored_as(w: Warehouse, cols: list[SourceColumn], stored: set[str]) -> set[str]:
+    """The names of `cols` that the warehouse lists (in its own case) in `stored`."""
+    return {c.name for c in cols if w.name(c.name) in stored}
 
 
 def widen_target(
@@ -124,6 +144,7 @@ def widen_target(
     records them): ALTER … TYPE in `Warehouse.alter_type_scope`. A change the engine cannot
     make in place (Redshift: anything but a VARCHAR's length) stops the table and names
     `trackline migrate`. Drops and narrowing stop it too, before anything is altered."""
+    check_names(w, rt, cols)
     if not w.table_exists(rt.target_schema, rt.target):
         return
     if not (wm.extra or {}).get("schema"):
@@ -135,8 +156,8 @@ def widen_target(
         raise _refuse(rt, d.refused)
     if not d.widened:
         return
-    specs = w.column_specs(rt.target_schema, rt.target).get(rt.target, {})
-    json = w.json_column_names(rt.target_schema, rt.target)
+    specs = w.column_specs(rt.target_schema, rt.target).get(w.name(rt.target), {})
+    json = stored_as(w, cols, w.json_column_names(rt.target_schema, rt.target))
     loaded, had = (wm.extra or {})["schema"], (wm.extra or {}).get("bytes") or {}
     todo = [
         new
@@ -146,7 +167,7 @@ def widen_target(
         != w.column_type(Column(c.name, arrow_type(loaded[c.name]), max_bytes=had.get(c.name)))
     ]  # (a longer VARCHAR is the same TEXT where text is unbounded: nothing to alter)
     for c in todo:
-        have = specs.get(c.name, "")
+        have = specs.get(w.name(c.name), "")
         if not w.can_alter_type(have, c):
             raise SchemaDriftError(
                 f"table {rt.cfg.name!r} → {rt.key}: column {c.name!r} widened in the source "
@@ -174,6 +195,7 @@ def ensure_target(
     res: TableResult,
 ) -> set[str]:
     """Create or check the target; return its columns stored as JSON documents."""
+    check_names(w, rt, cols)
     w.ensure_schema(rt.target_schema)
     new_json = {c.name for c in cols if c.json} if w.stores_json else set()
     current = {c.name: str(c.arrow) for c in cols}
@@ -197,11 +219,20 @@ def ensure_target(
         )
     else:
         # what the table stores as JSON is read from it: json_as applies to new tables
-        stored_json = w.json_column_names(rt.target_schema, rt.target)
+        stored_json = stored_as(w, cols, w.json_column_names(rt.target_schema, rt.target))
     if wm.extra and wm.extra.get("schema") and not created:
         existing = set(w.column_names(rt.target_schema, rt.target))
+        kept = sorted(n for n in existing if w.name(n) != n)
+        if kept:  # a table made when Redshift sessions kept the case (before names folded)
+            raise SchemaDriftError(
+                f"table {rt.cfg.name!r} → {rt.key}: column {kept[0]!r} keeps its case, and "
+                f"trackline stores names in lower case on {w.ENGINE}. Nothing was loaded for "
+                f'this table. Rename it (ALTER TABLE … RENAME COLUMN "{kept[0]}" TO '
+                f"{w.name(kept[0])}, in a session with enable_case_sensitive_identifier set "
+                "to true) and run again"
+            )
         for c in cols:
-            if c.name not in existing:
+            if w.name(c.name) not in existing:
                 w.add_column(rt.target_schema, rt.target, raw_column(c, new_json, d.sizes))
                 stored_json |= {c.name} & new_json
                 msg = f"{rt.cfg.name}: new source column {c.name!r} ({c.arrow}) added to {rt.key}"
