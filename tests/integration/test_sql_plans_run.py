@@ -211,7 +211,7 @@ def test_the_plans_of_the_commands_after_a_cycle_show_their_work(cfg: Config) ->
         s.startswith(f'SELECT COUNT(*) FROM {claims} WHERE "update_at" >= ?') for s in check
     ), check
     assert any(s.startswith('SELECT COUNT(*) FROM (SELECT "id", MAX("update_time")') for s in check)
-    assert any(s.startswith(f'SELECT COUNT(*) FROM {claims} WHERE "ID" IN (?)') for s in check)
+    assert any(s.startswith(f'SELECT COUNT(*) FROM {claims} WHERE "id" IN (?)') for s in check)
 
 
 def test_sql_command_says_on_stderr_when_it_used_placeholders(tmp_path: Path) -> None:

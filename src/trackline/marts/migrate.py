@@ -31,7 +31,7 @@ from trackline.marts.steps import MartPlan, MartSteps, RawRef
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock
 from trackline.sync import BATCH_COL, TableResult, resolve
-from trackline.sync.target import drift, ensure_target, json_columns, raw_column
+from trackline.sync.target import drift, ensure_target, json_columns, raw_column, stored_as
 
 
 @dataclass
@@ -85,8 +85,9 @@ def migrate(
 
         def rebuild() -> None:  # one transaction, rerun whole after a conflict
             result.rebuilt.clear()
-            stored_json = wh.json_column_names(rt.target_schema, rt.target)
-            by_name = {c.name: raw_column(c, stored_json, d.sizes) for c in cols}
+            stored_json = stored_as(wh, cols, wh.json_column_names(rt.target_schema, rt.target))
+            # keyed by the name the warehouse stores (`Warehouse.name`), as the catalog lists it
+            by_name = {wh.name(c.name): raw_column(c, stored_json, d.sizes) for c in cols}
             by_name[BATCH_COL] = Column(BATCH_COL, pa.int64())
             raw_cols = [by_name[n] for n in wh.column_names(rt.target_schema, rt.target)]
             wh.rebuild_table(
@@ -97,7 +98,9 @@ def migrate(
                 sort_key=t.sort_key,
             )
             result.rebuilt.append(rt.key)
-            result.columns = [f"{n}: {wh.column_type(by_name[n])}" for n in sorted(widened)]
+            result.columns = [
+                f"{n}: {wh.column_type(by_name[wh.name(n)])}" for n in sorted(widened)
+            ]
             ensure_target(wh, state, reporter, rt, cols, [], wm, TableResult(t.name, rt.key))
             for g in cfg.marts:
                 result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened, plan)
@@ -141,7 +144,7 @@ def _rebuild_marts(
         todo = [
             (table, sort_key)
             for table, sort_key in tables
-            if widened & set(wh.column_names(g.schema_, table))
+            if {wh.name(n) for n in widened} & set(wh.column_names(g.schema_, table))
         ]
         if not todo:
             continue
@@ -170,8 +173,8 @@ def _follower_sort(g: RetentionGroupConfig, f: FollowerConfig) -> list[str]:
 
 def _columns(wh: Warehouse, schema: str, table: str, raw: RawRef) -> list[Column]:
     """The table's columns, in its order, with the raw table's (new) types."""
-    by_name = {c.name: c for c in raw.columns}
-    names = wh.column_names(schema, table)
+    by_name = {wh.name(c.name): c for c in raw.columns}
+    names = wh.column_names(schema, table)  # (as stored: `Warehouse.name`)
     missing = [n for n in names if n not in by_name]
     if missing:
         raise SchemaDriftError(
