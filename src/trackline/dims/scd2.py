@@ -256,8 +256,8 @@ def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> N
         return
     have = set(w.column_names(d.schema, d.table))
     for c in columns:
-        if c.name not in have:  # a NULL column adds nothing to a row's hash (rowhash)
-            w.add_column(d.schema, d.table, c)
+        if w.name(c.name) not in have:  # (as stored: `Warehouse.name`); a NULL column adds
+            w.add_column(d.schema, d.table, c)  # nothing to a row's hash (rowhash)
 
 
 def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> list[str]:
