@@ -89,11 +89,8 @@ def history(
         tuple(values),
     )
     # the history columns first, then the member's own
-    order = [
-        t.scd2.surrogate_key,
-        *META,
-        *[n for n in names if n not in (*META, t.scd2.surrogate_key)],
-    ]
+    first = [wh.name(n) for n in (t.scd2.surrogate_key, *META)]  # (names as stored)
+    order = [*first, *[n for n in names if n not in first]]
     idx = [names.index(n) for n in order if n in names]
     return History(
         f"{schema}.{t.dimension}",

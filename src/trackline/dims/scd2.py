@@ -267,15 +267,18 @@ def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> li
     engine cannot make in place stops the table, nothing loaded."""
     if not w.table_exists(d.schema, d.table):
         return []
-    specs = w.column_specs(d.schema)
-    staged, have = specs.get(d.stage, {}), specs.get(d.table, {})
+    specs = w.column_specs(d.schema)  # (names as stored: `Warehouse.name`)
+    n = w.name
+    staged, have = specs.get(n(d.stage), {}), specs.get(n(d.table), {})
     todo = [
-        c for c in columns if c.name in have and staged.get(c.name, have[c.name]) != have[c.name]
+        c
+        for c in columns
+        if n(c.name) in have and staged.get(n(c.name), have[n(c.name)]) != have[n(c.name)]
     ]
     for c in todo:
-        if not w.can_alter_type(have[c.name], c):
+        if not w.can_alter_type(have[n(c.name)], c):
             raise SchemaDriftError(
-                f"table {d.name!r}: column {c.name!r} widened in the source ({have[c.name]} → "
+                f"table {d.name!r}: column {c.name!r} widened in the source ({have[n(c.name)]} → "
                 f"{w.column_type(c)}), which {w.ENGINE} cannot ALTER in place in the dimension "
                 f"{d.key}. Nothing was loaded. Rebuild the dimension with the new type (a deep "
                 "copy: CREATE TABLE … AS, then rename) to keep its history"

@@ -159,7 +159,7 @@ def _rebuild_marts(
             )
             out.append(f"{g.schema_}.{table}")
         # columns the source added meanwhile: in every table before the view lists them
-        have = {t: dict.fromkeys(wh.column_names(g.schema_, t), "") for t, _ in tables}
+        have = {wh.name(t): dict.fromkeys(wh.column_names(g.schema_, t), "") for t, _ in tables}
         steps.add_missing_columns(mart, hist, raw, have)
         hist.rebuild_view(new_columns=True)
     return out
