@@ -4,8 +4,8 @@ Each command's plan is recorded twice: as printed (Redshift) and as the adapter 
 compat mode. The two differ only where compat mode is documented to differ (DISTKEY/SORTKEY,
 ``WITH NO SCHEMA BINDING``, row estimates), and the compat statements then run, with
 their recorded parameters, on the real PostgreSQL server, from an empty database:
-``state``, ``sync``, ``cycle`` and ``consolidate`` each on an empty database (a first run), and
-the commands planned as right after a first cycle (``check``, ``reconcile``, ``replay``, ``reset``,
+``state``, ``sync`` and ``cycle`` each on an empty database (a first run), and the commands
+planned as right after a first cycle (``check``, ``reconcile``, ``replay``, ``reset``,
 ``maintenance``, ``migrate``) after the cycle's script. As in the other compat tests, the S3
 COPY is not run (nothing was staged) and neither are reads of Redshift's system views
 (``svv_table_info``).
@@ -29,7 +29,7 @@ from trackline.sqlplan import PLANS, Statement, plan_statements, render_plan
 pytestmark = pytest.mark.servers
 
 PUB, ODS = "settlement_public", "settlement_ods"
-FIRST_RUN = ("state", "sync", "cycle", "consolidate")
+FIRST_RUN = ("state", "sync", "cycle")
 
 
 def _source(path: Path) -> Path:
