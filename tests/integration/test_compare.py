@@ -325,3 +325,59 @@ def test_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
         load_config(path)
     assert "compare.tables[0].table" in str(exc.value) and "t.yml:7:" in str(exc.value)
     assert "`schema:`" in str(exc.value)
+
+
+@pytest.mark.servers
+def test_sql_plan_shows_compare_and_its_script_runs(
+    tmp_path: Path, pg_db: PgDb, mysql_db: MySQLDb
+) -> None:
+    """`trackline sql compare`: right after a first cycle, the figures of the whole key
+    space, the fetch of the differing range and the per-day counts, all Redshift SQL; the
+    script runs on PostgreSQL (compat) after the cycle's."""
+    from tests.integration.test_sql_plans_run import (
+        ODS,
+        as_compat_sends,
+        empty,
+        plan_config,
+        run_script,
+    )
+    from trackline.load.redshift import Redshift
+    from trackline.sqlplan import plan_statements, render_plan
+
+    mysql_db.execute(
+        "CREATE TABLE dw_uni_tracking_info (order_id BIGINT NOT NULL, status VARCHAR(16), "
+        "update_time DATETIME NOT NULL)"
+    )
+    base = plan_config(tmp_path, pg_db.redshift_compat(), "s3://tl-stage/prod")
+    entry = CompareTable(
+        name="uti",
+        legacy_table="dw_uni_tracking_info",
+        table="mart_uni_tracking_info",
+        key=["order_id"],
+        columns=["status"],
+        time="update_time",
+    )
+    cfg = base.model_copy(
+        update={
+            "sources": {**base.sources, "uniods": mysql_db.source_config()},
+            "compare": CompareConfig(tables=[entry]),
+        }
+    )
+    printed = render_plan(cfg, "compare")
+    mart = f'"{ODS}"."mart_uni_tracking_info"'
+    assert any(s.startswith("SELECT COUNT(*), SUM(") and mart in s for s in printed), printed
+    fetch = 'SELECT CAST(CAST("order_id" AS DECIMAL(38, 0)) AS VARCHAR), NULLIF(RTRIM("status")'
+    assert any(s.startswith(fetch) for s in printed)
+    assert any("GROUP BY SUBSTRING(TO_CHAR(" in s for s in printed)
+    sent = plan_statements(cfg, "compare", compat=True)
+    assert [s for p in printed if (s := as_compat_sends(p)) is not None] == [s.sql for s in sent]
+    assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}  # type: ignore[arg-type]
+    assert isinstance(cfg.warehouse, RedshiftWarehouse)
+    wh = Redshift(cfg.warehouse)
+    wh.connect()
+    try:
+        empty(wh, cfg)
+        run_script(wh, plan_statements(cfg, "cycle", compat=True))
+        assert run_script(wh, sent) == len(sent)
+    finally:
+        wh.close()

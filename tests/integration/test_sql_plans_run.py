@@ -158,11 +158,11 @@ def compat(cfg: Config) -> Any:
 def test_every_warehouse_command_has_a_plan() -> None:
     assert list(PLANS) == [
         "state", "sync", "cycle", "check", "reconcile", "replay", "reset", "maintenance",
-        "migrate", "consolidate",
+        "migrate", "consolidate", "compare",
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("command", list(PLANS))
+@pytest.mark.parametrize("command", [c for c in PLANS if c != "compare"])  # needs a legacy DW
 def test_printed_script_runs_on_postgresql_in_order(
     cfg: Config, compat: Redshift, command: str
 ) -> None:

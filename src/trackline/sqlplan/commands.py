@@ -310,6 +310,34 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
         worker.close()
 
 
+def plan_compare(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """`trackline compare` right after a first cycle (`tables`: `compare.tables` names; none:
+    all): the whole key space differs (the warehouse answers one row, the legacy DW none), so
+    the figures, the fetch of the range and the per-day counts all show. The legacy DW is
+    asked for its columns only."""
+    from trackline.compare import compare
+
+    todo = [cfg.compare_table(n) for n in tables] if tables else list(cfg.compare.tables)
+    if not todo:
+        raise ConfigError("`trackline sql compare`: the config declares no `compare.tables`")
+    _after_cycle(cfg, rec)
+    legacy = cfg.sources[cfg.compare.legacy]
+
+    def figures(found: tuple[int, int, int]) -> Any:
+        return lambda sql, params: [found] if sql.startswith("SELECT COUNT(*), SUM(") else []
+
+    rec.answer = figures((1, 1, 1))
+    try:
+        for c in todo:
+            real = open_source(legacy, c.legacy_db or getattr(legacy, "database", None))
+            try:
+                compare(cfg, rec, c.name, open_src=MetadataSource(real, figures((0, 0, 0))))
+            finally:
+                real.close()
+    finally:
+        rec.answer = no_rows
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -321,5 +349,6 @@ PLANS: dict[str, PlanFn] = {
     "maintenance": plan_maintenance,
     "migrate": plan_migrate,
     "consolidate": plan_consolidate,
+    "compare": plan_compare,
 }
 """Adding a job's plan: a function above that runs the job's library function on `rec`."""
