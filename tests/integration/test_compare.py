@@ -233,6 +233,14 @@ def test_each_planted_difference_is_found_and_named(
     assert (res.legacy_rows, res.trackline_rows) == (200, 199)
     assert res.ranges_fetched < res.ranges and res.rows_fetched < 200
     assert not res.ok  # 3 key gaps in 200 rows, 1 mismatch per column in 200: past 0.1 % / 1 %
+    kept = wh.query(
+        "SELECT table_name, legacy_rows, trackline_rows, missing_in_trackline, "
+        "missing_in_legacy, duplicates, mismatches, verdict FROM "
+        f"{wh.t('trackline', 'compare_results')} ORDER BY run_at"
+    )
+    assert [tuple(r[:6]) + (json.loads(r[6])["amount"], r[7]) for r in kept] == [
+        ("orders", 200, 199, 1, 1, 1, 1, "fail")
+    ]
 
 
 def test_window_edges_and_days(world: tuple[Config, Warehouse], mysql_db: MySQLDb) -> None:
@@ -291,6 +299,16 @@ def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
         wh.close()
     bad = _cli(cfg, tmp_path, "--table", "orders")
     assert bad.exit_code == 1, bad.output
+    assert _cli(cfg, tmp_path, "--table", "orders", "--no-save").exit_code == 1
+    wh = open_warehouse(engine)
+    wh.connect()
+    try:
+        kept = wh.query(
+            f"SELECT verdict FROM {wh.t('trackline', 'compare_results')} ORDER BY run_at"
+        )
+    finally:
+        wh.close()
+    assert [r[0] for r in kept] == ["pass", "fail"]
     assert "missing in trackline: 11" in bad.output and "FAIL: key gap 0.1100%" in bad.output
     unknown = _cli(cfg, tmp_path, "--table", "nope")
     assert unknown.exit_code == 2 and "'nope' is not in the config's `compare.tables:`" in (
@@ -369,6 +387,7 @@ def test_sql_plan_shows_compare_and_its_script_runs(
     fetch = 'SELECT CAST(CAST("order_id" AS DECIMAL(38, 0)) AS VARCHAR), NULLIF(RTRIM("status")'
     assert any(s.startswith(fetch) for s in printed)
     assert any("GROUP BY SUBSTRING(TO_CHAR(" in s for s in printed)
+    assert any(s.startswith('INSERT INTO "trackline"."compare_results"') for s in printed)
     sent = plan_statements(cfg, "compare", compat=True)
     assert [s for p in printed if (s := as_compat_sends(p)) is not None] == [s.sql for s in sent]
     assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}  # type: ignore[arg-type]

@@ -46,6 +46,9 @@ def register(main: click.Group) -> None:
     @click.option("--until", help="Window end (exclusive), a date or a time.")
     @click.option("--legacy", help="The legacy source (default: `compare.legacy`).")
     @click.option("--chunk", type=click.IntRange(min=1), help="Rows per fetched range.")
+    @click.option(
+        "--no-save", is_flag=True, help="Do not append the result to `trackline.compare_results`."
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
     @handle_errors
     @pipeline_config
@@ -58,6 +61,7 @@ def register(main: click.Group) -> None:
         until: str | None,
         legacy: str | None,
         chunk: int | None,
+        no_save: bool,
         as_json: bool,
     ) -> None:
         """Compare a legacy DW table with trackline's (its mart and history): row counts per
@@ -72,7 +76,9 @@ def register(main: click.Group) -> None:
         wh = open_warehouse(cfg.warehouse)
         wh.connect()
         try:
-            res = run(cfg, wh, name, since=lo, until=hi, legacy=legacy, chunk=chunk)
+            res = run(
+                cfg, wh, name, since=lo, until=hi, legacy=legacy, chunk=chunk, save=not no_save
+            )
         finally:
             wh.close()
             reporter.close()

@@ -30,6 +30,7 @@ from trackline.compare.canonical import (
     applied,
     kind_of,
 )
+from trackline.compare.results import save as save_result
 from trackline.config import CompareTable, Config
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source, open_source
@@ -218,10 +219,12 @@ def compare(
     until: dt.datetime | None = None,
     legacy: str | None = None,
     chunk: int | None = None,
+    save: bool = True,
     reporter: Reporter | None = None,
     open_src: Source | None = None,
 ) -> CompareResult:
-    """Compare the `compare.tables` entry `name`; `legacy` overrides `compare.legacy`."""
+    """Compare the `compare.tables` entry `name`; `legacy` overrides `compare.legacy`.
+    `save`: append the result to `<state_schema>.compare_results`."""
     reporter = reporter or NullReporter()
     c = cfg.compare_table(name)
     if (since is not None or until is not None) and c.time is None:
@@ -332,6 +335,8 @@ def compare(
         _walk(c, left, right, res, chunk or c.chunk, cfg.compare.sample)
         ldays, tdays = left.days(), right.days()
         res.days = {d: [ldays.get(d, 0), tdays.get(d, 0)] for d in sorted(set(ldays) | set(tdays))}
+    if save:
+        save_result(wh, cfg.state_schema, res)
     reporter.event(
         "compare",
         f"{name}: legacy {res.legacy_rows:,} rows, trackline {res.trackline_rows:,}; "
