@@ -400,3 +400,59 @@ def test_sql_plan_shows_compare_and_its_script_runs(
         assert run_script(wh, sent) == len(sent)
     finally:
         wh.close()
+
+
+def test_string_keys_compare_by_their_text_not_a_collation(mysql_db: MySQLDb, engine: Any) -> None:
+    """A VARCHAR key in a case- and accent-insensitive legacy collation ('a', 'A', 'á' are
+    three keys), emoji and CJK among them: ranges are split on a number computed from the
+    key's MD5 on both sides, so each key is found whatever the engines' collations."""
+    mysql_db.execute(
+        "CREATE TABLE dw_codes (code VARCHAR(32) COLLATE utf8mb4_general_ci NOT NULL, "
+        "label VARCHAR(32), update_time DATETIME NOT NULL)"
+    )
+    keys = ["a", "A", "á", "😀", "中", "b ", *[f"k{i:03d}" for i in range(60)]]
+    rows = [(k, f"label {i}", DAY + dt.timedelta(minutes=i)) for i, k in enumerate(keys)]
+    mysql_db.executemany("INSERT INTO dw_codes VALUES (%s, %s, %s)", rows)
+    cfg = Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=engine,
+        compare=CompareConfig(
+            tables=[
+                CompareTable(
+                    name="codes",
+                    legacy_table="dw_codes",
+                    table="codes",
+                    schema=SCHEMA,
+                    key=["code"],
+                    columns=["label"],
+                    time="update_time",
+                    chunk=8,
+                )
+            ]
+        ),
+    )
+    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
+    wh = wh or open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'codes')} (code VARCHAR(64), label VARCHAR(64), "
+            "update_time TIMESTAMP)"
+        )
+        insert(wh, "codes", [r for r in rows if r[0] != "A"])  # 'A' missing in trackline
+        insert(wh, "codes", [("B", "extra", DAY)])  # 'B' missing in the legacy DW
+        codes = wh.t(SCHEMA, "codes")
+        wh.execute(f"UPDATE {codes} SET label = 'changed' WHERE code = ?", ("中",))
+        before = len(getattr(wh, "sent", []))
+        res = compare(cfg, wh, "codes")
+        sent = getattr(wh, "sent", [])[before:]
+        assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}
+    finally:
+        wh.close()
+    assert found(res) == {
+        "missing_in_trackline": ["A"],
+        "missing_in_legacy": ["B"],
+        "label": [("中", "label 4", "changed")],
+    }
+    assert res.ranges > 1 and res.rows_fetched < 2 * len(keys)

@@ -2,7 +2,9 @@
 pass/fail verdict.
 
 Both databases hold the same logical rows in different types. Each row becomes one canonical
-text (`canonical`), and both databases answer, per range of the first key column, three
+text (`canonical`), and both databases answer, per range of the first key column (an
+integer; for any other key, per range of a 32-bit number both compute from the MD5 of the
+key's canonical text, so string keys need no common collation), three
 figures pushed down in SQL: COUNT(*) and two sums of integers taken from the MD5 of that text.
 Equal figures: the range is done. A differing range holding more than `chunk` rows is split at
 the middle of its keys and asked again; a differing range of at most `chunk` rows is fetched
@@ -161,9 +163,16 @@ class _Side:
         time: str | None,
         window: tuple[Any, Any],
     ) -> None:
-        self.canon, self.relation, self.q, self.run = canon, relation, q, run
-        self.first = q(key[0])
+        self.canon, self.q, self.run = canon, q, run
         exprs = [canon.value(q(c), kinds[c], types.get(c, "")) for c in [*key, *columns]]
+        if kinds[key[0]] == Kind("number", 0):
+            self.relation, self.first = relation, q(key[0])
+        else:  # split on a number both sides compute alike from the key's canonical text
+            kh = q("_tl_kh")
+            text = canon.md5(canon.concat(exprs[: len(key)]))
+            keyed = relation_as(relation, q)
+            self.relation = f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}) {q('_tl_keyed')}"
+            self.first = canon.hex_int(kh, 1)
         self.exprs = exprs
         self.row_text = canon.concat(exprs)
         self.time_text = canon.value(q(time), kinds[time], types.get(time, "")) if time else None
@@ -278,11 +287,6 @@ def compare(
             )
             for col in wanted
         }
-        if kinds[c.key[0]] != Kind("number", 0):
-            raise ConfigError(
-                f"compare table {name!r}: the first key column {c.key[0]!r} must be an integer "
-                f"(key ranges are split on it); it is {legacy_cols[c.legacy(c.key[0])].column_type}"
-            )
         if c.time and kinds[c.time].name not in ("datetime", "date"):
             raise ConfigError(
                 f"compare table {name!r}: time column {c.time!r} must be a DATE, DATETIME or "
@@ -344,6 +348,13 @@ def compare(
         table=name,
     )
     return res
+
+
+def relation_as(relation: str, q: Any) -> str:
+    """`relation` (a table or an aliased derived table) under the alias `_tl_k`."""
+    if relation.startswith("("):
+        return f"(SELECT * FROM {relation}) {q('_tl_k')}"
+    return f"{relation} {q('_tl_k')}"
 
 
 def _utc(bound: dt.datetime | None, aware: bool) -> dt.datetime | None:

@@ -33,7 +33,8 @@ class CompareTable(Model):
     history: bool = True
     """Add the `<table>_hist` view when it exists."""
     key: list[Ident] = Field(min_length=1)
-    """Key columns; the first is an integer (key ranges are split on it)."""
+    """Key columns. Ranges are split on the first when it is an integer, else on a number
+    taken from the MD5 of the key's canonical text (no collation involved)."""
     columns: list[Ident] = Field(min_length=1)
     """Compared columns (same names on both sides unless `legacy_columns` renames them)."""
     legacy_columns: dict[Ident, Ident] = Field(default_factory=dict)
