@@ -282,4 +282,5 @@ def test_the_consolidate_plan_obeys_redshift_and_merges_in_one_transaction(cfg: 
     stage_commits = [
         i for i, s in enumerate(printed) if s.startswith('INSERT INTO "trackline"."watermarks"')
     ]
-    assert len(stage_commits) == 2  # one batch per input, each with its watermark
+    # one batch per input, each with its watermark; then the merge's progress, in its body
+    assert len(stage_commits) == 3 and printed[stage_commits[2]] in body

@@ -13,6 +13,11 @@ as they were, and the next run repeats it whole):
         FROM staging WHERE processed_at IS NULL AND k IS NOT NULL) d
     WHERE _tl_rn = 1
     UPDATE staging SET processed_at = :now WHERE processed_at IS NULL
+    -- and the merge's progress: the last staging batch processed
+
+Every statement also reads only the batches after the last one merged (`_tl_batch > :n`,
+read from the state): the merge's cost follows the hour's rows, not the
+staging table's retention, and with the target's key index (row stores) nor its size.
 
 One row per key reaches the target (the newest of the pending rows by `newest_by`, then the
 latest staged), whatever it held before: the delete has no time window. Rerunning after a
@@ -30,8 +35,10 @@ from dataclasses import dataclass
 from trackline.config import ConsolidationConfig
 from trackline.consolidate.schema import BATCH_COL, PROCESSED_COL, ROW_COL, staging_columns
 from trackline.errors import SchemaDriftError
+from trackline.extract.cdc import Watermark
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
+from trackline.state import StateStore
 
 
 def ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
@@ -73,13 +80,36 @@ class MergeResult:
     null_keys: int = 0
 
 
+MERGE_SOURCE = "*"
+"""The state's `source_db` of a consolidation's merge progress (it covers every input)."""
+
+
+def merged_key(c: ConsolidationConfig) -> str:
+    """The state entry whose `id` is the last staging batch the merge has processed."""
+    return f"{c.target_schema}.{c.staging}#merged"
+
+
 def merge(
-    wh: Warehouse, c: ConsolidationConfig, columns: list[Column], order: list[str], now: dt.datetime
+    wh: Warehouse,
+    c: ConsolidationConfig,
+    columns: list[Column],
+    order: list[str],
+    now: dt.datetime,
+    state: StateStore,
 ) -> MergeResult:
-    """Move every pending staging row into the target by key, in one transaction."""
+    """Move every pending staging row into the target by key, in one transaction with the
+    merge's progress (the last staging batch processed): every batch up to it is processed,
+    so the merge reads only the batches after it, whatever the staging table keeps."""
     target = wh.t(c.target_schema, c.target_table)
     staging = wh.t(c.target_schema, c.staging)
-    pending = f"{wh.q(PROCESSED_COL)} IS NULL"
+    progress = state.get(merged_key(c), MERGE_SOURCE).watermark.id
+    done = progress if isinstance(progress, int) else 0
+    after = (done,)
+
+    def pending(alias: str = "") -> str:
+        """Pending rows of the batches after the last merged one (bound: `after`)."""
+        return f"{alias}{wh.q(PROCESSED_COL)} IS NULL AND {alias}{wh.q(BATCH_COL)} > ?"
+
     keys = wh.cols(c.key)
     names = wh.cols([col.name for col in columns])
     match = " AND ".join(f"s.{wh.q(k)} = {target}.{wh.q(k)}" for k in c.key)
@@ -90,25 +120,31 @@ def merge(
     res = MergeResult()
 
     def work() -> None:
-        res.pending = int(wh.scalar(f"SELECT COUNT(*) FROM {staging} WHERE {pending}") or 0)
+        count = f"SELECT COUNT(*) FROM {staging} WHERE {pending()}"
+        res.pending = int(wh.scalar(count, after) or 0)
         if not res.pending:
             return
-        res.null_keys = int(
-            wh.scalar(f"SELECT COUNT(*) FROM {staging} WHERE {pending} AND ({no_key})") or 0
-        )
+        res.null_keys = int(wh.scalar(f"{count} AND ({no_key})", after) or 0)
         wh.execute(
             f"DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {staging} AS s "
-            f"WHERE s.{pending} AND {match})"
+            f"WHERE {pending('s.')} AND {match})",
+            after,
         )
         checkpoint("consolidate.after_delete")
         res.merged = wh.execute_count(
             f"INSERT INTO {target} ({names}) SELECT {names} FROM ("
             f"SELECT {names}, ROW_NUMBER() OVER (PARTITION BY {keys} "
             f"ORDER BY {', '.join(newest)}) AS {wh.q('_tl_rn')} "
-            f"FROM {staging} WHERE {pending} AND {has_key}) AS d "
-            f"WHERE {wh.q('_tl_rn')} = 1"
+            f"FROM {staging} WHERE {pending()} AND {has_key}) AS d "
+            f"WHERE {wh.q('_tl_rn')} = 1",
+            after,
         )
-        wh.execute(f"UPDATE {staging} SET {wh.q(PROCESSED_COL)} = ? WHERE {pending}", (now,))
+        last = f"SELECT MAX({wh.q(BATCH_COL)}) FROM {staging} WHERE {pending()}"
+        top = int(wh.scalar(last, after) or done)
+        wh.execute(
+            f"UPDATE {staging} SET {wh.q(PROCESSED_COL)} = ? WHERE {pending()}", (now, *after)
+        )
+        state.put(merged_key(c), MERGE_SOURCE, "merge", Watermark(id=top), top, res.merged)
         checkpoint("consolidate.before_merge_commit")
 
     wh.run_transaction(work)

@@ -161,7 +161,7 @@ class Consolidator:
                 f"{c.name}.{got.input}: {got.rows:,} rows staged, cursor {got.watermark}",
                 consolidation=c.name,
             )
-        m: MergeResult = merge(self.wh, c, columns, newest_by(c, shapes), utcnow())
+        m: MergeResult = merge(self.wh, c, columns, newest_by(c, shapes), utcnow(), self.state)
         res.merged, res.pending, res.null_keys = m.merged, m.pending, m.null_keys
         if m.null_keys:
             self.reporter.event(

@@ -295,7 +295,9 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
 
     def pending(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         # the merge finds rows pending in the staging table
-        if sql.startswith("SELECT COUNT(*)") and any(f"FROM {s} " in sql for s in staging):
+        if sql.startswith(("SELECT COUNT(*)", 'SELECT MAX("_tl_batch")')) and any(
+            f"FROM {s} " in sql for s in staging
+        ):
             return [(1,)]
         return []
 
