@@ -456,3 +456,60 @@ def test_string_keys_compare_by_their_text_not_a_collation(mysql_db: MySQLDb, en
         "label": [("中", "label 4", "changed")],
     }
     assert res.ranges > 1 and res.rows_fetched < 2 * len(keys)
+
+
+def test_trackline_check_runs_a_configured_compare_over_yesterday(
+    mysql_db: MySQLDb, tmp_path: Path
+) -> None:
+    """`compare.tables[].check: true`: `trackline check` compares the previous UTC day
+    (blocking); rows of other days are outside its window."""
+    from trackline.quality.run import run_checks
+    from trackline.state import utcnow
+
+    yesterday = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) - dt.timedelta(days=1)
+    mysql_db.execute(
+        "CREATE TABLE dw_codes (id INT NOT NULL, label VARCHAR(32), update_time DATETIME NOT NULL)"
+    )
+    rows = [(i, f"l{i}", yesterday + dt.timedelta(hours=i)) for i in range(1, 21)]
+    rows += [(100, "older", yesterday - dt.timedelta(days=3))]  # outside the window
+    mysql_db.executemany("INSERT INTO dw_codes VALUES (%s, %s, %s)", rows)
+    entry = CompareTable(
+        name="codes",
+        legacy_table="dw_codes",
+        table="codes",
+        schema=SCHEMA,
+        key=["id"],
+        columns=["label"],
+        time="update_time",
+        check=True,
+    )
+    cfg = Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=DuckDBWarehouse(path=tmp_path / "wh.duckdb"),
+        compare=CompareConfig(tables=[entry]),
+    )
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'codes')} (id INTEGER, label TEXT, update_time TIMESTAMP)"
+        )
+        insert(wh, "codes", rows[:-1])
+        report = run_checks(cfg, wh, send_alerts=False)
+        r = {x.name: x for x in report.results}["compare.codes"]
+        assert (r.status, r.severity) == ("pass", "blocking")
+        wh.execute(f"DELETE FROM {wh.t(SCHEMA, 'codes')} WHERE id = 3")
+        report = run_checks(cfg, wh, send_alerts=False)
+        r = {x.name: x for x in report.results}["compare.codes"]
+        assert r.status == "fail" and report.exit_code == 1
+        assert r.sample_keys == ["key gap 5.0000% > 0.1000%"]
+        kept = wh.query(
+            f"SELECT since, legacy_rows, verdict FROM {wh.t('trackline', 'compare_results')}"
+        )
+        assert sorted(kept, key=lambda k: k[2]) == [
+            (yesterday, 20, "fail"),
+            (yesterday, 20, "pass"),
+        ]
+    finally:
+        wh.close()

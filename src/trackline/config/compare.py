@@ -46,6 +46,9 @@ class CompareTable(Model):
     mismatch: float = Field(default=0.01, ge=0, le=1)
     """Most mismatching rows / rows compared, per column, that passes."""
     normalise: Normalise = Normalise()
+    check: bool = False
+    """`trackline check` runs this comparison over the previous UTC day (blocking check
+    `compare.<name>`)."""
     chunk: int = Field(default=10_000, gt=0)
     """Differing ranges are split until they hold at most this many rows, then fetched."""
 

@@ -2,7 +2,8 @@
 (`trackline.quality.checks`), the run-level and reconcile checks (`trackline.quality.runlevel`),
 the rows behind each watermark (`trackline.quality.behind`), the per-consolidation checks
 (`trackline.quality.consolidation`), the source scans (`trackline.quality.scans`), the
-per-dimension checks (`trackline.quality.dims`), then
+per-dimension checks (`trackline.quality.dims`), the configured legacy DW comparisons
+(`trackline.quality.compare`), then
 the config's custom checks."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from trackline.config import Config, MySQLSource
 from trackline.load import Warehouse
 from trackline.quality.behind import behind_watermark_check
 from trackline.quality.checks import Check, custom_checks, group_checks
+from trackline.quality.compare import compare_checks
 from trackline.quality.consolidation import consolidation_checks
 from trackline.quality.dims import dimension_checks
 from trackline.quality.runlevel import reconcile_check, run_checks_of
@@ -29,5 +31,6 @@ def all_checks(cfg: Config, wh: Warehouse) -> list[Check]:
     out.append(behind_watermark_check(cfg))
     out += [reconcile_check(cfg, name) for name in cfg.quality.reconcile_tables]
     out += dimension_checks(cfg, wh)
+    out += compare_checks(cfg)
     out += custom_checks(cfg)
     return out
