@@ -513,3 +513,21 @@ def test_trackline_check_runs_a_configured_compare_over_yesterday(
         ]
     finally:
         wh.close()
+
+
+def test_legacy_aggregates_are_held_to_the_stream_limit_not_the_metadata_one(
+    mysql_db: MySQLDb,
+) -> None:
+    """A comparison's figures over a big legacy table run longer than a metadata query may:
+    `long_rows` holds them to `stream_timeout_seconds` (server and client socket), while
+    `rows` still ends at `read_timeout_seconds`."""
+    from trackline.errors import SourceTimeout
+    from trackline.extract import open_source
+
+    src = open_source(mysql_db.source_config(read_timeout_seconds=1, stream_timeout_seconds=30))
+    try:
+        assert src.long_rows("SELECT SLEEP(3)") == [(0,)]
+        with pytest.raises(SourceTimeout, match="read_timeout_seconds = 1"):
+            src.rows("SELECT SLEEP(3)")
+    finally:
+        src.close()

@@ -298,7 +298,7 @@ def compare(
         wh_window = (_utc(since, aware), _utc(until, aware))
 
         def legacy_run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-            return src.rows(src.bind(sql, params), params)
+            return src.long_rows(src.bind(sql, params), params)
 
         def legacy_q(col: str) -> str:
             return src.q(c.legacy(col))

@@ -284,6 +284,18 @@ class MySQL(Source):
         except pymysql.err.MySQLError as exc:
             raise SourceError(f"{self._where()}: {self._sanitize(str(exc))}") from None
 
+    def long_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """`stream_timeout_seconds` on the server (as for a data read) and, for as long as the
+        statement runs, on the client's socket: PyMySQL re-applies `_read_timeout` before each
+        read, so the metadata limit would otherwise end the read first."""
+        con = self.con  # connected: `_limited` needs to know MariaDB from MySQL
+        saved = con._read_timeout
+        con._read_timeout = self.config.stream_timeout_seconds + CLIENT_GRACE_SECONDS
+        try:
+            return self.rows(self._limited(sql), params)
+        finally:
+            con._read_timeout = saved
+
     # ------------------------------------------------------------------ metadata
 
     def columns(self, rel: Relation) -> list[SourceColumn]:

@@ -99,6 +99,11 @@ class Source(ABC):
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """A small metadata or lookup query's rows (bound parameters in the driver's style)."""
 
+    def long_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A long aggregate's few rows (e.g. a comparison's figures over a whole table): held
+        to the data read's time limit rather than a metadata query's."""
+        return self.rows(sql, params)
+
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None
