@@ -309,6 +309,13 @@ def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
     finally:
         wh.close()
     assert [r[0] for r in kept] == ["pass", "fail"]
+    report = CliRunner().invoke(
+        main, ["report", "-c", str(tmp_path / "trackline.yml"), "--html", str(tmp_path / "r.html")]
+    )
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Legacy DW comparison (trackline compare)" in page
+    assert 'data-series="orders key gap"' in page and "0.1100 %" in page and "0.0900 %" in page
     assert "missing in trackline: 11" in bad.output and "FAIL: key gap 0.1100%" in bad.output
     unknown = _cli(cfg, tmp_path, "--table", "nope")
     assert unknown.exit_code == 2 and "'nope' is not in the config's `compare.tables:`" in (

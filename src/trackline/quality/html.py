@@ -59,6 +59,9 @@ class ReportData:
     """The per-cycle sizes come from the engine's statistics (an estimate)."""
     exact_sizes: dict[str, int] = field(default_factory=dict)
     """Exact row counts of every mart and history view, counted when the report is made."""
+    compares: list[dict[str, Any]] = field(default_factory=list)
+    """`trackline compare` runs, oldest first: run_at, table, key_gap, mismatch (the worst
+    column's rate), verdict, since."""
 
 
 # --------------------------------------------------------------------------- data
@@ -136,7 +139,59 @@ def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
     data.engine = wh.ENGINE
     data.sizes_estimated = wh.ROW_COUNTS_ESTIMATED and bool(data.cycles)
     data.exact_sizes = mart_sizes(cfg, wh, exact=True)[0]
+    data.compares = _compares(wh, cfg.state_schema, limit)
     return data
+
+
+def _compares(wh: Warehouse, schema: str, limit: int) -> list[dict[str, Any]]:
+    from trackline.compare.results import TABLE
+
+    if not wh.table_exists(schema, TABLE):
+        return []
+    rows = wh.query(
+        "SELECT run_at, table_name, key_gap, mismatches, legacy_rows, verdict, since "
+        f"FROM {wh.t(schema, TABLE)} ORDER BY run_at DESC LIMIT {int(limit)}"
+    )
+    out = []
+    for run_at, name, gap, mismatches, legacy_rows, verdict, since in reversed(rows):
+        counts = json.loads(mismatches) if mismatches else {}
+        worst = max(counts.values(), default=0) / max(int(legacy_rows or 0), 1)
+        out.append(
+            {
+                "run_at": run_at,
+                "table": name,
+                "key_gap": float(gap or 0),
+                "mismatch": worst,
+                "verdict": verdict,
+                "since": since,
+            }
+        )
+    return out
+
+
+def _compare_section(data: ReportData) -> str:
+    """The legacy DW comparisons as a trend (key gap and worst column mismatch, in %)."""
+    runs = data.compares
+    if not runs:
+        return ""
+    axis = _axis([r["run_at"] for r in runs])
+    series: dict[str, list[float | None]] = {}
+    for name in sorted({r["table"] for r in runs}):
+        for what in ("key_gap", "mismatch"):
+            label = f"{name} {'key gap' if what == 'key_gap' else 'worst mismatch'}"
+            series[label] = [100 * r[what] if r["table"] == name else None for r in runs]
+    last = "".join(
+        f'<tr><td class="{_e(r["verdict"])}">{_e(r["verdict"])}</td><td>{_e(r["table"])}</td>'
+        f"<td>{_e(r['run_at'])}</td><td>{_e(r['since'] or 'all')}</td>"
+        f"<td>{100 * r['key_gap']:.4f} %</td><td>{100 * r['mismatch']:.4f} %</td></tr>"
+        for r in reversed(runs[-20:])
+    )
+    return (
+        line_chart("Legacy DW comparison (trackline compare)", series, axis, "%")
+        + "<h2>Legacy DW comparisons: the latest runs</h2><table><tr><th>verdict</th>"
+        "<th>table</th><th>run</th><th>window from</th><th>key gap</th>"
+        f"<th>worst column mismatch</th></tr>{last}</table>"
+    )
 
 
 # --------------------------------------------------------------------------- drawing
@@ -523,6 +578,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         f'<div class="tiles">{tile_html}</div>'
         + "".join(charts)
         + _sizes_table(data)
+        + _compare_section(data)
         + f"<h2>Checks: the latest result of each</h2>{checks_html}</body></html>\n"
     )
 
