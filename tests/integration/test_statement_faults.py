@@ -636,11 +636,6 @@ def test_hard_kill_at_statements_in_a_subprocess(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="alerts are sent at most once: a check killed after it recorded a failure is "
-    "rerun, finds the failure open, counts it as not new, and never alerts it",
-)
 def test_check_killed_after_recording_a_failure_still_alerts_it(
     worlds: Worlds, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,34 @@ class ResultsStore:
             return []
         return self.history(run_id=rows[0][0])
 
+    def unalerted(self, runs_ref: str) -> dict[str, tuple[int, list[str]]]:
+        """New failures recorded by check runs that died before their alert went out.
+
+        A run's row in `runs` is written after its alert is delivered, so results whose run
+        has no row there were never alerted; the failure is open now, so the next run would
+        count it as old and stay silent. Per check: the largest such new count and its sample
+        keys, from results newer than the check's last result of a finished run (the caller
+        holds the pipeline lock, so no other check run is between its results and its row)."""
+        finished = dict(
+            self.wh.query(
+                f"SELECT r.check_name, MAX(r.checked_at) FROM {self.ref} r "
+                f"JOIN {runs_ref} u ON u.run_id = r.run_id AND u.command = 'check' "
+                "GROUP BY r.check_name"
+            )
+        )
+        rows = self.wh.query(
+            f"SELECT r.check_name, r.new_count, r.sample_keys, r.checked_at FROM {self.ref} r "
+            "WHERE r.new_count > 0 AND NOT EXISTS "
+            f"(SELECT 1 FROM {runs_ref} u WHERE u.run_id = r.run_id AND u.command = 'check')"
+        )
+        out: dict[str, tuple[int, list[str]]] = {}
+        for name, new, keys, at in rows:
+            if name in finished and at <= finished[name]:
+                continue
+            if new > out.get(name, (0, []))[0]:
+                out[name] = (int(new), json.loads(keys or "[]"))
+        return out
+
     def latest_per_check(self) -> list[dict[str, Any]]:
         """Each check's most recent result, whichever run made it. `trackline run` evaluates
         the run-level checks after every job and every check once a day: the latest run alone

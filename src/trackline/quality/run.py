@@ -85,9 +85,17 @@ def run_checks(
                     Exceptions(wh, g.schema_, g.exceptions_table).ensure()
 
         wh.run_transaction(exceptions_tables)
+        # failures a killed check run recorded but never alerted: they are open now, so this
+        # run would count them as old; they join this run's alert instead of being lost
+        unalerted = store.unalerted(state.t("runs"))
         for check in checks if checks is not None else all_checks(cfg, wh):
             result = run_one(cfg, wh, check, report.run_id, store)
             report.results.append(result)
+            if result.status == "fail" and check.name in unalerted:
+                new, keys = unalerted[check.name]
+                if new > result.new_count:
+                    result.new_count = min(new, result.failing_count) or new
+                    result.new_keys = [k for k in keys if k in result.sample_keys] or keys
             if not result.failed:
                 continue
             reporter.event(
@@ -101,31 +109,33 @@ def run_checks(
                 + (f": {result.error}" if result.error else ""),
                 check=check.name,
             )
-    report.alert = compose(report.results, report.run_id)
-    held = held_alerts(wh, cfg.state_schema)  # kept as they are by a run without alerts
-    if send_alerts and (report.alert or any(held.values())):
-        report.deliveries = deliver(report.alert, cfg.quality.alerts, reporter, held)
-        held = {d.channel: list(d.held) for d in report.deliveries if d.held}
-    report.seconds = time.monotonic() - t0
-    failed = report.failed
-    state.record_run(
-        report.run_id,
-        "check",
-        None,
-        started,
-        "ok" if report.ok else "failed",
-        sum(r.failing_count for r in failed),
-        report.seconds,
-        "; ".join(f"{r.name}: {r.status}" for r in failed if r.blocking) or None,
-        {
-            "checks": len(report.results),
-            "failed": [r.name for r in failed],
-            "new": sum(r.new_count for r in report.results),
-            "alerts": {d.channel: "ok" if d.ok else d.error for d in report.deliveries},
-            "held_alerts": {ch: [a.as_dict() for a in alerts] for ch, alerts in held.items()},
-            "scope": scope,
-        },
-    )
+        # alert and record the run while holding the lock: a run's row is what tells the
+        # next run that its failures were alerted (`ResultsStore.unalerted`)
+        report.alert = compose(report.results, report.run_id)
+        held = held_alerts(wh, cfg.state_schema)  # kept as they are by a run without alerts
+        if send_alerts and (report.alert or any(held.values())):
+            report.deliveries = deliver(report.alert, cfg.quality.alerts, reporter, held)
+            held = {d.channel: list(d.held) for d in report.deliveries if d.held}
+        report.seconds = time.monotonic() - t0
+        failed = report.failed
+        state.record_run(
+            report.run_id,
+            "check",
+            None,
+            started,
+            "ok" if report.ok else "failed",
+            sum(r.failing_count for r in failed),
+            report.seconds,
+            "; ".join(f"{r.name}: {r.status}" for r in failed if r.blocking) or None,
+            {
+                "checks": len(report.results),
+                "failed": [r.name for r in failed],
+                "new": sum(r.new_count for r in report.results),
+                "alerts": {d.channel: "ok" if d.ok else d.error for d in report.deliveries},
+                "held_alerts": {ch: [a.as_dict() for a in alerts] for ch, alerts in held.items()},
+                "scope": scope,
+            },
+        )
     return report
 
 
