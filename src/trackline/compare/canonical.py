@@ -15,12 +15,12 @@ renders that kind as the same text:
   (`empty_as_null`); text is hashed as its UTF-8 bytes on every engine, so emoji and CJK
   compare equal.
 
-A row's text joins its columns' texts with ``|`` (NULL as ``(null)``); its MD5's first 16 hex
-digits become two 32-bit integers whose sums, with COUNT(*), are a key range's figures. The
-hex digits are turned into numbers with POSITION over ``0123456789abcdef`` on the warehouse
-side: the same SQL runs on DuckDB, PostgreSQL and Redshift (which lack a common hex cast).
-Two sums of 32-bit values stay within a BIGINT (Redshift sums BIGINT as BIGINT) for any range
-of fewer than 2^31 rows.
+A row's text joins its columns' texts with ``|`` (NULL as ``(null)``); its MD5's first 15 hex
+digits become one 60-bit integer whose sum (as DECIMAL(38,0): Redshift sums a BIGINT as a
+BIGINT, which would overflow), with COUNT(*), are a key range's figures. MySQL reads the hex
+with CONV, once per row (a derived column would be computed once per reference); the
+warehouses with POSITION over ``0123456789abcdef``: the same SQL runs on DuckDB, PostgreSQL and
+Redshift (which lack a common hex cast).
 """
 
 from __future__ import annotations
@@ -128,26 +128,41 @@ class Canon:
     def md5(self, text: str) -> str:
         return f"MD5({text})"
 
-    def hex_int(self, hexed: str, start: int) -> str:
-        """The 8 hex digits of `hexed` from `start` (1-based) as an integer (0 … 2^32-1); each
-        digit is a BIGINT before it is multiplied (an INTEGER product overflows)."""
+    INLINE_HASH: ClassVar[bool] = False
+    """The figures hash each row inline (MySQL); else in a derived column `h` (warehouses)."""
+
+    def hex_int(self, hexed: str) -> str:
+        """The first 15 hex digits of `hexed` as an integer (0 … 2^60-1); each digit is a
+        BIGINT before it is multiplied (an INTEGER product overflows)."""
         terms = [
-            f"CAST(POSITION(SUBSTRING({hexed}, {start + i}, 1) IN '{HEX}') - 1 AS BIGINT)"
-            f" * {16 ** (7 - i)}"
-            for i in range(8)
+            f"CAST(POSITION(SUBSTRING({hexed}, {i + 1}, 1) IN '{HEX}') - 1 AS BIGINT)"
+            f" * {16 ** (14 - i)}"
+            for i in range(15)
         ]
         return "(" + " + ".join(terms) + ")"
 
     def figures(self, h: str) -> str:
-        """COUNT(*) and the two sums of a range, over rows whose MD5 hex is column `h`."""
-        return f"COUNT(*), SUM({self.hex_int(h, 1)}), SUM({self.hex_int(h, 9)})"
+        """COUNT(*) and the sum of a range, over rows whose MD5 hex is `h` (a column, or the
+        MD5 expression itself where `INLINE_HASH`)."""
+        return f"COUNT(*), SUM(CAST({self.hex_int(h)} AS DECIMAL(38, 0)))"
+
+
+class RedshiftCanon(Canon):
+    """Redshift: TO_CHAR, `||`, MD5 of the UTF-8 text, hex digits by POSITION (the same SQL
+    runs on PostgreSQL, where compat mode is tested)."""
 
 
 class PostgresCanon(Canon):
-    """PostgreSQL and Redshift: TO_CHAR, `||`, MD5 of the UTF-8 text."""
+    """PostgreSQL: as Redshift, but the hex read by a cast through bit(64), one step."""
+
+    def hex_int(self, hexed: str) -> str:
+        return f"CAST(CAST('x' || LPAD(SUBSTRING({hexed}, 1, 15), 16, '0') AS BIT(64)) AS BIGINT)"
 
 
 class DuckDBCanon(Canon):
+    def hex_int(self, hexed: str) -> str:
+        return f"CAST('0x' || SUBSTRING({hexed}, 1, 15) AS BIGINT)"
+
     def datetime(self, col: str) -> str:
         return f"STRFTIME({col}, '%Y-%m-%d %H:%M:%S')"
 
@@ -181,14 +196,16 @@ class MySQLCanon(Canon):
         filled = [f"COALESCE({p}, '{NULL_TEXT}')" for p in parts]
         return "CONCAT_WS('" + SEP + "', " + ", ".join(filled) + ")"
 
-    def hex_int(self, hexed: str, start: int) -> str:
-        return f"CAST(CONV(SUBSTRING({hexed}, {start}, 8), 16, 10) AS UNSIGNED)"
+    INLINE_HASH = True
+
+    def hex_int(self, hexed: str) -> str:
+        return f"CAST(CONV(SUBSTRING({hexed}, 1, 15), 16, 10) AS UNSIGNED)"
 
 
 WAREHOUSE_CANON: dict[str, type[Canon]] = {
     "duckdb": DuckDBCanon,
     "postgres": PostgresCanon,
-    "redshift": PostgresCanon,
+    "redshift": RedshiftCanon,
 }
 
 

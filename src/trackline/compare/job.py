@@ -3,9 +3,9 @@ pass/fail verdict.
 
 Both databases hold the same logical rows in different types. Each row becomes one canonical
 text (`canonical`), and both databases answer, per range of the first key column (an
-integer; for any other key, per range of a 32-bit number both compute from the MD5 of the
+integer; for any other key, per range of a 60-bit number both compute from the MD5 of the
 key's canonical text, so string keys need no common collation), three
-figures pushed down in SQL: COUNT(*) and two sums of integers taken from the MD5 of that text.
+figures pushed down in SQL: COUNT(*) and the sum of integers taken from the MD5 of that text.
 Equal figures: the range is done. A differing range holding more than `chunk` rows is split at
 the middle of its keys and asked again; a differing range of at most `chunk` rows is fetched
 (canonical texts only) and compared row by row: keys missing on each side, keys held twice on
@@ -172,7 +172,7 @@ class _Side:
             text = canon.md5(canon.concat(exprs[: len(key)]))
             keyed = relation_as(relation, q)
             self.relation = f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}) {q('_tl_keyed')}"
-            self.first = canon.hex_int(kh, 1)
+            self.first = canon.hex_int(kh)
         self.exprs = exprs
         self.row_text = canon.concat(exprs)
         self.time_text = canon.value(q(time), kinds[time], types.get(time, "")) if time else None
@@ -188,16 +188,19 @@ class _Side:
                     values.append(bound)
         return (" WHERE " + " AND ".join(cond)) if cond else "", tuple(values)
 
-    def figures(self, start: int | None, end: int | None) -> tuple[int, int, int]:
+    def figures(self, start: int | None, end: int | None) -> tuple[int, int]:
         where, params = self._where(start, end)
-        h = self.q("_tl_h")
-        sql = (
-            f"SELECT {self.canon.figures(h)} FROM ("
-            f"SELECT {self.canon.md5(self.row_text)} AS {h} FROM {self.relation}{where}"
-            f") {self.q('_tl_rows')}"
-        )
+        md5 = self.canon.md5(self.row_text)
+        if self.canon.INLINE_HASH:
+            sql = f"SELECT {self.canon.figures(md5)} FROM {self.relation}{where}"
+        else:
+            h = self.q("_tl_h")
+            sql = (
+                f"SELECT {self.canon.figures(h)} FROM ("
+                f"SELECT {md5} AS {h} FROM {self.relation}{where}) {self.q('_tl_rows')}"
+            )
         row = self.run(sql, params)[0]
-        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+        return int(row[0] or 0), int(row[1] or 0)
 
     def span(self, start: int | None, end: int | None) -> tuple[Any, Any]:
         where, params = self._where(start, end)

@@ -49,7 +49,7 @@ class CompareTable(Model):
     check: bool = False
     """`trackline check` runs this comparison over the previous UTC day (blocking check
     `compare.<name>`)."""
-    chunk: int = Field(default=10_000, gt=0)
+    chunk: int = Field(default=1_000, gt=0)
     """Differing ranges are split until they hold at most this many rows, then fetched."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
