@@ -1,7 +1,7 @@
 """The example config written by `trackline init` (kept valid by a test)."""
 
 EXAMPLE_CONFIG = """\
-# trackline config: the order-tracking pipeline (seeds 001-004) plus one generic table.
+# trackline config: the order-tracking pipeline plus one generic table.
 # Secrets come from environment variables: ${VAR} or ${VAR:-default}.
 
 sources:

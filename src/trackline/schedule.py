@@ -1,4 +1,4 @@
-"""`trackline run`: the local scheduler for one machine (DESIGN §9).
+"""`trackline run`: the local scheduler for one machine.
 
 Jobs and when they are due (`schedule:` in the config; hours are UTC):
 

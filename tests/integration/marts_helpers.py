@@ -270,7 +270,7 @@ class Pipeline:
         return out
 
     def join3(self, order: int) -> int:
-        """Rows of seed 001's primary 3-way join for one order."""
+        """Rows of the marts' primary 3-way join for one order."""
         return int(
             self.wh.scalar(
                 f"SELECT COUNT(*) FROM {self.t(ECS)} eoi "
@@ -319,7 +319,7 @@ class State:
 
 
 def expected_state(src: Source, retention: int = RETENTION) -> State:
-    """What DESIGN §7 says the warehouse holds once every source row is loaded (restore mode).
+    """What the mart rules say the warehouse holds once every source row is loaded (restore mode).
 
     Anchor: an order is active iff its update_time >= MAX(update_time) - retention, else in
     the history period of its update_time. ecs: follows its order, into the SAME period.

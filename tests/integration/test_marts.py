@@ -102,13 +102,13 @@ def released(p: Pipeline) -> Iterator[None]:
         p.wh = connect(p.cfg)
 
 
-# --------------------------------------------------------------------------- G1: seed 001
+# ------------------------------------------------------------ G1: the windowed-delete bug
 
 
 def test_seed001_order_updated_day_0_62_89_has_one_row(
     tmp_path: Path, warehouse_config: WarehouseCfg
 ) -> None:
-    """Seed 001 §4: the 20-day delete window left the day-62 row beside the day-89 one."""
+    """The legacy pipeline's 20-day delete window left the day-62 row beside the day-89 one."""
     p = Pipeline(tmp_path, warehouse_config, retention=200 * DAY)
     try:
         p.src.touch(1, day(0), code=10)

@@ -134,7 +134,7 @@ def test_row_level_defects_are_caught_each_by_its_check(world: World) -> None:
     assert world.open_exceptions(f"{G}.null_keys.{UTS}") == [None]
     assert world.open_exceptions("custom.lost_orders") == ["8"]
     assert "NOT EXISTS" in results[f"{G}.has_events.{UTS}"].sql
-    # the exceptions keep order 3's anchor row from being trimmed (DESIGN §7)
+    # the exceptions keep order 3's anchor row from being trimmed
     assert (
         world.wh.scalar(
             f"SELECT COUNT(*) FROM {world.t('order_tracking_exceptions')} WHERE status = 'open' "
@@ -353,7 +353,7 @@ def test_status_section(world: World) -> None:
 
 
 def test_check_sql_is_portable(world: World) -> None:
-    """Redshift is checked by parsing (DESIGN §6): every built-in check parses in its dialect
+    """Redshift is checked by parsing: every built-in check parses in its dialect
     and uses none of the forms it lacks."""
     import sqlglot
 

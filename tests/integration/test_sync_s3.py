@@ -48,7 +48,7 @@ def test_incremental_sync_through_s3(
     assert one(sync_ok(cfg)).rows == 5
     assert wh_rows(cfg, key) == source_rows(mysql_db)
 
-    # DESIGN §5: {prefix}/{source_db}/{target_schema}/{table}/year=/month=/day=/
+    # the stage layout: {prefix}/{source_db}/{target_schema}/{table}/year=/month=/day=/
     #            {table}_{YYYYmmdd_HHMMSS}_{batch_id}.parquet, plus a .manifest per batch.
     layout = re.compile(
         rf"stage/{mysql_db.database}/settlement_public/orders/"

@@ -239,7 +239,7 @@ def test_copy_uses_the_manifest_and_iam_role(sync_sql: list[str]) -> None:
 
 
 def test_copy_commits_with_the_watermark(sync_sql: list[str]) -> None:
-    """DESIGN §1: the data change and the state that says it happened, in ONE transaction."""
+    """The data change and the state that says it happened, in ONE transaction."""
     marks = _in_transaction(sync_sql)
     for i, (sql, inside) in enumerate(marks):
         if not sql.startswith("COPY"):
@@ -397,8 +397,8 @@ MART = '"settlement_ods"'
 
 @pytest.fixture
 def cycle_cfg(cfg: Config) -> Config:
-    """`cfg` plus ecs_order_info and the order-tracking retention group, with the seeds' sort
-    keys (seed 004 §4.3)."""
+    """`cfg` plus ecs_order_info and the order-tracking retention group, with the order-tracking
+    sort keys."""
     con = sqlite3.connect(cfg.sources["kuaisong"].path)  # type: ignore[union-attr]
     con.execute(
         "CREATE TABLE ecs_order_info (id INTEGER PRIMARY KEY, order_id INTEGER, "
@@ -516,7 +516,7 @@ def _temp(statements: list[str], prefix: str, start: int = 0) -> tuple[int, str]
 
 
 def test_cycle_plan_anchor_replace_reactivate_archive_check_trim(cycle_sql: list[str]) -> None:
-    """The anchor's chunk: one transaction, steps in the order DESIGN §7 gives."""
+    """The anchor's chunk: one transaction, steps in the documented order."""
     mart, hist = f'{MART}."mart_uni_tracking_info"', f'{MART}."hist_uti_P"'
     raw = '"settlement_public"."uni_tracking_info_raw"'
     cols = '"id", "order_id", "status", "update_time"'

@@ -1,4 +1,4 @@
-"""Side jobs beside the 15-minute cycle (DESIGN §8). Built so far: `reconcile`."""
+"""Side jobs beside the 15-minute cycle. Built so far: `reconcile`."""
 
 from trackline.jobs.reconcile import ReconcileResult, reconcile
 

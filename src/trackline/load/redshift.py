@@ -9,7 +9,7 @@ the ``DEALLOCATE ALL`` psycopg sends to reset them. Values stay bound parameters
 Credentials: the password from the config (an environment variable), or with ``iam_auth`` a
 temporary user and password from ``redshift:GetClusterCredentials`` (`cluster_credentials`).
 
-What differs from PostgreSQL, and where it is handled (DESIGN §6):
+What differs from PostgreSQL, and where it is handled (docs/redshift.md):
 
 - Loading is ``COPY t (cols) FROM '<manifest>' IAM_ROLE '<arn>' FORMAT AS PARQUET MANIFEST``
   (``SERIALIZETOJSON`` after PARQUET when the table has SUPER columns), from files in the

@@ -1,4 +1,4 @@
-"""The mart engine: one retention group = an anchor mart and its followers (DESIGN §7).
+"""The mart engine: one retention group = an anchor mart and its followers (docs/architecture.md).
 
 Every mart consumes its raw table by ledger batch id (`_tl_batch_id`), never by a time window,
 and each chunk of raw batches is applied in ONE warehouse transaction together with the

@@ -1,6 +1,6 @@
 """The exceptions table: rows the pipeline refused to lose silently.
 
-Columns (DESIGN §7): id, check_name, table_name, key_value, detail, first_seen, last_seen,
+Columns: id, check_name, table_name, key_value, detail, first_seen, last_seen,
 status (open/resolved), resolved_at, note. A key that is already open for the same check and
 table is not new: only its `last_seen` moves. Trim never deletes a row whose key is open.
 """

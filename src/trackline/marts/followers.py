@@ -183,7 +183,7 @@ class FollowerSteps(MartSteps):
         This happens when an archived anchor row is read again with a corrected time that is
         already past the cutoff: the anchor row moves straight from one period to another
         without ever being active, so our row was never reactivated. One archived order sits
-        in one period across tables (DESIGN §7). Only keys absent from our mart AND read
+        in one period across tables (docs/architecture.md). Only keys absent from our mart AND read
         into the anchor's raw table since our last look are probed: a follower row can sit in
         another period only if its anchor row moved or first arrived, which comes through the
         anchor's raw batches; so a steady cycle, whose departures are plain ones, probes no
@@ -366,7 +366,7 @@ class FollowerSteps(MartSteps):
         self, new: str, mart: str, hist: HistoryTables, time_col: str, unix: bool, ek: list[str]
     ) -> int:
         """Re-read events that are already in history leave the batch (events are inserted
-        once, DESIGN §7). Inserting them would be undone in the same transaction (archive
+        once). Inserting them would be undone in the same transaction (archive
         finds them there, trim deletes them), but after a reset of the events table that is
         the whole history inserted into the mart and deleted again, and counted as inserted.
 

@@ -2,8 +2,9 @@
 
 A period is chosen from a row's time (the anchor's time for anchor and one-per-key followers,
 the event's own time for events), created on demand, so no row can fall outside every period
-(seed 003's "routing gap"). Period bounds are computed here and bound as parameters, in the
-time column's own type: unix seconds for integer columns, naive datetimes otherwise.
+(no "routing gap" of rows whose period has no table yet). Period bounds are computed here
+and bound as parameters, in the time column's own type: unix seconds for integer columns,
+naive datetimes otherwise.
 """
 
 from __future__ import annotations

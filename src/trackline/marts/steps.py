@@ -494,7 +494,8 @@ class MartSteps:
 
     def _replace_by_key(self, mart: str, new: str, cols: list[str], key: str, time_col: str) -> int:
         """One row per key, the newest wins: an older version never replaces a newer one
-        (replays, late backfills); no time window on the key match (seed 001's bug)."""
+        (replays, late backfills); no time window on the key match (a windowed delete leaves
+        old copies of a key behind)."""
         w = self.wh
         c, k, tm = w.cols(cols), self.q(key), self.q(time_col)
         if w.KEYED_INSERT == "on_conflict":  # through the unique index: flat cost

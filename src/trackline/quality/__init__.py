@@ -1,1 +1,1 @@
-"""Data quality: checks, results history, exceptions, alerts, the HTML report (DESIGN §8)."""
+"""Data quality: checks, results history, exceptions, alerts, the HTML report."""

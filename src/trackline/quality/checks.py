@@ -3,7 +3,7 @@
 A `Check` has a name, a severity (``blocking`` makes `trackline check` exit 1, ``warning``
 only reports and alerts) and the SQL that is shown when it fails. Built in:
 
-per retention group ``<g>`` (DESIGN §8; seed 003 §17 phase 4 and seed 004's fourth test)
+per retention group ``<g>`` (the daily order-tracking tests of docs/order-tracking.md)
   <g>.latest_event_time.<events>  test 1: the anchor's time equals the latest event time of
                                   its key, over the events mart ∪ its `<events>_hist` view
   <g>.has_events.<events>         test 2: every anchor key has events in the mart or history
@@ -262,7 +262,7 @@ def _event_checks(
             table=g.anchor.table,
             exceptions=exc,
             description=f"{g.anchor.table}.{g.anchor.time} differs from the latest "
-            f"{f.time} of the key's events in {f.table} ∪ {hist_name} (seed 003 test 1)",
+            f"{f.time} of the key's events in {f.table} ∪ {hist_name} (test 1)",
             problem=problem,
             in_flight=_moved_on_in_source(cfg, g, anchor_seen),
         )
@@ -284,7 +284,7 @@ def _event_checks(
             table=g.anchor.table,
             exceptions=exc,
             description=f"{g.anchor.table} keys with no event in {f.table} nor {hist_name} "
-            "(seed 003 test 2)",
+            "(test 2)",
         )
     )
     return out
@@ -355,7 +355,7 @@ def _follower_row_check(
         key=g.key,
         table=g.anchor.table,
         exceptions=_group_exceptions(g),
-        description=f"{g.anchor.table} keys with no row in {f.table} (seed 003 test 3)",
+        description=f"{g.anchor.table} keys with no row in {f.table} (test 3)",
     )
 
 

@@ -1,6 +1,6 @@
 """The Parquet stage: a local folder or ``s3://bucket/prefix`` (pyarrow.fs for both).
 
-Layout (DESIGN §5), schema-isolated so two pipelines never collide::
+Layout, schema-isolated so two pipelines never collide::
 
   {stage}/{source_db}/{target_schema}/{table}/year=YYYY/month=MM/day=DD/
         {table}_{YYYYmmdd_HHMMSS}_{batch_id}.parquet
