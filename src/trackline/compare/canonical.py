@@ -141,6 +141,11 @@ class Canon:
         ]
         return "(" + " + ".join(terms) + ")"
 
+    def int_div(self, a: str, b: int) -> str:
+        """`a` (a non-negative integer expression) divided by `b`, rounded down, exactly (a
+        DECIMAL(20,0) key too)."""
+        return f"FLOOR(({a}) / {b})"
+
     def figures(self, h: str) -> str:
         """COUNT(*) and the sum of a range, over rows whose MD5 hex is `h` (a column, or the
         MD5 expression itself where `INLINE_HASH`)."""
@@ -160,6 +165,9 @@ class PostgresCanon(Canon):
 
 
 class DuckDBCanon(Canon):
+    def int_div(self, a: str, b: int) -> str:
+        return f"(({a}) // {b})"  # `/` of integers is a DOUBLE in DuckDB
+
     def hex_int(self, hexed: str) -> str:
         return f"CAST('0x' || SUBSTRING({hexed}, 1, 15) AS BIGINT)"
 

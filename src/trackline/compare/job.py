@@ -6,8 +6,9 @@ text (`canonical`), and both databases answer, per range of the first key column
 integer; for any other key, per range of a 60-bit number both compute from the MD5 of the
 key's canonical text, so string keys need no common collation), three
 figures pushed down in SQL: COUNT(*) and the sum of integers taken from the MD5 of that text.
-Equal figures: the range is done. A differing range holding more than `chunk` rows is split at
-the middle of its keys and asked again; a differing range of at most `chunk` rows is fetched
+Equal figures: the range is done. A differing range holding more than `chunk` rows is cut into
+16 parts of its key span, all answered by one grouped query per side; a differing part of at
+most `chunk` rows is fetched
 (canonical texts only) and compared row by row: keys missing on each side, keys held twice on
 one side, and mismatching values per column. An equal table costs one aggregate query per
 side; what is fetched grows with the differences, not with the table.
@@ -36,7 +37,7 @@ from trackline.compare.results import save as save_result
 from trackline.config import CompareTable, Config
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source, open_source
-from trackline.jobs.keyranges import integral, midpoint, range_where
+from trackline.jobs.keyranges import integral, range_where
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
 
@@ -64,6 +65,7 @@ class CompareResult:
     days: dict[str, list[int]] = field(default_factory=dict)
     """Day (YYYY-MM-DD of the time column) → [legacy rows, trackline rows]."""
     ranges: int = 0
+    """Aggregate queries asked of each side (the whole table, then one per split range)."""
     ranges_fetched: int = 0
     rows_fetched: int = 0
     missing_in_trackline: int = 0
@@ -201,6 +203,23 @@ class _Side:
             )
         row = self.run(sql, params)[0]
         return int(row[0] or 0), int(row[1] or 0)
+
+    def parts(self, start: int, end: int, width: int) -> dict[int, tuple[int, int]]:
+        """Figures of each part `[start + b*width, start + (b+1)*width)` of `[start, end)`
+        that holds rows: part number b → (rows, sum). `start` and `width` are integers this
+        job computed, written as literals (a bound parameter in a select list needs a type)."""
+        where, params = self._where(start, end)
+        part = self.canon.int_div(f"{self.first} - {int(start)}", int(width))
+        md5 = self.canon.md5(self.row_text)
+        if self.canon.INLINE_HASH:
+            sql = f"SELECT {part}, {self.canon.figures(md5)} FROM {self.relation}{where} GROUP BY 1"
+        else:
+            b, h = self.q("_tl_b"), self.q("_tl_h")
+            sql = (
+                f"SELECT {b}, {self.canon.figures(h)} FROM (SELECT {part} AS {b}, {md5} AS {h} "
+                f"FROM {self.relation}{where}) {self.q('_tl_rows')} GROUP BY {b}"
+            )
+        return {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in self.run(sql, params)}
 
     def span(self, start: int | None, end: int | None) -> tuple[Any, Any]:
         where, params = self._where(start, end)
@@ -365,30 +384,44 @@ def _utc(bound: dt.datetime | None, aware: bool) -> dt.datetime | None:
     return bound.replace(tzinfo=dt.UTC) if bound is not None and aware else bound
 
 
+FANOUT = 16
+"""Parts a differing range is split into; one GROUP BY query per side answers all of them."""
+
+
 def _walk(
     c: CompareTable, left: _Side, right: _Side, res: CompareResult, chunk: int, sample: int
 ) -> None:
-    todo: list[tuple[int | None, int | None]] = [(None, None)]
-    first = True
+    """The whole key space first; a differing range of more than `chunk` rows is cut into
+    `FANOUT` equal parts of its key span, all asked in one grouped query per side (a few
+    scans for the whole table instead of one per binary level); only differing parts go on."""
+    res.ranges += 1
+    lf, rf = left.figures(None, None), right.figures(None, None)
+    res.legacy_rows, res.trackline_rows = lf[0], rf[0]
+    if lf == rf:
+        return
+    if max(lf[0], rf[0]) <= chunk:
+        res.ranges_fetched += 1
+        _diff(c, left.rows(None, None), right.rows(None, None), res, sample)
+        return
+    ls, rs = left.span(None, None), right.span(None, None)
+    lo = min(int(v) for v in (ls[0], rs[0]) if v is not None)
+    hi = max(int(v) for v in (ls[1], rs[1]) if v is not None)
+    todo: list[tuple[int, int]] = [(lo, hi + 1)]
     while todo:
         start, end = todo.pop()
+        width = -(-(end - start) // FANOUT)  # ceiling: FANOUT parts cover [start, end)
         res.ranges += 1
-        lf, rf = left.figures(start, end), right.figures(start, end)
-        if first:
-            res.legacy_rows, res.trackline_rows, first = lf[0], rf[0], False
-        if lf == rf:
-            continue
-        if max(lf[0], rf[0]) > chunk:
-            ls, rs = left.span(start, end), right.span(start, end)
-            lows = [v for v in (ls[0], rs[0]) if v is not None]
-            highs = [v for v in (ls[1], rs[1]) if v is not None]
-            lo, hi = int(min(lows)), int(max(highs))
-            if hi > lo:
-                mid = midpoint(lo, hi)
-                todo += [(mid, end), (start, mid)]  # the lower half first
+        lb, rb = left.parts(start, end, width), right.parts(start, end, width)
+        for b in sorted(set(lb) | set(rb), reverse=True):  # popped lowest first
+            lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))
+            if lfig == rfig:
                 continue
-        res.ranges_fetched += 1
-        _diff(c, left.rows(start, end), right.rows(start, end), res, sample)
+            s_, e_ = start + b * width, min(start + (b + 1) * width, end)
+            if max(lfig[0], rfig[0]) > chunk and e_ - s_ > 1:
+                todo.append((s_, e_))
+                continue
+            res.ranges_fetched += 1
+            _diff(c, left.rows(s_, e_), right.rows(s_, e_), res, sample)
 
 
 def _diff(

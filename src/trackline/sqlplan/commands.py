@@ -314,9 +314,9 @@ def plan_consolidate(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> 
 
 def plan_compare(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
     """`trackline compare` right after a first cycle (`tables`: `compare.tables` names; none:
-    all): the whole key space differs (the warehouse answers one row, the legacy DW none), so
-    the figures, the fetch of the range and the per-day counts all show. The legacy DW is
-    asked for its columns only."""
+    all): the warehouse holds more than `chunk` rows the legacy DW lacks, so the whole-table
+    figures, the key span, the grouped figures of the 16 parts, the fetch of a differing part
+    and the per-day counts all show. The legacy DW is asked for its columns only."""
     from trackline.compare import compare
 
     todo = [cfg.compare_table(n) for n in tables] if tables else list(cfg.compare.tables)
@@ -325,15 +325,25 @@ def plan_compare(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None
     _after_cycle(cfg, rec)
     legacy = cfg.sources[cfg.compare.legacy]
 
-    def figures(found: tuple[int, int]) -> Any:
-        return lambda sql, params: [found] if sql.startswith("SELECT COUNT(*), SUM(") else []
+    def legacy_answer(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if sql.startswith("SELECT MIN("):
+            return [(None, None)]
+        return [(0, 0)] if sql.startswith("SELECT COUNT(*), SUM(") else []
 
-    rec.answer = figures((1, 1))
     try:
         for c in todo:
+
+            def answer(sql: str, params: tuple[Any, ...], rows: int = c.chunk + 1) -> Any:
+                if sql.startswith("SELECT COUNT(*), SUM("):
+                    return [(rows, 1)]
+                if sql.startswith("SELECT MIN("):
+                    return [(1, 2)]
+                return [(0, 1, 1)] if sql.startswith('SELECT "_tl_b"') else []
+
+            rec.answer = answer
             real = open_source(legacy, c.legacy_db or getattr(legacy, "database", None))
             try:
-                compare(cfg, rec, c.name, open_src=MetadataSource(real, figures((0, 0))))
+                compare(cfg, rec, c.name, open_src=MetadataSource(real, legacy_answer))
             finally:
                 real.close()
     finally:
