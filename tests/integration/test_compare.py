@@ -542,3 +542,52 @@ def test_legacy_aggregates_are_held_to_the_stream_limit_not_the_metadata_one(
             src.rows("SELECT SLEEP(3)")
     finally:
         src.close()
+
+
+def test_part_numbers_are_exact_for_wide_parts_and_decimal_keys(
+    mysql_db: MySQLDb, engine: Any
+) -> None:
+    """A BIGINT UNSIGNED key (DECIMAL(20,0) in the warehouse) whose 16 parts are 10^15 keys
+    wide, each holding the last key of its part: a rounded quotient (DuckDB divides a DECIMAL
+    into a DOUBLE: 15.999999999999999 became 16) put those keys in the next part on one side
+    only, and equal parts differed and were fetched. Only the part holding the planted
+    difference is fetched."""
+    w = 10**15
+    keys = [0, *[b * w + w - 1 for b in range(16)]]
+    mysql_db.execute(
+        "CREATE TABLE dw_wide (id BIGINT UNSIGNED NOT NULL, label VARCHAR(16), "
+        "update_time DATETIME NOT NULL)"
+    )
+    rows = [(k, f"l{i}", DAY) for i, k in enumerate(keys)]
+    mysql_db.executemany("INSERT INTO dw_wide VALUES (%s, %s, %s)", rows)
+    entry = CompareTable(
+        name="wide",
+        legacy_table="dw_wide",
+        table="wide",
+        schema=SCHEMA,
+        key=["id"],
+        columns=["label"],
+        chunk=2,
+    )
+    cfg = Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=engine,
+        compare=CompareConfig(tables=[entry]),
+    )
+    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
+    wh = wh or open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'wide')} (id DECIMAL(20,0), label VARCHAR(16), "
+            "update_time TIMESTAMP)"
+        )
+        insert(wh, "wide", [(k, "changed" if k == 0 else lab, t) for k, lab, t in rows])
+        res = compare(cfg, wh, "wide", save=False)
+        sent = getattr(wh, "sent", [])
+        assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}
+    finally:
+        wh.close()
+    assert found(res) == {"label": [("0", "l0", "changed")]}
+    assert (res.ranges, res.ranges_fetched, res.rows_fetched) == (2, 1, 4)

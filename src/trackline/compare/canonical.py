@@ -144,7 +144,10 @@ class Canon:
     def int_div(self, a: str, b: int) -> str:
         """`a` (a non-negative integer expression) divided by `b`, rounded down, exactly (a
         DECIMAL(20,0) key too)."""
-        return f"FLOOR(({a}) / {b})"
+        # the remainder taken off first: the quotient is then a whole number whatever the
+        # type (DuckDB divides a DECIMAL into a DOUBLE, and a rounded quotient just below an
+        # integer would land in the next part); it is at most FANOUT, exact in a DOUBLE
+        return f"((({a}) - MOD({a}, {b})) / {b})"
 
     def figures(self, h: str) -> str:
         """COUNT(*) and the sum of a range, over rows whose MD5 hex is `h` (a column, or the
@@ -165,9 +168,6 @@ class PostgresCanon(Canon):
 
 
 class DuckDBCanon(Canon):
-    def int_div(self, a: str, b: int) -> str:
-        return f"(({a}) // {b})"  # `/` of integers is a DOUBLE in DuckDB
-
     def hex_int(self, hexed: str) -> str:
         return f"CAST('0x' || SUBSTRING({hexed}, 1, 15) AS BIGINT)"
 
@@ -205,6 +205,9 @@ class MySQLCanon(Canon):
         return "CONCAT_WS('" + SEP + "', " + ", ".join(filled) + ")"
 
     INLINE_HASH = True
+
+    def int_div(self, a: str, b: int) -> str:
+        return f"(({a}) DIV {b})"  # `/` gives a DECIMAL rounded to div_precision_increment
 
     def hex_int(self, hexed: str) -> str:
         return f"CAST(CONV(SUBSTRING({hexed}, 1, 15), 16, 10) AS UNSIGNED)"
