@@ -591,3 +591,22 @@ def test_part_numbers_are_exact_for_wide_parts_and_decimal_keys(
         wh.close()
     assert found(res) == {"label": [("0", "l0", "changed")]}
     assert (res.ranges, res.ranges_fetched, res.rows_fetched) == (2, 1, 4)
+
+
+def test_newer_by_counts_keys_whose_legacy_row_changed_later(
+    world: tuple[Config, Warehouse], mysql_db: MySQLDb
+) -> None:
+    """`newer_by: update_time`: a key changed in the legacy DW after trackline read it (its
+    legacy update time is later) is counted as legacy newer; one changed only in trackline
+    (same update time) is a mismatch but not legacy newer."""
+    cfg, wh = world
+    entry = cfg.compare.tables[0].model_copy(update={"newer_by": "update_time"})
+    cfg = cfg.model_copy(update={"compare": CompareConfig(tables=[entry])})
+    later = legacy_row(50)[-1] + dt.timedelta(minutes=5)
+    mysql_db.execute(
+        "UPDATE dw_orders SET name = 'renamed', update_time = %s WHERE order_id = 50", (later,)
+    )
+    wh.execute(f"UPDATE {wh.t(SCHEMA, 'mart_orders')} SET name = 'x' WHERE order_id = 60")
+    res = run(cfg, wh)
+    assert set(found(res)) == {"name", "update_time"}
+    assert (res.legacy_newer, res.legacy_newer_sample) == (1, ["50, 1"])

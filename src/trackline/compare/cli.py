@@ -108,6 +108,9 @@ def lines(d: dict) -> list[str]:  # type: ignore[type-arg]
     ):
         sample = d[f"{key}_sample"]
         out.append(f"  {what}: {d[key]:,}" + (f"  e.g. {'; '.join(sample)}" if sample else ""))
+    if d["legacy_newer"]:
+        sample = "; ".join(d["legacy_newer_sample"])
+        out.append(f"  differing, legacy newer: {d['legacy_newer']:,}  e.g. {sample}")
     for col, c in d["columns"].items():
         out.append(f"  {col}: {c['mismatches']:,} mismatches ({c['rate']:.4%})")
         for key, a, b in c["sample"]:

@@ -78,6 +78,9 @@ class CompareResult:
     compared: int = 0
     """Keys on both sides of the ranges that were fetched (every other range is equal)."""
     columns: dict[str, ColumnDiff] = field(default_factory=dict)
+    legacy_newer: int = 0
+    """Differing keys whose legacy `newer_by` time is later than trackline's."""
+    legacy_newer_sample: list[str] = field(default_factory=list)
 
     @property
     def key_gap(self) -> float:
@@ -140,6 +143,8 @@ class CompareResult:
                 }
                 for c in self.columns.values()
             },
+            "legacy_newer": self.legacy_newer,
+            "legacy_newer_sample": self.legacy_newer_sample,
             "key_gap": self.key_gap,
             "thresholds": {"count_gap": self.thresholds[0], "mismatch": self.thresholds[1]},
             "normalisations": self.normalisations,
@@ -462,6 +467,12 @@ def _diff(
     for key in sorted(left.keys() & right.keys()):
         res.compared += 1
         lv, rv = left[key][0], right[key][0]
+        if c.newer_by and lv != rv:
+            i = c.columns.index(c.newer_by)
+            if lv[i] is not None and (rv[i] is None or lv[i] > rv[i]):
+                res.legacy_newer += 1
+                if len(res.legacy_newer_sample) < sample:
+                    res.legacy_newer_sample.append(label(key))
         for i, col in enumerate(c.columns):
             if lv[i] != rv[i]:
                 d = res.columns[col]

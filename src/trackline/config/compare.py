@@ -41,6 +41,10 @@ class CompareTable(Model):
     """trackline column → legacy column, where the names differ."""
     time: Ident | None = None
     """The column `--date` / `--since` / `--until` filter on (both sides)."""
+    newer_by: Ident | None = None
+    """A compared time column (e.g. an update time): keys whose values differ and whose legacy
+    value of it is later than trackline's are counted as `legacy newer` (changes trackline
+    never read)."""
     count_gap: float = Field(default=0.001, ge=0, le=1)
     """Most (keys missing on either side + duplicate rows) / legacy rows that passes."""
     mismatch: float = Field(default=0.01, ge=0, le=1)
@@ -63,6 +67,8 @@ class CompareTable(Model):
             raise LocatedError(("columns",), "a compared column is repeated")
         if len(set(self.key)) != len(self.key):
             raise LocatedError(("key",), "a key column is repeated")
+        if self.newer_by is not None and self.newer_by not in self.columns:
+            raise LocatedError(("newer_by",), f"{self.newer_by!r} must be one of `columns`")
         named = set(self.key) | set(self.columns) | ({self.time} if self.time else set())
         for c in self.legacy_columns:
             if c not in named:
