@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from trackline.compare.outcome import CompareResult
 from trackline.load import Warehouse
 from trackline.state import utcnow
-
-if TYPE_CHECKING:
-    from trackline.compare.job import CompareResult
 
 TABLE = "compare_results"
 
