@@ -280,6 +280,24 @@ def wait_for_no_other_writers(mysql_db: MySQLDb, *mine: int, timeout: float = 30
     raise AssertionError(f"other write transactions stayed open for {timeout}s: {others}")
 
 
+def sync_when_quiet(
+    mysql_db: MySQLDb, cfg: Config, *mine: int, expect: int, attempts: int = 4
+) -> list[TableResult]:
+    """Sync one table once no other connection writes, until `expect` rows have been read.
+
+    The hold is server-wide: another test's write transaction that opens between the wait
+    and the read holds this sync too, and it reads nothing. Such a sync is retried after
+    waiting again. The rows of all attempts add up, so a row the sync lost (its watermark
+    passed it) still fails the caller's assertion on the total."""
+    results: list[TableResult] = []
+    for _ in range(attempts):
+        wait_for_no_other_writers(mysql_db, *mine)
+        results.append(one(sync_ok(cfg)))
+        if sum(r.rows for r in results) >= expect:
+            break
+    return results
+
+
 @contextlib.contextmanager
 def mysql_user(
     mysql_db: MySQLDb, password: str, privileges: str = "ALL PRIVILEGES"

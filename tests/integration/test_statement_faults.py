@@ -374,12 +374,14 @@ def snapshot(cfg: Config) -> dict[str, list[tuple[Any, ...]]]:
             if key in rereads:
                 cols.remove(BATCH_COL)
             sql = f"SELECT {wh.cols(cols)} FROM {wh.t(schema, name)}"
-            if name == "check_results":
-                sql += (
-                    f" WHERE run_id = (SELECT run_id FROM {wh.t(schema, name)} "
-                    "ORDER BY checked_at DESC LIMIT 1)"
+            params: tuple[Any, ...] = ()
+            if name == "check_results":  # the latest run's (no LIMIT in a subquery: Redshift)
+                latest = wh.query(
+                    f"SELECT run_id FROM {wh.t(schema, name)} ORDER BY checked_at DESC LIMIT 1"
                 )
-            rows = [dict(zip(cols, map(_plain, r), strict=True)) for r in wh.query(sql)]
+                sql += " WHERE run_id = ?"
+                params = (latest[0][0] if latest else None,)
+            rows = [dict(zip(cols, map(_plain, r), strict=True)) for r in wh.query(sql, params)]
             if schema == cfg.state_schema and name == "batches":
                 rows = [r for r in rows if r["table_key"] not in rereads]
             if schema == cfg.state_schema and name == "watermarks":

@@ -31,6 +31,7 @@ from tests.integration.synctools import (
     source_rows,
     state_watermark,
     sync_ok,
+    sync_when_quiet,
     table,
     wait_for_no_other_writers,
     wh_rows,
@@ -89,8 +90,7 @@ def test_id_row_committed_after_higher_ids_is_loaded(
     A, sync: row 4 is loaded."""
     create_orders(mysql_db, 3, PAST)
     cfg = make_config(mysql_db, warehouse_config, stage, [table(strategy="id")], hold=True)
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 3
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
 
     assert _insert_open(session, "A") == 4
     insert_orders(mysql_db, [PAST, PAST])  # ids 5 and 6, committed
@@ -116,11 +116,9 @@ def test_id_transaction_that_began_after_a_sample_holds_only_its_own_ids(
     commit below."""
     create_orders(mysql_db, 3, PAST)
     cfg = make_config(mysql_db, warehouse_config, stage, [table(strategy="id")], hold=True)
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 3
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
     insert_orders(mysql_db, [PAST, PAST])  # 4, 5
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 2
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=2)) == 2
     insert_orders(mysql_db, [PAST])  # 6: committed before the next run's sample
     wait_for_no_other_writers(mysql_db)
     sync_ok(cfg)  # stores a sample with max id 6, no transaction open
@@ -142,8 +140,7 @@ def test_id_rolled_back_transaction_releases_the_hold(
 ) -> None:
     create_orders(mysql_db, 3, PAST)
     cfg = make_config(mysql_db, warehouse_config, stage, [table(strategy="id")], hold=True)
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 3
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
     _insert_open(session, "A")  # id 4, rolled back below
     insert_orders(mysql_db, [PAST, PAST])
     time.sleep(INNODB_TRX_REFRESH)
@@ -173,14 +170,13 @@ def test_id_transaction_past_the_hold_ceiling_is_reported_not_waited_for(
         hold=True,
         hold_ceiling_seconds=1,
     )
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 3
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
     _insert_open(session, "STUCK")
     insert_orders(mysql_db, [PAST, PAST])
     time.sleep(1.6)
-    wait_for_no_other_writers(mysql_db, session.thread_id())
-    res = one(sync_ok(cfg))
-    assert res.rows == 2
+    tries = sync_when_quiet(mysql_db, cfg, session.thread_id(), expect=2)
+    res = tries[-1]
+    assert sum(r.rows for r in tries) == 2
     assert len(res.warnings) == 1
     assert f"thread {session.thread_id()}" in res.warnings[0]
     assert "hold ceiling" in res.warnings[0]
@@ -354,8 +350,8 @@ def test_lock_wait_margin_zero_loses_the_waiting_row(
         waiter.join()
         time.sleep(INNODB_TRX_REFRESH)
         _next_second(mysql_db)
-        wait_for_no_other_writers(mysql_db, waiter.con.thread_id())
-        assert one(sync_ok(cfg)).rows == 1  # n1, past the waiting row's stamp
+        tries = sync_when_quiet(mysql_db, cfg, waiter.con.thread_id(), expect=1)
+        assert sum(r.rows for r in tries) == 1  # n1, past the waiting row's stamp
         waiter.con.commit()
     finally:
         locker.close()
@@ -417,6 +413,5 @@ def test_waiting_statement_on_a_table_level_lock_holds_the_bound(
         locker.close()
         writer.close()
     assert not errors, errors
-    wait_for_no_other_writers(mysql_db)
-    assert one(sync_ok(cfg)).rows == 3
+    assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
     assert wh_rows(cfg, "public.orders_raw") == source_rows(mysql_db)
