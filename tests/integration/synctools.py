@@ -281,20 +281,25 @@ def wait_for_no_other_writers(mysql_db: MySQLDb, *mine: int, timeout: float = 30
 
 
 def sync_when_quiet(
-    mysql_db: MySQLDb, cfg: Config, *mine: int, expect: int, attempts: int = 4
+    mysql_db: MySQLDb, cfg: Config, *mine: int, expect: int, attempts: int = 25
 ) -> list[TableResult]:
     """Sync one table once no other connection writes, until `expect` rows have been read.
 
     The hold is server-wide: another test's write transaction that opens between the wait
     and the read holds this sync too, and it reads nothing. Such a sync is retried after
     waiting again. The rows of all attempts add up, so a row the sync lost (its watermark
-    passed it) still fails the caller's assertion on the total."""
+    passed it) still fails the caller's assertion on the total. Under a full parallel run
+    the other worker can open write transactions back to back for a while (CI once saw four
+    attempts in a row held), hence many attempts with a growing pause between them."""
+    import time
+
     results: list[TableResult] = []
-    for _ in range(attempts):
+    for attempt in range(attempts):
         wait_for_no_other_writers(mysql_db, *mine)
         results.append(one(sync_ok(cfg)))
         if sum(r.rows for r in results) >= expect:
             break
+        time.sleep(min(0.1 * (attempt + 1), 1.0))
     return results
 
 
