@@ -158,7 +158,7 @@ def compat(cfg: Config) -> Any:
 def test_every_warehouse_command_has_a_plan() -> None:
     assert list(PLANS) == [
         "state", "sync", "cycle", "check", "reconcile", "replay", "reset", "maintenance",
-        "migrate", "consolidate", "compare",
+        "migrate", "drift", "consolidate", "compare",
     ]  # fmt: skip
 
 
@@ -284,3 +284,84 @@ def test_the_consolidate_plan_obeys_redshift_and_merges_in_one_transaction(cfg: 
     ]
     # one batch per input, each with its watermark; then the merge's progress, in its body
     assert len(stage_commits) == 3 and printed[stage_commits[2]] in body
+
+
+MYSQL_TABLES = """
+CREATE TABLE uni_tracking_info (id BIGINT PRIMARY KEY, order_id BIGINT, status VARCHAR(16),
+  update_time DATETIME, KEY ix_u (update_time, id));
+CREATE TABLE uni_tracking_spath (id BIGINT PRIMARY KEY, order_id BIGINT, code VARCHAR(8),
+  pathTime DATETIME);
+CREATE TABLE ecs_order_info (id BIGINT PRIMARY KEY, order_id BIGINT, partner_id INT,
+  add_time DATETIME, KEY ix_a (add_time, id));
+CREATE TABLE settlement_claim_detail (ID BIGINT PRIMARY KEY, amount DECIMAL(10,2),
+  update_at DATETIME, KEY ix_c (update_at, ID));
+CREATE TABLE partner (id INT PRIMARY KEY, name VARCHAR(40));
+CREATE TABLE uni_tracking_addon_spath (id BIGINT PRIMARY KEY, order_id BIGINT,
+  code VARCHAR(8), pathTime DATETIME)
+"""
+
+
+def test_the_drift_plan_widens_and_adds_columns_on_raw_marts_periods_and_views(
+    tmp_path: Path, mysql_db: Any, pg_db: PgDb
+) -> None:
+    """`trackline sql --engine redshift drift`: each source table gained a nullable column and
+    its first VARCHAR doubled. Raw, the mart and its history period are widened with ALTER
+    COLUMN … TYPE outside any transaction (Redshift refuses it inside one), the view that
+    reads them dropped first and created again after, the new column added everywhere; the
+    compat script then runs after the cycle's on PostgreSQL."""
+    from tests.redshift_checks import from_recorded, redshift_problems
+
+    for ddl in MYSQL_TABLES.split(";"):
+        mysql_db.execute(ddl)
+    base = plan_config(tmp_path, pg_db.redshift_compat(), "s3://tl-stage/prod")
+    data = base.model_dump(mode="python", by_alias=True)
+    data["sources"] = {"kuaisong": mysql_db.source_config()}
+    data["warehouse"] = base.warehouse
+    cfg = Config.model_validate(data)
+
+    sent = from_recorded(plan_statements(cfg, "drift"))
+    bad = {s.sql: p for s in sent if (p := redshift_problems(s))}
+    assert not bad, bad
+    printed = render_plan(cfg, "drift")
+    alters = [i for i, s in enumerate(printed) if " ALTER COLUMN " in s]
+    widened = {printed[i] for i in alters}
+    for table in (f'"{PUB}"."uni_tracking_info_raw"', f'"{ODS}"."mart_uni_tracking_info"'):
+        assert f'ALTER TABLE {table} ALTER COLUMN "status" TYPE VARCHAR(128)' in widened
+    period = next(
+        s for s in widened if re.match(rf'ALTER TABLE "{ODS}"\."hist_uti_\d{{4}}_h[12]"', s)
+    )
+    assert period.endswith('ALTER COLUMN "status" TYPE VARCHAR(128)')
+    assert f'ALTER TABLE "{PUB}"."partner" ALTER COLUMN "name" TYPE VARCHAR(320)' in widened
+    for i in alters:  # never inside BEGIN … COMMIT
+        before = [s for s in printed[:i] if s in ("BEGIN", "COMMIT")]
+        assert not before or before[-1] == "COMMIT", printed[i]
+    view = f'"{ODS}"."mart_uni_tracking_info_hist"'
+    mart_alter = printed.index(
+        f'ALTER TABLE "{ODS}"."mart_uni_tracking_info" ALTER COLUMN "status" TYPE VARCHAR(128)'
+    )
+    drop = max(i for i, s in enumerate(printed[:mart_alter]) if s == f"DROP VIEW IF EXISTS {view}")
+    create = next(
+        i for i, s in enumerate(printed) if i > mart_alter and s.startswith(f"CREATE VIEW {view}")
+    )
+    assert drop < mart_alter < create and '"new_source_column"' in printed[create]
+    added = [s for s in printed if s.endswith('ADD COLUMN "new_source_column" VARCHAR(256)')]
+    assert {s.split(" ")[2] for s in added} >= {
+        f'"{PUB}"."uni_tracking_info_raw"', f'"{ODS}"."mart_uni_tracking_info"',
+        f'"{ODS}"."mart_ecs_order_info"', f'"{ODS}"."mart_uni_tracking_spath"',
+    }  # fmt: skip
+    assert any(re.match(rf'ALTER TABLE "{ODS}"\."hist_uts_\d{{4}}_h[12]" ADD', s) for s in added)
+    # only uni_tracking_info drifted: nothing else is altered
+    one = render_plan(cfg, "drift", ["uni_tracking_info"])
+    assert not any("partner" in s and "ALTER" in s for s in one)
+
+    assert isinstance(cfg.warehouse, RedshiftWarehouse)
+    wh = Redshift(cfg.warehouse)
+    wh.connect()
+    try:
+        empty(wh, cfg)
+        run_script(wh, plan_statements(cfg, "cycle", compat=True))
+        assert run_script(wh, plan_statements(cfg, "drift", compat=True)) > 0
+        got = wh.column_specs(ODS, "mart_uni_tracking_info")["mart_uni_tracking_info"]
+        assert got["status"] == "character varying(128)" and "new_source_column" in got
+    finally:
+        wh.close()

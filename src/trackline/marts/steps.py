@@ -75,6 +75,9 @@ class MartPlan:
     """(schema, table) → the raw table's columns as the plan created them ([] if it did not)."""
     period: Period
     """The one history period that exists (e.g. the current half-year)."""
+    drift: bool = False
+    """The raw tables changed since the marts were made (``trackline sql drift``): widening
+    and new columns are planned from the plan's catalog like a real run's."""
 
     def cutoff(self, unix: bool) -> Any:
         """A retention cutoff after the whole period: every step past the cutoff has work."""
@@ -323,7 +326,7 @@ class MartSteps:
         before `ensure`, in `Warehouse.alter_type_scope` (Redshift: outside any transaction;
         each ALTER is then idempotent and a missing view is recreated by `ensure`).
         Returns the catalog of the mart schema when nothing changed (`ensure` reuses it)."""
-        if self.plan is not None:
+        if self.plan is not None and not self.plan.drift:
             return None
         g, w = self.g, self.wh
         a_raw = self.raw(g.anchor.source)

@@ -41,8 +41,10 @@ def register(main: click.Group) -> None:
         tables: tuple[str, ...],
     ) -> None:
         """Print the SQL that COMMAND would run: state, sync, cycle (as a first run on an empty
-        warehouse), check, reconcile, replay, reset, maintenance (as right after the first
-        cycle). TABLES limits sync, reconcile, replay and reset to those tables.
+        warehouse), check, reconcile, replay, reset, maintenance, migrate (as right after the
+        first cycle), drift (a cycle after each source table gained a column and its first
+        VARCHAR doubled), consolidate, compare. TABLES limits sync, reconcile, replay, reset,
+        migrate and drift to those tables.
 
         Sources are read for their metadata only (columns, keys, clock); `?` marks a bound
         parameter. `cycle` adds, after the sync, every mart step of a cycle as if each had

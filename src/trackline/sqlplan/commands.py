@@ -13,7 +13,9 @@ that, so the statements show:
   source no longer has: figures, the key-by-key comparison and the DELETE;
 - ``replay``: the batches the plan's sync staged (one per table, empty);
 - ``maintenance``: every table as needing both VACUUM and ANALYZE;
-- ``migrate``: every column of each table as widened at the source (each table rebuilt).
+- ``migrate``: every column of each table as widened at the source (each table rebuilt);
+- ``drift``: the next cycle after each source table gained a nullable column and its first
+  VARCHAR doubled in length (the ALTERs on raw, the marts, every history period, the views).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from trackline.config import Config, TableConfig
 from trackline.errors import ConfigError
 from trackline.extract import open_source
+from trackline.extract.cdc import Watermark
 from trackline.extract.source import Source
 from trackline.sqlplan.recorder import MetadataSource, Recorder, no_rows
 
@@ -61,13 +64,15 @@ def plan_state(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
     StateStore(rec, cfg.state_schema).ensure()
 
 
-def plan_syncer(cfg: Config, rec: Recorder) -> Syncer:
-    """The real sync loop, over metadata-only sources and a stage that writes nothing."""
+def plan_syncer(cfg: Config, rec: Recorder, drifted: Sequence[str] = ()) -> Syncer:
+    """The real sync loop, over metadata-only sources and a stage that writes nothing
+    (`drifted`: the tables whose source reads as `_DriftedSource`)."""
     from trackline.sync import Syncer
 
     class PlanSyncer(Syncer):
         def source(self, rt: Any) -> Source:
-            return MetadataSource(super().source(rt))
+            real = super().source(rt)
+            return _DriftedSource(real) if rt.cfg.name in drifted else MetadataSource(real)
 
         def _sync_incremental_after_snapshot(self, rt: Any, res: Any) -> None:
             return None  # it would repeat the same statements for the rows after the snapshot
@@ -350,6 +355,78 @@ def plan_compare(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None
         rec.answer = no_rows
 
 
+NEW_COLUMN = "new_source_column"
+"""The nullable column the ``drift`` plan adds to each source table."""
+
+
+class _DriftedSource(MetadataSource):
+    """A source whose tables gained a nullable column and whose first sized text column
+    (a VARCHAR) doubled its declared length since the first cycle."""
+
+    def columns(self, rel: Any) -> list[Any]:
+        import dataclasses
+        import re
+
+        from trackline.extract.types import map_mysql_column
+
+        cols = list(self.real.columns(rel))
+        for i, c in enumerate(cols):
+            m = re.fullmatch(r"(var)?char\((\d+)\)", c.column_type)
+            if m and not c.json:
+                wider = f"varchar({2 * int(m.group(2))})"
+                cols[i] = dataclasses.replace(c, data_type="varchar", column_type=wider)
+                break
+        taken = {c.name.lower() for c in cols}
+        if NEW_COLUMN not in taken:
+            new = map_mysql_column(NEW_COLUMN, "varchar", "varchar(64)", True, self.q(NEW_COLUMN))
+            cols.append(new)
+        return cols
+
+
+def plan_drift(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """A cycle after the source's schema drifted (`tables`: the tables that drifted; none:
+    all): each gained the nullable column `NEW_COLUMN`, and its first VARCHAR doubled in
+    length. The sync widens raw (Redshift: ALTER COLUMN … TYPE, outside any transaction) and
+    adds the column; the marts then do the same to the mart and every history period, with
+    the `_hist` view dropped and created again around them."""
+    from trackline.extract import Relation
+    from trackline.marts.cycle import run_cycle_on
+    from trackline.marts.engine import MartPlan
+    from trackline.marts.history import Period
+    from trackline.state import utcnow
+    from trackline.sync import resolve
+
+    _after_cycle(cfg, rec)
+    drifted = {t.name for t in _tables(cfg, tables)}
+    recorded: dict[str, str] = {}  # table key → the watermark the first cycle left
+    for t in cfg.tables:
+        rt = resolve(cfg, t, None, None)
+        with open_source(cfg.sources[rt.source_name], rt.source_db) as src:
+            cols = src.columns(Relation(t.name, rt.source_db if not t.query else None, t.query))
+            extra = {
+                "schema": {c.name: str(c.arrow) for c in cols},
+                "bytes": {c.name: c.max_bytes for c in cols if c.max_bytes is not None},
+            }
+            recorded[rt.key] = Watermark(ts=None, id=None, extra=extra).to_json()
+
+    def state_answer(sql: str, params: tuple[Any, ...]) -> Any:
+        if "watermarks" in sql and len(params) == 3 and params[0] in recorded:
+            # StateStore.get: source_db, strategy, value, last_batch_id, rows_total, updated_at
+            return [(params[1], None, recorded[params[0]], 1, 0, None)]  # after batch 1
+        if sql.startswith("SELECT MAX(batch_id)") and params and params[0] in recorded:
+            return [(1,)]  # the first cycle's batch: this one is batch 2
+        return []
+
+    syncer = plan_syncer(cfg, rec, sorted(drifted))
+    plan = MartPlan(raw_columns=rec.columns, period=Period.of(utcnow()), drift=True)
+    rec.answer = state_answer
+    try:
+        summary = run_cycle_on(cfg, rec, syncer=syncer, plan=plan)
+    finally:
+        rec.answer = no_rows
+    _require_ok(summary.sync)
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -360,6 +437,7 @@ PLANS: dict[str, PlanFn] = {
     "reset": plan_reset,
     "maintenance": plan_maintenance,
     "migrate": plan_migrate,
+    "drift": plan_drift,
     "consolidate": plan_consolidate,
     "compare": plan_compare,
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,6 +175,28 @@ class Recorder(Redshift):
     def add_column(self, schema: str, table: str, column: Column) -> None:
         super().add_column(schema, table, column)
         self._tables.setdefault(self._key(schema, table), []).append(column)
+
+    def alter_column_type(self, schema: str, table: str, column: Column) -> None:
+        super().alter_column_type(schema, table, column)
+        cols = self._tables.get(self._key(schema, table), [])
+        self._tables[self._key(schema, table)] = [
+            column if self.name(c.name) == self.name(column.name) else c for c in cols
+        ]
+
+    def column_specs(self, schema: str, table: str | None = None) -> dict[str, dict[str, str]]:
+        """The catalog of what this plan created, each column spelt as Redshift's catalog
+        spells it where trackline reads the spelling (``character varying(n)``)."""
+        super().column_specs(schema, table)
+        out: dict[str, dict[str, str]] = {}
+        for (s, t), cols in self._tables.items():
+            if s == self.name(schema) and (table is None or t == self.name(table)):
+                out[t] = {self.name(c.name): self._spec(c) for c in cols}
+        return out
+
+    def _spec(self, column: Column) -> str:
+        declared = self.column_type(column)
+        sized = re.fullmatch(r"VARCHAR\((\d+)\)", declared)
+        return f"character varying({sized.group(1)})" if sized else declared.lower()
 
     def columns(self, schema: str, table: str) -> list[Column]:
         """The columns of a table this plan created ([] for any other table)."""
