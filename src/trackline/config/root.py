@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 from pydantic import model_validator
 
 from trackline.config.base import Ident, LocatedError, Model, check_identifier
@@ -176,31 +179,13 @@ class Config(Model):
         return None
 
     def compare_table(self, name: str) -> CompareTable:
-        for c in self.compare.tables:
-            if c.name == name:
-                return c
-        raise ConfigError(
-            f"compare table {name!r} is not in the config's `compare.tables:` (known: "
-            f"{', '.join(c.name for c in self.compare.tables) or 'none'})"
-        )
+        return _named(self.compare.tables, name, "compare table", "compare.tables")
 
     def consolidation(self, name: str) -> ConsolidationConfig:
-        for c in self.consolidations:
-            if c.name == name:
-                return c
-        raise ConfigError(
-            f"consolidation {name!r} is not in the config's `consolidations:` (known: "
-            f"{', '.join(c.name for c in self.consolidations) or 'none'})"
-        )
+        return _named(self.consolidations, name, "consolidation", "consolidations")
 
     def table(self, name: str) -> TableConfig:
-        for t in self.tables:
-            if t.name == name:
-                return t
-        raise ConfigError(
-            f"table {name!r} is not in the config's `tables:` (known: "
-            f"{', '.join(t.name for t in self.tables) or 'none'})"
-        )
+        return _named(self.tables, name, "table", "tables")
 
     def source_for(self, table: TableConfig) -> tuple[str, SourceConfig]:
         name = table.source or next(iter(self.sources))
@@ -208,3 +193,16 @@ class Config(Model):
 
 
 # --------------------------------------------------------------------------- loading
+
+
+_Named = TypeVar("_Named", CompareTable, ConsolidationConfig, TableConfig)
+
+
+def _named(entries: Sequence[_Named], name: str, what: str, key: str) -> _Named:
+    """The entry of a config list called `name`; else an error naming the list's key and the
+    names it holds."""
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(e.name for e in entries) or "none"
+    raise ConfigError(f"{what} {name!r} is not in the config's `{key}:` (known: {known})")
