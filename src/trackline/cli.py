@@ -196,6 +196,7 @@ def _register_optional() -> None:
         "trackline.dims.cli",
         "trackline.consolidate.cli",
         "trackline.compare.cli",
+        "trackline.backfill.cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

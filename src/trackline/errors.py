@@ -14,6 +14,8 @@
     ├── StateError                 the trackline state tables disagree with what we expect
     ├── MartError                  the mart engine refused to go on (e.g. unsafe trim)
     ├── DimensionError             a replace / scd2 load refused (shrunken snapshot, bad keys)
+    ├── BackfillRefused            a backfill or handoff that would load twice or skip rows
+    ├── ChunkCountMismatch         a backfill chunk's loaded rows differ from the legacy count
     └── InjectedFault              raised by a TRACKLINE_FAIL_AT fault-injection point (tests)
 
     KeyboardInterrupt
@@ -89,6 +91,16 @@ class MartError(TracklineError):
 
 class DimensionError(TracklineError):
     """A `replace` or `scd2` table refused its snapshot; the table was left as it was."""
+
+
+class BackfillRefused(TracklineError):
+    """A backfill or handoff refused before writing anything (overlapping ranges, an
+    incremental sync already past the handoff point, chunks not done)."""
+
+
+class ChunkCountMismatch(TracklineError):
+    """A backfill chunk loaded another number of rows than the legacy side counts: it was
+    rolled back (and is retried)."""
 
 
 class InjectedFault(TracklineError):

@@ -14,6 +14,7 @@ Modules: `base` (identifiers, the strict model), `connections` (sources, warehou
 `consolidation` (consolidation jobs), `root` (`Config`), `loader` (`load_config` / `parse_config`).
 """
 
+from trackline.config.backfill import BackfillConfig, BackfillTable
 from trackline.config.base import IDENT_RE, Ident, LocatedError, Model, check_identifier
 from trackline.config.compare import CompareConfig, CompareTable, Normalise
 from trackline.config.connections import (
@@ -53,6 +54,8 @@ from trackline.config.quality import (
 from trackline.config.root import Config
 
 __all__ = [
+    "BackfillConfig",
+    "BackfillTable",
     "CompareConfig",
     "CompareTable",
     "Normalise",

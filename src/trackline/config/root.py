@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from pydantic import model_validator
 
+from trackline.config.backfill import BackfillConfig, BackfillTable
 from trackline.config.base import Ident, LocatedError, Model, check_identifier
 from trackline.config.compare import CompareConfig, CompareTable
 from trackline.config.connections import DuckDBWarehouse, SourceConfig, StageConfig, WarehouseConfig
@@ -51,6 +52,8 @@ class Config(Model):
     """Jobs that merge several source inputs into one target by key (`trackline consolidate`)."""
     compare: CompareConfig = CompareConfig()
     """Legacy DW tables checked against trackline's (`trackline compare`)."""
+    backfill: BackfillConfig = BackfillConfig()
+    """Legacy DW tables loaded into the pipeline's tables by chunk (`trackline backfill`)."""
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -90,6 +93,7 @@ class Config(Model):
                     )
         self._consolidation_references()
         self._compare_references()
+        self._backfill_references()
         by_name = {t.name: t for t in self.tables}
         for i, name in enumerate(self.quality.reconcile_tables):
             found = by_name.get(name)
@@ -167,6 +171,47 @@ class Config(Model):
                     f"compare table {c.name!r}: {c.table!r} is neither a mart nor a `tables:` "
                     "target; say which warehouse schema holds it (`schema:`)",
                 )
+
+    def _backfill_references(self) -> None:
+        by_name = {t.name: t for t in self.tables}
+        for i, b in enumerate(self.backfill.tables):
+            loc: tuple[str | int, ...] = ("backfill", "tables", i)
+            t = by_name.get(b.table)
+            if t is None:
+                raise LocatedError(
+                    (*loc, "table"),
+                    f"backfill: {b.table!r} is not a table in `tables:` (known: "
+                    f"{', '.join(by_name) or 'none'})",
+                )
+            name = b.source or self.backfill.source
+            src = self.sources.get(name)
+            if src is None or src.type != "mysql":
+                raise LocatedError(
+                    (*loc, "source") if b.source else ("backfill", "source"),
+                    f"backfill of {b.table!r}: the legacy source {name!r} must be a MySQL "
+                    f"entry of `sources:` (known: {sorted(self.sources)})",
+                )
+            if t.cdc.strategy not in ("hybrid", "timestamp"):
+                raise LocatedError(
+                    (*loc, "table"),
+                    f"backfill of {b.table!r}: its cdc strategy is {t.cdc.strategy!r}; a "
+                    "backfill hands over to a time cursor (strategy hybrid or timestamp)",
+                )
+            if t.write_mode not in ("append", "merge"):
+                raise LocatedError(
+                    (*loc, "table"),
+                    f"backfill of {b.table!r}: write_mode {t.write_mode!r} replaces the table "
+                    "with each snapshot; only append and merge tables can be backfilled",
+                )
+
+    def backfill_table(self, name: str) -> BackfillTable:
+        for b in self.backfill.tables:
+            if b.table == name:
+                return b
+        raise ConfigError(
+            f"table {name!r} is not in the config's `backfill.tables:` (known: "
+            f"{', '.join(b.table for b in self.backfill.tables) or 'none'})"
+        )
 
     def compare_schema(self, table: str) -> str | None:
         """The schema of a mart or `tables:` target called `table` (None: neither)."""

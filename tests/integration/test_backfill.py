@@ -1,0 +1,402 @@
+"""`trackline backfill`: history from a legacy DW, by chunk, handed over to the incremental sync.
+
+Every scenario runs on the real MariaDB (one database standing in for the legacy DW `uniods`,
+one for production `kuaisong`, one holding the union of both for the reference) and on DuckDB
+and PostgreSQL. The end state after backfill + handoff + cycles must equal what one straight
+load of the union gives, and hold G1/G2 (`check_group`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import MySQLDb
+from tests.integration.backfill_world import (
+    World,
+    connect,
+    end_state,
+    history,
+    second_db,
+    unix,
+)
+from tests.integration.test_sync_faults import second_warehouse
+from trackline import faults
+from trackline.backfill.handoff import HandoffOutcome, status
+from trackline.backfill.handoff import handoff as handoff_on
+from trackline.backfill.legacy import LegacyTable
+from trackline.backfill.run import run
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, parse_config
+from trackline.errors import BackfillRefused, ConfigError, InjectedFault
+from trackline.marts.cycle import run_cycle
+from trackline.marts.invariants import check_group
+from trackline.sync import sync
+
+Wh = DuckDBWarehouse | PostgresWarehouse
+START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
+CHUNKS = 9  # 2024-11 … 2025-07; November and December hold no row
+TABLES = ["uni_tracking_info", "ecs_order_info", "uni_tracking_spath"]
+LEGACY = {
+    "uni_tracking_info": "dw_uni_tracking_info",
+    "ecs_order_info": "dw_ecs_order_info",
+    "uni_tracking_spath": "dw_uni_tracking_spath",
+}
+
+
+@pytest.fixture
+def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    legacy = second_db(mysql_db, "dw", request)
+    union = second_db(mysql_db, "all", request)
+    return World(mysql_db, legacy, union, history(), tmp_path).build()
+
+
+def config(world: World, wh: Wh, name: str, **kw: Any) -> Config:
+    return Config.model_validate(world.data(wh, world.tmp / f"stage_{name}", **kw))
+
+
+def backfill_ok(cfg: Config, names: list[str] | None = None, **kw: Any) -> None:
+    res = run(cfg, names, start=START, end=END, **kw)
+    bad = [(r.table, r.error) for r in res if r.status != "ok"]
+    assert not bad, bad
+
+
+def handoff(cfg: Config, names: list[str] | None, force: bool = False) -> list[HandoffOutcome]:
+    for wh in connect(cfg):
+        return handoff_on(cfg, wh, names, force=force)
+    raise AssertionError
+
+
+def cycle_ok(cfg: Config) -> None:
+    s = run_cycle(cfg)
+    assert s.ok, s.as_dict()
+
+
+def reference(world: World, wh: Wh) -> dict[str, list[tuple[Any, ...]]]:
+    """One straight load of the union, then a cycle."""
+    cfg = config(world, wh, "ref", source=world.union)
+    cycle_ok(cfg)
+    return end_state(cfg)
+
+
+def legacy_count(world: World, table: str) -> int:
+    return int(world.legacy.query(f"SELECT COUNT(*) FROM `{LEGACY[table]}`")[0][0])
+
+
+def assert_chunks_once(cfg: Config, world: World) -> None:
+    """The ledgers prove it: every chunk has exactly one `done` row, the batches of each
+    chunk were committed by one run, and raw holds each legacy row once."""
+    for wh in connect(cfg):
+        st = {s["table"]: s for s in status(cfg, wh)}
+        for table in TABLES:
+            s = st[table]
+            done = [c for c in s["chunk_rows"] if c["status"] == "done"]
+            assert sorted(c["chunk"] for c in done) == list(range(1, CHUNKS + 1))
+            assert all(c["legacy_rows"] == c["loaded_rows"] for c in done)
+            assert s["rows_loaded"] == legacy_count(world, table)
+            rows = wh.query(
+                "SELECT wm_to, run_id, row_count FROM trackline.batches WHERE table_key = ? "
+                "AND source_db = ?",
+                (f"raw.{table}_raw", world.legacy.database),
+            )
+            runs: dict[str, set[str]] = {}
+            for wm_to, run_id, _ in rows:
+                runs.setdefault(wm_to, set()).add(run_id)
+            assert all(len(r) == 1 for r in runs.values()), runs
+            assert sum(int(r[2]) for r in rows) == legacy_count(world, table)
+            raw = wh.scalar(
+                f"SELECT COUNT(*) FROM {wh.t('raw', table + '_raw')} WHERE _tl_batch_id IN "
+                "(SELECT batch_id FROM trackline.batches WHERE table_key = ? AND source_db = ?)",
+                (f"raw.{table}_raw", world.legacy.database),
+            )
+            assert int(raw) == legacy_count(world, table)
+
+
+def finish_and_compare(world: World, cfg: Config, ref: dict[str, Any]) -> None:
+    for h in handoff(cfg, None):
+        assert h.status in ("set", "already")
+    cycle_ok(cfg)
+    cycle_ok(cfg)
+    got = end_state(cfg)
+    assert got == ref
+    for wh in connect(cfg):
+        assert check_group(wh, cfg.marts[0], cfg=cfg) == []
+
+
+# --------------------------------------------------------------------------- the scenario
+
+
+def test_backfill_handoff_and_cycles_equal_one_straight_load(
+    world: World, warehouse_config: Wh, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    ref = reference(world, second_warehouse(warehouse_config, tmp_path, request))
+    cfg = config(world, warehouse_config, "a")
+    backfill_ok(cfg, ["uni_tracking_info"])
+    world.late_writes()  # production keeps writing while the backfill runs
+    backfill_ok(cfg)
+    assert_chunks_once(cfg, world)
+    for wh in connect(cfg):
+        st = {s["table"]: s for s in status(cfg, wh)}
+    for table in TABLES:
+        s = st[table]
+        assert s["done"] == CHUNKS and s["failed_attempts"] == 0
+        empty = [c for c in s["chunk_rows"] if c["chunk"] in (1, 2)]
+        assert [c["loaded_rows"] for c in empty] == [0, 0]  # zero-row chunks are done too
+        # the handoff point: the newest legacy row (older than production's upper bound)
+        newest = world.legacy.query(
+            f"SELECT MAX({_time(table)}) FROM `{LEGACY[table]}`"  # noqa: S608 - test names
+        )[0][0]
+        assert s["handoff_point"] == unix(newest)
+    # rows at a chunk boundary (2025-03-01 00:00:00, to the second) are in once, by March
+    for wh in connect(cfg):
+        at = unix(dt.datetime(2025, 3, 1))
+        rows = wh.query(
+            f"SELECT b.wm_from FROM {wh.t('raw', 'ecs_order_info_raw')} r JOIN "
+            "trackline.batches b ON b.batch_id = r._tl_batch_id AND b.table_key = ? "
+            "WHERE r.add_time = ?",
+            ("raw.ecs_order_info_raw", at),
+        )
+        assert len(rows) == 3 and all("2025-03-01T00:00:00" in r[0] for r in rows)
+    finish_and_compare(world, cfg, ref)
+
+
+def _time(table: str) -> str:
+    return {"uni_tracking_info": "update_time", "ecs_order_info": "add_time"}.get(
+        table, "pathTime"
+    )
+
+
+def test_an_overlap_on_purpose_is_idempotent(
+    world: World, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """After handoff and a cycle, the incremental watermark is moved back into the legacy's
+    range and production is read again from there: the marts stay equal."""
+    world.late_writes()
+    ref = reference(world, DuckDBWarehouse(path=tmp_path / "ref.duckdb"))
+    cfg = config(world, duckdb_warehouse, "a")
+    backfill_ok(cfg)
+    finish_and_compare(world, cfg, ref)
+    from trackline.extract.cdc import Watermark
+    from trackline.state import StateStore
+
+    for wh in connect(cfg):
+        state = StateStore(wh, cfg.state_schema)
+        for table in TABLES:
+            key = f"raw.{table}_raw"
+            st = state.get(key, world.prod.database)
+            back = Watermark(ts=unix(dt.datetime(2025, 6, 1)), extra=st.watermark.extra)
+            wh.run_transaction(
+                lambda key=key, st=st, back=back: state.put(
+                    key, world.prod.database, "hybrid", back, st.last_batch_id, 0
+                )
+            )
+    cycle_ok(cfg)
+    assert end_state(cfg) == ref
+
+
+# --------------------------------------------------------------------------- kills
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "backfill.after_batch@2",
+        "backfill.before_commit@3",
+        "backfill.after_commit@2",
+        "backfill.after_batch@5,backfill.after_commit@1",
+    ],
+)
+def test_a_killed_backfill_resumes_to_the_same_end_state(
+    world: World,
+    warehouse_config: Wh,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    world.late_writes()
+    ref = reference(world, second_warehouse(warehouse_config, tmp_path, request))
+    cfg = config(world, warehouse_config, "a")
+    for fault in step.split(","):
+        monkeypatch.setenv("TRACKLINE_FAIL_AT", fault)
+        faults.reset()
+        with pytest.raises(InjectedFault):
+            run(cfg, None, start=START, end=END, workers=1)
+        monkeypatch.delenv("TRACKLINE_FAIL_AT")
+        faults.reset()
+    backfill_ok(cfg)
+    assert_chunks_once(cfg, world)
+    finish_and_compare(world, cfg, ref)
+
+
+def test_a_handoff_killed_before_its_commit_moves_nothing(
+    world: World, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.late_writes()
+    ref = reference(world, DuckDBWarehouse(path=tmp_path / "ref.duckdb"))
+    cfg = config(world, duckdb_warehouse, "a")
+    backfill_ok(cfg)
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", "backfill.handoff_before_commit@2")
+    faults.reset()
+    with pytest.raises(InjectedFault):
+        handoff(cfg, None)
+    monkeypatch.delenv("TRACKLINE_FAIL_AT")
+    faults.reset()
+    for wh in connect(cfg):
+        st = {s["table"]: s for s in status(cfg, wh)}
+    handed = [t for t in TABLES if st[t]["handed_off_at"] is not None]
+    assert handed == ["uni_tracking_info"]  # the second table's transaction rolled back
+    assert st["ecs_order_info"]["incremental_watermark"] == "(start)"
+    finish_and_compare(world, cfg, ref)
+
+
+# --------------------------------------------------------------------------- counts
+
+
+def test_a_chunk_whose_counts_differ_is_rolled_back_and_retried(
+    world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The legacy DW gets a row inside the chunk between its COUNT and its read (a load
+    job still writing): the chunk is rolled back, recorded failed, and the retry loads it
+    whole."""
+    cfg = config(world, duckdb_warehouse, "a")
+    count = LegacyTable.count
+    written: list[int] = []
+
+    def racing(self: LegacyTable, lo: Any, hi: Any) -> int:
+        n = count(self, lo, hi)
+        if self.b.table == "ecs_order_info" and lo == dt.datetime(2025, 3, 1) and not written:
+            world.legacy.execute(
+                "INSERT INTO dw_ecs_order_info VALUES (9001, 9001, '2025-03-09 10:00:00', 1)"
+            )
+            written.append(n)
+        return n
+
+    monkeypatch.setattr(LegacyTable, "count", racing)
+    backfill_ok(cfg, ["ecs_order_info"])
+    for wh in connect(cfg):
+        s = status(cfg, wh)[0]
+        raw = wh.scalar(f"SELECT COUNT(*) FROM {wh.t('raw', 'ecs_order_info_raw')}")
+    failed = [c for c in s["chunk_rows"] if c["status"] == "failed"]
+    assert [c["chunk"] for c in failed] == [5]
+    assert "counts" in failed[0]["error"] and failed[0]["loaded_rows"] is None
+    assert s["rows_loaded"] == legacy_count(world, "ecs_order_info") == int(raw)
+
+
+def test_a_chunk_that_never_matches_fails_the_table_and_keeps_nothing(
+    world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(world, duckdb_warehouse, "a")
+    count = LegacyTable.count
+    monkeypatch.setattr(LegacyTable, "count", lambda self, lo, hi: count(self, lo, hi) + 1)
+    res = run(cfg, ["ecs_order_info"], start=START, end=END)
+    assert res[0].status == "failed" and "rolled back" in str(res[0].error)
+    assert res[0].retried == cfg.backfill.attempts
+    for wh in connect(cfg):
+        raw = wh.scalar(f"SELECT COUNT(*) FROM {wh.t('raw', 'ecs_order_info_raw')}")
+        s = status(cfg, wh)[0]
+    assert int(raw) == 0
+    assert s["done"] == 0 and s["failed_not_done"] == [1]  # the first chunk never matched
+    assert len(s["chunk_rows"]) == cfg.backfill.attempts
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_an_overlapping_backfill_of_one_table_is_refused(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    cfg = config(world, duckdb_warehouse, "a")
+    backfill_ok(cfg, ["ecs_order_info"])
+    res = run(cfg, ["ecs_order_info"], start=START, end=END, unit="week")
+    assert res[0].status == "failed" and "overlaps" in str(res[0].error)
+    res = run(cfg, ["ecs_order_info"], start=dt.datetime(2025, 5, 1), end=END)
+    assert res[0].status == "failed" and "overlaps" in str(res[0].error)
+    for wh in connect(cfg):
+        assert len(status(cfg, wh)) == 1
+        raw = wh.scalar(f"SELECT COUNT(*) FROM {wh.t('raw', 'ecs_order_info_raw')}")
+    assert int(raw) == legacy_count(world, "ecs_order_info")
+    backfill_ok(cfg, ["ecs_order_info"])  # the same range again: resumed, nothing to load
+    for wh in connect(cfg):
+        raw = wh.scalar(f"SELECT COUNT(*) FROM {wh.t('raw', 'ecs_order_info_raw')}")
+    assert int(raw) == legacy_count(world, "ecs_order_info")
+
+
+def test_a_sync_already_past_the_handoff_needs_force(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    cfg = config(world, duckdb_warehouse, "a")
+    assert all(r.status == "ok" for r in sync(cfg, ["ecs_order_info"]))
+    res = run(cfg, ["ecs_order_info"], start=START, end=END)
+    assert res[0].status == "failed" and "--force" in str(res[0].error)
+    for wh in connect(cfg):
+        assert status(cfg, wh) == []  # nothing recorded
+    backfill_ok(cfg, ["ecs_order_info"], force=True)
+    with pytest.raises(BackfillRefused, match="past the handoff point"):
+        handoff(cfg, ["ecs_order_info"])
+    (h,) = handoff(cfg, ["ecs_order_info"], force=True)
+    assert h.status == "set"
+
+
+def test_handoff_refuses_a_backfill_with_chunks_left(
+    world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(world, duckdb_warehouse, "a")
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", "backfill.after_commit@4")
+    faults.reset()
+    with pytest.raises(InjectedFault):
+        run(cfg, ["ecs_order_info"], start=START, end=END)
+    monkeypatch.delenv("TRACKLINE_FAIL_AT")
+    faults.reset()
+    with pytest.raises(BackfillRefused, match="5 of 9 chunks not loaded"):
+        handoff(cfg, ["ecs_order_info"])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _with(world: World, wh: Wh, **table: Any) -> dict[str, Any]:
+    data = world.data(wh, world.tmp / "stage")
+    data["backfill"]["tables"] = [{"table": "uni_tracking_spath", **table}]
+    return data
+
+
+def test_a_type_the_target_cannot_hold_names_the_column_and_the_fix(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    cfg = Config.model_validate(
+        _with(world, duckdb_warehouse, source_table="dw_uni_tracking_spath")
+    )
+    with pytest.raises(ConfigError) as err:
+        run(cfg, start=START, end=END)
+    msg = str(err.value)
+    assert "backfill.tables[0]" in msg and "'pathTime'" in msg
+    assert "datetime" in msg and "int" in msg and "TIMESTAMPDIFF" not in msg
+    assert "UNIX_TIMESTAMP(`pathTime`)" in msg
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ({"source_table": "dw_nope"}, "source_table: 'dw_nope' not found"),
+        ({"source_table": "dw_uni_tracking_spath", "columns": {"pathtim": "1"}}, "'pathtim'"),
+        ({"source_table": "dw_uni_tracking_spath", "time": "code2"}, ".time: 'code2'"),
+        (
+            {"source_table": "dw_uni_tracking_spath", "columns": {"pathTime": "NOW() +"}},
+            "columns.pathTime",
+        ),
+    ],
+)
+def test_bad_backfill_config_is_refused_with_its_key(
+    world: World, duckdb_warehouse: DuckDBWarehouse, table: dict[str, Any], needle: str
+) -> None:
+    data = _with(world, duckdb_warehouse, **table)
+    with pytest.raises(ConfigError) as err:
+        cfg = parse_config(yaml.safe_dump(data))
+        run(cfg, start=START, end=END)
+    assert needle in str(err.value)
+    for wh in connect(Config.model_validate(world.data(duckdb_warehouse, world.tmp / "s"))):
+        assert not wh.table_exists("raw", "uni_tracking_spath_raw")
