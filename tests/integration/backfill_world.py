@@ -197,9 +197,7 @@ def write_legacy(db: MySQLDb, h: History) -> None:
         "INSERT INTO dw_uni_tracking_info VALUES (%s, %s, %s, %s, %s, NOW())",
         [(a, b, t, s, n or "") for a, b, t, s, n in h.uti(before=DW_END)],
     )
-    db.executemany(
-        "INSERT INTO dw_ecs_order_info VALUES (%s, %s, %s, %s)", h.ecs(before=DW_END)
-    )
+    db.executemany("INSERT INTO dw_ecs_order_info VALUES (%s, %s, %s, %s)", h.ecs(before=DW_END))
     db.executemany(
         "INSERT INTO dw_uni_tracking_spath VALUES (%s, %s, %s, %s, %s)", h.spath(before=DW_END)
     )
@@ -227,7 +225,11 @@ class World:
         write_prod(self.prod, self.h, LATE)
 
     def data(
-        self, wh: DuckDBWarehouse | PostgresWarehouse, stage: Path, *, source: MySQLDb | None = None
+        self,
+        wh: DuckDBWarehouse | PostgresWarehouse | dict[str, Any],
+        stage: Path | dict[str, Any],
+        *,
+        source: MySQLDb | None = None,
     ) -> dict[str, Any]:
         src = source or self.prod
 
@@ -252,8 +254,8 @@ class World:
 
         return {
             "sources": {"kuaisong": mysql(src), "uniods": mysql(self.legacy)},
-            "warehouse": warehouse_dict(wh),
-            "stage": {"url": str(stage)},
+            "warehouse": wh if isinstance(wh, dict) else warehouse_dict(wh),
+            "stage": stage if isinstance(stage, dict) else {"url": str(stage)},
             "defaults": {"lag_seconds": 0, "batch_size": 1000},
             "tables": [
                 table("uni_tracking_info", "update_time"),

@@ -9,13 +9,17 @@ load of the union gives, and hold G1/G2 (`check_group`).
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, PgDb, S3Endpoint
 from tests.integration.backfill_world import (
     World,
     connect,
@@ -30,10 +34,18 @@ from trackline.backfill.handoff import HandoffOutcome, status
 from trackline.backfill.handoff import handoff as handoff_on
 from trackline.backfill.legacy import LegacyTable
 from trackline.backfill.run import run
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, parse_config
+from trackline.config import (
+    Config,
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    RedshiftWarehouse,
+    parse_config,
+)
 from trackline.errors import BackfillRefused, ConfigError, InjectedFault
+from trackline.load.redshift import Redshift
 from trackline.marts.cycle import run_cycle
 from trackline.marts.invariants import check_group
+from trackline.sqlplan import plan_statements, render_plan
 from trackline.sync import sync
 
 Wh = DuckDBWarehouse | PostgresWarehouse
@@ -164,9 +176,7 @@ def test_backfill_handoff_and_cycles_equal_one_straight_load(
 
 
 def _time(table: str) -> str:
-    return {"uni_tracking_info": "update_time", "ecs_order_info": "add_time"}.get(
-        table, "pathTime"
-    )
+    return {"uni_tracking_info": "update_time", "ecs_order_info": "add_time"}.get(table, "pathTime")
 
 
 def test_an_overlap_on_purpose_is_idempotent(
@@ -189,7 +199,7 @@ def test_an_overlap_on_purpose_is_idempotent(
             st = state.get(key, world.prod.database)
             back = Watermark(ts=unix(dt.datetime(2025, 6, 1)), extra=st.watermark.extra)
             wh.run_transaction(
-                lambda key=key, st=st, back=back: state.put(
+                lambda key=key, st=st, back=back, state=state: state.put(
                     key, world.prod.database, "hybrid", back, st.last_batch_id, 0
                 )
             )
@@ -400,3 +410,160 @@ def test_bad_backfill_config_is_refused_with_its_key(
     assert needle in str(err.value)
     for wh in connect(Config.model_validate(world.data(duckdb_warehouse, world.tmp / "s"))):
         assert not wh.table_exists("raw", "uni_tracking_spath_raw")
+
+
+# --------------------------------------------------------------------------- Redshift
+
+
+def _s3_stage(s3: S3Endpoint) -> dict[str, Any]:
+    return {
+        "url": s3.url("stage"),
+        "endpoint_url": s3.endpoint_url,
+        "region": s3.region,
+        "access_key_id": s3.access_key_id,
+        "secret_access_key": s3.secret_access_key,
+    }
+
+
+def test_backfill_into_redshift_compat_equals_a_straight_load(
+    world: World, pg_db: PgDb, s3: S3Endpoint, tmp_path: Path
+) -> None:
+    """Redshift's load path (COPY from the S3 stage, run on PostgreSQL in compat mode; every
+    statement checked against Redshift's rules by the session's recorder)."""
+    world.late_writes()
+    ref = reference(world, DuckDBWarehouse(path=tmp_path / "ref.duckdb"))
+    cfg = Config.model_validate(world.data(pg_db.redshift_compat(), _s3_stage(s3)))
+    backfill_ok(cfg)
+    assert_chunks_once(cfg, world)
+    finish_and_compare(world, cfg, ref)
+
+
+def test_sql_plan_shows_the_backfill_and_its_script_runs(world: World, pg_db: PgDb) -> None:
+    """`trackline sql backfill`: the first chunk of each table as Redshift would get it, and
+    its compat script runs on PostgreSQL after the state's (a backfill comes first)."""
+    from tests.integration.test_sql_plans_run import (
+        ROW_ESTIMATE,
+        _stable,
+        as_compat_sends,
+        run_script,
+    )
+
+    cfg = Config.model_validate(world.data(pg_db.redshift_compat(), {"url": "s3://tl-stage/prod"}))
+    printed = render_plan(cfg, "backfill")
+    for table in TABLES:
+        raw = f'"raw"."{table}_raw"'
+        assert any(s.startswith(f"COPY {raw}") for s in printed), table
+        assert any(s.startswith("SELECT COUNT(*) FROM " + raw) for s in printed), table
+    assert sum(s.startswith('INSERT INTO "trackline"."backfills"') for s in printed) == 3
+    assert sum(s.startswith('INSERT INTO "trackline"."backfill_chunks"') for s in printed) == 3
+    sent = plan_statements(cfg, "backfill", compat=True)
+    assert [s for p in printed if (s := as_compat_sends(p)) is not None] == [
+        _stable(s.sql) for s in sent if not ROW_ESTIMATE.match(s.sql)
+    ]
+    assert isinstance(cfg.warehouse, RedshiftWarehouse)
+    compat = Redshift(cfg.warehouse)
+    compat.connect()
+    try:
+        run_script(compat, plan_statements(cfg, "state", compat=True))
+        assert run_script(compat, sent) > 0
+        assert not compat.in_transaction
+    finally:
+        compat.close()
+
+
+# --------------------------------------------------------------------------- the CLI, killed
+
+PAUSING = """
+import os, sys, time
+import trackline.backfill.run as run
+
+step, _, nth = os.environ["PAUSE_AT"].partition("@")
+hits = 0
+original = run.checkpoint
+
+
+def checkpoint(name):
+    global hits
+    original(name)
+    if name != step:
+        return
+    hits += 1
+    if hits == int(nth or 1):
+        print(f"PAUSED at {name}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(1)
+
+
+run.checkpoint = checkpoint
+from trackline.cli import main
+
+main()
+"""
+
+
+def _cli(path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-c", "from trackline.cli import main; main()", *args, "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,  # a guard against a hang, not a measure
+    )
+
+
+def test_the_cli_killed_by_exit_and_sigkill_resumes_to_the_same_end_state(
+    world: World, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    world.late_writes()
+    ref = reference(world, DuckDBWarehouse(path=tmp_path / "ref.duckdb"))
+    data = world.data(duckdb_warehouse, tmp_path / "stage")
+    path = tmp_path / "trackline.yml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = Config.model_validate(data)
+    span = ["--start", "2024-11", "--end", "2025-08"]
+
+    planned = _cli(path, "backfill", "plan", *span, "--exact")
+    assert planned.returncode == 0, planned.stderr
+    assert "[2024-11-01 00:00:00, 2025-08-01 00:00:00) in 9 month chunks" in planned.stdout
+    assert "convert tno: NULLIF(tno, '')" in planned.stdout
+    assert "rows counted" in planned.stdout and "handoff: " in planned.stdout
+    for wh in connect(cfg):  # the plan wrote nothing
+        assert not wh.table_exists("raw", "uni_tracking_info_raw")
+
+    killed = _cli(
+        path,
+        "backfill",
+        "run",
+        *span,
+        "--workers",
+        "1",
+        env={"TRACKLINE_FAIL_AT": "backfill.after_batch@9", "TRACKLINE_FAIL_MODE": "exit"},
+    )
+    assert killed.returncode == 99, killed.stderr
+    wrapper = tmp_path / "pausing.py"
+    wrapper.write_text(PAUSING)
+    proc = subprocess.Popen(
+        [sys.executable, str(wrapper), "backfill", "run", "-c", str(path), *span],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PAUSE_AT": "backfill.after_batch@4"},
+    )
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "PAUSED at" in line:
+            break
+    proc.send_signal(signal.SIGKILL)  # inside a chunk's transaction: no handler, no rollback
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "".join(seen)
+
+    again = _cli(path, "backfill", "run", *span)
+    assert again.returncode == 0, again.stderr
+    assert_chunks_once(cfg, world)
+    shown = _cli(path, "backfill", "status")
+    assert shown.stdout.count("9/9 chunks done, 0 failed attempts") == 3, shown.stdout
+    handed = _cli(path, "backfill", "handoff")
+    assert handed.returncode == 0 and handed.stdout.count("incremental watermark set") == 3
+    cycle_ok(cfg)
+    cycle_ok(cfg)
+    assert end_state(cfg) == ref

@@ -20,6 +20,7 @@ import datetime as dt
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ import pyarrow as pa
 
 from trackline.backfill.chunks import Chunk, Unit
 from trackline.backfill.ledger import BackfillLedger, ChunkRow, Record, backfill_id
-from trackline.backfill.setup import Setup, setup, sync_past
+from trackline.backfill.setup import OpenSource, Setup, setup, sync_past
 from trackline.config import Config
 from trackline.errors import (
     BackfillRefused,
@@ -88,9 +89,15 @@ def run(
     batch_size: int | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
+    warehouse: Warehouse | None = None,
+    open_src: OpenSource | None = None,
+    make_syncer: Callable[[Config, Warehouse, Reporter], Syncer] | None = None,
 ) -> list[TableOutcome]:
     """Backfill `names` (default: every `backfill.tables` entry); returns one outcome per
-    table. A stop request (Ctrl-C) lets each table finish its chunk in flight."""
+    table. A stop request (Ctrl-C) lets each table finish its chunk in flight.
+
+    `warehouse`, `open_src` and `make_syncer` replace the connections and the sync loop
+    (`trackline sql backfill` runs it on its recorder; one table at a time then)."""
     reporter = reporter or NullReporter()
     names = names or [b.table for b in cfg.backfill.tables]
     if not names:
@@ -101,10 +108,13 @@ def run(
     stop = threading.Event()
     outcomes = [TableOutcome(n) for n in names]
     n_workers = max(1, min(workers or cfg.backfill.workers, len(names)))
+    if warehouse is not None:
+        n_workers = 1
+    conn = _Connections(warehouse, open_src, make_syncer)
     pool = ThreadPoolExecutor(n_workers, thread_name_prefix="backfill")
     futures: list[Future[None]] = [
         pool.submit(
-            _table, cfg, n, start, end, unit, batch_size, force, run_id, reporter, out, stop
+            _table, cfg, n, start, end, unit, batch_size, force, run_id, reporter, out, stop, conn
         )
         for n, out in zip(names, outcomes, strict=True)
     ]
@@ -124,6 +134,13 @@ def run(
     return outcomes
 
 
+@dataclass(frozen=True)
+class _Connections:
+    warehouse: Warehouse | None
+    open_src: OpenSource | None
+    make_syncer: Callable[[Config, Warehouse, Reporter], Syncer] | None
+
+
 def _table(
     cfg: Config,
     name: str,
@@ -136,16 +153,18 @@ def _table(
     reporter: Reporter,
     out: TableOutcome,
     stop: threading.Event,
+    conn: _Connections,
 ) -> None:
     t0 = time.monotonic()
-    wh = open_warehouse(cfg.warehouse)
-    wh.connect()
+    wh = conn.warehouse or open_warehouse(cfg.warehouse)
+    if conn.warehouse is None:
+        wh.connect()
     try:
-        s = setup(cfg, name, start, end, unit)
+        s = setup(cfg, name, start, end, unit, open_src=conn.open_src)
     except BaseException:
         wh.close()
         raise
-    syncer = Syncer(cfg, wh, reporter)
+    syncer = (conn.make_syncer or Syncer)(cfg, wh, reporter)
     started = utcnow()
     killed = False
     try:

@@ -4,6 +4,7 @@ and its chunks planned, the handoff point computed."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import pyarrow as pa
 
 from trackline.backfill.chunks import Chunk, Unit, bound, floor, following, from_value, plan_chunks
 from trackline.backfill.legacy import LegacyTable
-from trackline.config import BackfillTable, Config, TableConfig
+from trackline.config import BackfillTable, Config, SourceConfig, TableConfig
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import Watermark
@@ -128,22 +129,28 @@ class Setup:
         return Relation(t.name, self.rt.source_db if not t.query else None, t.query)
 
 
+OpenSource = Callable[[SourceConfig, str], Source]
+
+
 def setup(
     cfg: Config,
     name: str,
     start: dt.datetime | None,
     end: dt.datetime | None,
     unit: Unit | None,
+    open_src: OpenSource | None = None,
 ) -> Setup:
-    """Open both sources of one `backfill.tables` entry and check it (ConfigError)."""
+    """Open both sources of one `backfill.tables` entry and check it (ConfigError).
+    `open_src` replaces `open_source` (the SQL plans read metadata only)."""
+    open_src = open_src or open_source
     b = cfg.backfill_table(name)
     t = cfg.table(b.table)
     rt = resolve(cfg, t, None, None)
     legacy_name = b.source or cfg.backfill.source
     legacy_db = b.source_db or str(getattr(cfg.sources[legacy_name], "database", ""))
     legacy_rt = ResolvedTable(t, legacy_name, legacy_db, rt.target_schema, rt.target)
-    inc = open_source(cfg.sources[rt.source_name], rt.source_db)
-    legacy_src = open_source(cfg.sources[legacy_name], legacy_db)
+    inc = open_src(cfg.sources[rt.source_name], rt.source_db)
+    legacy_src = open_src(cfg.sources[legacy_name], legacy_db)
     try:
         rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
         target = json_columns(t, inc.columns(rel))

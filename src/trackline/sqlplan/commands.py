@@ -427,6 +427,52 @@ def plan_drift(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
     _require_ok(summary.sync)
 
 
+def plan_backfill(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """`trackline backfill run` (`tables`: pipeline tables; none: every `backfill.tables`
+    entry) as a first run of one chunk, the current month, that reads one row: the state
+    tables, the raw target, the handoff record, the chunk's load, its ledger entry, the
+    count that checks it and its done row. Both sources are asked for metadata only."""
+
+    from trackline.backfill.chunks import floor, following
+    from trackline.backfill.run import run
+    from trackline.report import NullReporter
+    from trackline.state import StateStore, utcnow
+
+    if not cfg.backfill.tables:
+        raise ConfigError("`trackline sql backfill`: the config declares no `backfill.tables`")
+    with rec.unrecorded():  # its script runs after the state's, before any sync or cycle
+        StateStore(rec, cfg.state_schema).ensure()
+
+    def source_answer(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [(1,)] if "SELECT COUNT(*)" in sql else []
+
+    def warehouse_answer(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return [(1,)] if sql.startswith("SELECT COUNT(*)") and "_tl_batch_id" in sql else []
+
+    def opened(config: Any, db: str) -> Source:
+        return _OneRowSource(open_source(config, db), source_answer)
+
+    start = floor(utcnow(), "month")
+    rec.answer = warehouse_answer
+    try:
+        res = run(
+            cfg,
+            list(tables) or None,
+            start=start,
+            end=following(start, "month"),
+            unit="month",
+            reporter=NullReporter(),
+            warehouse=rec,
+            open_src=opened,
+            make_syncer=lambda c, w, r: plan_syncer(c, rec),
+        )
+    finally:
+        rec.answer = no_rows
+    for r in res:
+        if r.status != "ok":
+            raise ConfigError(f"cannot plan the backfill of {r.table}: {r.error}")
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -440,5 +486,6 @@ PLANS: dict[str, PlanFn] = {
     "drift": plan_drift,
     "consolidate": plan_consolidate,
     "compare": plan_compare,
+    "backfill": plan_backfill,
 }
 """Adding a job's plan: a function above that runs the job's library function on `rec`."""
