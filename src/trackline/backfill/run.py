@@ -170,16 +170,16 @@ def _table(
     try:
         out.key, out.chunks = s.key, len(s.chunks)
         led = BackfillLedger(wh, cfg.state_schema)
-        with _SETUP:
+        with _SETUP:  # (the first lock creates Redshift's lock table)
             syncer.state.ensure()
             led.ensure()
-        try:
-            table_lock = wh.lock(f"backfill:{s.key}", 0)
-            table_lock.__enter__()
-        except LockBusy:
-            raise BackfillRefused(
-                f"another backfill of {name!r} ({s.key}) is running; nothing was written"
-            ) from None
+            try:
+                table_lock = wh.lock(f"backfill:{s.key}", 0)
+                table_lock.__enter__()
+            except LockBusy:
+                raise BackfillRefused(
+                    f"another backfill of {name!r} ({s.key}) is running; nothing was written"
+                ) from None
         try:
             _chunks(s, wh, syncer, led, batch_size, force, run_id, reporter, out, stop, t0)
         finally:
