@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -11,15 +11,50 @@ from trackline.config.base import Ident, Model
 
 class CdcConfig(Model):
     strategy: Literal["hybrid", "timestamp", "id", "full"] = "hybrid"
+    """`follow` (given as the strategy) is `hybrid` on (cursor, id) for new rows, plus a
+    re-read by key of every key the table named by `follow` changed since the last sync (see
+    docs/cdc.md); it reads back as `hybrid` with `follow` set."""
     cursor: Ident | None = None
     """Time column (DATETIME/TIMESTAMP or unix integer)."""
     id: Ident | None = None
     """Unique, increasing tie-breaker (hybrid) or the id cursor (strategy id)."""
     null_cursor: Literal["error", "load"] = "error"
     """A row whose cursor is NULL: stop with an error, or load it once and report it."""
+    follow: Ident | None = None
+    """strategy follow: the driving `tables:` entry (e.g. uni_tracking_info). Each sync
+    re-reads, by `follow_key`, the rows of this table whose key the driving table's batches
+    loaded since the last sync. The driving table syncs first in a cycle."""
+    follow_key: Ident | None = None
+    """strategy follow: the key column both tables share (e.g. order_id); the source must
+    have an index starting with it (checked at every sync start, refused without one)."""
+    follow_chunk_keys: int = Field(default=1000, gt=0, le=10_000)
+    """strategy follow: keys per `WHERE key IN (...)` query."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _follow_is_hybrid(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("strategy") == "follow":
+            if not (data.get("follow") and data.get("follow_key")):
+                raise ValueError(
+                    "strategy 'follow' needs `follow` (the driving table) and `follow_key` "
+                    "(the key column both tables share)"
+                )
+            data = {**data, "strategy": "hybrid"}  # new rows arrive by (cursor, id)
+        return data
 
     @model_validator(mode="after")
     def _columns_for_strategy(self) -> CdcConfig:
+        if self.follow or self.follow_key:
+            if not (self.follow and self.follow_key):
+                raise ValueError(
+                    "strategy 'follow' needs `follow` (the driving table) and `follow_key` "
+                    "(the key column both tables share)"
+                )
+            if self.strategy != "hybrid":
+                raise ValueError(
+                    f"`follow` re-reads rows by key beside a hybrid cursor; strategy "
+                    f"{self.strategy!r} cannot have it (use strategy: follow)"
+                )
         if self.strategy in ("hybrid", "timestamp") and not self.cursor:
             raise ValueError(f"strategy {self.strategy!r} needs `cursor` (the time column)")
         if self.strategy in ("hybrid", "id") and not self.id:
@@ -100,6 +135,11 @@ class TableConfig(Model):
             )
         if self.cdc.strategy == "full" and self.write_mode == "append":
             object.__setattr__(self, "write_mode", "replace")
+        if self.cdc.follow and (self.write_mode != "append" or self.query):
+            raise ValueError(
+                "cdc strategy 'follow' re-reads rows into the raw table by key: it needs a "
+                "table (not `query`) with write_mode: append"
+            )
         if self.scd2 is not None and self.write_mode != "scd2":
             raise ValueError("`scd2:` settings need write_mode: scd2")
         if self.write_mode == "scd2" and self.scd2 is None:
@@ -160,7 +200,18 @@ class FollowerConfig(Model):
     row) is archived by this time once past the retention, into that time's period; without
     it such rows stay in the mart."""
     event_key: list[Ident] | None = None
-    """events: columns that identify one event (default: the source primary key)."""
+    """events: columns that identify one event (default: the source primary key; with
+    `changes: newest` the order-tracking config uses [order_id, traceSeq, pathTime]).
+    NULLs in it match NULLs."""
+    changes: Literal["insert_once", "newest", "follow"] = "insert_once"
+    """events whose source rows change: `insert_once` keeps the first version read;
+    `newest` upserts by event key, the version with the greatest `version` column winning
+    (its table's cdc cursor should be that column, so a rewrite is read again); `follow`
+    replaces all events of a key with each re-read of that key (its table's cdc strategy
+    is `follow`). one_per_key followers replace their row whenever their table follows."""
+    version: Ident | None = None
+    """changes: newest: the column that orders versions (e.g. time_modified); ties go to the
+    greater tie-breaker (the table's cdc id), then to the later read."""
     history_name: Ident
     on_reactivation: Literal["restore", "report"] = "restore"
     sort_key: list[Ident] | None = None
@@ -169,6 +220,15 @@ class FollowerConfig(Model):
     def _events_need_time(self) -> FollowerConfig:
         if self.kind == "events" and not self.time:
             raise ValueError("a follower of kind 'events' needs `time` (the event time column)")
+        if self.changes != "insert_once" and self.kind != "events":
+            raise ValueError(
+                "`changes` applies to followers of kind 'events' (a one_per_key follower "
+                "replaces its row when its table's cdc strategy is follow)"
+            )
+        if self.changes == "newest" and not self.version:
+            raise ValueError("changes: newest needs `version` (e.g. time_modified)")
+        if self.version and self.changes != "newest":
+            raise ValueError("`version` is read only with changes: newest")
         return self
 
 

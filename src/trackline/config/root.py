@@ -91,6 +91,7 @@ class Config(Model):
                     raise LocatedError(
                         loc, f"mart group {g.name!r}: source {src!r} is not a table in `tables:`"
                     )
+        self._follow_references()
         self._consolidation_references()
         self._compare_references()
         self._backfill_references()
@@ -108,6 +109,50 @@ class Config(Model):
                     "row per key, which only `merge` targets hold",
                 )
         return self
+
+    def _follow_references(self) -> None:
+        """strategy follow: the driving table is another append table of the same source;
+        an events follower fed by a following table replaces a key's events (changes:
+        follow), and changes: follow needs a following table."""
+        by_name = {t.name: t for t in self.tables}
+        for i, t in enumerate(self.tables):
+            d = by_name.get(t.cdc.follow or "")
+            if t.cdc.follow and d is None:
+                raise LocatedError(
+                    ("tables", i, "cdc", "follow"),
+                    f"table {t.name!r}: follow {t.cdc.follow!r} is not a table in `tables:`",
+                )
+            if d is not None and (d.name == t.name or d.write_mode != "append" or d.cdc.follow):
+                raise LocatedError(
+                    ("tables", i, "cdc", "follow"),
+                    f"table {t.name!r}: the driving table {d.name!r} must be another "
+                    "write_mode: append table that does not follow one itself (its raw "
+                    "batches name the changed keys)",
+                )
+            if d is not None and self.source_for(d)[0] != self.source_for(t)[0]:
+                raise LocatedError(
+                    ("tables", i, "cdc", "follow"),
+                    f"table {t.name!r}: the driving table {d.name!r} reads another source",
+                )
+        for gi, g in enumerate(self.marts):
+            for fi, f in enumerate(g.followers):
+                src = by_name.get(f.source)
+                follows = bool(src and src.cdc.follow)
+                loc = ("marts", gi, "followers", fi, "changes")
+                if f.kind == "events" and follows != (f.changes == "follow"):
+                    raise LocatedError(
+                        loc,
+                        f"follower {f.table!r}: changes: follow and a source table with cdc "
+                        f"strategy follow go together ({f.source!r} "
+                        f"{'follows' if follows else 'does not follow'} "
+                        f"{src.cdc.follow if src and src.cdc.follow else 'a driving table'})",
+                    )
+                if src is not None and follows and src.cdc.follow_key != g.key:
+                    raise LocatedError(
+                        ("tables", self.tables.index(src), "cdc", "follow_key"),
+                        f"table {src.name!r}: follow_key must be the mart group's key "
+                        f"{g.key!r} (its mart replaces rows by that key)",
+                    )
 
     def overridden(self, source_db: str | None, target_schema: str | None) -> Config:
         """This config with every table read from `source_db` and loaded into

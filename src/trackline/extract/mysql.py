@@ -380,6 +380,14 @@ class MySQL(Source):
         )
         return [r[0] for r in rows]
 
+    def leading_index(self, rel: Relation, column: str) -> str | None:
+        rows = self.rows(
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s AND COLUMN_NAME = %s AND SEQ_IN_INDEX = 1 ORDER BY INDEX_NAME",
+            (rel.database or self.database, rel.name, column),
+        )
+        return str(rows[0][0]) if rows else None
+
     def now(self, unix: bool) -> Any:
         self._now_read_at = time.monotonic()
         if unix:

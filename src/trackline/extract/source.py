@@ -89,6 +89,11 @@ class Source(ABC):
     def now(self, unix: bool) -> Any:
         """The source database's clock (unix seconds when the cursor is an integer)."""
 
+    def leading_index(self, rel: Relation, column: str) -> str | None:
+        """The name of an index of the table whose first column is `column` (None: none).
+        A lookup by that column (`WHERE column IN (...)`) reads only the rows it names."""
+        return None
+
     def write_transactions(self, unix: bool, fresh: bool = False) -> list[OpenTransaction]:
         """The open transactions that have written rows and the write statements running
         (none where the source cannot tell). `fresh`: it must see every transaction that had

@@ -82,6 +82,16 @@ class SQLite(Source):
         ).fetchall()
         return [r[0] for r in rows]
 
+    def leading_index(self, rel: Relation, column: str) -> str | None:
+        pk = self.primary_key(rel)
+        if pk[:1] == [column]:
+            return "PRIMARY"
+        for _, name, *_ in self.rows("SELECT * FROM pragma_index_list(?)", (rel.name,)):
+            first = self.rows("SELECT name FROM pragma_index_info(?) WHERE seqno = 0", (str(name),))
+            if first and first[0][0] == column:
+                return str(name)
+        return None
+
     def now(self, unix: bool) -> Any:
         clock = None
         if self.config.clock_table:

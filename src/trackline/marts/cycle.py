@@ -16,6 +16,7 @@ from trackline.marts.history import HistoryTables
 from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
+from trackline.sync.follow import progress_name
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class CycleSummary:
                 m.mart: {
                     "rows_in": m.rows_in,
                     "inserted": m.inserted,
+                    "updated": m.updated,
+                    "gone": m.gone,
                     "archived": m.archived,
                     "trimmed": m.trimmed,
                     "reactivated": m.reactivated,
@@ -109,6 +112,11 @@ def raw_consumers(cfg: Config) -> dict[str, list[tuple[str, str]]]:
             out.setdefault(f.source, []).append((f.table, f_key))
             if f.kind == "one_per_key":
                 out[g.anchor.source].append((f.table, a_key))
+    for t in cfg.tables:  # a follow pass reads its driver's raw batches
+        if t.cdc.follow:
+            d_key = resolve(cfg, cfg.table(t.cdc.follow), None, None).key
+            f_key = resolve(cfg, t, None, None).key
+            out.setdefault(t.cdc.follow, []).append((progress_name(f_key), d_key))
     return out
 
 

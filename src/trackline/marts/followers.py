@@ -12,12 +12,13 @@ from trackline.config import FollowerConfig
 from trackline.extract.cdc import shift
 from trackline.faults import checkpoint
 from trackline.load import Column
+from trackline.marts.changes import EventChanges
 from trackline.marts.history import HistoryTables, Period, periods_between
-from trackline.marts.steps import DEPARTURES, MartStats, MartSteps, RawRef
+from trackline.marts.steps import DEPARTURES, MartStats, RawRef
 from trackline.sync import BATCH_COL
 
 
-class FollowerSteps(MartSteps):
+class FollowerSteps(EventChanges):
     # ------------------------------------------------------------------ one_per_key
 
     def run_one_per_key(self, f: FollowerConfig) -> MartStats:
@@ -41,6 +42,9 @@ class FollowerSteps(MartSteps):
         if not chunks and (a_hi > a_last or d_hi > d_last):
             chunks = [(last, last, 0)]  # nothing new here, but the anchor moved: post-steps
         tie = self.cfg.table(f.source).cdc.id
+        # A following table (cdc strategy follow) re-reads rows that changed: the last read
+        # of a key replaces its row, in the mart or in the history period that holds it.
+        follows = bool(self.cfg.table(f.source).cdc.follow)
         for lo, hi, _rows in chunks:
             before = stats.saved()
 
@@ -55,17 +59,23 @@ class FollowerSteps(MartSteps):
                 t0 = time.monotonic()
                 if hi > lo:
                     order = f"{self.q(tie)} DESC" if tie else f"{k}"
+                    if follows:  # the last read wins
+                        order = f"{self.q(BATCH_COL)} DESC, {order}"
                     new = self._new_rows(raw, cols, lo, hi, [g.key], order, stats)
                     # A key already in history is not new (a re-read, a reset + resync): it
                     # comes back only through reactivation, never as a second copy.
                     for p in hist.existing():
                         h = self.t(hist.table(p))
+                        if follows:
+                            stats.updated += self._replace_changed(h, new, raw.columns, copy=True)
                         w.execute(
                             f"DELETE FROM {new} WHERE EXISTS (SELECT 1 FROM {h} h "
                             f"WHERE h.{k} = {new}.{k})"
                         )
                     stats.archived += self._follow_departed(new, hist, a_raw, cols)
-                    stats.inserted += self._insert_absent(mart, new, cols, [g.key])
+                    changed = self._replace_changed(mart, new, raw.columns) if follows else 0
+                    stats.updated += changed
+                    stats.inserted += self._insert_absent(mart, new, cols, [g.key]) - changed
                     self._drop(new)
                 checkpoint("mart.after_insert")
                 t0 = stats.add_step("insert", t0)
@@ -165,6 +175,38 @@ class FollowerSteps(MartSteps):
             stats.batches += 1
         stats.seconds = time.monotonic() - t_start
         return stats
+
+    def _replace_changed(
+        self, table: str, new: str, columns: list[Column], copy: bool = False
+    ) -> int:
+        """Delete the rows of `table` whose key is in `new` with other values (NULL-safe);
+        returns how many. `copy`: put the rows of `new` in their place at once (a history
+        period: the row stays archived, with its new values); else the caller's insert of
+        the absent keys does (the mart). A re-read that changed nothing changes nothing."""
+        w, k = self.wh, self.q(self.g.key)
+        cols = [c.name for c in columns]
+        others = [c for c in cols if c != self.g.key]
+        hit = f"n.{k} = {table}.{k} AND {self.differs('n', table, others)}"
+        if not copy:
+            return self._change(
+                f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM {new} n WHERE {hit})"
+            )
+        chg = self._temp_table("_tl_chg", columns)
+        try:
+            c = w.cols(cols)
+            n = self._change(
+                f"INSERT INTO {chg} ({c}) SELECT {w.cols(cols, 'n.')} FROM {new} n "
+                f"WHERE EXISTS (SELECT 1 FROM {table} WHERE {hit})"
+            )
+            if self._some(n):
+                w.execute(
+                    f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM {chg} x "
+                    f"WHERE x.{k} = {table}.{k})"
+                )
+                w.execute(f"INSERT INTO {table} ({c}) SELECT {c} FROM {chg}")
+            return n
+        finally:
+            self._drop(chg)
 
     def _follow_into_period(
         self,
@@ -337,10 +379,25 @@ class FollowerSteps(MartSteps):
             def chunk(lo: int = lo, hi: int = hi, before: MartStats = before) -> None:
                 stats.restore(before)  # a rerun after a conflict counts afresh
                 t0 = time.monotonic()
-                new = self._new_rows(raw, cols, lo, hi, ek, f"{self.q(BATCH_COL)} DESC", stats)
-                self._drop_archived_events(new, mart, hist, time_col, unix, ek)
-                stats.inserted += self._insert_absent(mart, new, cols, ek)
-                self._drop(new)
+                if f.changes == "newest":
+                    new = self._new_rows(raw, cols, lo, hi, ek, self.order_newest(f), stats)
+                    self.upsert_newest(f, new, mart, hist, ek, cols, unix, stats)
+                    self._drop(new)
+                else:
+                    covered, temps = "", list[str]()
+                    if f.changes == "follow":
+                        covered, temps = self.replace_followed(
+                            f, raw, lo, hi, mart, hist, ek, unix, stats
+                        )
+                    order = f"{self.q(BATCH_COL)} DESC"
+                    new = self._new_rows(raw, cols, lo, hi, ek, order, stats, covered)
+                    self._drop_archived_events(new, mart, hist, time_col, unix, ek)
+                    if f.changes == "follow":
+                        stats.inserted += self.insert_absent_null_safe(f, mart, new, cols, ek)
+                    else:
+                        stats.inserted += self._insert_absent(mart, new, cols, ek)
+                    for rel in [new, *temps]:
+                        self._drop(rel)
                 checkpoint("mart.after_insert")
                 t0 = stats.add_step("insert", t0)
                 self._retention_by_time(
@@ -353,6 +410,7 @@ class FollowerSteps(MartSteps):
                     cols=cols,
                     departures_seq=None,
                     t0=t0,
+                    null_safe=self.event_null_safe(f, ek),
                 )
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 checkpoint("mart.before_commit")

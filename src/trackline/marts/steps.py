@@ -35,6 +35,10 @@ class MartStats:
     batches: int = 0
     rows_in: int = 0
     inserted: int = 0
+    updated: int = 0
+    """Rows replaced by a newer version (followed rows, changed events)."""
+    gone: int = 0
+    """Events a re-read no longer found in the source (changes: follow; reported)."""
     null_keys: int = 0
     reactivated: int = 0
     archived: int = 0
@@ -435,8 +439,10 @@ class MartSteps:
         part: list[str],
         order: str,
         stats: MartStats,
+        where: str = "",
     ) -> str:
-        """Temp table of the raw rows in batches (lo, hi], one per `part`, NULL keys counted."""
+        """Temp table of the raw rows in batches (lo, hi], one per `part`, NULL keys counted;
+        `where`: a further condition on the raw rows (alias `r`)."""
         w, k = self.wh, self.q(self.g.key)
         rref = w.t(raw.schema, raw.table)
         b = self.q(BATCH_COL)
@@ -464,8 +470,8 @@ class MartSteps:
         w.execute(
             f"INSERT INTO {name} ({c}) SELECT {c} FROM ("
             f"SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {w.cols(part)} ORDER BY {order}) "
-            f"AS _tl_rn FROM {rref} WHERE {b} > ? AND {b} <= ? AND {k} IS NOT NULL"
-            f") r WHERE _tl_rn = 1",
+            f"AS _tl_rn FROM {rref} r WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL"
+            f"{' AND ' + where if where else ''}) r WHERE _tl_rn = 1",
             (lo, hi),
         )
         return name
@@ -516,6 +522,36 @@ class MartSteps:
         )
         return self._change(f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new}")
 
+    def same(
+        self, left: str, right: str, names: list[str], null_safe: frozenset[str] | None = None
+    ) -> str:
+        """SQL: the rows `left` and `right` agree on `names`, a NULL matching a NULL in the
+        columns of `null_safe` (default: all but the group's key, never NULL in a mart).
+        Event keys may hold NULLs (a traceSeq the source never set). The key's plain equality
+        keeps the join a hash or index join."""
+        safe = null_safe if null_safe is not None else frozenset(names) - {self.g.key}
+        out = []
+        for x in names:
+            a, b = f"{left}.{self.q(x)}", f"{right}.{self.q(x)}"
+            out.append(
+                f"({a} = {b} OR ({a} IS NULL AND {b} IS NULL))" if x in safe else f"{a} = {b}"
+            )
+        return " AND ".join(out)
+
+    def differs(self, left: str, right: str, names: list[str]) -> str:
+        """SQL: the rows differ in one of `names` (NULL-safe, without IS DISTINCT FROM, which
+        Redshift lacks)."""
+        if not names:
+            return "1 = 0"
+        parts = []
+        for x in names:
+            a, b = f"{left}.{self.q(x)}", f"{right}.{self.q(x)}"
+            parts.append(
+                f"{a} <> {b} OR ({a} IS NULL AND {b} IS NOT NULL) "
+                f"OR ({a} IS NOT NULL AND {b} IS NULL)"
+            )
+        return "(" + " OR ".join(parts) + ")"
+
     def _insert_absent(self, mart: str, new: str, cols: list[str], match: list[str]) -> int:
         w = self.wh
         c = w.cols(cols)
@@ -546,6 +582,7 @@ class MartSteps:
         departures_seq: int | None,
         t0: float,
         orphans_of: str | None = None,
+        null_safe: frozenset[str] = frozenset(),
     ) -> None:
         """Archive → check → trim for rows whose own time is past MAX(time) − retention.
 
@@ -563,7 +600,7 @@ class MartSteps:
         old = self._temp_table("_tl_old", hist.columns)
 
         def pairs(left: str, right: str, names: list[str]) -> str:
-            return " AND ".join(f"{left}.{self.q(x)} = {right}.{self.q(x)}" for x in names)
+            return self.same(left, right, names, null_safe)
 
         # "In history" for check and trim means THIS version (key + time): a stale row of the
         # key in the period table makes the guard skip the archive, and must not let the trim

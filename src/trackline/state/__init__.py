@@ -466,6 +466,24 @@ class StateStore:
         )
         return int(v or 0)
 
+    def has_mart_progress(self, mart: str, raw_table: str) -> bool:
+        """Whether a progress row exists (0 in `mart_progress` may be a real position)."""
+        n = self.wh.scalar(
+            f"SELECT COUNT(*) FROM {self.t('mart_progress')} WHERE mart = ? AND raw_table = ?",
+            (mart, raw_table),
+        )
+        return bool(n)
+
+    def followed_batches(self, table_key: str, lo: int, hi: int) -> list[int]:
+        """The batches (lo, hi] of `table_key` that a follow pass wrote (each holds every
+        source row of the keys it names, read at once): their ledger `wm_to` says so."""
+        rows = self.wh.query(
+            f"SELECT batch_id, wm_to FROM {self.t('batches')} WHERE table_key = ? "
+            "AND batch_id > ? AND batch_id <= ? ORDER BY batch_id",
+            (table_key, lo, hi),
+        )
+        return [int(b) for b, wm in rows if wm and Watermark.from_json(wm).extra.get("followed")]
+
     def set_mart_progress(self, mart: str, raw_table: str, batch_id: int) -> None:
         self.wh.execute(
             f"DELETE FROM {self.t('mart_progress')} WHERE mart = ? AND raw_table = ?",

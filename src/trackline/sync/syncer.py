@@ -32,6 +32,7 @@ from trackline.report import NullReporter, Reporter
 from trackline.stage import Stage
 from trackline.state import LEGACY_SOURCE, StateStore, utcnow
 from trackline.sync.batches import merge_into, next_watermark, zero_dates
+from trackline.sync.follow import FollowPass, check_follow_index, drivers_first
 from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
 from trackline.sync.target import ensure_target, json_columns, raw_column, widen_target
@@ -59,6 +60,8 @@ class Syncer:
         self.run_id = ""
         self.results: list[TableResult] = []
         """This run's tables so far, updated as batches commit."""
+        self.read_shapes: dict[str, tuple[str, pa.Schema]] = {}
+        """Per table key, the SELECT list and Arrow schema its last read used."""
 
     def close(self) -> None:
         for s in self._sources.values():
@@ -82,6 +85,7 @@ class Syncer:
         run_id: str | None = None,
     ) -> list[TableResult]:
         tables = [self.cfg.table(n) for n in names] if names else list(self.cfg.tables)
+        tables = drivers_first(tables)
         if not tables:
             raise ConfigError("no tables to sync: list them under `tables:` or pass --tables")
         self.state.ensure()
@@ -95,7 +99,11 @@ class Syncer:
             t0 = time.monotonic()
             try:
                 with self.wh.lock(f"sync:{rt.key}", self._lock_timeout()):
+                    if t.cdc.follow:  # refused before anything is read: no index, no follow
+                        check_follow_index(self.source(rt), rt)
                     self._sync_table(rt, res)
+                    if t.cdc.follow:
+                        FollowPass(self, rt, res, source_db, target_schema).run()
             except TracklineError as exc:
                 if isinstance(exc, _FATAL):
                     raise
@@ -234,6 +242,7 @@ class Syncer:
             lookback = shift(wm.ts, t.lookback_seconds)
         zero_cols = [c for c in cols if c.zero_date_check]
         select = ", ".join(f"{c.expr} AS {src.q(c.name)}" for c in cols)
+        self.read_shapes[rt.key] = (select, arrow_schema)  # a follow pass reads the same
         if zero_cols and self.cfg.defaults.zero_date is not None:
             select += "".join(
                 f", ({c.expr.removeprefix('NULLIF(').rsplit(',', 1)[0]} = 0) AS "
