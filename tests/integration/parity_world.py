@@ -200,7 +200,8 @@ class World:
     def rows(self, table: str, cols: str) -> list[tuple[Any, ...]]:
         if not self.wh.table_exists("mart", table):
             return []
-        return [tuple(r) for r in self.wh.query(f"SELECT {cols} FROM {self.t(table)}")]
+        sel = ", ".join(self.wh.q(c.strip()) for c in cols.split(","))
+        return [tuple(r) for r in self.wh.query(f"SELECT {sel} FROM {self.t(table)}")]
 
     def held(self, mart: str, name: str, cols: str) -> list[tuple[Any, ...]]:
         """Every row of the mart and its history periods (sorted; duplicates kept)."""
