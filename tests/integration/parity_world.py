@@ -212,13 +212,20 @@ class World:
 
     def source(self, table: str, cols: str) -> list[tuple[Any, ...]]:
         rows = self.db.query(f"SELECT {cols} FROM {table} WHERE order_id IS NOT NULL")
-        return sorted((tuple(int(v) if v is not None and not isinstance(v, str) else v
-                             for v in r) for r in rows), key=repr)
+        return sorted(
+            (
+                tuple(int(v) if v is not None and not isinstance(v, str) else v for v in r)
+                for r in rows
+            ),
+            key=repr,
+        )
 
     def norm(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return sorted(
-            (tuple(int(v) if v is not None and not isinstance(v, str) else v for v in r)
-             for r in rows),
+            (
+                tuple(int(v) if v is not None and not isinstance(v, str) else v for v in r)
+                for r in rows
+            ),
             key=repr,
         )
 

@@ -101,9 +101,7 @@ def test_ecs_update_for_an_order_that_stays_archived(world: World) -> None:
 @pytest.mark.parametrize(
     "step", ["sync.follow_before_commit", "sync.follow_after_commit", "mart.after_insert"]
 )
-def test_kill_mid_cycle_and_rerun(
-    world: World, step: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kill_mid_cycle_and_rerun(world: World, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from trackline import faults
     from trackline.errors import InjectedFault
     from trackline.marts.cycle import run_cycle_on

@@ -75,8 +75,7 @@ def run_walk(
                         log.append(f"delete {e}")
                     else:
                         w.db.execute(
-                            "UPDATE uni_tracking_spath SET code = %s, is_updated = 1 "
-                            "WHERE id = %s",
+                            "UPDATE uni_tracking_spath SET code = %s, is_updated = 1 WHERE id = %s",
                             (rng.randint(1000, 9999), e),
                         )
                         log.append(f"rewrite {e}")

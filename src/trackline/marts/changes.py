@@ -140,7 +140,7 @@ class EventChanges(MartSteps):
         stats: MartStats,
     ) -> tuple[str, list[str]]:
         """`changes: follow`: replace the events of every key re-read in batches (lo, hi].
-        Returns the condition (on raw alias `r`) that keeps the cursor-read rows a later
+        Returns the condition (on the raw table) that keeps the cursor-read rows a later
         re-read covers out of the insert, and the temp tables to drop after it."""
         w, g = self.wh, self.g
         followed = [hi] if self.plan is not None else self.state.followed_batches(raw.key, lo, hi)
@@ -198,7 +198,9 @@ class EventChanges(MartSteps):
         replaced -= gone
         stats.updated += replaced
         stats.inserted += inserted - replaced
-        covered = f"NOT EXISTS (SELECT 1 FROM {fk} x WHERE x.{k} = r.{k} AND r.{b} <= x.{b})"
+        covered = (
+            f"NOT EXISTS (SELECT 1 FROM {fk} x WHERE x.{k} = {rref}.{k} AND {rref}.{b} <= x.{b})"
+        )
         return covered, [fk, fset]
 
     def insert_absent_null_safe(

@@ -442,7 +442,7 @@ class MartSteps:
         where: str = "",
     ) -> str:
         """Temp table of the raw rows in batches (lo, hi], one per `part`, NULL keys counted;
-        `where`: a further condition on the raw rows (alias `r`)."""
+        `where`: a further condition on the raw rows (named by the raw table's reference)."""
         w, k = self.wh, self.q(self.g.key)
         rref = w.t(raw.schema, raw.table)
         b = self.q(BATCH_COL)
@@ -470,7 +470,7 @@ class MartSteps:
         w.execute(
             f"INSERT INTO {name} ({c}) SELECT {c} FROM ("
             f"SELECT {c}, ROW_NUMBER() OVER (PARTITION BY {w.cols(part)} ORDER BY {order}) "
-            f"AS _tl_rn FROM {rref} r WHERE r.{b} > ? AND r.{b} <= ? AND r.{k} IS NOT NULL"
+            f"AS _tl_rn FROM {rref} WHERE {b} > ? AND {b} <= ? AND {k} IS NOT NULL"
             f"{' AND ' + where if where else ''}) r WHERE _tl_rn = 1",
             (lo, hi),
         )

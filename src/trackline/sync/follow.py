@@ -26,19 +26,34 @@ would scan the table, so the sync refuses to start (`check_follow_index`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pyarrow as pa
 
-from trackline.config import TableConfig
+from trackline.config import Config, TableConfig
 from trackline.errors import ConfigError
 from trackline.extract import Relation, Source
 from trackline.faults import checkpoint
-from trackline.state import utcnow
+from trackline.load import Warehouse
+from trackline.report import Reporter
+from trackline.stage import Stage
+from trackline.state import StateStore, utcnow
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
 
-if TYPE_CHECKING:
-    from trackline.sync.syncer import Syncer
+
+class Syncer(Protocol):
+    """What a follow pass uses of the sync run (`trackline.sync.syncer.Syncer`)."""
+
+    cfg: Config
+    wh: Warehouse
+    state: StateStore
+    stage: Stage
+    reporter: Reporter
+    run_id: str
+    read_shapes: dict[str, tuple[str, pa.Schema]]
+
+    def source(self, rt: ResolvedTable) -> Source: ...
+
 
 FOLLOW = "follow"
 """`mart_progress` rows of follow passes are named ``follow:<schema>.<raw table>``."""
