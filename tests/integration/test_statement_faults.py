@@ -17,7 +17,9 @@ One world: a SQLite order-tracking source with a deterministic clock (so two run
 same upper bounds and watermarks) and six tables, one per CDC strategy and write mode
 (hybrid append → marts with archiving, timestamp merge, id append, full replace). A reference
 warehouse runs a script of commands uninterrupted: sync, cycle, replay, reconcile --apply,
-check, reset, cycle. Before each command its state is copied (a DuckDB file; a PostgreSQL
+check, reset, cycle, then the side jobs: two syncs of dimensions (an scd2 table with a changed,
+an ignored, a deleted and a new member; a replace table) and two consolidations (two inputs,
+a rewritten event). Before each command its state is copied (a DuckDB file; a PostgreSQL
 database made from it as a template); for each chosen N the copy runs the command killed after
 statement N, then runs it again, and must then hold exactly what the reference holds: every
 raw table, mart, history period, view and exception, the watermarks, the batch ledger and
@@ -52,6 +54,7 @@ from tests.conftest import PgDb
 from tests.integration.marts_helpers import Source, config_dict, day, write_config
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
+from trackline.consolidate import consolidate
 from trackline.errors import InjectedFault
 from trackline.jobs.reconcile import reconcile
 from trackline.load import Warehouse, open_warehouse
@@ -76,6 +79,7 @@ VOLATILE = frozenset(
         "last_seen",
         "resolved_at",
         "seconds",
+        "processed_at",  # a consolidation's merge stamps the staging rows it moved
         # random per run, or paths in each world's own stage folder
         "run_id",
         "files",
@@ -102,6 +106,12 @@ def _extra_tables(con: sqlite3.Connection) -> None:
                               weight INTEGER, state TEXT);
         CREATE TABLE scans (id INTEGER PRIMARY KEY, order_id INTEGER, code INTEGER);
         CREATE TABLE partners (id INTEGER PRIMARY KEY, name TEXT, tier INTEGER);
+        CREATE TABLE staff (id INTEGER PRIMARY KEY, name TEXT, site TEXT, last_login INTEGER);
+        CREATE TABLE carriers (id INTEGER PRIMARY KEY, name TEXT);
+        CREATE TABLE scan_events (id INTEGER PRIMARY KEY, order_id INTEGER, code INTEGER,
+                                  t INTEGER NOT NULL);
+        CREATE TABLE addon_events (id INTEGER PRIMARY KEY, order_id INTEGER, code INTEGER,
+                                   t INTEGER NOT NULL);
         """
     )
 
@@ -121,7 +131,49 @@ EXTRA_TABLES: list[dict[str, Any]] = [
         "cdc": {"strategy": "id", "id": "id"},
     },
     {"name": "partners", "target_schema": "raw", "cdc": {"strategy": "full"}},
+    {
+        "name": "staff",
+        "target_schema": "raw",
+        "batch_size": 2,
+        "cdc": {"strategy": "full"},
+        "write_mode": "scd2",
+        "scd2": {"natural_key": ["id"], "ignored_columns": ["last_login"]},
+    },
+    {
+        "name": "carriers",
+        "target_schema": "raw",
+        "batch_size": 2,
+        "cdc": {"strategy": "full"},
+        "write_mode": "replace",
+    },
 ]
+
+CONSOLIDATION: dict[str, Any] = {
+    "name": "scan_detail",
+    "target_table": "scan_detail",
+    "target_schema": "raw",
+    "key": ["source_kind", "id"],
+    "inputs": [
+        {
+            "name": "scans",
+            "table": "scan_events",
+            "constants": {"source_kind": "scan"},
+            "batch_size": 2,
+            "lag_seconds": 0,
+            "cdc": {"cursor": "t", "id": "id"},
+        },
+        {
+            "name": "addons",
+            "table": "addon_events",
+            "constants": {"source_kind": "addon"},
+            "batch_size": 2,
+            "lag_seconds": 0,
+            "cdc": {"cursor": "t", "id": "id"},
+        },
+    ],
+}
+"""Two inputs merged into one target by key (a SQLite `query:` reads every column as
+text, so both are tables here; the joins are tested in test_consolidate.py)."""
 
 
 def _round_1(src: Source) -> None:
@@ -185,6 +237,52 @@ def _more_scans(src: Source) -> None:
     src.clock(day(61))
 
 
+def _dims_round_1(src: Source) -> None:
+    c = src.con
+    c.executemany(
+        "INSERT INTO staff (id, name, site, last_login) VALUES (?, ?, ?, ?)",
+        [(i, f"s{i}", "north" if i % 2 else "south", i) for i in range(1, 6)],
+    )
+    c.executemany("INSERT INTO carriers (id, name) VALUES (?, ?)", [(1, "sf"), (2, "yt")])
+    src.clock(day(62))
+
+
+def _dims_round_2(src: Source) -> None:
+    """A changed member, an ignored change, a deleted one, a new one; carriers replaced."""
+    c = src.con
+    c.execute("UPDATE staff SET site = 'east' WHERE id = 1")
+    c.execute("UPDATE staff SET last_login = 99 WHERE id = 2")  # ignored: no new version
+    c.execute("DELETE FROM staff WHERE id = 3")
+    c.execute("INSERT INTO staff (id, name, site, last_login) VALUES (6, 's6', 'west', 6)")
+    c.execute("DELETE FROM carriers WHERE id = 1")
+    c.executemany("INSERT INTO carriers (id, name) VALUES (?, ?)", [(3, "zt"), (4, "jd")])
+    src.clock(day(63))
+
+
+def _events_round_1(src: Source) -> None:
+    c = src.con
+    c.executemany(
+        "INSERT INTO scan_events (id, order_id, code, t) VALUES (?, ?, ?, ?)",
+        [(i, i % 4 + 4, i, day(60) + i) for i in range(1, 6)],
+    )
+    c.executemany(
+        "INSERT INTO addon_events (id, order_id, code, t) VALUES (?, ?, ?, ?)",
+        [(i, i % 3 + 4, 100 + i, day(60) + i) for i in range(1, 5)],
+    )
+    src.clock(day(64))
+
+
+def _events_round_2(src: Source) -> None:
+    """New events, and a rewritten one (same key, later time): the newest wins."""
+    c = src.con
+    c.executemany(
+        "INSERT INTO scan_events (id, order_id, code, t) VALUES (?, ?, ?, ?)",
+        [(i, i % 4 + 4, i, day(64) + i) for i in range(6, 9)],
+    )
+    c.execute("UPDATE addon_events SET code = 999, t = ? WHERE id = 2", (day(64) + 30,))
+    src.clock(day(65))
+
+
 # --------------------------------------------------------------------------- the commands
 
 
@@ -232,6 +330,12 @@ def _reset(cfg: Config) -> None:
     reset_table(cfg, "scans")
 
 
+def _consolidate(cfg: Config) -> None:
+    with _opened(cfg) as wh:
+        results = consolidate(cfg, wh)
+    assert all(r.ok for r in results), [r.error for r in results]
+
+
 Command = Callable[[Config], None]
 
 
@@ -246,6 +350,7 @@ class Step:
 
 MARTS = ("uni_tracking_info", "ecs_order_info", "uni_tracking_spath")
 ONE_OF_EACH = ("uni_tracking_info", "parcels", "scans", "partners")
+DIMS = ("staff", "carriers")
 
 
 SCRIPT = [
@@ -257,6 +362,10 @@ SCRIPT = [
     Step("check", _check),
     Step("reset", _reset),
     Step("cycle-after-reset", _cycle, _more_scans, MARTS),
+    Step("dims-first", _sync, _dims_round_1, DIMS),
+    Step("dims-changes", _sync, _dims_round_2, DIMS),
+    Step("consolidate-first", _consolidate, _events_round_1),
+    Step("consolidate-more", _consolidate, _events_round_2),
 ]
 
 
@@ -287,6 +396,7 @@ class Worlds:
         """The config of world `name` as YAML data, with `tables` only (None: all)."""
         data = config_dict(self.src.path, self.warehouse(name), self.tmp / f"stage_{name}")  # type: ignore[arg-type]
         data["tables"] += EXTRA_TABLES
+        data["consolidations"] = [CONSOLIDATION]
         if tables is not None:
             data["tables"] = [t for t in data["tables"] if t["name"] in tables]
             if not set(MARTS) <= set(tables):
