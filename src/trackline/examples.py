@@ -182,4 +182,19 @@ schedule:                         # `trackline run`
   checks_hour: 3                  # UTC
   maintenance_hour: 4
   consolidation_minutes: 60       # every consolidation, after the cycle, never beside it
+
+backfill:                         # `trackline backfill`: history from the legacy DW
+  source: uniods
+  chunk: month                    # month | week | day of the legacy table's time column (UTC)
+  batch_size: 500000              # rows per staged batch; a chunk commits whole
+  workers: 2                      # tables at once
+  tables:
+    - table: ecs_order_info
+      source_table: dw_ecs_order_info
+    - table: uni_tracking_info
+      source_table: dw_uni_tracking_info
+      columns:                    # target column: SQL on the legacy row, in the target's type
+        tno: "NULLIF(tno, '')"    # the DW stores '' for NULL
+    - table: uni_tracking_spath
+      source_table: dw_uni_tracking_spath
 """
