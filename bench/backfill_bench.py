@@ -266,7 +266,9 @@ def parse_args() -> argparse.Namespace:
     if args.short:
         args.rows = 200_000
         args.batch_size = min(args.batch_size, 50_000)
-    args.database = args.database or ("tl_bench_backfill_short" if args.short else "tl_bench_backfill")
+    args.database = args.database or (
+        "tl_bench_backfill_short" if args.short else "tl_bench_backfill"
+    )
     return args
 
 
@@ -302,14 +304,23 @@ def main() -> None:
         payload = json.dumps({**common, **extra})
         return run_child(
             kind,
-            [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--child-args", payload],
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--child",
+                kind,
+                "--child-args",
+                payload,
+            ],
             env={"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE)]), **(env or {})},
             timeout=7200,
         )
 
     n = args.rows
     send = ceiling(args)
-    rows: list[list[Any]] = [["ceiling: mariadb --quick", f"{send:.1f}", f"{n / send:,.0f}", "-", "1.00"]]
+    rows: list[list[Any]] = [
+        ["ceiling: mariadb --quick", f"{send:.1f}", f"{n / send:,.0f}", "-", "1.00"]
+    ]
     figures: dict[str, Any] = {"rows": n, "ceiling_s": send, "when": stamp(), "machine": machine()}
     s = child("sync", fresh("sync", "duckdb"))
     rows.append(
