@@ -473,6 +473,39 @@ def plan_backfill(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> Non
             raise ConfigError(f"cannot plan the backfill of {r.table}: {r.error}")
 
 
+def plan_follow(cfg: Config, rec: Recorder, tables: Sequence[str] = ()) -> None:
+    """The follow pass of each `cdc: strategy follow` table as in a cycle after the first:
+    its driving table loaded one batch naming one key since the last pass."""
+    from trackline.sync import TableResult, resolve
+    from trackline.sync.follow import FollowPass
+
+    chosen = [t for t in _tables(cfg, tables) if t.cdc.follow]
+    if not chosen:
+        raise ConfigError("no table (of those named) has cdc strategy follow")
+    _after_cycle(cfg, rec)
+    syncer = plan_syncer(cfg, rec)
+
+    def answer(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        if "mart_progress" in sql and "COUNT(*)" in sql:
+            return [(1,)]  # the pass ran before
+        if "row_count" in sql and "batch_id >" in sql:
+            return [(1, 1, "", "[]", None, None, "")]  # one new batch of the driver
+        if sql.startswith("SELECT DISTINCT"):
+            return [(1,)]  # naming one key
+        return []
+
+    try:
+        with rec.unrecorded():  # the table's own read (shown by `sync`)
+            _require_ok(syncer.sync([t.name for t in chosen]))
+        rec.answer = answer
+        for t in chosen:
+            rt = resolve(cfg, t, None, None)
+            FollowPass(syncer, rt, TableResult(t.name, rt.key)).run()
+    finally:
+        rec.answer = no_rows
+        syncer.close()
+
+
 PLANS: dict[str, PlanFn] = {
     "state": plan_state,
     "sync": plan_sync,
@@ -487,5 +520,6 @@ PLANS: dict[str, PlanFn] = {
     "consolidate": plan_consolidate,
     "compare": plan_compare,
     "backfill": plan_backfill,
+    "follow": plan_follow,
 }
 """Adding a job's plan: a function above that runs the job's library function on `rec`."""

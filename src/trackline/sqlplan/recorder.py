@@ -263,6 +263,9 @@ class MetadataSource(Source):
     def now(self, unix: bool) -> Any:
         return self.real.now(unix)
 
+    def leading_index(self, rel: Relation, column: str) -> str | None:
+        return self.real.leading_index(rel, column)
+
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.answer(sql, params)  # pre-checks (NULL cursors, max id) would scan the table
 
