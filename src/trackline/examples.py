@@ -57,11 +57,27 @@ tables:
     source: kuaisong
     target_schema: settlement_public
     cdc: {strategy: hybrid, cursor: add_time, id: id}
+    # ecs rows change after creation (partner_id, consignee) but have no update time. To
+    # re-read, by order_id, the ecs row of every order uni_tracking_info changed in the cycle
+    # (its mart row is then replaced when it differs), use instead:
+    # cdc: {strategy: follow, cursor: add_time, id: id,
+    #       follow: uni_tracking_info, follow_key: order_id}
+    # Cost: one indexed lookup per changed order (IN-lists of 1000 keys; the sync refuses to
+    # start without an index on ecs_order_info(order_id)) plus one raw row per changed order.
     dist_key: order_id
   - name: uni_tracking_spath      # scan events, append-only
     source: kuaisong
     target_schema: settlement_public
     cdc: {strategy: hybrid, cursor: pathTime, id: id}
+    # Events rewritten in place (is_updated = 1) are read again only by a modified-time
+    # cursor; with the mart's `changes: newest` below (cost: each rewrite is one more raw row
+    # and a keyed replace, probing the history period of its pathTime when it is archived):
+    # cdc: {strategy: hybrid, cursor: time_modified, id: id}
+    # Without a modified time: re-read all events of every order uni_tracking_info changed,
+    # with the mart's `changes: follow` (cost: all events of each changed order are read and
+    # loaded again each cycle, ~10 rows per changed order; index on order_id required):
+    # cdc: {strategy: follow, cursor: pathTime, id: id,
+    #       follow: uni_tracking_info, follow_key: order_id}
     dist_key: order_id
     sort_key: [pathTime, code, order_id]
   - name: settlement_claim_detail # a generic table, kept one row per key
@@ -129,6 +145,11 @@ marts:
         kind: events
         time: pathTime
         event_key: [id]
+        # Rewritten events (pick one, with the matching cdc above):
+        # changes: newest             # upsert by event key, greatest time_modified wins
+        # version: time_modified
+        # changes: follow             # replace an order's events with each re-read
+        # event_key: [order_id, traceSeq, pathTime]   # the key a rewrite keeps
         history_name: uts
         sort_key: [pathTime, code, order_id]
 

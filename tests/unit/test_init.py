@@ -46,3 +46,47 @@ def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
 
 def test_the_shipped_example_file_is_the_init_config() -> None:
     assert (ROOT / "examples" / "order_tracking.yml").read_text() == EXAMPLE_CONFIG
+
+
+
+def _switch_on(text: str, prefix: str, live: str | None = None) -> str:
+    """Uncomment the example's line starting with `# prefix` (with its continuation lines,
+    indented further), replacing the nearest live line `live` above it when given."""
+    lines = text.splitlines()
+    at = next(i for i, x in enumerate(lines) if x.lstrip().startswith("# " + prefix))
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    body = [lines[at].lstrip()[2:].split("  #")[0].rstrip()]
+    end = at + 1
+    while lines[end].lstrip().startswith("#  "):  # a continuation ("#       follow: …")
+        body.append(lines[end].lstrip()[1:].strip())
+        end += 1
+    lines[at:end] = [indent + " ".join(body)]
+    if live is not None:
+        above = max(i for i in range(at) if lines[i].strip() == live)
+        del lines[above]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_commented_parity_options_validate(tmp_path: Path) -> None:
+    """Both fixes as the example shows them: ecs follows uti, and spath either by modified
+    time (changes: newest) or by following uti (changes: follow)."""
+    ecs_cdc = "cdc: {strategy: hybrid, cursor: add_time, id: id}"
+    uts_cdc = "cdc: {strategy: hybrid, cursor: pathTime, id: id}"
+    base = _switch_on(EXAMPLE_CONFIG, "cdc: {strategy: follow, cursor: add_time", ecs_cdc)
+    base = _switch_on(base, "event_key: [order_id", "event_key: [id]")
+    newest = _switch_on(base, "cdc: {strategy: hybrid, cursor: time_modified", uts_cdc)
+    newest = _switch_on(_switch_on(newest, "changes: newest"), "version:")
+    follow = _switch_on(base, "cdc: {strategy: follow, cursor: pathTime", uts_cdc)
+    follow = _switch_on(follow, "changes: follow")
+    for name, text in (("newest", newest), ("follow", follow)):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(text)
+        cfg = load_config(path)
+        ecs, uts = cfg.table("ecs_order_info"), cfg.table("uni_tracking_spath")
+        assert (ecs.cdc.follow, ecs.cdc.follow_key) == ("uni_tracking_info", "order_id")
+        f = cfg.marts[0].followers[1]
+        assert (f.changes, f.event_key) == (name, ["order_id", "traceSeq", "pathTime"])
+        if name == "newest":
+            assert (uts.cdc.cursor, f.version) == ("time_modified", "time_modified")
+        else:
+            assert uts.cdc.follow == "uni_tracking_info"
