@@ -136,8 +136,12 @@ def test_a_partial_run_is_a_prefix_of_the_full_run(
     path = tmp_path / "partial.sqlite"
     until = SPEC.start + 61 * DAY + 50_000
     DemoSource(path, SPEC).advance(until)
-    for table, time_col in (("uni_tracking_spath", "pathTime"), ("ecs_order_info", "add_time")):
-        sql = f"SELECT * FROM {table} WHERE {time_col} <= ? ORDER BY id"
+    # (the columns a later status change may correct are left out: the full run went on)
+    for table, time_col, cols in (
+        ("uni_tracking_spath", "pathTime", "id, order_id, traceSeq, pathTime, code, staff_id"),
+        ("ecs_order_info", "add_time", "id, order_id, partner_id, add_time, extra_order_sn"),
+    ):
+        sql = f"SELECT {cols} FROM {table} WHERE {time_col} <= ? ORDER BY id"
         assert query(path, sql, until) == query(full[0], sql, until)
 
 
@@ -281,3 +285,24 @@ def test_bad_spec_values_name_the_field() -> None:
         DemoSpec(orders_per_day=-1)
     with pytest.raises(ConfigError, match="null_order_id_rate"):
         DemoSpec(null_order_id_rate=1.5)
+
+
+def test_some_ecs_rows_and_scan_events_change_after_creation(
+    full: tuple[Path, list[AdvanceStats]],
+) -> None:
+    """The two changes the marts can follow only with the parity options: an ecs row's
+    zipcode corrected with a later status change of its order (no time column of ecs moves),
+    and a scan event corrected in place (time_modified moves, pathTime does not)."""
+    path, stats = full
+    assert sum(s.ecs_changes for s in stats) > 0
+    corrected = query(
+        path,
+        "SELECT count(*), min(time_modified - pathTime) FROM uni_tracking_spath "
+        "WHERE is_updated = 1",
+    )[0]
+    assert 0 < corrected[0] <= sum(s.spath_corrections for s in stats) and corrected[1] > 0
+    assert query(
+        path,
+        "SELECT count(*) FROM uni_tracking_spath WHERE is_updated = 0 "
+        "AND time_modified <> pathTime",
+    ) == [(0,)]

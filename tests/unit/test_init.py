@@ -48,7 +48,6 @@ def test_the_shipped_example_file_is_the_init_config() -> None:
     assert (ROOT / "examples" / "order_tracking.yml").read_text() == EXAMPLE_CONFIG
 
 
-
 def _switch_on(text: str, prefix: str, live: str | None = None) -> str:
     """Uncomment the example's line starting with `# prefix` (with its continuation lines,
     indented further), replacing the nearest live line `live` above it when given."""

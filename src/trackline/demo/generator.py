@@ -3,10 +3,13 @@
 `trackline demo` runs the whole pipeline against this file. It mimics the legacy MySQL tables
 (times are unix integer seconds) closely enough to exercise every mart rule:
 
-    ecs_order_info      one row per order, written once at creation
+    ecs_order_info      one row per order, written at creation; no update time, yet now and
+                        then its ``zipcode`` changes along with a status change of its order
     uni_tracking_info   ONE row per order, updated in place on every status change
                         (``update_time`` = the order's latest ``pathTime``; the id stays)
-    uni_tracking_spath  append-only scan events, many per order
+    uni_tracking_spath  scan events, many per order; now and then a status change corrects
+                        the order's previous event in place (``pathInfo``, ``is_updated`` = 1,
+                        ``time_modified`` = the time of the correction)
     partners            ~40 partners (382 is the big one); a name or country changes now and then
     trackline_clock     one row: the source's simulated "now"; the SQLite reader takes the
                         extraction upper bound (now - lag) from it
@@ -45,7 +48,9 @@ START_2026 = 1_767_225_600  # 2026-01-01 00:00:00 UTC
 ORDER_ID_BASE = 3_000_000_000  # above 2**31: a reader that maps BIGINT to int32 fails loudly
 DORMANCY_DAYS = 190  # reactivated orders stay silent longer than this (> 6-month retention)
 BIG_PARTNER = 382
-SCHEMA_VERSION = 1
+ECS_CHANGE_EVERY = 23  # about one status change in 23 also corrects the order's ecs row
+SPATH_CORRECTION_EVERY = 29  # about one in 29 corrects the order's previous scan event
+SCHEMA_VERSION = 2  # 2: spath time_modified / is_updated; later ecs and spath changes
 
 # Status codes of a scan event; the uti ``state`` is ``code // 100``.
 CREATED, PICKED_UP, IN_TRANSIT, HELD, OUT_FOR_DELIVERY = 10, 100, 200, 250, 300
@@ -150,6 +155,10 @@ class AdvanceStats:
     null_key_rows: int = 0
     """Rows with a NULL order_id inserted into uni_tracking_info or uni_tracking_spath."""
     partner_updates: int = 0
+    ecs_changes: int = 0
+    """ecs_order_info rows whose zipcode a status change corrected (no time column moves)."""
+    spath_corrections: int = 0
+    """Scan events corrected in place (pathInfo, is_updated = 1, time_modified)."""
 
 
 def ticks(spec: DemoSpec, step_seconds: int = DAY) -> Iterator[int]:
@@ -170,6 +179,7 @@ _SCHEMA = (
         extra_order_sn TEXT, zipcode TEXT, type INTEGER, order_status INTEGER,
         shipping_status INTEGER)""",
     "CREATE INDEX IF NOT EXISTS idx_ecs_add_time ON ecs_order_info (add_time, id)",
+    "CREATE INDEX IF NOT EXISTS idx_ecs_order_id ON ecs_order_info (order_id)",
     """CREATE TABLE IF NOT EXISTS uni_tracking_info (
         id INTEGER PRIMARY KEY, order_id BIGINT, tno TEXT, state INTEGER,
         update_time INTEGER NOT NULL, second_delivery_sn TEXT)""",
@@ -177,8 +187,11 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS idx_uti_order_id ON uni_tracking_info (order_id)",
     """CREATE TABLE IF NOT EXISTS uni_tracking_spath (
         id INTEGER PRIMARY KEY, order_id BIGINT, traceSeq INTEGER, pathTime INTEGER NOT NULL,
-        code INTEGER, staff_id INTEGER, pathInfo TEXT)""",
+        code INTEGER, staff_id INTEGER, pathInfo TEXT, is_updated INTEGER NOT NULL DEFAULT 0,
+        time_modified INTEGER NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS idx_uts_path_time ON uni_tracking_spath (pathTime, id)",
+    "CREATE INDEX IF NOT EXISTS idx_uts_modified ON uni_tracking_spath (time_modified, id)",
+    "CREATE INDEX IF NOT EXISTS idx_uts_order_id ON uni_tracking_spath (order_id)",
     """CREATE TABLE IF NOT EXISTS partners (
         partner_id INTEGER PRIMARY KEY, name TEXT, country TEXT, update_time INTEGER)""",
     "CREATE TABLE IF NOT EXISTS trackline_clock (now INTEGER NOT NULL)",
@@ -252,7 +265,16 @@ class _Writer:
         self.new_uti: dict[int, list[Any]] = {}  # order number -> uti row inserted by this call
         self.latest: dict[int, tuple[int, int, str | None]] = {}  # number -> time, code, sds
         self.counts = dict.fromkeys(
-            ("new_orders", "spath_events", "reactivations", "null_key_rows", "partner_updates"), 0
+            (
+                "new_orders",
+                "spath_events",
+                "reactivations",
+                "null_key_rows",
+                "partner_updates",
+                "ecs_changes",
+                "spath_corrections",
+            ),
+            0,
         )
 
     def write(self, items: list[Item]) -> None:
@@ -260,11 +282,19 @@ class _Writer:
         spath: list[tuple[Any, ...]] = []
         partners: list[tuple[Any, ...]] = []
         latest, new_uti, counts = self.latest, self.new_uti, self.counts
+        ecs_changes: list[tuple[Any, ...]] = []
+        corrections: list[tuple[Any, ...]] = []
         for due, kind, key, seq, n1, n2, n3, n4, t1, t2, t3 in items:
             if kind == K_EVENT:
-                spath.append((ORDER_ID_BASE + key, seq, due, n1, n2, t1))
+                spath.append((ORDER_ID_BASE + key, seq, due, n1, n2, t1, due))
                 latest[key] = (due, n1, t2)
                 counts["reactivations"] += n3
+                # Changes after creation, made with this status change (same second), chosen
+                # from the item alone so that any split of time into calls writes the same:
+                if seq > 1 and (key * 7 + seq) % ECS_CHANGE_EVERY == 0:  # ecs corrected
+                    ecs_changes.append((f"{(key * 31 + seq) % 90000 + 10000:05d}", key))
+                if seq > 1 and (key * 5 + seq) % SPATH_CORRECTION_EVERY == 0:
+                    corrections.append((due, ORDER_ID_BASE + key, seq - 1))
             elif kind == K_ORDER:
                 ecs.append((key, ORDER_ID_BASE + key, n1, due, t1, t2, n2, n3, n4))
                 new_uti[key] = [key, ORDER_ID_BASE + key, t3, 0, due, None]
@@ -272,7 +302,7 @@ class _Writer:
                 new_uti[key] = [key, None, t1, n1, due, None]
                 counts["null_key_rows"] += 1
             elif kind == K_NULL_SPATH:
-                spath.append((None, seq, due, n1, n2, t1))
+                spath.append((None, seq, due, n1, n2, t1, due))
                 counts["null_key_rows"] += 1
             else:
                 partners.append((t1, t2, due, key))
@@ -283,9 +313,17 @@ class _Writer:
         )
         self.conn.executemany(
             "INSERT INTO uni_tracking_spath (order_id, traceSeq, pathTime, code, staff_id, "
-            "pathInfo) VALUES (?, ?, ?, ?, ?, ?)",
+            "pathInfo, time_modified) VALUES (?, ?, ?, ?, ?, ?, ?)",
             spath,
         )
+        self.conn.executemany("UPDATE ecs_order_info SET zipcode = ? WHERE id = ?", ecs_changes)
+        self.conn.executemany(
+            "UPDATE uni_tracking_spath SET pathInfo = pathInfo || ' (corrected)', is_updated = 1, "
+            "time_modified = ? WHERE order_id = ? AND traceSeq = ?",
+            corrections,
+        )
+        counts["ecs_changes"] += len(ecs_changes)
+        counts["spath_corrections"] += len(corrections)
         self.conn.executemany(
             "UPDATE partners SET name = ?, country = ?, update_time = ? WHERE partner_id = ?",
             partners,

@@ -44,12 +44,12 @@ tables:
   - name: uni_tracking_info
     target_schema: settlement_public
     cdc: {{strategy: hybrid, cursor: update_time, id: id}}
-  - name: ecs_order_info
+  - name: ecs_order_info         # no update time: re-read the rows of the orders uti changed
     target_schema: settlement_public
-    cdc: {{strategy: hybrid, cursor: add_time, id: id}}
-  - name: uni_tracking_spath
+    cdc: {ecs_cdc}
+  - name: uni_tracking_spath     # corrected in place: read by the time of the last change
     target_schema: settlement_public
-    cdc: {{strategy: hybrid, cursor: pathTime, id: id}}
+    cdc: {uts_cdc}
   - name: partners               # a dimension with history (valid_from/valid_to/is_current)
     target_schema: settlement_public
     cdc: {{strategy: full}}
@@ -66,8 +66,32 @@ marts:
       - {{table: mart_ecs_order_info, source: ecs_order_info, kind: one_per_key,
          history_name: ecs}}
       - {{table: mart_uni_tracking_spath, source: uni_tracking_spath, kind: events,
-         time: pathTime, event_key: [id], history_name: uts}}
+         time: pathTime, event_key: [order_id, traceSeq, pathTime], history_name: uts{uts_changes}}}
 """
+
+PARITY = {
+    "ecs_cdc": "{strategy: follow, cursor: add_time, id: id, follow: uni_tracking_info, "
+    "follow_key: order_id}",
+    "uts_cdc": "{strategy: hybrid, cursor: time_modified, id: id}",
+    "uts_changes": ", changes: newest, version: time_modified",
+}
+"""The two parity options (`run_demo(parity=True)`, the default)."""
+NO_PARITY = {
+    "ecs_cdc": "{strategy: hybrid, cursor: add_time, id: id}",
+    "uts_cdc": "{strategy: hybrid, cursor: pathTime, id: id}",
+    "uts_changes": "",
+}
+
+# What the marts and their history must hold: the source's current rows (the columns of the
+# corrections included). Only settled rows count: a change within the lag is not read yet.
+PARITY_COLUMNS = {
+    "ecs": ("ecs_order_info", "mart_ecs_order_info", "order_id, zipcode"),
+    "uts": (
+        "uni_tracking_spath",
+        "mart_uni_tracking_spath",
+        "id, order_id, traceSeq, pathTime, code, pathInfo, is_updated",
+    ),
+}
 
 PRIMARY_QUERY = """\
 SELECT eoi.partner_id, p.name, COUNT(DISTINCT uts.order_id) AS orders, COUNT(*) AS scans
@@ -108,6 +132,12 @@ class DemoResult:
     """The partner whose name or country changed most often (the dimension's longest history)."""
     partner_history: list[tuple[Any, ...]] = field(default_factory=list)
     """Its versions: dim_key, name, country, valid_from, valid_to, is_current."""
+    parity: bool = True
+    """Whether the run followed ecs changes and corrected scan events (the parity options)."""
+    changed: dict[str, int] = field(default_factory=dict)
+    """Rows the source changed after creation: ecs rows, corrected scan events."""
+    parity_gap: dict[str, int] = field(default_factory=dict)
+    """Per table, source rows whose current values the marts ∪ history do not hold."""
 
 
 def _mart_sizes(wh: Warehouse, cfg: Config) -> dict[str, int]:
@@ -133,31 +163,63 @@ def _source_keys(path: Path, until: int) -> set[object]:
         con.close()
 
 
+def parity_gap(wh: Warehouse, cfg: Config, path: Path, until: int) -> dict[str, int]:
+    """Per table, the source rows (settled before `until`) whose current values are not what
+    the mart ∪ history holds for them."""
+    g = cfg.marts[0]
+    con = sqlite3.connect(str(path))
+    out = {}
+    try:
+        for name, (table, mart, cols) in PARITY_COLUMNS.items():
+            # settled: the order's last change (uti) is older than the bound
+            src = set(
+                con.execute(
+                    f"SELECT {cols} FROM {table} t WHERE order_id IS NOT NULL AND EXISTS "
+                    "(SELECT 1 FROM uni_tracking_info u WHERE u.order_id = t.order_id "
+                    "AND u.update_time < ?)",
+                    (until,),
+                ).fetchall()
+            )
+            names = [c.strip() for c in cols.split(",")]
+            sel = ", ".join(wh.q(c) for c in names)
+            held: set[tuple[Any, ...]] = set()
+            for t in [mart, *wh.list_tables(g.schema_, f"{g.history_prefix}{name}_")]:
+                held |= {tuple(r) for r in wh.query(f"SELECT {sel} FROM {wh.t(g.schema_, t)}")}
+            out[table] = len(src - held)
+    finally:
+        con.close()
+    return out
+
+
 def run_demo(
     workdir: Path,
     spec: DemoSpec | None = None,
     step_days: int = 1,
     reporter: Reporter | None = None,
     check_every: int = 1,
+    parity: bool = True,
 ) -> DemoResult:
-    """Build the source, run one cycle per simulated step, verify G1/G2 as it goes."""
+    """Build the source, run one cycle per simulated step, verify G1/G2 as it goes, and at
+    the end that the marts hold the source's current ecs rows and scan events (`parity`: with
+    the two options that follow changes after creation; without them the gap is reported)."""
     reporter = reporter or NullReporter()
     spec = spec or DemoSpec()
     if workdir.exists():
         shutil.rmtree(workdir)  # rerunnable from scratch
     workdir.mkdir(parents=True)
     cfg_path = workdir / "trackline.yml"
-    cfg_path.write_text(DEMO_CONFIG.format(path=cfg_path))
+    cfg_path.write_text(DEMO_CONFIG.format(path=cfg_path, **(PARITY if parity else NO_PARITY)))
     cfg = load_config(cfg_path)
     src = DemoSource(workdir / "source.db", spec)
-    res = DemoResult(workdir)
+    res = DemoResult(workdir, parity=parity)
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     t0 = time.monotonic()
     try:
         steps = list(ticks(spec, step_days * DAY))
+        ecs_changes = 0
         for i, now in enumerate(steps):
-            src.advance(now)
+            ecs_changes += src.advance(now).ecs_changes
             summary = run_cycle_on(cfg, wh, reporter)
             failed = [r for r in summary.sync if r.status != "ok"]
             if failed:
@@ -201,7 +263,18 @@ def run_demo(
         con = sqlite3.connect(str(src.path))
         for t in ("uni_tracking_info", "ecs_order_info", "uni_tracking_spath"):
             res.source_rows[t] = con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        res.changed = {
+            "ecs_order_info": ecs_changes,
+            "uni_tracking_spath": con.execute(
+                "SELECT COUNT(*) FROM uni_tracking_spath WHERE is_updated = 1"
+            ).fetchone()[0],
+        }
         con.close()
+        res.parity_gap = parity_gap(wh, cfg, src.path, steps[-1] - cfg.defaults.lag_seconds)
+        if parity and any(res.parity_gap.values()):
+            raise MartError(
+                f"demo: the marts miss the source's current values of {res.parity_gap} rows"
+            )
     finally:
         wh.close()
     return res
