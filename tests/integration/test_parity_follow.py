@@ -305,3 +305,37 @@ def test_without_the_fixes_the_marts_keep_the_first_version(
             w.assert_equal_to_source(("ecs",))
     finally:
         w.close()
+
+
+def test_follow_pass_cut_into_batches_between_in_lists(
+    tmp_path: Path, warehouse_config: WhCfg, mysql_db: MySQLDb
+) -> None:
+    """Batches of 2 rows, IN-lists of one key: the pass loads several batches (cut only
+    between IN-lists, so a key's rows stay together), the last one possibly empty."""
+    w = World(tmp_path, warehouse_config, mysql_db, spath="follow")
+    try:
+        for t in w.data["tables"][1:]:
+            t["batch_size"] = 2
+            t["cdc"]["follow_chunk_keys"] = 1
+        from trackline.config import Config
+
+        w.cfg = Config.model_validate(w.data)
+        for o in range(1, 6):
+            w.order(o, T0 + o)
+            w.status(o, T0 + 100 + o)
+        w.cycle()
+        for o in range(1, 6):
+            w.ecs(o, consignee=f"x{o}")
+            w.db.execute(
+                "UPDATE uni_tracking_spath SET code = 7 WHERE order_id = %s AND traceSeq = 1",
+                (o,),
+            )
+            w.status(o, T0 + DAY + o, event=False)
+        s = w.cycle()
+        ecs = next(r for r in s.sync if r.table == "ecs_order_info")
+        uts = next(r for r in s.sync if r.table == "uni_tracking_spath")
+        assert (ecs.rows, uts.rows) == (5, 10)
+        assert ecs.batches >= 3 and uts.batches >= 5
+        w.assert_equal_to_source()
+    finally:
+        w.close()

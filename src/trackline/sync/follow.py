@@ -181,7 +181,7 @@ class FollowPass:
         position to `upto`, in one transaction."""
         s, w, rt, state = self.s, self.s.wh, self.rt, self.s.state
         d_key = self.driver.key
-        data = pa.concat_tables(parts) if parts else pa.table({}, schema=schema).slice(0, 0)
+        data = pa.concat_tables(parts) if parts else schema.empty_table()
         if data.num_rows == 0:
             if upto > state.mart_progress(self.mark, d_key):
                 w.run_transaction(lambda: state.set_mart_progress(self.mark, d_key, upto))
