@@ -15,13 +15,15 @@ import subprocess
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.conftest import PgDb
+from tests.conftest import MySQLDb, PgDb
 from tests.integration.quality_world import ECS, MART, UTI, UTS, World, day
+from tests.integration.synctools import warehouse
 from trackline.cli import main
 from trackline.config import DuckDBWarehouse, PostgresWarehouse
 from trackline.quality.html import ReportData, collect, render
@@ -341,3 +343,65 @@ def test_time_axis_places_cycles_by_their_start_time() -> None:
     assert bars[2] - bars[1] > 40 * (bars[1] - bars[0]) > 0, bars
     dots = [float(x) for x in re.findall(r'<circle class="point" cx="([\d.]+)"', page)]
     assert dots == pytest.approx(bars, abs=0.2)
+
+
+@pytest.mark.parametrize("kind", ["duckdb", pytest.param("postgres", marks=pytest.mark.servers)])
+def test_consolidation_runs_in_the_report(
+    tmp_path: Path, mysql_db: MySQLDb, request: pytest.FixtureRequest, kind: str
+) -> None:
+    """Real consolidation runs (two ok hours, one failed run with an input's table renamed)
+    are drawn like the cycles: rows read per input and merged, the duration with the failed
+    run in red, and the latest runs with their status, rows and error."""
+    from tests.integration.test_consolidate import Hours, setup
+    from trackline.config import StageConfig
+    from trackline.consolidate import consolidate
+
+    browser = chromium()
+    stage = StageConfig(url=str(tmp_path / "s"))
+    wh_cfg: Any = (
+        DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+        if kind == "duckdb"
+        else request.getfixturevalue("pg_db").warehouse_config()
+    )
+    cfg = setup(mysql_db, (wh_cfg, stage))
+    hours = Hours(mysql_db)
+    results = []
+    for h in (1, 2, 3):
+        hours.hour(h)
+        if h == 3:
+            mysql_db.execute("RENAME TABLE uni_tracking_addon_spath TO addon_gone")
+        with warehouse(cfg) as wh:
+            results += consolidate(cfg, wh)
+    assert [r.status for r in results] == ["ok", "ok", "failed"]
+    with warehouse(cfg) as wh:
+        data = collect(cfg, wh)
+    runs = data.consolidations["parcel_detail"]["runs"]
+    assert [r["status"] for r in runs] == ["ok", "ok", "failed"]  # oldest first
+    assert [r["merged"] for r in runs] == [r.merged for r in results]
+    assert runs[0]["inputs"] == {"spath": 8, "addon": 2}
+
+    out = tmp_path / "report.html"
+    out.write_text(render(data), encoding="utf-8")
+    page = out.read_text()
+    assert "Consolidation rows per run" in page and "Consolidation duration" in page
+    dom = dump_dom(browser, out, tmp_path)
+    charts = dict(
+        (title, int(points))
+        for points, title in re.findall(
+            r'<svg[^>]*data-points="(\d+)"[^>]*aria-label="([^"]+)"', dom
+        )
+    )
+    # merged + two inputs over three runs (the failed run read nothing: 0 per input)
+    assert charts["Consolidation rows per run (read per input, merged)"] == 9
+    assert charts["Consolidation duration"] == 3
+    lines = re.findall(r'<polyline class="series" data-series="([^"]+)"', dom)
+    assert {"parcel_detail merged", "parcel_detail.spath read", "parcel_detail.addon read"} <= set(
+        lines
+    )
+    # one red bar: the failed run
+    assert len(re.findall(r'class="bar bad"', dom)) == 1
+    table = dom.split("Consolidations: the latest runs", 1)[1].split("</table>", 1)[0]
+    statuses = re.findall(r'<td class="(pass|fail)">(ok|failed)</td>', table)
+    assert [s for _, s in statuses] == ["failed", "ok", "ok"]  # newest first
+    assert f"{results[1].merged:,}" in table and "spath 8, addon 2" in table
+    assert "uni_tracking_addon_spath" in table  # the failed run's error names the input

@@ -9,13 +9,16 @@ can be mailed or opened from a share. Charts, newest on the right:
   newest anchor time (detail.newest)
 - mart and history sizes over time          (detail.sizes)
 - open exceptions by check                  (every group's exceptions table + check_exceptions)
-and the latest `trackline check` results as a table.
+- consolidation runs: rows read per input and merged, duration (failed runs in red, the
+  consolidation's `slow_seconds` as a line), the latest runs as a table (command
+  ``consolidate``)
+- the legacy DW comparisons (`trackline.compare_results`)
+and the latest `trackline check` results as a table. The charts are drawn by `charts`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,24 +27,18 @@ from typing import Any
 from trackline.config import Config
 from trackline.load import Warehouse
 from trackline.marts.cycle import mart_sizes
+from trackline.quality.charts import (
+    as_time,
+    bar_chart,
+    esc,
+    hbar_chart,
+    line_chart,
+    time_axis,
+)
 from trackline.quality.checks import STATE_EXCEPTIONS
 from trackline.quality.results import ResultsStore
 from trackline.state import StateStore, utcnow
 from trackline.sync import resolve
-
-PALETTE = [
-    "#2563eb",
-    "#f97316",
-    "#16a34a",
-    "#9333ea",
-    "#dc2626",
-    "#0891b2",
-    "#ca8a04",
-    "#db2777",
-    "#4b5563",
-    "#65a30d",
-]
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 880, 250, 64, 40, 26, 44
 
 
 @dataclass
@@ -62,32 +59,12 @@ class ReportData:
     compares: list[dict[str, Any]] = field(default_factory=list)
     """`trackline compare` runs, oldest first: run_at, table, key_gap, mismatch (the worst
     column's rate), verdict, since."""
+    consolidations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per consolidation: pending (staged rows not merged yet), slow_seconds, and runs oldest
+    first: started_at, seconds, status, merged, error, inputs {input: rows read}."""
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _as_time(value: Any) -> float | None:
-    """A recorded time (unix int, datetime or its ISO text) as unix seconds."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            try:
-                value = dt.datetime.fromisoformat(value)
-            except ValueError:
-                return None
-    if isinstance(value, dt.datetime):
-        return (
-            value.replace(tzinfo=dt.UTC).timestamp()
-            if value.tzinfo is None
-            else (value.timestamp())
-        )
-    return None
 
 
 def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
@@ -110,7 +87,7 @@ def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
         freshness: dict[str, float] = {}
         for g in cfg.marts:
             info = sync.get(anchors[g.name].key, {})
-            upper, newest = _as_time(info.get("upper")), _as_time(d.get("newest", {}).get(g.name))
+            upper, newest = as_time(info.get("upper")), as_time(d.get("newest", {}).get(g.name))
             if upper is not None and newest is not None:
                 t = anchors[g.name].cfg
                 lag = t.lag_seconds if t.lag_seconds is not None else cfg.defaults.lag_seconds
@@ -140,7 +117,64 @@ def collect(cfg: Config, wh: Warehouse, limit: int = 500) -> ReportData:
     data.sizes_estimated = wh.ROW_COUNTS_ESTIMATED and bool(data.cycles)
     data.exact_sizes = mart_sizes(cfg, wh, exact=True)[0]
     data.compares = _compares(wh, cfg.state_schema, limit)
+    data.consolidations = _consolidations(cfg, wh, limit)
     return data
+
+
+def _consolidations(cfg: Config, wh: Warehouse, limit: int) -> dict[str, dict[str, Any]]:
+    from trackline.quality.status import consolidation_runs
+
+    out = consolidation_runs(cfg, wh, limit)
+    for c in cfg.consolidations:
+        out[c.name]["runs"].reverse()
+        out[c.name]["slow_seconds"] = float(c.slow_seconds)
+    return out
+
+
+def _consolidation_section(data: ReportData) -> str:
+    """Each consolidation's runs like the cycles: rows per run, duration, the latest runs."""
+    runs = sorted(
+        ((name, r) for name, c in data.consolidations.items() for r in c["runs"]),
+        key=lambda nr: as_time(nr[1]["started_at"]) or 0.0,
+    )
+    if not runs:
+        return ""
+    axis = time_axis([r["started_at"] for _, r in runs])
+    series: dict[str, list[float | None]] = {}
+    for name in sorted(data.consolidations):
+        inputs = sorted({i for n, r in runs if n == name for i in r["inputs"]})
+        series[f"{name} merged"] = [float(r["merged"]) if n == name else None for n, r in runs]
+        for i in inputs:
+            series[f"{name}.{i} read"] = [
+                float(r["inputs"].get(i, 0)) if n == name else None for n, r in runs
+            ]
+    slow = min(c["slow_seconds"] for c in data.consolidations.values())
+    pending = ", ".join(
+        f"{esc(name)}: {c['pending']:,}" for name, c in sorted(data.consolidations.items())
+    )
+    last = "".join(
+        f'<tr><td class="{"pass" if r["status"] == "ok" else "fail"}">{esc(r["status"])}</td>'
+        f"<td>{esc(name)}</td><td>{esc(str(r['started_at'])[:19])}</td>"
+        f"<td>{r['merged']:,}</td>"
+        f"<td>{esc(', '.join(f'{k} {v:,}' for k, v in r['inputs'].items()) or '—')}</td>"
+        f"<td>{r['seconds']:.1f} s</td><td>{esc((r['error'] or '')[:200])}</td></tr>"
+        for name, r in reversed(runs[-20:])
+    )
+    return (
+        line_chart("Consolidation rows per run (read per input, merged)", series, axis, "rows")
+        + bar_chart(
+            "Consolidation duration",
+            [r["seconds"] for _, r in runs],
+            axis,
+            [r["status"] != "ok" for _, r in runs],
+            "s",
+            slow,
+        )
+        + f'<h2>Consolidations: the latest runs</h2><p class="sub">staged rows pending: '
+        f"{pending}</p><table><tr><th>status</th><th>consolidation</th><th>started (UTC)</th>"
+        "<th>merged</th><th>read per input</th><th>duration</th><th>error</th></tr>"
+        f"{last}</table>"
+    )
 
 
 def _compares(wh: Warehouse, schema: str, limit: int) -> list[dict[str, Any]]:
@@ -174,15 +208,15 @@ def _compare_section(data: ReportData) -> str:
     runs = data.compares
     if not runs:
         return ""
-    axis = _axis([r["run_at"] for r in runs])
+    axis = time_axis([r["run_at"] for r in runs])
     series: dict[str, list[float | None]] = {}
     for name in sorted({r["table"] for r in runs}):
         for what in ("key_gap", "mismatch"):
             label = f"{name} {'key gap' if what == 'key_gap' else 'worst mismatch'}"
             series[label] = [100 * r[what] if r["table"] == name else None for r in runs]
     last = "".join(
-        f'<tr><td class="{_e(r["verdict"])}">{_e(r["verdict"])}</td><td>{_e(r["table"])}</td>'
-        f"<td>{_e(r['run_at'])}</td><td>{_e(r['since'] or 'all')}</td>"
+        f'<tr><td class="{esc(r["verdict"])}">{esc(r["verdict"])}</td><td>{esc(r["table"])}</td>'
+        f"<td>{esc(r['run_at'])}</td><td>{esc(r['since'] or 'all')}</td>"
         f"<td>{100 * r['key_gap']:.4f} %</td><td>{100 * r['mismatch']:.4f} %</td></tr>"
         for r in reversed(runs[-20:])
     )
@@ -192,238 +226,6 @@ def _compare_section(data: ReportData) -> str:
         "<th>table</th><th>run</th><th>window from</th><th>key gap</th>"
         f"<th>worst column mismatch</th></tr>{last}</table>"
     )
-
-
-# --------------------------------------------------------------------------- drawing
-
-
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _nice_max(v: float) -> float:
-    if v <= 0:
-        return 1.0
-    mag = 10 ** len(str(int(v))) / 10
-    for step in (1, 2, 2.5, 5, 10):
-        if v <= step * mag:
-            return step * mag
-    return v
-
-
-def _fmt(v: float) -> str:
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:.1f}M"
-    if abs(v) >= 1e3:
-        return f"{v / 1e3:.1f}k"
-    return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
-
-
-def _frame(ymax: float, axis: TimeAxis, unit: str) -> list[str]:
-    out = []
-    for i in range(5):
-        v = ymax * i / 4
-        y = PAD_T + (H - PAD_T - PAD_B) * (1 - i / 4)
-        out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" class="ylab">{_e(_fmt(v))}</text>')
-    out.append(f'<text x="{PAD_L - 6}" y="12" class="ylab">{_e(unit)}</text>')
-    for x, label in axis.ticks():
-        out.append(f'<text x="{x:.1f}" y="{H - PAD_B + 16}" class="xlab">{_e(label)}</text>')
-    return out
-
-
-@dataclass
-class TimeAxis:
-    """A true time axis: a cycle sits where its start time falls, so two cycles 2 s apart are
-    drawn close together and two 2 minutes apart far apart (not one slot per cycle)."""
-
-    times: list[float]
-
-    @property
-    def lo(self) -> float:
-        return min(self.times) if self.times else 0.0
-
-    @property
-    def hi(self) -> float:
-        return max(self.times) if self.times else 0.0
-
-    def x(self, t: float) -> float:
-        inner = (W - PAD_L - PAD_R) * 0.96
-        left = PAD_L + (W - PAD_L - PAD_R) * 0.02
-        if self.hi <= self.lo:
-            return PAD_L + (W - PAD_L - PAD_R) / 2
-        return left + inner * (t - self.lo) / (self.hi - self.lo)
-
-    def xs(self) -> list[float]:
-        return [self.x(t) for t in self.times]
-
-    def label(self, t: float) -> str:
-        span = self.hi - self.lo
-        fmt = "%H:%M:%S" if span < 3600 else "%m-%d %H:%M" if span < 3 * 86400 else "%Y-%m-%d"
-        return dt.datetime.fromtimestamp(t, dt.UTC).strftime(fmt)
-
-    def ticks(self, n: int = 6) -> list[tuple[float, str]]:
-        if not self.times:
-            return []
-        if self.hi <= self.lo:
-            return [(self.x(self.lo), self.label(self.lo))]
-        step = (self.hi - self.lo) / (n - 1)
-        return [(self.x(self.lo + i * step), self.label(self.lo + i * step)) for i in range(n)]
-
-    def bar_width(self) -> float:
-        """Bars as wide as the closest two cycles allow (at least 2 px, at most 40)."""
-        xs = sorted(self.xs())
-        gaps = [b - a for a, b in zip(xs, xs[1:], strict=False) if b > a]
-        room = min(gaps) * 0.8 if gaps else (W - PAD_L - PAD_R) * 0.1
-        return max(2.0, min(40.0, room))
-
-
-def _y(v: float, ymax: float) -> float:
-    return PAD_T + (H - PAD_T - PAD_B) * (1 - min(v, ymax) / ymax)
-
-
-def _legend(names: list[str]) -> str:
-    items = "".join(
-        f'<span class="key"><i style="background:{PALETTE[i % len(PALETTE)]}"></i>{_e(n)}</span>'
-        for i, n in enumerate(names)
-    )
-    return f'<div class="legend">{items}</div>' if names else ""
-
-
-def line_chart(
-    title: str,
-    series: dict[str, list[float | None]],
-    axis: TimeAxis,
-    unit: str,
-    threshold: float | None = None,
-    note: str = "",
-) -> str:
-    values = [v for vs in series.values() for v in vs if v is not None]
-    if not values:
-        return _empty(title)
-    threshold, far = _near(threshold, max(values), unit)
-    ymax = _nice_max(max([*values, threshold or 0]))
-    parts = _frame(ymax, axis, unit)
-    if threshold is not None:
-        y = _y(threshold, ymax)
-        parts.append(
-            f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
-            'class="limit"><title>threshold</title></line>'
-        )
-    xs = axis.xs()
-    n = len(series)
-    for si, (name, vs) in enumerate(series.items()):
-        color = PALETTE[si % len(PALETTE)]
-        # Series drawn later are thinner and dashed, so one that equals an earlier series
-        # (two tables moving the same rows every cycle) leaves the earlier one visible.
-        width = 2 + 1.5 * (n - 1 - si) if n > 1 else 2
-        dash = f' stroke-dasharray="{4 + 2 * si} {3 + si}"' if si else ""
-        points = [(xs[i], v) for i, v in enumerate(vs) if v is not None]
-        path = " ".join(f"{x:.1f},{_y(v, ymax):.1f}" for x, v in points)
-        parts.append(
-            f'<polyline class="series" data-series="{_e(name)}" points="{path}" fill="none" '
-            f'stroke="{color}" stroke-width="{width:.1f}"{dash}/>'
-        )
-        if len(points) <= 60:
-            r = 3 + 1.2 * (n - 1 - si) if n > 1 else 3
-            parts += [
-                f'<circle class="point" cx="{x:.1f}" cy="{_y(v, ymax):.1f}" r="{r:.1f}" '
-                f'fill="{color}"><title>{_e(name)} · {_e(axis.label(axis.times[i]))}: '
-                f"{_e(_fmt(v))}</title></circle>"
-                for i, (x, v) in enumerate(points)
-            ]
-    return _figure(title, parts, _legend(list(series)) + far + note, points=len(values))
-
-
-def _near(threshold: float | None, top: float, unit: str) -> tuple[float | None, str]:
-    """Draw a threshold line only when it is within reach of the data; else say where it is,
-    so a far-away limit does not flatten the chart."""
-    if threshold is None:
-        return None, ""
-    if threshold <= 2 * max(top, 1e-9):
-        return threshold, ""
-    return None, (
-        f'<div class="legend">threshold {_e(_fmt(threshold))} {_e(unit)}: '
-        "far above every value shown</div>"
-    )
-
-
-def bar_chart(
-    title: str,
-    values: list[float],
-    axis: TimeAxis,
-    bad: list[bool],
-    unit: str,
-    threshold: float | None = None,
-) -> str:
-    if not values:
-        return _empty(title)
-    threshold, note = _near(threshold, max(values), unit)
-    ymax = _nice_max(max([*values, threshold or 0]))
-    parts = _frame(ymax, axis, unit)
-    bw = axis.bar_width()
-    for i, (x, v) in enumerate(zip(axis.xs(), values, strict=True)):
-        y = _y(v, ymax)
-        cls = "bar bad" if bad[i] else "bar"
-        parts.append(
-            f'<rect x="{x - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
-            f'height="{max(H - PAD_B - y, 1.0):.1f}" class="{cls}"><title>'
-            f"{_e(axis.label(axis.times[i]))}: "
-            f"{v:.1f} {_e(unit)}{' (failed)' if bad[i] else ''}</title></rect>"
-        )
-    if threshold is not None:
-        y = _y(threshold, ymax)
-        parts.append(
-            f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" '
-            'class="limit"><title>slow-cycle threshold</title></line>'
-        )
-    legend = (
-        '<div class="legend"><span class="key"><i class="ok"></i>ok</span>'
-        '<span class="key"><i class="bad"></i>failed</span>'
-        + (
-            '<span class="key"><i class="limitkey"></i>threshold</span>'
-            if threshold is not None
-            else ""
-        )
-        + "</div>"
-    )
-    return _figure(title, parts, legend + note, points=len(values))
-
-
-def hbar_chart(title: str, items: list[tuple[str, int]]) -> str:
-    if not items:
-        return _empty(title, "no open exceptions")
-    row, left = 26, 400
-    height = PAD_T + row * len(items) + 8
-    vmax = max(v for _, v in items) or 1
-    parts = []
-    for i, (name, v) in enumerate(items):
-        y = PAD_T + i * row
-        w = (W - left - 70) * v / vmax
-        shown = name if len(name) <= 58 else "…" + name[-57:]
-        parts.append(
-            f'<text x="{left - 8}" y="{y + 15}" class="hlab">{_e(shown)}'
-            f"<title>{_e(name)}</title></text>"
-        )
-        parts.append(
-            f'<rect x="{left}" y="{y + 3}" width="{max(w, 1):.1f}" height="16" '
-            f'class="bar bad"><title>{_e(name)}: {v}</title></rect>'
-        )
-        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}" class="val">{v:,}</text>')
-    return _figure(title, parts, "", height, points=len(items))
-
-
-def _figure(title: str, parts: list[str], legend: str, height: int = H, points: int = 0) -> str:
-    body = "\n".join(parts)
-    return (
-        f"<figure><figcaption>{_e(title)}</figcaption>{legend}"
-        f'<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" '
-        f'data-points="{points}" aria-label="{_e(title)}">{body}</svg></figure>'
-    )
-
-
-def _empty(title: str, text: str = "no cycles recorded yet") -> str:
-    return f'<figure><figcaption>{_e(title)}</figcaption><p class="empty">{_e(text)}</p></figure>'
 
 
 # --------------------------------------------------------------------------- page
@@ -457,21 +259,11 @@ def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def _axis(times: list[Any]) -> TimeAxis:
-    """Cycle start times (datetimes, unix numbers or ISO text) as a time axis; a time that
-    cannot be read sits one second after the one before it."""
-    out: list[float] = []
-    for t in times:
-        v = _as_time(t)
-        out.append(v if v is not None else (out[-1] + 1 if out else 0.0))
-    return TimeAxis(out)
-
-
 def _size_note(data: ReportData) -> str:
     if not data.sizes_estimated:
         return ""
     return (
-        f'<div class="legend">per-cycle sizes are the {_e(data.engine)} statistics\' '
+        f'<div class="legend">per-cycle sizes are the {esc(data.engine)} statistics\' '
         "estimate (a COUNT of every table each cycle would cost as much as the tables are "
         "big); the exact counts now are in the table below</div>"
     )
@@ -481,7 +273,7 @@ def _sizes_table(data: ReportData) -> str:
     if not data.exact_sizes:
         return ""
     rows = "".join(
-        f"<tr><td>{_e(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(data.exact_sizes.items())
+        f"<tr><td>{esc(k)}</td><td>{v:,}</td></tr>" for k, v in sorted(data.exact_sizes.items())
     )
     return (
         '<h2>Mart and history sizes now</h2><p class="sub">exact row counts '
@@ -492,7 +284,7 @@ def _sizes_table(data: ReportData) -> str:
 
 def render(data: ReportData, title: str = "trackline report") -> str:
     cycles = data.cycles
-    axis = _axis([c["started_at"] for c in cycles])
+    axis = time_axis([c["started_at"] for c in cycles])
     tables = sorted({k for c in cycles for k in c["rows"]})
     rows: dict[str, list[float | None]] = {
         _short(k): [float(c["rows"].get(k, 0)) for c in cycles] for k in tables
@@ -524,7 +316,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
         ),
     ]
     tile_html = "".join(
-        f'<div class="tile {cls}">{_e(k)}<b>{_e(v)}</b></div>' for k, v, cls in tiles
+        f'<div class="tile {cls}">{esc(k)}<b>{esc(v)}</b></div>' for k, v, cls in tiles
     )
     charts = [
         line_chart("Rows moved per cycle, per table", rows, axis, "rows"),
@@ -558,9 +350,9 @@ def render(data: ReportData, title: str = "trackline report") -> str:
     order = {"fail": 0, "error": 0, "pass": 1}
     ranked = sorted(data.checks, key=lambda c: (order.get(c["status"], 0), c["check_name"]))
     check_rows = "".join(
-        f'<tr><td class="{_e(c["status"])}">{_e(c["status"])}</td><td>{_e(c["severity"])}'
-        f"</td><td>{_e(c['check_name'])}</td><td>{int(c['failing_count'] or 0):,}</td>"
-        f"<td>{int(c['new_count'] or 0):,}</td><td>{_e(', '.join(c['sample_keys'][:5]))}</td>"
+        f'<tr><td class="{esc(c["status"])}">{esc(c["status"])}</td><td>{esc(c["severity"])}'
+        f"</td><td>{esc(c['check_name'])}</td><td>{int(c['failing_count'] or 0):,}</td>"
+        f"<td>{int(c['new_count'] or 0):,}</td><td>{esc(', '.join(c['sample_keys'][:5]))}</td>"
         "</tr>"
         for c in ranked
     )
@@ -572,12 +364,13 @@ def render(data: ReportData, title: str = "trackline report") -> str:
     )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-        f'<h1>{_e(title)}</h1><p class="sub">generated {data.generated_at:%Y-%m-%d %H:%M} '
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f'<h1>{esc(title)}</h1><p class="sub">generated {data.generated_at:%Y-%m-%d %H:%M} '
         f"UTC · the last {len(cycles):,} cycles, oldest on the left</p>"
         f'<div class="tiles">{tile_html}</div>'
         + "".join(charts)
         + _sizes_table(data)
+        + _consolidation_section(data)
         + _compare_section(data)
         + f"<h2>Checks: the latest result of each</h2>{checks_html}</body></html>\n"
     )
