@@ -109,6 +109,12 @@ class Runs:
                 return n
         raise AssertionError(f"{value} falls in no run's bracket {self.brackets}")
 
+    def notes(self, table: str = "partners") -> dict[int, Any]:
+        """The ignored column `note` of every version, by dim_key."""
+        with warehouse(self.cfg) as wh:
+            rows = wh.query(f"SELECT dim_key, note FROM {wh.t('public', table)}")
+        return {int(k): n for k, n in rows}
+
     def history(self, table: str = "partners") -> list[tuple[Any, ...]]:
         """(dim_key, partner_id, region, name, city, active, from_run, to_run, is_current,
         closed_by_delete), ordered by key and start."""
@@ -184,6 +190,10 @@ def test_scd2_history_follows_the_snapshots(
     runs.sync()
     v3 = [v if v[0] != 4 else (4, 4, "S", "D", "NULL", None, 1, 3, False, True) for v in v2]
     assert runs.history() == v3
+    # the ignored column follows the source in the current version, in place; closed
+    # versions keep the value they were closed with
+    notes = {1: "n1", 5: "changed note", 2: "n2", 6: "n2", 3: "n3", 7: "n3", 4: "n4"}
+    assert runs.notes() == notes
 
     # the same snapshot again (updated_at moved: it is not tracked): nothing changes
     _partners(mysql_db, third)
@@ -213,6 +223,15 @@ def test_scd2_history_follows_the_snapshots(
         (11, 4, "S", "D", "NULL", None, 5, None, True, False),
     ]
     assert runs.history() == v5
+
+    # an ignored column to NULL and back to a value: in place, no version
+    mysql_db.execute("UPDATE partners SET note = NULL WHERE partner_id = 1")
+    runs.sync()
+    assert runs.history() == v5
+    assert runs.notes()[8] is None and runs.notes()[5] == "changed note"
+    mysql_db.execute("UPDATE partners SET note = '' WHERE partner_id = 1")
+    runs.sync()
+    assert runs.history() == v5 and runs.notes()[8] == ""
 
     # A source returning a fraction of the rows is refused; nothing changes.
     _partners(mysql_db, [(1, "N", "A2", "X", "n1", None)])
@@ -639,3 +658,46 @@ def test_scd2_follows_a_widened_and_a_new_source_column(
     assert [tuple(r) for r in tiers] == [
         (1, None), (2, None), (3, None), (4, None), (5, None), (6, "gold"),
     ]  # fmt: skip
+
+
+def test_migrate_rebuilds_the_dimension_with_a_widened_key(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig]
+) -> None:
+    """INT → BIGINT of the natural key: Redshift cannot ALTER it, so its sync stops and names
+    `trackline migrate`; migrate (run first on the other engines) rebuilds the staging table
+    and the dimension with the new type, every version kept; the next sync loads a key only
+    BIGINT holds and the history goes on."""
+    from trackline.marts.migrate import migrate
+
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine)
+    runs = Runs(mysql_db, cfg)
+    _partners(mysql_db, FIRST)
+    runs.sync()
+    _partners(mysql_db, [(1, "N", "A2", "X", "n1", 1), *FIRST[1:]])
+    runs.sync()
+    before = runs.history()
+    assert len(before) == 5
+    mysql_db.execute("ALTER TABLE partners MODIFY partner_id BIGINT NOT NULL")
+    big = 2**40
+    if isinstance(engine[0], RedshiftWarehouse):
+        res = one(sync(cfg))
+        assert res.status == "failed" and "trackline migrate partners" in (res.error or "")
+        assert runs.history() == before  # nothing changed
+    with warehouse(cfg) as wh:
+        done = migrate(cfg, wh, "partners")
+        assert done.columns and "public.partners" in done.rebuilt, done
+        specs = wh.column_specs("public", "partners")["partners"]
+        assert specs["partner_id"].startswith("bigint"), specs
+    assert runs.history() == before  # every version copied, the same surrogate keys
+    mysql_db.execute(
+        "INSERT INTO partners (partner_id, region, name, city, note, active, updated_at) "
+        "VALUES (%s, 'N', 'Big', 'Z', 'n', 1, NOW(6))",
+        (big,),
+    )
+    runs.sync()
+    after = runs.history()
+    assert after[:-1] == before and after[-1][:6] == (6, big, "N", "Big", "Z", 1)
+    assert after[-1][-2:] == (True, False)
+    with warehouse(cfg) as wh:  # the sync finds nothing left to widen
+        assert not migrate(cfg, wh, "partners").columns

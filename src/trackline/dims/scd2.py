@@ -19,7 +19,9 @@ Layout of the dimension table (besides the source's columns, copied into each ve
 2. full snapshots with ``deletes: close``: current versions whose key is not staged are
    closed at the run's clock (UPDATE … WHERE NOT EXISTS);
 3. every staged key without a current version (new, changed, returning) gets one
-   (INSERT … SELECT … WHERE NOT EXISTS).
+   (INSERT … SELECT … WHERE NOT EXISTS);
+4. with `ignored_columns`: the current versions whose ignored columns differ from the staged
+   row get the staged values in place (UPDATE … FROM): no version opens or closes.
 
 A staged key that already has a current version with the same hash is left alone, so
 rerunning the same snapshot changes nothing. A version starts at the source's own change-time
@@ -71,6 +73,8 @@ class Dimension:
     columns: tuple[str, ...]
     """Source columns kept in each version (every column of the staging table)."""
     tracked: tuple[str, ...]
+    ignored: tuple[str, ...]
+    """`scd2.ignored_columns`: kept up to date in the current version, never a new version."""
     surrogate: str
     valid_from_column: str | None
     deletes: str
@@ -143,6 +147,7 @@ def dimension(
         natural_key=tuple(key),
         columns=tuple(names),
         tracked=tuple(tracked),
+        ignored=tuple(c for c in s.ignored_columns if c not in tracked and c not in key),
         surrogate=s.surrogate_key,
         valid_from_column=s.valid_from_column,
         deletes=s.deletes,
@@ -219,6 +224,25 @@ def open_versions_sql(w: Warehouse, d: Dimension) -> str:
     )
 
 
+def update_ignored_sql(w: Warehouse, d: Dimension) -> str:
+    """The current versions' ignored columns set to the staged values where any differs
+    (NULL-safe: a change to or from NULL counts; no ``IS DISTINCT FROM``, which Redshift
+    lacks), in place: no version opens or closes."""
+    differs = " OR ".join(
+        f"(d.{c} <> s.{c} OR (d.{c} IS NULL AND s.{c} IS NOT NULL) "
+        f"OR (d.{c} IS NOT NULL AND s.{c} IS NULL))"
+        for c in (w.q(n) for n in d.ignored)
+    )
+    return (
+        f"UPDATE {w.t(d.schema, d.table)} AS d\n"
+        f"SET {', '.join(f'{w.q(c)} = s.{w.q(c)}' for c in d.ignored)}\n"
+        f"FROM {w.t(d.schema, d.stage)} AS s\n"
+        f"WHERE {_on(w, d, 'd', 's')}\n"
+        f"  AND d.{w.q(IS_CURRENT)}\n"
+        f"  AND ({differs})"
+    )
+
+
 # --------------------------------------------------------------------------- apply
 
 
@@ -230,25 +254,18 @@ class Applied:
     """Current versions closed because their tracked columns changed."""
     deleted: int = 0
     """Current versions closed because their key left the source."""
+    updated: int = 0
+    """Current versions whose ignored columns were updated in place."""
 
 
 def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> None:
     """Create the dimension (its columns as staged, then the history columns); add a column
     the source gained since (NULL in older versions: they were opened before it existed)."""
     if not w.table_exists(d.schema, d.table):
-        cols = [
-            Column(d.surrogate, pa.int64(), nullable=False),
-            *columns,
-            Column(VALID_FROM, pa.timestamp("us"), nullable=False),
-            Column(VALID_TO, pa.timestamp("us"), nullable=False),
-            Column(IS_CURRENT, pa.bool_(), nullable=False),
-            Column(ROW_HASH, pa.string(), nullable=False, max_bytes=32),
-            Column(CLOSED_BY_DELETE, pa.bool_(), nullable=False),
-        ]
         w.create_table(
             d.schema,
             d.table,
-            cols,
+            dimension_columns(d, columns),
             dist_key=d.dist_key if d.distribution == "key" else None,
             sort_key=[*d.natural_key, VALID_FROM],
             replicated=d.distribution == "all",
@@ -258,6 +275,45 @@ def ensure_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> N
     for c in columns:
         if w.name(c.name) not in have:  # (as stored: `Warehouse.name`); a NULL column adds
             w.add_column(d.schema, d.table, c)  # nothing to a row's hash (rowhash)
+
+
+def dimension_columns(d: Dimension, columns: Sequence[Column]) -> list[Column]:
+    """The dimension's columns: the surrogate key, the staged `columns`, the history ones."""
+    return [
+        Column(d.surrogate, pa.int64(), nullable=False),
+        *columns,
+        Column(VALID_FROM, pa.timestamp("us"), nullable=False),
+        Column(VALID_TO, pa.timestamp("us"), nullable=False),
+        Column(IS_CURRENT, pa.bool_(), nullable=False),
+        Column(ROW_HASH, pa.string(), nullable=False, max_bytes=32),
+        Column(CLOSED_BY_DELETE, pa.bool_(), nullable=False),
+    ]
+
+
+def rebuild_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> bool:
+    """`trackline migrate`: copy the dimension, every version, into a new table whose source
+    columns have the staged `columns`' (widened) types, and swap it in under its name, in the
+    caller's transaction (a deep copy: for the widenings the engine cannot ALTER in place).
+    Keeps the columns' order, distribution and sort key. False when there is no dimension."""
+    if not w.table_exists(d.schema, d.table):
+        return False
+    by_name = {w.name(c.name): c for c in dimension_columns(d, columns)}
+    names = w.column_names(d.schema, d.table)  # (as stored: `Warehouse.name`)
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise SchemaDriftError(
+            f"table {d.name!r}: the dimension {d.key} has column {missing[0]!r}, which the "
+            "source no longer has; nothing was changed"
+        )
+    w.rebuild_table(
+        d.schema,
+        d.table,
+        [by_name[n] for n in names],
+        dist_key=d.dist_key if d.distribution == "key" else None,
+        sort_key=[*d.natural_key, VALID_FROM],
+        replicated=d.distribution == "all",
+    )
+    return True
 
 
 def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> list[str]:
@@ -280,8 +336,8 @@ def widen_dimension(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> li
             raise SchemaDriftError(
                 f"table {d.name!r}: column {c.name!r} widened in the source ({have[n(c.name)]} → "
                 f"{w.column_type(c)}), which {w.ENGINE} cannot ALTER in place in the dimension "
-                f"{d.key}. Nothing was loaded. Rebuild the dimension with the new type (a deep "
-                "copy: CREATE TABLE … AS, then rename) to keep its history"
+                f"{d.key}. Nothing was loaded. Run `trackline migrate {d.name}`: it rebuilds the "
+                "staging table and the dimension, every version kept, with the new types"
             )
     with w.alter_type_scope():
         for c in todo:
@@ -326,6 +382,7 @@ def apply(
     the caller's transaction: the staging load, this and the state commit together."""
     if not w.in_transaction:
         raise AssertionError("scd2 apply runs inside the load's transaction")
+    w.bulk_join_settings()  # transaction-scoped (PostgreSQL: work_mem, no JIT)
     ensure_dimension(w, d, columns)
     check_staged(w, d)
     checkpoint("dims.before_apply")
@@ -335,6 +392,8 @@ def apply(
         out.deleted = w.execute_count(close_deleted_sql(w, d), (clock, clock))
     checkpoint("dims.in_apply")
     out.opened = w.execute_count(open_versions_sql(w, d), (FAR_FUTURE, clock))
+    if d.ignored:  # after the opens: a version opened just now already holds the values
+        out.updated = w.execute_count(update_ignored_sql(w, d))
     return out
 
 

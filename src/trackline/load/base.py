@@ -525,6 +525,7 @@ class Warehouse(ABC):
         *,
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
+        replicated: bool = False,
     ) -> None:
         """Copy `table` into a new table with `columns`' types and give it the old name (a deep
         copy), inside the caller's transaction: for a type change the engine cannot ALTER.
@@ -533,7 +534,9 @@ class Warehouse(ABC):
         new = f"{table}_tl_migrate"
         names = self.cols([c.name for c in columns])
         self.execute(f"DROP TABLE IF EXISTS {self.t(schema, new)}")
-        self.create_table(schema, new, columns, dist_key=dist_key, sort_key=sort_key)
+        self.create_table(
+            schema, new, columns, dist_key=dist_key, sort_key=sort_key, replicated=replicated
+        )
         old = self.t(schema, table)
         self.execute(f"INSERT INTO {self.t(schema, new)} ({names}) SELECT {names} FROM {old}")
         self.execute(f"DROP TABLE {old}")
@@ -585,6 +588,34 @@ class Warehouse(ABC):
     def view_options(self) -> str:
         """Text after ``CREATE OR REPLACE VIEW … AS <query>`` (Redshift: late binding)."""
         return ""
+
+    BULK_JOIN_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    """Transaction-scoped settings for a transaction whose statements join two tables of a
+    million rows or more (the scd2 apply): `bulk_join_settings` runs them inside it, so they
+    end with it. PostgreSQL: more `work_mem` for its hashes and sorts, no JIT compilation."""
+
+    def bulk_join_settings(self) -> list[str]:
+        """Apply `BULK_JOIN_SETTINGS` in the open transaction; returns what ran."""
+        if not self.in_transaction:
+            raise AssertionError("bulk_join_settings runs inside a transaction")
+        for sql in self.BULK_JOIN_SETTINGS:
+            self.execute(sql)
+        return list(self.BULK_JOIN_SETTINGS)
+
+    ANALYZE_BEFORE_JOIN: ClassVar[bool] = False
+    """Refresh a just-appended table's planner statistics before a statement joins it with a
+    large table (`analyze`). PostgreSQL's planner sizes the join from statistics that
+    autovacuum refreshes late; Redshift analyzes in the background and its explicit ANALYZE
+    skips a table whose changed rows are under its threshold; DuckDB plans from the data."""
+
+    def analyze(self, schema: str, table: str) -> str | None:
+        """`ANALYZE` one table where `ANALYZE_BEFORE_JOIN` says it pays; returns what ran.
+        Called outside a transaction (no lock held on the table for the rest of one)."""
+        if not self.ANALYZE_BEFORE_JOIN:
+            return None
+        sql = f"ANALYZE {self.t(schema, table)}"
+        self.execute(sql)
+        return sql
 
     SECONDARY_INDEXES: ClassVar[bool] = False
     """Create B-tree indexes on keys and time columns (row stores); columnar engines rely on

@@ -7,7 +7,7 @@ import io
 import time
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,6 +44,14 @@ class Postgres(Warehouse):
     KEYED_INSERT = "on_conflict"
     SECONDARY_INDEXES = True
     ROW_COUNTS_ESTIMATED = True
+    ANALYZE_BEFORE_JOIN = True
+    # The default 4MB work_mem spills a 1M x 1M hash join to disk; JIT compiling the joins'
+    # expressions costs more (~1.3 s) than it saves on a one-off statement. SET LOCAL ends
+    # with the transaction: https://www.postgresql.org/docs/current/sql-set.html
+    BULK_JOIN_SETTINGS: ClassVar[tuple[str, ...]] = (
+        "SET LOCAL work_mem = '256MB'",
+        "SET LOCAL jit = off",
+    )
 
     config: PostgresWarehouse | RedshiftWarehouse
 

@@ -147,6 +147,11 @@ class Redshift(TableLock, Postgres):
     TRUNCATE_COMMITS = True
     KEYED_INSERT = "anti_join"
     SECONDARY_INDEXES = False  # no indexes: sort keys and zone maps instead
+    # Background auto-analyze; an explicit ANALYZE of the staging table would mostly be
+    # skipped (an hour is far under its changed-rows threshold) and costs a sample scan.
+    # https://docs.aws.amazon.com/redshift/latest/dg/t_Analyzing_tables.html
+    ANALYZE_BEFORE_JOIN = False
+    BULK_JOIN_SETTINGS: ClassVar[tuple[str, ...]] = ()  # neither setting exists on Redshift
     TEXT_TYPE = f"VARCHAR({VARCHAR_MAX_BYTES})"
     JSON_TYPE = "SUPER"
     TYPE_MAP: ClassVar[dict[str, str]] = {

@@ -8,7 +8,9 @@ that table and names this command, which rebuilds the affected tables instead: t
 every mart built from it and every history period of those marts are each copied into a new
 table with the new types (their distribution and sort keys kept), swapped in under the old
 name, and the `<mart>_hist` views created again, all in ONE warehouse transaction together
-with the state that records the new schema. Nothing changes when any step fails.
+with the state that records the new schema. Nothing changes when any step fails. For a
+`write_mode: scd2` table the raw table is its staging table, and the dimension, every
+version, is rebuilt with it (`trackline.dims.scd2.rebuild_dimension`).
 
 It holds the table's sync lock and the pipeline's cycle lock, so no sync or cycle writes these
 tables meanwhile. A rebuild copies every row: its cost grows with the tables, which is why
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from trackline.config import Config, FollowerConfig, RetentionGroupConfig
+from trackline.dims import scd2
+from trackline.dims.rowhash import ROW_HASH_COL
 from trackline.errors import SchemaDriftError
 from trackline.extract import Relation, open_source
 from trackline.faults import checkpoint
@@ -63,9 +67,9 @@ def migrate(
     state.ensure()
     src = open_source(cfg.sources[rt.source_name], rt.source_db)
     try:
-        cols = json_columns(
-            t, src.columns(Relation(t.name, rt.source_db if not t.query else None, t.query))
-        )
+        rel = Relation(t.name, rt.source_db if not t.query else None, t.query)
+        cols = json_columns(t, src.columns(rel))
+        source_pk = src.primary_key(rel) if t.write_mode == "scd2" else []
     finally:
         src.close()
     result = MigrateResult(t.name, rt.key)
@@ -89,6 +93,7 @@ def migrate(
             # keyed by the name the warehouse stores (`Warehouse.name`), as the catalog lists it
             by_name = {wh.name(c.name): raw_column(c, stored_json, d.sizes) for c in cols}
             by_name[BATCH_COL] = Column(BATCH_COL, pa.int64())
+            by_name[wh.name(ROW_HASH_COL)] = Column(ROW_HASH_COL, pa.string(), max_bytes=32)
             raw_cols = [by_name[n] for n in wh.column_names(rt.target_schema, rt.target)]
             wh.rebuild_table(
                 rt.target_schema,
@@ -102,6 +107,11 @@ def migrate(
                 f"{n}: {wh.column_type(by_name[wh.name(n)])}" for n in sorted(widened)
             ]
             ensure_target(wh, state, reporter, rt, cols, [], wm, TableResult(t.name, rt.key))
+            if t.write_mode == "scd2":  # the raw table was its staging table
+                staged = [by_name[wh.name(c.name)] for c in cols]
+                dim = scd2.dimension(t, rt.target_schema, staged, source_pk)
+                if scd2.rebuild_dimension(wh, dim, staged):
+                    result.rebuilt.append(dim.key)
             for g in cfg.marts:
                 result.rebuilt += _rebuild_marts(cfg, g, wh, t.name, widened, plan)
             checkpoint("migrate.before_commit")
