@@ -179,6 +179,34 @@ consolidations:                   # `trackline consolidate`: N inputs merged int
         cdc: {cursor: pathTime, id: event_id}
         constants: {source_kind: addon}
 
+compare:                          # `trackline compare --table uti|ecs|uts`: legacy DW vs the marts
+  legacy: uniods                  # the sources: entry of the legacy DW
+  sample: 10                      # sample keys shown per kind of difference
+  tables:                         # gate: key gap <= count_gap, each column <= mismatch
+    - name: uti
+      legacy_table: dw_uni_tracking_info
+      table: mart_uni_tracking_info   # a mart: its _hist view counts too (archived rows)
+      key: [order_id]
+      columns: [tno, state, second_delivery_sn, update_time]
+      time: update_time           # --date / --since / --until filter on it
+      newer_by: update_time       # keys the legacy DW saw change after trackline read them
+      count_gap: 0.001            # 0.1 %
+      mismatch: 0.01              # 1 % per column
+    - name: ecs                   # gap 1: ecs rows changed after creation (no update time
+      legacy_table: dw_ecs_order_info   # to read them by): they show as mismatches here
+      table: mart_ecs_order_info
+      key: [order_id]
+      columns: [partner_id, extra_order_sn, zipcode, type, order_status, shipping_status]
+      time: add_time
+    - name: uts                   # gap 2: scan events updated in the legacy DW (is_updated = 1)
+      legacy_table: dw_uni_tracking_spath   # show as mismatches, events only it has as
+      table: mart_uni_tracking_spath        # missing in trackline
+      key: [order_id, pathTime, code]
+      columns: [traceSeq, staff_id, pathInfo]
+      time: pathTime
+      # normalise: {float_digits: 8, json_columns: [...]}  FLOAT/DOUBLE at 8 significant
+      # digits; text columns holding JSON compared with their keys sorted
+
 quality:
   freshness_seconds: 3600         # newest anchor row vs the source clock
   slow_cycle_seconds: 600

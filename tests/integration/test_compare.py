@@ -610,3 +610,82 @@ def test_newer_by_counts_keys_whose_legacy_row_changed_later(
     res = run(cfg, wh)
     assert set(found(res)) == {"name", "update_time"}
     assert (res.legacy_newer, res.legacy_newer_sample) == (1, ["50, 1"])
+
+
+def test_json_key_order_and_float_significant_digits(mysql_db: MySQLDb, engine: Any) -> None:
+    """JSON documents equal but for key order and spacing compare equal (PostgreSQL JSONB and
+    DuckDB JSON found by type; a Redshift VARCHAR listed in `normalise.json_columns`); floats
+    compare at `float_digits` significant digits, at any magnitude. One planted difference
+    each: a changed document, a large value off in the 4th digit, a tiny one off in the 5th
+    (equal at 6 decimal places: the fixed-places rule would hide it)."""
+    mysql_db.execute(
+        "CREATE TABLE dw_docs (id BIGINT NOT NULL PRIMARY KEY, doc JSON, reading DOUBLE)"
+    )
+    redshift = isinstance(engine, RedshiftWarehouse)
+    doc_type = {"duckdb": "JSON", "postgres": "JSONB"}.get(engine.type, "VARCHAR(400)")
+
+    def legacy_doc(i: int) -> str:
+        return json.dumps({"b": i, "a": [1, 2], "c": {"y": "中 😀", "x": None}}, ensure_ascii=False)
+
+    def mart_doc(i: int) -> str:
+        return '{"c":{"x":null,"y":"中 😀"},  "a":[1,2], "b":' + str(i) + "}"
+
+    readings: dict[int, tuple[float | None, float | None]] = {
+        i: (i * 1234.5678901, i * 1234.5678901 * (1 + 1e-12)) for i in range(1, 41)
+    }
+    readings[9] = (9 * 1234.5678901, 9 * 1234.5678901 * 1.001)
+    readings[11] = (1.2345e-9, 1.2346e-9)
+    readings[13] = (0.0, 0.0)
+    readings[15] = (-987.654321, -987.654321)
+    readings[17] = (None, None)
+    readings[19] = (9.999999999, 9.9999999991)  # rounds up to 1.0000000e1 on both sides
+    readings[21] = (3.2e15, 3.2000000000001e15)
+    mysql_db.executemany(
+        "INSERT INTO dw_docs VALUES (%s, %s, %s)",
+        [(i, legacy_doc(i), readings[i][0]) for i in range(1, 41)],
+    )
+    wh = RecordingRedshift(engine) if redshift else open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'docs')} (id BIGINT, doc {doc_type}, "
+            "reading DOUBLE PRECISION)"
+        )
+        rows = [(i, mart_doc(i if i != 7 else 700), readings[i][1]) for i in range(1, 41)]
+        cast = "CAST(? AS JSON)" if engine.type == "duckdb" else "?"
+        for r in rows:
+            wh.execute(f"INSERT INTO {wh.t(SCHEMA, 'docs')} VALUES (?, {cast}, ?)", r)
+        entry: dict[str, Any] = {
+            "name": "docs",
+            "legacy_table": "dw_docs",
+            "table": "docs",
+            "schema": SCHEMA,
+            "key": ["id"],
+            "columns": ["doc", "reading"],
+            "chunk": 8,
+            "normalise": {"float_digits": 8, "json_columns": ["doc"] if redshift else []},
+        }
+        cfg = Config(
+            sources={"uniods": mysql_db.source_config()},
+            warehouse=engine,
+            compare=CompareConfig(tables=[CompareTable(**entry)]),
+        )
+        before = len(getattr(wh, "sent", []))
+        res = compare(cfg, wh, "docs")
+        sent = getattr(wh, "sent", [])[before:]
+        assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}
+        got = found(res)
+        assert sorted(got) == ["doc", "reading"], got
+        assert [k for k, _, _ in got["doc"]] == ["7"]
+        assert '"b":7,' in got["doc"][0][1] and '"b":700' in got["doc"][0][2]
+        assert sorted(k for k, _, _ in got["reading"]) == ["11", "9"]
+        assert dict((k, (a, b)) for k, a, b in got["reading"])["11"] == (
+            "1.2345000e-9",
+            "1.2346000e-9",
+        )
+        said = "; ".join(res.normalisations)
+        assert "8 significant digits" in said and "JSON compared with its keys sorted" in said
+        assert not res.missing_in_legacy and not res.missing_in_trackline
+    finally:
+        wh.close()

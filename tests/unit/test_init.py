@@ -33,6 +33,14 @@ def test_init_writes_a_config_that_validates(tmp_path: Path) -> None:
         ["spath", "addon"],
     )
     assert [i.constants for i in c.inputs] == [{"source_kind": "spath"}, {"source_kind": "addon"}]
+    # `trackline compare --table uti|ecs|uts`: each preset compares one mart of the group
+    marts = {g.anchor.table, *(f.table for f in g.followers)}
+    presets = {t.name: t for t in cfg.compare.tables}
+    assert list(presets) == ["uti", "ecs", "uts"]
+    assert {t.table for t in presets.values()} == marts
+    assert all(cfg.compare_schema(t.table) == g.schema_ for t in presets.values())
+    assert presets["uti"].newer_by == "update_time"
+    assert presets["uts"].key == ["order_id", "pathTime", "code"]
 
 
 def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:

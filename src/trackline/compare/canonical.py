@@ -7,7 +7,12 @@ column gets a *kind* from the legacy column's declared type (`kind_of`), and eac
 renders that kind as the same text:
 
 - integers and decimals: the number at the legacy column's scale (`12.50`), whatever the
-  warehouse's scale; FLOAT/DOUBLE at `normalise.float_scale` places;
+  warehouse's scale; FLOAT/DOUBLE at `normalise.float_scale` places, or with
+  `normalise.float_digits` at that many significant digits (`1.23457e5`: mantissa and
+  exponent, rounded as DECIMAL, so no engine's float rounding rule is involved);
+- JSON documents: their text as stored; two documents that differ only in key order or
+  spacing hash differently, so their range is fetched, and the fetched values are compared
+  with their keys sorted (`canonical_json`), where they are equal;
 - DATETIME/TIMESTAMP: ``YYYY-MM-DD HH:MM:SS`` (seconds); a warehouse TIMESTAMP WITH TIME
   ZONE is read in UTC first; MySQL zero dates are NULL (`zero_dates_as_null`);
 - DATE: ``YYYY-MM-DD``; booleans: ``1`` / ``0``;
@@ -25,11 +30,25 @@ Redshift (which lack a common hex cast).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import ClassVar
 
 from trackline.config import Normalise
+
+
+def canonical_json(value: object) -> object:
+    """A JSON document's text with its keys sorted and no spacing (unicode kept as is), so
+    two texts of one document are equal; text that is not JSON is returned as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return value
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 
 SEP = "|"
 NULL_TEXT = "(null)"
@@ -39,8 +58,10 @@ HEX = "0123456789abcdef"
 @dataclass(frozen=True)
 class Kind:
     name: str
-    """`number`, `float`, `datetime`, `date`, `bool` or `text`."""
+    """`number`, `float`, `datetime`, `date`, `bool`, `json` or `text`."""
     scale: int = 0
+    digits: int = 0
+    """`float` with `normalise.float_digits`: significant digits (then `scale` is unused)."""
 
 
 _NUMBERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
@@ -57,7 +78,11 @@ def kind_of(data_type: str, column_type: str, norm: Normalise) -> Kind:
         m = re.search(r"\(\s*\d+\s*,\s*(\d+)\s*\)", column_type)
         return Kind("number", int(m.group(1)) if m else 0)
     if t in ("float", "double", "real"):
+        if norm.float_digits:
+            return Kind("float", digits=norm.float_digits)
         return Kind("float", norm.float_scale)
+    if t == "json":
+        return Kind("json")
     if t in ("datetime", "timestamp"):
         return Kind("datetime")
     if t == "date":
@@ -71,6 +96,12 @@ class Canon:
     """How one engine writes a kind's canonical text (subclasses: one per engine)."""
 
     TEXT_TYPE: ClassVar[str] = "VARCHAR"
+    FLOAT_TYPE: ClassVar[str] = "DOUBLE PRECISION"
+    LOG10: ClassVar[str] = "LOG"
+    """The base-10 logarithm (PostgreSQL's and Redshift's one-argument LOG)."""
+    FENCE: ClassVar[str] = ""
+    """Appended to a derived table whose computed column is referenced several times, so the
+    engine computes it once per row instead of inlining it at each reference."""
     DATETIME_FORMAT: ClassVar[str] = "YYYY-MM-DD HH24:MI:SS"
     DATE_FORMAT: ClassVar[str] = "YYYY-MM-DD"
 
@@ -82,7 +113,11 @@ class Canon:
         if kind.name in ("number", "float"):
             if "bool" in wh_type:
                 return self.boolean(col)
+            if kind.digits:
+                return self.significant(col, kind.digits)
             return f"CAST(CAST({col} AS DECIMAL(38, {kind.scale})) AS {self.TEXT_TYPE})"
+        if kind.name == "json":
+            return self.json(col, wh_type)
         if kind.name == "bool":
             return self.boolean(col) if "bool" in wh_type else self.number_flag(col)
         if kind.name == "datetime":
@@ -93,6 +128,36 @@ class Canon:
 
     def boolean(self, col: str) -> str:
         return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"
+
+    def significant(self, col: str, digits: int) -> str:
+        """`col` at `digits` significant digits as ``<mantissa>e<exponent>`` (``-1.50e-3``),
+        ``0`` for zero. The mantissa is rounded as a DECIMAL (half away from zero on every
+        engine; float rounding rules differ), and one that rounds up to 10 moves the
+        exponent up by one."""
+        x = f"CAST({col} AS {self.FLOAT_TYPE})"
+        e = f"FLOOR({self.LOG10}(ABS({x})))"
+        m = f"ROUND(CAST({x} / POWER(10, {e}) AS DECIMAL(38, 30)), {digits - 1})"
+        wide = f"ABS({m}) >= 10"
+        mant = f"CAST(CASE WHEN {wide} THEN {m} / 10 ELSE {m} END AS DECIMAL(38, {digits - 1}))"
+        exp = f"{e} + CASE WHEN {wide} THEN 1 ELSE 0 END"
+        return (
+            f"CASE WHEN {x} = 0 THEN '0' ELSE "
+            + self.cat(self.as_text(mant), "'e'", self.int_text(exp))
+            + " END"
+        )
+
+    def cat(self, *parts: str) -> str:
+        return "(" + " || ".join(parts) + ")"
+
+    def as_text(self, expr: str) -> str:
+        return f"CAST({expr} AS {self.TEXT_TYPE})"
+
+    def int_text(self, expr: str) -> str:
+        return f"CAST(CAST({expr} AS BIGINT) AS {self.TEXT_TYPE})"
+
+    def json(self, col: str, wh_type: str = "") -> str:
+        """A JSON document's text as stored (key order is dealt with after the fetch)."""
+        return self.text(col, wh_type)
 
     def number_flag(self, col: str) -> str:
         return f"CASE WHEN {col} <> 0 THEN '1' WHEN {col} = 0 THEN '0' END"
@@ -159,15 +224,29 @@ class RedshiftCanon(Canon):
     """Redshift: TO_CHAR, `||`, MD5 of the UTF-8 text, hex digits by POSITION (the same SQL
     runs on PostgreSQL, where compat mode is tested)."""
 
+    def json(self, col: str, wh_type: str = "") -> str:
+        # a SUPER document as JSON text (a CAST would take only a scalar string):
+        # https://docs.aws.amazon.com/redshift/latest/dg/JSON_SERIALIZE.html
+        if "super" in wh_type:
+            return self.text(f"JSON_SERIALIZE({col})")
+        return super().json(col, wh_type)
+
 
 class PostgresCanon(Canon):
-    """PostgreSQL: as Redshift, but the hex read by a cast through bit(64), one step."""
+    """PostgreSQL: as Redshift, but the hex read by a cast through bit(64), one step, and
+    derived tables fenced with OFFSET 0 (else the planner inlines a derived MD5 at each of
+    its references, and computes it that many times per row)."""
+
+    FENCE = " OFFSET 0"
 
     def hex_int(self, hexed: str) -> str:
         return f"CAST(CAST('x' || LPAD(SUBSTRING({hexed}, 1, 15), 16, '0') AS BIT(64)) AS BIGINT)"
 
 
 class DuckDBCanon(Canon):
+    FLOAT_TYPE = "DOUBLE"
+    LOG10 = "LOG10"
+
     def hex_int(self, hexed: str) -> str:
         return f"CAST('0x' || SUBSTRING({hexed}, 1, 15) AS BIGINT)"
 
@@ -182,11 +261,19 @@ class MySQLCanon(Canon):
     """The legacy side. DATE_FORMAT of a zero date gives its zeros: NULL when asked."""
 
     TEXT_TYPE = "CHAR"
+    FLOAT_TYPE = "DOUBLE"
+    LOG10 = "LOG10"  # MySQL's one-argument LOG is the natural logarithm
 
     def value(self, col: str, kind: Kind, wh_type: str = "") -> str:
         if kind.name == "bool":
             return self.number_flag(col)
         return super().value(col, kind, wh_type)
+
+    def cat(self, *parts: str) -> str:
+        return "CONCAT(" + ", ".join(parts) + ")"  # `||` is OR in MySQL
+
+    def int_text(self, expr: str) -> str:
+        return f"CAST(CAST({expr} AS SIGNED) AS CHAR)"
 
     def datetime(self, col: str) -> str:
         return self._zero(f"DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s')", "0000-00-00 00:00:00")
@@ -227,7 +314,15 @@ def applied(norm: Normalise, kinds: dict[str, Kind], tz_columns: list[str]) -> l
     if by["number"]:
         out.append("numbers at the legacy column's scale: " + ", ".join(by["number"]))
     if by["float"]:
-        out.append(f"floats rounded to {norm.float_scale} places: " + ", ".join(by["float"]))
+        how = (
+            f"{norm.float_digits} significant digits"
+            if norm.float_digits
+            else f"{norm.float_scale} places"
+        )
+        out.append(f"floats rounded to {how}: " + ", ".join(by["float"]))
+    json_cols = [c for c, v in kinds.items() if v.name == "json"]
+    if json_cols:
+        out.append("JSON compared with its keys sorted: " + ", ".join(json_cols))
     if any(v.name in ("datetime", "date") for v in kinds.values()):
         out.append("times to the second as YYYY-MM-DD HH:MM:SS")
     if tz_columns:

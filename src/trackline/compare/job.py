@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from trackline.compare.canonical import (
@@ -30,6 +32,7 @@ from trackline.compare.canonical import (
     Kind,
     MySQLCanon,
     applied,
+    canonical_json,
     kind_of,
 )
 from trackline.compare.outcome import ColumnDiff, CompareResult
@@ -67,7 +70,10 @@ class _Side:
             kh = q("_tl_kh")
             text = canon.md5(canon.concat(exprs[: len(key)]))
             keyed = relation_as(relation, q)
-            self.relation = f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}) {q('_tl_keyed')}"
+            self.relation = (
+                f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}{canon.FENCE}) "
+                f"{q('_tl_keyed')}"
+            )
             self.first = canon.hex_int(kh)
         self.exprs = exprs
         self.row_text = canon.concat(exprs)
@@ -93,7 +99,8 @@ class _Side:
             h = self.q("_tl_h")
             sql = (
                 f"SELECT {self.canon.figures(h)} FROM ("
-                f"SELECT {md5} AS {h} FROM {self.relation}{where}) {self.q('_tl_rows')}"
+                f"SELECT {md5} AS {h} FROM {self.relation}{where}{self.canon.FENCE}) "
+                f"{self.q('_tl_rows')}"
             )
         row = self.run(sql, params)[0]
         return int(row[0] or 0), int(row[1] or 0)
@@ -111,7 +118,8 @@ class _Side:
             b, h = self.q("_tl_b"), self.q("_tl_h")
             sql = (
                 f"SELECT {b}, {self.canon.figures(h)} FROM (SELECT {part} AS {b}, {md5} AS {h} "
-                f"FROM {self.relation}{where}) {self.q('_tl_rows')} GROUP BY {b}"
+                f"FROM {self.relation}{where}{self.canon.FENCE}) {self.q('_tl_rows')} "
+                f"GROUP BY {b}"
             )
         return {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in self.run(sql, params)}
 
@@ -203,6 +211,11 @@ def compare(
             )
             for col in wanted
         }
+        for col in wanted:  # JSON by the warehouse's type, or listed (text on both sides)
+            if col in c.normalise.json_columns or any(
+                t in wh_types[col] for t in ("json", "super")
+            ):
+                kinds[col] = Kind("json")
         if c.time and kinds[c.time].name not in ("datetime", "date"):
             raise ConfigError(
                 f"compare table {name!r}: time column {c.time!r} must be a DATE, DATETIME or "
@@ -252,8 +265,13 @@ def compare(
             applied(c.normalise, kinds, tz),
             columns={col: ColumnDiff(col) for col in c.columns},
         )
-        _walk(c, left, right, res, chunk or c.chunk, cfg.compare.sample)
-        ldays, tdays = left.days(), right.days()
+        json_at = [i for i, col in enumerate(c.columns) if kinds[col].name == "json"]
+        both = _Both(left, right)
+        try:
+            _walk(c, both, res, chunk or c.chunk, cfg.compare.sample, json_at)
+            ldays, tdays = both("days")
+        finally:
+            both.close()
         res.days = {d: [ldays.get(d, 0), tdays.get(d, 0)] for d in sorted(set(ldays) | set(tdays))}
     if save:
         save_result(wh, cfg.state_schema, res)
@@ -282,22 +300,47 @@ FANOUT = 16
 """Parts a differing range is split into; one GROUP BY query per side answers all of them."""
 
 
+class _Both:
+    """Asks both sides at once: the legacy side in a worker thread (its own connection), the
+    warehouse in this one, so each step costs the slower side, not the sum of both."""
+
+    def __init__(self, left: _Side, right: _Side) -> None:
+        self.left, self.right = left, right
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tl-compare-legacy")
+
+    def __call__(self, method: str, *args: Any) -> tuple[Any, Any]:
+        pending = self.pool.submit(getattr(self.left, method), *args)
+        try:
+            theirs = getattr(self.right, method)(*args)
+        finally:
+            ours = pending.result()  # (waits for the legacy side, and raises its error)
+        return ours, theirs
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
 def _walk(
-    c: CompareTable, left: _Side, right: _Side, res: CompareResult, chunk: int, sample: int
+    c: CompareTable,
+    both: _Both,
+    res: CompareResult,
+    chunk: int,
+    sample: int,
+    json_at: list[int],
 ) -> None:
     """The whole key space first; a differing range of more than `chunk` rows is cut into
     `FANOUT` equal parts of its key span, all asked in one grouped query per side (a few
     scans for the whole table instead of one per binary level); only differing parts go on."""
     res.ranges += 1
-    lf, rf = left.figures(None, None), right.figures(None, None)
+    lf, rf = both("figures", None, None)
     res.legacy_rows, res.trackline_rows = lf[0], rf[0]
     if lf == rf:
         return
     if max(lf[0], rf[0]) <= chunk:
         res.ranges_fetched += 1
-        _diff(c, left.rows(None, None), right.rows(None, None), res, sample)
+        _diff(c, *both("rows", None, None), res, sample, json_at)
         return
-    ls, rs = left.span(None, None), right.span(None, None)
+    ls, rs = both("span", None, None)
     lo = min(int(v) for v in (ls[0], rs[0]) if v is not None)
     hi = max(int(v) for v in (ls[1], rs[1]) if v is not None)
     todo: list[tuple[int, int]] = [(lo, hi + 1)]
@@ -305,7 +348,7 @@ def _walk(
         start, end = todo.pop()
         width = -(-(end - start) // FANOUT)  # ceiling: FANOUT parts cover [start, end)
         res.ranges += 1
-        lb, rb = left.parts(start, end, width), right.parts(start, end, width)
+        lb, rb = both("parts", start, end, width)
         for b in sorted(set(lb) | set(rb), reverse=True):  # popped lowest first
             lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))
             if lfig == rfig:
@@ -315,7 +358,7 @@ def _walk(
                 todo.append((s_, e_))
                 continue
             res.ranges_fetched += 1
-            _diff(c, left.rows(s_, e_), right.rows(s_, e_), res, sample)
+            _diff(c, *both("rows", s_, e_), res, sample, json_at)
 
 
 def _diff(
@@ -324,6 +367,7 @@ def _diff(
     rrows: list[tuple[Any, ...]],
     res: CompareResult,
     sample: int,
+    json_at: Sequence[int] = (),
 ) -> None:
     n = len(c.key)
     res.rows_fetched += len(lrows) + len(rrows)
@@ -331,7 +375,10 @@ def _diff(
     for rows in (lrows, rrows):
         by: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
         for r in rows:
-            by[tuple(r[:n])].append(tuple(r[n:]))
+            values = list(r[n:])
+            for i in json_at:  # one document, whatever its key order or spacing
+                values[i] = canonical_json(values[i])
+            by[tuple(r[:n])].append(tuple(values))
         sides.append(by)
     left, right = sides
 

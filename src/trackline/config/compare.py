@@ -17,7 +17,14 @@ class Normalise(Model):
     zero_dates_as_null: bool = True
     """MySQL `0000-00-00` dates equal NULL (trackline loads them as NULL)."""
     float_scale: int = Field(default=6, ge=0, le=30)
-    """FLOAT/DOUBLE: compared rounded to this many decimal places."""
+    """FLOAT/DOUBLE: compared rounded to this many decimal places (unless `float_digits`)."""
+    float_digits: int | None = Field(default=None, ge=1, le=17)
+    """FLOAT/DOUBLE: compared rounded to this many significant digits instead (`1.23457e5`):
+    fits values of any magnitude, where a fixed number of places hides differences between
+    small values and keeps noise in large ones."""
+    json_columns: list[Ident] = []
+    """Compared columns holding JSON documents in text columns. Legacy JSON columns and
+    warehouse JSON/JSONB/SUPER columns are found by their types without being listed."""
 
 
 class CompareTable(Model):

@@ -125,6 +125,7 @@ def merge(
     res = MergeResult()
 
     def work() -> None:
+        wh.bulk_join_settings(index_probes=True)  # PostgreSQL: probe the target's key index
         count = f"SELECT COUNT(*) FROM {staging} WHERE {pending()}"
         res.pending = int(wh.scalar(count, after) or 0)
         if not res.pending:

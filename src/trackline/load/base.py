@@ -594,13 +594,20 @@ class Warehouse(ABC):
     million rows or more (the scd2 apply): `bulk_join_settings` runs them inside it, so they
     end with it. PostgreSQL: more `work_mem` for its hashes and sorts, no JIT compilation."""
 
-    def bulk_join_settings(self) -> list[str]:
-        """Apply `BULK_JOIN_SETTINGS` in the open transaction; returns what ran."""
+    INDEX_PROBE_SETTINGS: ClassVar[tuple[str, ...]] = ()
+    """Added to `BULK_JOIN_SETTINGS` where the transaction's joins should probe a large
+    table's index rather than scan it (the consolidation merge: 200K keys against a 20M-row
+    target). PostgreSQL: a random page cost for data in cache or on SSD."""
+
+    def bulk_join_settings(self, index_probes: bool = False) -> list[str]:
+        """Apply `BULK_JOIN_SETTINGS` (and `INDEX_PROBE_SETTINGS` with `index_probes`) in
+        the open transaction; returns what ran."""
         if not self.in_transaction:
             raise AssertionError("bulk_join_settings runs inside a transaction")
-        for sql in self.BULK_JOIN_SETTINGS:
+        todo = [*self.BULK_JOIN_SETTINGS, *(self.INDEX_PROBE_SETTINGS if index_probes else ())]
+        for sql in todo:
             self.execute(sql)
-        return list(self.BULK_JOIN_SETTINGS)
+        return todo
 
     ANALYZE_BEFORE_JOIN: ClassVar[bool] = False
     """Refresh a just-appended table's planner statistics before a statement joins it with a

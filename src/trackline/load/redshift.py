@@ -151,7 +151,8 @@ class Redshift(TableLock, Postgres):
     # skipped (an hour is far under its changed-rows threshold) and costs a sample scan.
     # https://docs.aws.amazon.com/redshift/latest/dg/t_Analyzing_tables.html
     ANALYZE_BEFORE_JOIN = False
-    BULK_JOIN_SETTINGS: ClassVar[tuple[str, ...]] = ()  # neither setting exists on Redshift
+    BULK_JOIN_SETTINGS: ClassVar[tuple[str, ...]] = ()  # no such settings on Redshift
+    INDEX_PROBE_SETTINGS: ClassVar[tuple[str, ...]] = ()
     TEXT_TYPE = f"VARCHAR({VARCHAR_MAX_BYTES})"
     JSON_TYPE = "SUPER"
     TYPE_MAP: ClassVar[dict[str, str]] = {
