@@ -567,3 +567,27 @@ def test_the_cli_killed_by_exit_and_sigkill_resumes_to_the_same_end_state(
     cycle_ok(cfg)
     cycle_ok(cfg)
     assert end_state(cfg) == ref
+
+
+def test_chunks_with_dense_ids_are_read_by_primary_key_range(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """spath's ids rise with its times: its chunks are read as primary-key ranges (still
+    filtered by time); uti's do not: its chunks are read through the time index."""
+    from trackline.backfill.setup import setup
+
+    cfg = config(world, duckdb_warehouse, "a")
+    for table, dense in (("uni_tracking_spath", True), ("uni_tracking_info", False)):
+        s = setup(cfg, table, START, END, None)
+        try:
+            c = s.chunks[5]  # 2025-04
+            lo, hi = s.bounds(c)
+            n = s.legacy.count(lo, hi)
+            ids = s.legacy.id_span(lo, hi, n)
+            assert (ids is not None) is dense, (table, ids, n)
+            sql = s.legacy.rows_sql(lo, hi, False, None, ids)
+            assert ("FORCE INDEX (PRIMARY)" in sql) is dense
+            got = s.legacy.src.rows(f"SELECT COUNT(*) FROM ({sql}) AS x")
+            assert got[0][0] == n > 0
+        finally:
+            s.close()

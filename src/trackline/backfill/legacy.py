@@ -76,6 +76,9 @@ class LegacyTable:
         self.date_only = False
         self._inner = ""
         self._time_ref = ""
+        self._select = ""
+        self.pk: str | None = None
+        """The legacy table's single integer primary key (None: none, or a `query:`)."""
 
     # ------------------------------------------------------------------ names
 
@@ -140,7 +143,11 @@ class LegacyTable:
                     "`time:` to the legacy column the chunks are cut on)"
                 )
             time_col = by_legacy[self.time]
-            self._inner = f"SELECT {', '.join(exprs)} FROM {self.relation}"
+            pk = self.src.primary_key(Relation(self.b.legacy_table, self.db))
+            if len(pk) == 1 and pk[0] in by_legacy and pa.types.is_integer(by_legacy[pk[0]].arrow):
+                self.pk = pk[0]
+            self._select = ", ".join(exprs)
+            self._inner = f"SELECT {self._select} FROM {self.relation}"
             self._time_ref = f"{self.relation}.{self.q(self.time)}"
             mapped = self._result_columns(self._inner)
         self._time_type(time_col)
@@ -216,9 +223,36 @@ class LegacyTable:
         lit = self.src.lit
         return f"{self._time_ref} >= {lit(lo)} AND {self._time_ref} < {lit(hi)}"
 
-    def rows_sql(self, lo: Any, hi: Any, zero: bool, order: list[str] | None = None) -> str:
+    def id_span(self, lo: Any, hi: Any, rows: int) -> tuple[Any, Any] | None:
+        """The primary-key range of the chunk's rows when it is dense (at most twice as
+        many ids as rows), else None. Read from the time column's index alone (InnoDB's
+        secondary indexes hold the primary key)."""
+        if self.pk is None or rows == 0:
+            return None
+        ref = f"{self.relation}.{self.q(self.pk)}"
+        got = self.src.long_rows(
+            f"SELECT MIN({ref}), MAX({ref}) FROM {self.relation} WHERE {self._range(lo, hi)}"
+        )
+        if not got or got[0][0] is None:
+            return None
+        first, last = int(got[0][0]), int(got[0][1])
+        return (first, last) if last - first + 1 <= 2 * rows else None
+
+    def rows_sql(
+        self,
+        lo: Any,
+        hi: Any,
+        zero: bool,
+        order: list[str] | None = None,
+        ids: tuple[Any, Any] | None = None,
+    ) -> str:
         """The chunk's rows as target columns (read through the reader's own conversions,
-        e.g. NULLIF for zero dates; `zero`: with the zero-date flags sync reports)."""
+        e.g. NULLIF for zero dates; `zero`: with the zero-date flags sync reports).
+
+        `ids` (`id_span`): read the primary-key range, filtered by the chunk's times, in the
+        table's own order: a range read of the time index fetches every row by its primary
+        key, one lookup each (measured on MariaDB 10.11: 24 monthly ranges of 2M rows took
+        3.2 times as long as one scan of the same rows)."""
         a = self.q(ALIAS)
         select = ", ".join(f"{c.expr} AS {self.q(c.name)}" for c in self.columns)
         if zero:
@@ -230,6 +264,13 @@ class LegacyTable:
             )
         if self.b.query:
             sql = f"SELECT {select} FROM ({self._inner}) AS {a} WHERE {self._range(lo, hi)}"
+        elif ids is not None and self.pk is not None:
+            lit, ref = self.src.lit, f"{self.relation}.{self.q(self.pk)}"
+            inner = (
+                f"SELECT {self._select} FROM {self.relation} FORCE INDEX (PRIMARY) WHERE "
+                f"{ref} >= {lit(ids[0])} AND {ref} <= {lit(ids[1])} AND {self._range(lo, hi)}"
+            )
+            sql = f"SELECT {select} FROM ({inner}) AS {a}"
         else:
             sql = f"SELECT {select} FROM ({self._inner} WHERE {self._range(lo, hi)}) AS {a}"
         if order:

@@ -378,7 +378,10 @@ def _chunk(
     expected = s.legacy.count(lo, hi)
     zero_cols = [c for c in s.legacy.columns if c.zero_date_check]
     order = [str(t.cdc.cursor), *([str(t.cdc.id)] if t.cdc.id else [])]
-    sql = s.legacy.rows_sql(lo, hi, bool(zero_cols), order if t.write_mode == "merge" else None)
+    ids = s.legacy.id_span(lo, hi, expected)
+    sql = s.legacy.rows_sql(
+        lo, hi, bool(zero_cols), order if t.write_mode == "merge" else None, ids
+    )
     read_schema = pa.schema(
         [*schema, *[pa.field("_tl_zero_" + c.name, pa.int64()) for c in zero_cols]]
     )
