@@ -77,6 +77,7 @@ class LegacyTable:
         self._inner = ""
         self._time_ref = ""
         self._select = ""
+        self._spans: dict[tuple[Any, Any], tuple[Any, Any]] = {}
         self.pk: str | None = None
         """The legacy table's single integer primary key (None: none, or a `query:`)."""
 
@@ -229,13 +230,16 @@ class LegacyTable:
         secondary indexes hold the primary key)."""
         if self.pk is None or rows == 0:
             return None
-        ref = f"{self.relation}.{self.q(self.pk)}"
-        got = self.src.long_rows(
-            f"SELECT MIN({ref}), MAX({ref}) FROM {self.relation} WHERE {self._range(lo, hi)}"
-        )
-        if not got or got[0][0] is None:
+        span = self._spans.pop((lo, hi), None)
+        if span is None:
+            ref = f"{self.relation}.{self.q(self.pk)}"
+            got = self.src.long_rows(
+                f"SELECT MIN({ref}), MAX({ref}) FROM {self.relation} WHERE {self._range(lo, hi)}"
+            )
+            span = (got[0][0], got[0][1]) if got else (None, None)
+        if span[0] is None or span[1] is None:
             return None
-        first, last = int(got[0][0]), int(got[0][1])
+        first, last = int(span[0]), int(span[1])
         return (first, last) if last - first + 1 <= 2 * rows else None
 
     def rows_sql(
@@ -285,8 +289,18 @@ class LegacyTable:
         return f"SELECT COUNT(*) FROM {self.relation} WHERE {self._range(lo, hi)}"
 
     def count(self, lo: Any, hi: Any) -> int:
-        """The legacy rows of [lo, hi) (a COUNT on the time column's index)."""
-        return int(self.src.long_rows(self.count_sql(lo, hi))[0][0] or 0)
+        """The legacy rows of [lo, hi) (a COUNT on the time column's index; with a single
+        integer primary key, the same read also gives the chunk's key range, `id_span`)."""
+        if self.pk is None:
+            return int(self.src.long_rows(self.count_sql(lo, hi))[0][0] or 0)
+        ref = f"{self.relation}.{self.q(self.pk)}"
+        rows = self.src.long_rows(
+            f"SELECT COUNT(*), MIN({ref}), MAX({ref}) FROM {self.relation} WHERE "
+            + self._range(lo, hi)
+        )
+        row = (*(rows[0] if rows else (0,)), None, None)
+        self._spans[(lo, hi)] = (row[1], row[2])
+        return int(row[0] or 0)
 
     def estimate(self, lo: Any, hi: Any) -> tuple[int, bool]:
         """The server's estimate of the rows of [lo, hi) (EXPLAIN, nothing read), and

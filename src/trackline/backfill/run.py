@@ -69,6 +69,10 @@ class TableOutcome:
     handoff: dict[str, Any] = field(default_factory=dict)
 
 
+PIPELINE_BATCHES = 4
+"""A chunk is read in at least this many batches (when it holds MIN_BATCH rows each)."""
+MIN_BATCH = 20_000
+
 _SETUP = threading.Lock()
 """State and target tables are created one worker at a time: two transactions creating one
 schema conflict (DuckDB's catalog, PostgreSQL's unique index on schema names)."""
@@ -385,6 +389,9 @@ def _chunk(
     read_schema = pa.schema(
         [*schema, *[pa.field("_tl_zero_" + c.name, pa.int64()) for c in zero_cols]]
     )
+    # At least PIPELINE_BATCHES batches a chunk: the next batch is read and staged while one
+    # loads (the sync's pipeline), which a chunk read as one batch would not overlap.
+    batch_size = min(batch_size, max(-(-expected // PIPELINE_BATCHES), MIN_BATCH))
     step = w.BATCH_ROW_MULTIPLE
     if batch_size > step // 2:
         batch_size = -(-batch_size // step) * step
