@@ -91,6 +91,26 @@ def run_child(
     return Measured(name, result, wall, peak, cpu, stderr[-2000:])
 
 
+def server_cpu_seconds(names: tuple[str, ...] = ("mariadbd", "mysqld")) -> float | None:
+    """User + system CPU seconds so far of the local database server's processes (all their
+    threads), read from /proc/<pid>/stat; None when no such process is visible (a remote or
+    containerised server). The difference around a step is what the server spent on it (and
+    on whatever else it served meanwhile: on a shared machine, other sessions' queries)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0.0, False
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() not in names:
+                continue
+            # the fields after the parenthesised command: state is field 3, utime 14, stime 15
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if found else None
+
+
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far (all threads)."""
     import resource

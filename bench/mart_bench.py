@@ -229,9 +229,11 @@ def add_batch(
     counts = {}
     with wh.transaction():
         keys = {}
+        dbs = {}
         for name in ("uni_tracking_info", "ecs_order_info", "uni_tracking_spath"):
             rt = resolve(cfg, cfg.table(name), None, None)
             keys[name] = (rt.key, state.next_batch_id(rt.key), wh.t(rt.target_schema, rt.target))
+            dbs[rt.key] = rt.source_db
         b = wh.q(BATCH_COL)
         key, bid, ref = keys["uni_tracking_info"]
         wh.execute(
@@ -259,9 +261,10 @@ def add_batch(
         )
         counts[key] = uti_rows * spath_per
         for key, bid, _ in keys.values():
-            st = state.get(key)
+            st = state.get(key, dbs[key])
             state.record_batch(
                 table_key=key,
+                source_db=dbs[key],
                 batch_id=bid,
                 run_id="bench",
                 row_count=counts[key],
@@ -271,7 +274,7 @@ def add_batch(
                 wm_from=st.watermark,
                 wm_to=st.watermark,
             )
-            state.put(key, "hybrid", st.watermark, bid, counts[key])
+            state.put(key, dbs[key], "hybrid", st.watermark, bid, counts[key])
     return counts
 
 
