@@ -102,6 +102,7 @@ class GroupEngine(FollowerSteps):
                     )
                 checkpoint("mart.after_reactivate")
                 t0 = stats.add_step("reactivate", t0)
+                newest = self._newest(new, self.q(a.time))
                 self._drop(new)
                 self._retention_by_time(
                     stats,
@@ -113,6 +114,7 @@ class GroupEngine(FollowerSteps):
                     cols=cols,
                     departures_seq=hi,
                     t0=t0,
+                    clock_hint=newest,
                 )
                 self.state.set_mart_progress(a.table, raw.key, hi)
                 checkpoint("mart.before_commit")

@@ -57,11 +57,14 @@ class FollowerSteps(EventChanges):
             ) -> None:
                 stats.restore(before)  # a rerun after a conflict counts afresh
                 t0 = time.monotonic()
+                newest = None
                 if hi > lo:
                     order = f"{self.q(tie)} DESC" if tie else f"{k}"
                     if follows:  # the last read wins
                         order = f"{self.q(BATCH_COL)} DESC, {order}"
                     new = self._new_rows(raw, cols, lo, hi, [g.key], order, stats)
+                    if f.time:
+                        newest = self._newest(new, self.q(f.time))
                     # A key already in history is not new (a re-read, a reset + resync): it
                     # comes back only through reactivation, never as a second copy.
                     for p in hist.existing():
@@ -140,15 +143,25 @@ class FollowerSteps(EventChanges):
                     )
                 checkpoint("mart.after_check")
                 t0 = stats.add_step("check", t0)
+                # The keys to trim are decided on the departed keys (batch-sized): in history
+                # and without an open exception; the mart is then probed with them alone (the
+                # three conditions on the mart's own rows made DuckDB join the whole mart:
+                # 0.01 s at 1M rows, 0.20 s at 20M).
+                trim_rel = self._temp_table("_tl_trim", key_col)
                 for p in periods:
                     h = self.t(hist.table(p))
-                    cond = (
-                        f"{gone} AND EXISTS (SELECT 1 FROM {h} h WHERE h.{k} = {mart}.{k}) "
-                        f"AND {self._open_exception(mart)}"
+                    w.execute(f"DELETE FROM {trim_rel}")
+                    w.execute(
+                        f"INSERT INTO {trim_rel} ({k}) SELECT {gone_rel}.{k} FROM {gone_rel} "
+                        f"WHERE {gone_rel}.period = ? AND EXISTS (SELECT 1 FROM {h} h "
+                        f"WHERE h.{k} = {gone_rel}.{k}) AND {self._open_exception(gone_rel)}",
+                        (p.suffix, f.table),
                     )
                     stats.trimmed += self._change(
-                        f"DELETE FROM {mart} WHERE {cond}", (p.suffix, f.table)
+                        f"DELETE FROM {mart} WHERE EXISTS (SELECT 1 FROM {trim_rel} x "
+                        f"WHERE x.{k} = {mart}.{k})"
                     )
+                self._drop(trim_rel)
                 self._drop(gone_rel)
                 t0 = stats.add_step("trim", t0)
                 # 5. rows whose key never reached the anchor leave by their own time
@@ -164,6 +177,7 @@ class FollowerSteps(EventChanges):
                         departures_seq=None,
                         t0=t0,
                         orphans_of=anchor,
+                        clock_hint=newest,
                     )
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 self.state.set_mart_progress(f.table, a_raw.key, a_hi)
@@ -381,6 +395,7 @@ class FollowerSteps(EventChanges):
                 t0 = time.monotonic()
                 if f.changes == "newest":
                     new = self._new_rows(raw, cols, lo, hi, ek, self.order_newest(f), stats)
+                    newest = self._newest(new, self.q(time_col))
                     self.upsert_newest(f, new, mart, hist, ek, cols, unix, stats)
                     self._drop(new)
                 else:
@@ -391,7 +406,8 @@ class FollowerSteps(EventChanges):
                         )
                     order = f"{self.q(BATCH_COL)} DESC"
                     new = self._new_rows(raw, cols, lo, hi, ek, order, stats, covered)
-                    self._drop_archived_events(new, mart, hist, time_col, unix, ek)
+                    newest = self._newest(new, self.q(time_col))
+                    self._drop_archived_events(new, mart, hist, time_col, unix, ek, newest)
                     if f.changes == "follow":
                         stats.inserted += self.insert_absent_null_safe(f, mart, new, cols, ek)
                     else:
@@ -411,6 +427,7 @@ class FollowerSteps(EventChanges):
                     departures_seq=None,
                     t0=t0,
                     null_safe=self.event_null_safe(f, ek),
+                    clock_hint=newest,
                 )
                 self.state.set_mart_progress(f.table, raw.key, hi)
                 checkpoint("mart.before_commit")
@@ -421,7 +438,14 @@ class FollowerSteps(EventChanges):
         return stats
 
     def _drop_archived_events(
-        self, new: str, mart: str, hist: HistoryTables, time_col: str, unix: bool, ek: list[str]
+        self,
+        new: str,
+        mart: str,
+        hist: HistoryTables,
+        time_col: str,
+        unix: bool,
+        ek: list[str],
+        newest: Any = None,
     ) -> int:
         """Re-read events that are already in history leave the batch (events are inserted
         once). Inserting them would be undone in the same transaction (archive
@@ -429,10 +453,18 @@ class FollowerSteps(EventChanges):
         the whole history inserted into the mart and deleted again, and counted as inserted.
 
         An archived event was below the cutoff when it left, so only rows below the current
-        cutoff (from the mart's data clock before this batch) are candidates, each probed in
-        the period of its own time; in a steady cycle there are none and nothing is probed."""
+        cutoff are candidates, each probed in the period of its own time; in a steady cycle
+        there are none and nothing is probed. The clock is the newer of the mart's and this
+        batch's (`newest`, the batch's newest time): the rows at or above `newest` answer the
+        mart's part from the newest row groups, where a plain MAX scans the whole column; a
+        later cutoff only probes more candidates, and a probe drops nothing that history
+        does not hold."""
         w, tm = self.wh, self.q(time_col)
-        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        if newest is None:  # (plan mode, or a batch without times)
+            top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        else:
+            above = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} >= ?", (newest,))
+            top = newest if above is None else above
         if top is None and self.plan is None:
             return 0
         cutoff = self.plan.cutoff(unix) if self.plan else shift(top, self.g.retention_seconds)

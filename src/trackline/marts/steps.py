@@ -583,15 +583,16 @@ class MartSteps:
         t0: float,
         orphans_of: str | None = None,
         null_safe: frozenset[str] = frozenset(),
+        clock_hint: Any = None,
     ) -> None:
         """Archive → check → trim for rows whose own time is past MAX(time) − retention.
 
         `orphans_of` (a quoted anchor table): only rows whose key is not in it, i.e. the rows
         of a one_per_key follower whose key never reached the anchor (others follow their
-        anchor row)."""
+        anchor row). `clock_hint`: see `_past_cutoff`."""
         w, k = self.wh, self.q(self.g.key)
         mart, tm = self.t(mart_name), self.q(time_col)
-        past = self._past_cutoff(mart, tm, unix)
+        past = self._past_cutoff(mart, tm, unix, clock_hint)
         if past is None:
             stats.add_step("archive", t0)
             return
@@ -681,11 +682,19 @@ class MartSteps:
         self._drop(old)
         stats.add_step("trim", t0)
 
-    def _past_cutoff(self, mart: str, tm: str, unix: bool) -> tuple[Any, list[Period]] | None:
+    def _past_cutoff(
+        self, mart: str, tm: str, unix: bool, hint: Any = None
+    ) -> tuple[Any, list[Period]] | None:
         """The cutoff (the data clock MAX(time) − retention) and the periods holding rows past
-        it, or None when no row is past it."""
+        it, or None when no row is past it.
+
+        `hint`: a time this chunk just wrote (the newest of its batch). The data clock is then
+        read as the MAX of the rows at or above it, which zone maps answer from the few newest
+        row groups (a plain MAX after this transaction's own writes scans the whole column:
+        0.15 s at 20M rows in DuckDB); no row at or above it → the plain MAX, so the clock is
+        exactly MAX(time) either way."""
         w, plan = self.wh, self.plan
-        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        top = self._clock(mart, tm, hint)
         if top is None and plan is None:
             return None
         cutoff = plan.cutoff(unix) if plan else shift(top, self.g.retention_seconds)
@@ -694,3 +703,18 @@ class MartSteps:
             return None
         hi = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
         return cutoff, [plan.period] if plan else periods_between(lo, hi)
+
+    def _clock(self, mart: str, tm: str, hint: Any = None) -> Any:
+        """MAX(`tm`) of `mart`, read from the rows at or above `hint` first (`_past_cutoff`)."""
+        if hint is not None:
+            top = self.wh.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} >= ?", (hint,))
+            if top is not None:
+                return top
+        return self.wh.scalar(f"SELECT MAX({tm}) FROM {mart}")
+
+    def _newest(self, new: str, tm: str) -> Any:
+        """The newest time of a chunk's new rows (a batch-sized temp table): the hint of
+        `_past_cutoff`; None in plan mode (the plan shows the plain MAX)."""
+        if self.plan is not None:
+            return None
+        return self.wh.scalar(f"SELECT MAX({tm}) FROM {new}")
