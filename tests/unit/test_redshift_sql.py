@@ -635,8 +635,9 @@ def test_cycle_plan_follower_restores_and_follows_its_anchor(cycle_sql: list[str
     # exception, decided on the departed keys; the mart is probed with them alone
     t, trim_rel = _temp(cycle_sql, "_tl_trim_", archive)
     keys = _after(cycle_sql, t, f'INSERT INTO {trim_rel} ("order_id") SELECT ')
-    assert f"FROM {gone_rel} WHERE {gone_rel}.period = ? AND EXISTS (SELECT 1 FROM {hist} h" in (
-        cycle_sql[keys]
+    assert (
+        f"FROM {gone_rel} WHERE {gone_rel}.period = ? AND EXISTS (SELECT 1 FROM {hist} h"
+        in (cycle_sql[keys])
     )
     assert "e.status = 'open'" in cycle_sql[keys]
     assert cycle_sql[keys + 1] == (
