@@ -104,7 +104,18 @@ def admin(db: str | None = None) -> Any:
     )
 
 
-def build_source(db: str, n: int, m: int) -> float:
+def changed_keys(n: int, m: int, spread: str) -> tuple[int, int]:
+    """(step, offset) of the changed order ids `offset + i * step`, i = 1..m: `recent`: among
+    the newest tenth of the orders (what moves in a 15-minute cycle: young orders, whose ecs
+    rows sit together at the end of the table); `uniform`: over the whole table (the worst
+    case: nearly every key on its own page)."""
+    if spread == "uniform":
+        return max(1, n // m), 0
+    step = max(1, (n // 10) // m)
+    return step, max(0, n - m * step)
+
+
+def build_source(db: str, n: int, m: int, spread: str) -> float:
     """ecs with n rows (order ids 1..n), uti with the m orders the cycles change."""
     t0 = time.monotonic()
     con = admin()
@@ -130,10 +141,10 @@ def build_source(db: str, n: int, m: int) -> float:
             "order_id BIGINT NOT NULL, update_time INT NOT NULL, state INT, "
             "KEY ix_time (update_time, id))"
         )
-        step = max(1, n // m)
+        step, first = changed_keys(n, m, spread)
         cur.execute(
             f"INSERT INTO uni_tracking_info (order_id, update_time, state) "
-            f"SELECT seq * {step}, {T0} + {n // 100} + 1, 1 FROM seq_1_to_{m}"
+            f"SELECT {first} + seq * {step}, {T0} + {n // 100} + 1, 1 FROM seq_1_to_{m}"
         )
     con.close()
     return time.monotonic() - t0
@@ -153,9 +164,9 @@ def change(db: str, n: int, m: int, rnd: int) -> None:
     con.close()
 
 
-def explain(db: str, n: int, m: int) -> list[tuple[Any, ...]]:
-    step = max(1, n // m)
-    keys = ", ".join(str(i * step) for i in range(1, min(m, 1000) + 1))
+def explain(db: str, n: int, m: int, spread: str) -> list[tuple[Any, ...]]:
+    step, first = changed_keys(n, m, spread)
+    keys = ", ".join(str(first + i * step) for i in range(1, min(m, 1000) + 1))
     con = admin(db)
     with con.cursor() as cur:
         cur.execute(f"EXPLAIN SELECT * FROM ecs_order_info WHERE order_id IN ({keys}) ORDER BY id")
@@ -201,6 +212,12 @@ def main() -> None:
     p.add_argument("--rows", type=int, help="ecs rows (default 10,000,000; short 200,000)")
     p.add_argument("--changed", type=int, help="changed orders per cycle (100,000; short 5,000)")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument(
+        "--spread",
+        choices=["recent", "uniform"],
+        default="recent",
+        help="where the changed orders are in ecs (see changed_keys)",
+    )
     p.add_argument("--work", type=Path, default=Path("/tmp/tl_follow_bench"))
     p.add_argument("--json", type=Path)
     p.add_argument("--child-args", help=argparse.SUPPRESS)
@@ -213,8 +230,8 @@ def main() -> None:
     db = "tl_follow_bench_short" if args.short else "tl_follow_bench"
     env = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE)])}
     print(f"# follow_bench {stamp()}: {machine()}, load {os.getloadavg()[0]:.1f}")
-    print(f"ecs_order_info {n:,} rows, {m:,} changed orders per cycle\n")
-    built = build_source(db, n, m)
+    print(f"ecs_order_info {n:,} rows, {m:,} changed orders per cycle ({args.spread})\n")
+    built = build_source(db, n, m, args.spread)
     base = args.work / "base"
     shutil.rmtree(args.work, ignore_errors=True)
     base.mkdir(parents=True)
@@ -278,7 +295,7 @@ def main() -> None:
     cpu = statistics.median(g["follow"].work_cpu / g["plain"].work_cpu for g in rounds)
     verdict = "met" if wall <= 1.5 else "MISSED"
     print(f"\nfollow / plain: wall {wall:.2f}x, cpu {cpu:.2f}x (target <= 1.5x wall: {verdict})\n")
-    plan = explain(db, n, m)
+    plan = explain(db, n, m, args.spread)
     print("EXPLAIN of one IN-list (1000 keys) on the source:\n")
     print(table([str(c) for c in plan[0]], [[str(v) for v in r] for r in plan[1:]]))
     if args.json:
