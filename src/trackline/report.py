@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any, Protocol, TextIO
 
@@ -40,6 +41,7 @@ class LogReporter:
     def __init__(self, fmt: str = "plain", stream: TextIO | None = None) -> None:
         self.fmt = fmt
         self.stream = stream or sys.stderr
+        self._lock = threading.Lock()  # tables synced in parallel report from their threads
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         if self.fmt == "json":
@@ -58,7 +60,8 @@ class LogReporter:
             line = f"{time.strftime('%H:%M:%S')} {_level(kind):7} {message}" + (
                 f"  [{extra}]" if extra else ""
             )
-        print(line, file=self.stream, flush=True)
+        with self._lock:
+            print(line, file=self.stream, flush=True)
 
     def progress(
         self, task: str, advance: int, total: int | None = None, unit: str = "rows"

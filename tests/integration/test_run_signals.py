@@ -69,6 +69,9 @@ def world(tmp_path: Path, warehouse_config: DuckDBWarehouse | PostgresWarehouse)
         w.touch(order, day(46) + 60 + i)
     w.clock(day(46) + 3600)
     w.data["defaults"]["batch_size"] = 2
+    # one table after the other: a signal interrupts the step it reaches, mid-batch (tables
+    # synced in parallel stop at their next batch boundary: test_cycle_workers)
+    w.data["defaults"]["workers"] = 1
     w.cfg = Config.model_validate(w.data)
     w.wh.close()  # DuckDB admits one writing process: the CLI's
     try:

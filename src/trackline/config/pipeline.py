@@ -174,6 +174,10 @@ class Defaults(Model):
     zero_date: Literal["null", "error"] = "null"
     """MySQL `0000-00-00` dates: load as NULL and report, or stop with an error."""
     raw_retention_seconds: int = 2 * 86400
+    workers: int = Field(default=2, ge=1, le=32)
+    """Tables a cycle syncs at the same time, each on its own source and warehouse
+    connection (on DuckDB their loads take turns). 1 = one table after the other; the end
+    state is the same either way."""
 
 
 # --------------------------------------------------------------------------- marts

@@ -133,6 +133,14 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def sibling(self) -> Warehouse:
+        """Another open connection to the same warehouse, for another thread (tables synced
+        in parallel): its own session, transactions and locks. The caller closes it."""
+        other = type(self)(self.config)
+        other.stage = self.stage
+        other.connect()
+        return other
+
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any]) -> None: ...
 

@@ -71,6 +71,19 @@ class DuckDB(Warehouse):
                     ) from None
                 time.sleep(0.2)
 
+    def sibling(self) -> DuckDB:
+        """A cursor on this process's open database (DuckDB admits one process per file, so a
+        second thread gets a second connection to the same instance, not a second open).
+        Its transactions take turns with this connection's (one shared transaction lock):
+        loads serialise, while what happens outside the warehouse (source reads, Parquet
+        staging) and plain reads overlap."""
+        other = DuckDB(self.config)
+        other.stage = self.stage
+        other.con = self.con.cursor()
+        other.catalog = self.catalog
+        other._tx_lock = self._tx_lock
+        return other
+
     def t(self, schema: str | None, table: str) -> str:
         name = super().t(schema, table)
         if schema is not None and schema == self.catalog:

@@ -131,6 +131,12 @@ class Postgres(Warehouse):
     # serialization_failure, deadlock_detected: the transaction is rolled back, run it again
     # (https://www.postgresql.org/docs/current/mvcc-serialization-failure-handling.html)
     RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+    # Two sessions running CREATE SCHEMA / CREATE TABLE … IF NOT EXISTS for the same name at
+    # once (tables synced in parallel, Airflow tasks): the loser fails on the catalog's unique
+    # index instead of finding the object; run again, it finds it.
+    RETRYABLE_MESSAGES: ClassVar[tuple[str, ...]] = (
+        r'unique constraint "pg_(namespace_nspname|type_typname_nsp)_index"',
+    )
 
     def is_retryable(self, exc: BaseException) -> bool:
         import psycopg

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from trackline.config import Config
+from trackline.config import Config, RetentionGroupConfig
+from trackline.errors import ConfigError
 from trackline.extract.cdc import shift
 from trackline.load import Warehouse, open_warehouse
 from trackline.marts.engine import DEPARTURES, GroupEngine, MartPlan, MartStats
@@ -17,6 +19,7 @@ from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
 from trackline.sync.follow import progress_name
+from trackline.sync.parallel import ParallelSyncer
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +212,11 @@ def _cycle_steps(
     reporter: Reporter,
     summary: CycleSummary,
     sync_tables: bool,
-    syncer: Syncer | None,
+    syncer: Syncer | ParallelSyncer | None,
     plan: MartPlan | None,
 ) -> None:
     if sync_tables:
-        syncer = syncer or Syncer(cfg, wh, reporter)
+        syncer = syncer or ParallelSyncer(cfg, wh, reporter)  # `defaults.workers` at once
         try:
             summary.sync = syncer.sync(None, run_id=summary.run_id)
         except BaseException:
@@ -225,6 +228,103 @@ def _cycle_steps(
         summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
     summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
     summary.sizes, summary.newest = mart_sizes(cfg, wh)
+
+
+# --------------------------------------------------------------------------- steps
+# The cycle above, cut into steps that can run as separate tasks, in separate processes or on
+# separate machines (the Airflow cycle DAG): one `sync_step` per table (in parallel), then per
+# retention group `anchor_step`, then `follower_step` per follower, then `finish_step`. The
+# steps run the same code in the same order as `run_cycle_on`; what they share lives in the
+# warehouse (watermarks, ledger, mart progress). Each mart step holds the pipeline's
+# ``cycle`` lock, so none overlaps another, nor a `trackline cycle` / `trackline run`.
+
+
+def _lock_timeout(cfg: Config) -> float:
+    return float(getattr(cfg.warehouse, "lock_timeout_seconds", 0) or 0)
+
+
+def sync_step(
+    cfg: Config, wh: Warehouse, table: str, run_id: str, reporter: Reporter | None = None
+) -> TableResult:
+    """Sync one table for the cycle `run_id` (under its own ``sync:<table>`` lock: `LockBusy`
+    when another run syncs it past `warehouse.lock_timeout_seconds`)."""
+    syncer = Syncer(cfg, wh, reporter)
+    try:
+        return syncer.sync([table], run_id=run_id)[0]
+    finally:
+        syncer.close()
+
+
+def _group(cfg: Config, name: str) -> RetentionGroupConfig:
+    for g in cfg.marts:
+        if g.name == name:
+            return g
+    raise ConfigError(f"mart group {name!r} is not in the config's `marts:`")
+
+
+def anchor_step(
+    cfg: Config, wh: Warehouse, group: str, reporter: Reporter | None = None
+) -> MartStats | None:
+    """The group's anchor mart (after creating or widening what the group needs); None while
+    the anchor's raw table has not been loaded."""
+    eng = GroupEngine(cfg, _group(cfg, group), wh, reporter or NullReporter())
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), _lock_timeout(cfg)):
+        return eng.run_anchor() if eng.prepare() else None
+
+
+def follower_step(
+    cfg: Config, wh: Warehouse, group: str, follower: str, reporter: Reporter | None = None
+) -> MartStats | None:
+    """One follower mart of the group (after its anchor); None while nothing is loaded."""
+    g = _group(cfg, group)
+    f = next((f for f in g.followers if f.table == follower), None)
+    if f is None:
+        raise ConfigError(f"mart group {group!r} has no follower {follower!r}")
+    eng = GroupEngine(cfg, g, wh, reporter or NullReporter())
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), _lock_timeout(cfg)):
+        return eng.run_follower(f) if eng.prepare() else None
+
+
+def finish_step(
+    cfg: Config,
+    wh: Warehouse,
+    run_id: str,
+    started: dt.datetime,
+    reporter: Reporter | None = None,
+) -> CycleSummary:
+    """After every group: forget consumed departures, trim the raw buffers, and record the
+    cycle's ``cycle`` run (its tables' sync rows carry the same `run_id`), so `trackline
+    status`, reports and the run-level checks see cycles run as steps like any other."""
+    reporter = reporter or NullReporter()
+    summary = CycleSummary(run_id)
+    state = StateStore(wh, cfg.state_schema)
+    state.ensure()
+    with wh.lock(pipeline_lock(cfg.state_schema, "cycle"), _lock_timeout(cfg)):
+        for g in cfg.marts:
+            GroupEngine(cfg, g, wh, reporter).prune_departures()
+        summary.raw_trimmed = trim_raw(cfg, wh)
+        summary.sizes, summary.newest = mart_sizes(cfg, wh)
+        runs = wh.t(cfg.state_schema, "runs")
+        for key, status, rows, error in wh.query(
+            f"SELECT table_key, status, rows_moved, error FROM {runs} "
+            "WHERE run_id = ? AND command = 'sync' ORDER BY table_key",
+            (run_id,),
+        ):
+            r = TableResult(key.rsplit(".", 1)[-1], key, status, int(rows or 0), error=error)
+            summary.sync.append(r)
+        summary.seconds = max(0.0, (utcnow() - started).total_seconds())
+        state.record_run(
+            run_id,
+            "cycle",
+            None,
+            started,
+            "ok" if summary.ok else "partial",
+            sum(r.rows for r in summary.sync),
+            summary.seconds,
+            None if summary.ok else "; ".join(f"{r.table}: {r.error}" for r in summary.sync),
+            summary.as_dict(),
+        )
+    return summary
 
 
 def _record_unfinished(state: StateStore, summary: CycleSummary, exc: BaseException) -> None:
@@ -260,4 +360,14 @@ def run_cycle(cfg: Config, reporter: Reporter | None = None) -> CycleSummary:
         wh.close()
 
 
-__all__ = ["DEPARTURES", "CycleSummary", "run_cycle", "run_cycle_on", "trim_raw"]
+__all__ = [
+    "DEPARTURES",
+    "CycleSummary",
+    "anchor_step",
+    "finish_step",
+    "follower_step",
+    "run_cycle",
+    "run_cycle_on",
+    "sync_step",
+    "trim_raw",
+]

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 
+from trackline.config import FollowerConfig
 from trackline.faults import checkpoint
 from trackline.marts.followers import FollowerSteps
 from trackline.marts.steps import DEPARTURES, MartPlan, MartStats, MartSteps, RawRef
@@ -53,18 +54,32 @@ class GroupEngine(FollowerSteps):
     # ------------------------------------------------------------------ run
 
     def run(self) -> list[MartStats]:
+        """The group's cycle: `prepare`, the anchor, each follower, `prune_departures`. (The
+        Airflow cycle runs the same steps as tasks of their own, in this order.)"""
+        if not self.prepare():
+            return []
+        out = [self.run_anchor()]
+        for f in self.g.followers:
+            stats = self.run_follower(f)
+            if stats is not None:
+                out.append(stats)
+        self.prune_departures()
+        return out
+
+    def prepare(self) -> bool:
+        """Follow widened raw types, create what is missing; False while the anchor's raw
+        table has not been loaded yet (nothing to build)."""
         specs = self.widen()  # source types that widened: raw was altered by sync, marts follow
         ready = self.wh.run_transaction(lambda: self.ensure(specs))
         if not ready:
             self.reporter.event("warning", f"mart group {self.g.name}: anchor raw not loaded yet")
-            return []
-        out = [self.run_anchor()]
-        for f in self.g.followers:
-            if self.raw(f.source) is None:
-                continue
-            out.append(self.run_events(f) if f.kind == "events" else self.run_one_per_key(f))
-        self.prune_departures()
-        return out
+        return bool(ready)
+
+    def run_follower(self, f: FollowerConfig) -> MartStats | None:
+        """One follower after the anchor (None: its raw table is not loaded yet)."""
+        if self.raw(f.source) is None:
+            return None
+        return self.run_events(f) if f.kind == "events" else self.run_one_per_key(f)
 
     # ------------------------------------------------------------------ anchor
 

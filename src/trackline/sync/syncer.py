@@ -19,6 +19,7 @@ from trackline.errors import (
     CdcError,
     ConfigError,
     InjectedFault,
+    Interrupted,
     LockBusy,
     SourceTimeout,
     TracklineError,
@@ -62,6 +63,9 @@ class Syncer:
         """This run's tables so far, updated as batches commit."""
         self.read_shapes: dict[str, tuple[str, pa.Schema]] = {}
         """Per table key, the SELECT list and Arrow schema its last read used."""
+        self.stop_requested = threading.Event()
+        """Set from another thread (tables synced in parallel, `trackline.sync.parallel`): the
+        table stops after the batch it is committing, as after a Ctrl-C there."""
 
     def close(self) -> None:
         for s in self._sources.values():
@@ -107,7 +111,7 @@ class Syncer:
             except TracklineError as exc:
                 if isinstance(exc, _FATAL):
                     raise
-                res.status, res.error = "failed", str(exc)
+                res.status, res.error, res.retryable = "failed", str(exc), exc.retryable
                 if isinstance(exc, SourceTimeout):  # name the table and the keys to change
                     res.error = (
                         f"table {t.name!r}: {exc} (limits: sources.{rt.source_name}."
@@ -311,6 +315,8 @@ class Syncer:
                 self._commit_batch(rt, batch_id, data, staged, wm_now, wm_to, pk, res)
                 wm_now = wm_to
                 res.last_batch = batch_id
+                if self.stop_requested.is_set():
+                    raise Interrupted(f"{t.name}: stopped after batch {batch_id}")
             if whole:
                 whole.finish(res)
             return wm_now

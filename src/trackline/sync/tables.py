@@ -21,6 +21,9 @@ class TableResult:
     watermark: str = ""
     upper: Any = None
     error: str | None = None
+    retryable: bool = False
+    """The failure was transient (`TracklineError.retryable`): running the table again may
+    succeed (orchestrators retry only those)."""
     warnings: list[str] = field(default_factory=list)
     first_batch: int = 0
     last_batch: int = 0

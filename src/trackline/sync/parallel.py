@@ -1,0 +1,187 @@
+"""Several tables synced at once (`defaults.workers`), with the end state of one after another.
+
+Each worker thread takes the next table from the config's list and syncs it with its own
+`Syncer`: its own source connection and its own warehouse connection (`Warehouse.sibling`),
+so each table keeps its usual rules (its ``sync:<table>`` lock, one transaction per batch,
+its own ledger rows and watermark). Tables share nothing but the run id, so the order in
+which they finish changes nothing in the warehouse: the result equals ``workers: 1``.
+
+DuckDB opens its file once per process: the workers get cursors on the one open database and
+their transactions take turns (see `DuckDB.sibling`), so there the overlap is extraction and
+staging of one table against the load of another.
+
+A stop (Ctrl-C, SIGTERM, a job's time limit) arrives in the main thread, which waits here:
+it asks every worker to stop after the batch it is committing (`Syncer.stop_requested`: the
+worker raises `Interrupted` there, its table is recorded interrupted), waits for them, then
+re-raises; a second Ctrl-C does not wait. (Raising in a thread from outside could land in
+the middle of a driver call or a lock's bookkeeping; a batch boundary is a clean place, and
+a batch is bounded by `batch_size`.) An error that ends a run (`InjectedFault`, `LockBusy`)
+in one worker stops the others the same way and is raised once they have stopped. Results
+come back in the config's order.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from trackline.config import Config
+from trackline.errors import ConfigError
+from trackline.load import Warehouse
+from trackline.report import NullReporter, Reporter
+from trackline.sync.follow import drivers_first
+from trackline.sync.syncer import Syncer
+from trackline.sync.tables import TableResult, resolve
+
+
+class ParallelSyncer:
+    """The `Syncer` interface (`sync`, `results`, `close`) over `workers` threads."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        wh: Warehouse,
+        reporter: Reporter | None = None,
+        workers: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.wh = wh
+        self.reporter = reporter or NullReporter()
+        self.workers = workers or cfg.defaults.workers
+        self._syncers: list[Syncer] = []
+        self._own: list[Syncer] = []
+        self._done: list[TableResult] = []
+        self._order: dict[str, int] = {}
+
+    @property
+    def results(self) -> list[TableResult]:
+        """This run's tables so far (live, in the config's order): what an interrupted cycle
+        counts as committed."""
+        out = {id(r): r for r in self._done}
+        for s in self._syncers:  # the table each worker is on (its Syncer keeps its last call's)
+            out.update((id(r), r) for r in s.results)
+        return sorted(out.values(), key=lambda r: self._order.get(r.table, len(self._order)))
+
+    def close(self) -> None:
+        """Close what the caller's thread opened (workers close their own, in their thread:
+        a source connection may be bound to it)."""
+        for s in self._own:
+            s.close()
+
+    def sync(
+        self,
+        names: list[str] | None = None,
+        *,
+        source_db: str | None = None,
+        target_schema: str | None = None,
+        run_id: str | None = None,
+    ) -> list[TableResult]:
+        tables = names or [t.name for t in self.cfg.tables]
+        if not tables:
+            raise ConfigError("no tables to sync: list them under `tables:` or pass --tables")
+        self._order = {n: i for i, n in enumerate(tables)}
+        workers = min(self.workers, len(tables))
+        if workers <= 1:
+            one = Syncer(self.cfg, self.wh, self.reporter)
+            self._syncers.append(one)
+            self._own.append(one)
+            return one.sync(tables, source_db=source_db, target_schema=target_schema, run_id=run_id)
+        first = Syncer(self.cfg, self.wh, self.reporter)
+        first.state.ensure()  # state tables created once, before the workers race for them
+        schemas = {
+            resolve(self.cfg, self.cfg.table(n), source_db, target_schema).target_schema
+            for n in tables
+        }
+
+        def create_schemas() -> None:
+            for schema in sorted(schemas):
+                self.wh.ensure_schema(schema)
+
+        self.wh.run_transaction(create_schemas)
+        run_id = run_id or first._run_id()
+        # a following table (`cdc.follow`) starts once its driver has finished in this run:
+        # its follow pass reads the driver's new batches, as one table after the other does
+        pending = [t.name for t in drivers_first([self.cfg.table(n) for n in tables])]
+        unfinished = set(pending)
+        take = threading.Lock()
+        stop = threading.Event()
+        siblings: list[Warehouse] = []
+        errors: list[BaseException] = []
+
+        def worker(syncer: Syncer, finished: threading.Event) -> None:
+            try:
+                while not stop.is_set():
+                    with take:
+                        if not pending:
+                            return
+                        name = next((n for n in pending if _ready(self.cfg, n, unfinished)), None)
+                        if name is not None:
+                            pending.remove(name)
+                    if name is None:  # every pending table waits for a driver still syncing
+                        stop.wait(0.1)
+                        continue
+                    try:
+                        done = syncer.sync(
+                            [name], source_db=source_db, target_schema=target_schema, run_id=run_id
+                        )
+                    finally:
+                        with take:
+                            unfinished.discard(name)
+                    with take:
+                        self._done += done
+            except BaseException as exc:  # handed to the waiting thread, which raises it
+                with take:
+                    errors.append(exc)
+                _stop_all(stop, self._syncers)
+            finally:
+                syncer.close()  # in its thread: a source connection may be bound to it (sqlite3)
+                finished.set()
+
+        threads: list[threading.Thread] = []
+        finished: list[threading.Event] = []
+        try:
+            self._syncers.append(first)
+            for _ in range(workers - 1):
+                other = self.wh.sibling()
+                siblings.append(other)
+                self._syncers.append(Syncer(self.cfg, other, self.reporter))
+            for i, syncer in enumerate(self._syncers):
+                # daemon: a worker stuck in native code must not keep the process alive
+                done = threading.Event()
+                t = threading.Thread(
+                    target=worker, args=(syncer, done), name=f"sync-{i}", daemon=True
+                )
+                threads.append(t)
+                finished.append(done)
+                t.start()
+            try:
+                _wait(finished)
+            except BaseException:  # Ctrl-C, SIGTERM, a time limit, in this (the caller's) thread
+                _stop_all(stop, self._syncers)
+                _wait(finished)  # each ends after the batch it commits; a second Ctrl-C won't wait
+                raise
+        finally:
+            for done, w in zip(finished[1:], siblings, strict=False):
+                if done.is_set():
+                    w.close()
+        if errors:
+            raise errors[0]
+        return self.results
+
+
+def _ready(cfg: Config, name: str, unfinished: set[str]) -> bool:
+    driver = cfg.table(name).cdc.follow
+    return not driver or driver not in unfinished
+
+
+def _stop_all(stop: threading.Event, syncers: list[Syncer]) -> None:
+    stop.set()
+    for s in syncers:
+        s.stop_requested.set()
+
+
+def _wait(finished: list[threading.Event]) -> None:
+    """Wait for every worker. (Not `Thread.join`: a join that a signal interrupts can mark a
+    running thread as stopped in CPython 3.11, and a second wait would then not wait.)"""
+    for done in finished:
+        while not done.wait(0.2):  # short waits: a signal handler still runs in this thread
+            pass

@@ -1,0 +1,204 @@
+"""`defaults.workers`: a cycle syncing its tables in parallel ends where one syncing them one
+after the other ends, table by table (raw rows with their batch ids, watermarks, ledger,
+marts and history), on DuckDB and PostgreSQL; a fault in one worker stops the cycle, and a
+rerun equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.marts_helpers import (
+    DAY,
+    Driver,
+    Source,
+    actual_state,
+    busy_plan,
+    config_dict,
+    connect,
+    day,
+    expected_state,
+)
+from trackline import faults
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.errors import InjectedFault
+from trackline.load import Warehouse
+from trackline.marts.cycle import run_cycle_on
+from trackline.report import NullReporter
+from trackline.sync import resolve
+
+
+class ThreadsSeen(NullReporter):
+    """Remembers which thread reported each table done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    def event(self, kind: str, message: str, **fields: Any) -> None:
+        super().event(kind, message, **fields)
+        if kind == "done" and "table" in fields:
+            self.threads.add(threading.current_thread().name)
+
+
+def _config(
+    tmp: Path, src: Path, wh: DuckDBWarehouse | PostgresWarehouse, prefix: str, workers: int
+) -> Config:
+    data = config_dict(src, wh, tmp / f"{prefix}stage", prefix=prefix)
+    data["defaults"]["workers"] = workers
+    data["defaults"]["batch_size"] = 7  # several batches per table and cycle
+    return Config.model_validate(data)
+
+
+def snapshot(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+    """Everything a cycle writes, per table, in a form two pipelines can be compared by."""
+    out: dict[str, Any] = {}
+    st = wh.t(cfg.state_schema, "watermarks")
+    ledger = wh.t(cfg.state_schema, "batches")
+    for t in cfg.tables:
+        rt = resolve(cfg, t, None, None)
+        cols = wh.column_names(rt.target_schema, rt.target)
+        rows = wh.query(f"SELECT {wh.cols(cols)} FROM {wh.t(rt.target_schema, rt.target)}")
+        out[f"raw:{t.name}"] = sorted(rows, key=repr)
+        out[f"watermark:{t.name}"] = wh.query(
+            f"SELECT value, last_batch_id, rows_total FROM {st} WHERE table_key = ?", (rt.key,)
+        )
+        out[f"ledger:{t.name}"] = wh.query(
+            f"SELECT batch_id, row_count FROM {ledger} WHERE table_key = ? ORDER BY batch_id",
+            (rt.key,),
+        )
+    schema = cfg.marts[0].schema_
+    for table in wh.list_tables(schema):
+        if table.startswith("order_tracking_exceptions"):
+            continue
+        cols = wh.column_names(schema, table)
+        rows = wh.query(f"SELECT {wh.cols(cols)} FROM {wh.t(schema, table)}")
+        out[f"mart:{table}"] = sorted(rows, key=repr)
+    return out
+
+
+def test_two_workers_end_where_one_worker_ends_table_by_table(
+    tmp_path: Path, warehouse_config: DuckDBWarehouse | PostgresWarehouse
+) -> None:
+    src = Source(tmp_path / "src.db")
+    one = _config(tmp_path, src.path, warehouse_config, "w1_", 1)
+    two = _config(tmp_path, src.path, warehouse_config, "w2_", 2)
+    wh = connect(one)
+    seen = ThreadsSeen()
+    driver = Driver(src, busy_plan(seed=5, orders=24, span_days=50))
+    try:
+        for clock in range(day(2), day(130), 9 * DAY):
+            driver.until(clock)
+            s1 = run_cycle_on(one, wh)
+            s2 = run_cycle_on(two, wh, seen)
+            assert s1.ok and s2.ok, [(r.table, r.error) for r in s1.sync + s2.sync if r.error]
+            # the same tables in the same (config) order, with the same rows
+            assert [(r.table, r.rows, r.batches) for r in s2.sync] == [
+                (r.table, r.rows, r.batches) for r in s1.sync
+            ]
+            a, b = snapshot(one, wh), snapshot(two, wh)
+            assert a.keys() == b.keys()
+            for k in a:
+                assert a[k] == b[k], f"{k} differs between workers=1 and workers=2"
+        moved = sum(n for k, v in a.items() if k.startswith("ledger:") for _, n in v)
+        assert moved > 100, moved  # real work: many batches of 7 rows
+        # G1 / G2: each key once, nothing lost (the marts' oracle)
+        assert actual_state(wh, two.marts[0].schema_) == expected_state(src)
+        # the second pipeline did sync on two threads (over many cycles, both took tables)
+        assert len(seen.threads) == 2, seen.threads
+    finally:
+        wh.close()
+        src.close()
+
+
+def test_a_fault_in_one_worker_stops_the_cycle_and_a_rerun_equals_no_fault(
+    tmp_path: Path,
+    warehouse_config: DuckDBWarehouse | PostgresWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = Source(tmp_path / "src.db")
+    ref = _config(tmp_path, src.path, warehouse_config, "r_", 2)
+    hit = _config(tmp_path, src.path, warehouse_config, "k_", 2)
+    wh = connect(ref)
+    driver = Driver(src, busy_plan(seed=9, orders=20, span_days=40))
+    try:
+        for n, clock in enumerate(range(day(3), day(100), 12 * DAY)):
+            driver.until(clock)
+            s = run_cycle_on(ref, wh)
+            assert s.ok
+            batches = sum(r.batches for r in s.sync)  # the faulty run commits as many
+            assert batches > 0
+            faults.reset()
+            # the k-th commit of the cycle dies (some table, some worker), once per cycle
+            monkeypatch.setenv("TRACKLINE_FAIL_AT", f"sync.before_commit@{1 + (3 * n) % batches}")
+            with pytest.raises(InjectedFault):
+                run_cycle_on(hit, wh)
+            monkeypatch.delenv("TRACKLINE_FAIL_AT")
+            faults.reset()
+            assert run_cycle_on(hit, wh).ok
+            a, b = snapshot(ref, wh), snapshot(hit, wh)
+            assert a.keys() == b.keys()
+            for k in a:
+                assert a[k] == b[k], f"{k} differs after a killed parallel sync and its rerun"
+        runs = wh.query(
+            f"SELECT status FROM {wh.t(hit.state_schema, 'runs')} WHERE command = 'cycle'"
+        )
+        assert sorted({r[0] for r in runs}) == ["failed", "ok"]
+    finally:
+        wh.close()
+        src.close()
+
+
+def test_ctrl_c_during_a_parallel_sync_stops_every_worker_and_a_rerun_equals_no_stop(
+    tmp_path: Path,
+    warehouse_config: DuckDBWarehouse | PostgresWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGINT reaches the main thread while the workers sync: each worker unwinds as a
+    single-threaded sync would (its transaction rolled back, its table recorded interrupted),
+    the cycle is recorded interrupted, nothing keeps a lock, and the next cycle ends where an
+    uninterrupted one ends."""
+    import os
+    import signal
+
+    import trackline.sync.syncer as syncer
+    from trackline.errors import Interrupted
+    from trackline.interrupts import interrupt_on_signals
+
+    src = Source(tmp_path / "src.db")
+    ref = _config(tmp_path, src.path, warehouse_config, "r_", 2)
+    hit = _config(tmp_path, src.path, warehouse_config, "k_", 2)
+    wh = connect(ref)
+    Driver(src, busy_plan(seed=3, orders=20, span_days=40)).until(day(45))
+    real = syncer.checkpoint
+    sent = threading.Event()
+
+    def busy(step: str) -> None:
+        real(step)
+        if step == "sync.after_commit":
+            if not sent.is_set():
+                sent.set()
+                os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(200):  # a worker busy in Python code when the stop arrives
+                threading.Event().wait(0.01)
+
+    try:
+        assert run_cycle_on(ref, wh).ok
+        monkeypatch.setattr(syncer, "checkpoint", busy)
+        with interrupt_on_signals(), pytest.raises(Interrupted):
+            run_cycle_on(hit, wh)
+        monkeypatch.setattr(syncer, "checkpoint", real)
+        runs = wh.t(hit.state_schema, "runs")
+        assert wh.query(f"SELECT status FROM {runs} WHERE command = 'cycle'") == [("interrupted",)]
+        stopped = wh.query(f"SELECT status FROM {runs} WHERE command = 'sync'")
+        assert ("interrupted",) in stopped, stopped
+        assert run_cycle_on(hit, wh).ok  # no lock left behind
+        a, b = snapshot(ref, wh), snapshot(hit, wh)
+        for k in a:
+            assert a[k] == b[k], f"{k} differs after an interrupted parallel sync and its rerun"
+    finally:
+        wh.close()
+        src.close()
