@@ -145,6 +145,12 @@ class ScheduleConfig(Model):
     """A job running longer than this is stopped (its open transaction rolls back, committed
     batches stay) and recorded as failed; 0: no limit. Raise it for a first load of big
     tables under `trackline run`, or load them first with `trackline sync`."""
+    task_retries: int = Field(default=3, ge=0, le=20)
+    """Airflow DAGs (`trackline.airflow`): how often a task that failed on a transient
+    error (a serialization conflict, a lost connection, a worker that died) is retried; other
+    errors fail at once."""
+    retry_delay_seconds: int = Field(default=60, ge=0)
+    """Airflow DAGs: the wait before the first retry, doubled after each (at most 30 min)."""
 
 
 # --------------------------------------------------------------------------- root

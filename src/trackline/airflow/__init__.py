@@ -1,0 +1,52 @@
+"""The same jobs as `trackline run`, as Apache Airflow DAGs built from the same config.
+
+A DAG file of three lines is enough::
+
+    from trackline.airflow import dags_from_config
+
+    globals().update(dags_from_config("/etc/trackline/trackline.yml"))
+
+DAGs (``<pipeline>`` is the config's `state_schema`, ``trackline`` by default):
+
+    <pipeline>_cycle        every schedule.cycle_minutes
+        sync_<table> …      one task per table, in parallel, each in the pool of its source
+                            (``<pipeline>_<source>``: create it with `airflow pools set`)
+        <anchor mart>       per retention group, once every sync has finished
+        <follower marts>    after their anchor
+        trim_raw            trims the raw buffers, records the cycle's run
+    <pipeline>_consolidate  every schedule.consolidation_minutes, when consolidations exist
+    <pipeline>_checks       daily at schedule.checks_hour; a blocking failure fails the task
+    <pipeline>_maintenance  daily at schedule.maintenance_hour
+
+Every DAG: ``max_active_runs=1``, ``catchup=False``; tasks time out after
+schedule.job_timeout_minutes; schedule.task_retries retries with exponential backoff from
+schedule.retry_delay_seconds, for transient errors only. A task whose table (or the
+pipeline's marts) is locked by another run waits up to warehouse.lock_timeout_seconds, then
+is skipped. Tasks call trackline's Python API (`trackline.airflow.tasks`); secrets come from
+the environment as the config's ``${VAR}`` references say (an Airflow connection can be
+exported to the workers' environment).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, Any]:
+    """{dag_id: DAG} for the config at `path` (see the module docstring)."""
+    from trackline.airflow.dags import dags_from_config as build
+
+    return build(path, name=name)
+
+
+def pools(path: str | Path) -> dict[str, int]:
+    """The pools the cycle's sync tasks use: {pool name: slots}."""
+    from trackline.airflow.dags import pools as build
+
+    return build(path)
+
+
+__all__ = ["dags_from_config", "pools"]

@@ -1,0 +1,224 @@
+"""Build the Airflow DAGs of one trackline config (imports Airflow; see the package docstring)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trackline.airflow.tasks as tasks
+from trackline.config import Config, load_config
+from trackline.errors import ConfigError, InjectedFault, LockBusy, TracklineError
+
+START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+"""Every DAG's start date: with ``catchup=False`` only the latest interval ever runs."""
+
+
+def _airflow() -> dict[str, Any]:
+    """Airflow's classes, from Airflow 3's task SDK (or Airflow 2.10's modules)."""
+    try:
+        from airflow.sdk import DAG
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+        try:
+            from airflow.providers.standard.operators.python import PythonOperator
+        except ImportError:  # pragma: no cover - Airflow 3 always ships the standard provider
+            from airflow.operators.python import PythonOperator
+    except ImportError:
+        try:  # Airflow 2.10
+            from airflow import DAG  # type: ignore[no-redef]
+            from airflow.exceptions import (  # type: ignore[no-redef]
+                AirflowFailException,
+                AirflowSkipException,
+            )
+            from airflow.operators.python import PythonOperator  # type: ignore[no-redef]
+        except ImportError:
+            raise ConfigError(
+                "trackline.airflow needs Apache Airflow: pip install 'trackline[airflow]'"
+            ) from None
+    return {
+        "DAG": DAG,
+        "PythonOperator": PythonOperator,
+        "Fail": AirflowFailException,
+        "Skip": AirflowSkipException,
+    }
+
+
+def pipeline_name(cfg: Config) -> str:
+    """The DAG ids' prefix: the config's state schema (each pipeline sharing a warehouse has
+    its own), e.g. ``trackline_cycle``."""
+    return cfg.state_schema
+
+
+def pools(path: str | Path) -> dict[str, int]:
+    """The Airflow pools the cycle DAG's sync tasks use, one per source, with the number of
+    tables a source serves at once (`defaults.workers`). Create them before the first run::
+
+        airflow pools set trackline_kuaisong 2 "trackline: kuaisong"
+    """
+    cfg = load_config(path)
+    return {_pool(cfg, s): cfg.defaults.workers for s in cfg.sources}
+
+
+def _pool(cfg: Config, source: str) -> str:
+    return f"{pipeline_name(cfg)}_{source}"
+
+
+def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, Any]:
+    """{dag_id: DAG} for the config at `path`: ``<pipeline>_cycle``, ``<pipeline>_checks``,
+    ``<pipeline>_maintenance``, and ``<pipeline>_consolidate`` when consolidations exist.
+    `name` replaces the pipeline name (default: the config's `state_schema`)."""
+    af = _airflow()
+    path = str(Path(path).resolve())
+    cfg = load_config(path)
+    prefix = name or pipeline_name(cfg)
+    s = cfg.schedule
+    default_args: dict[str, Any] = {
+        "owner": "trackline",
+        "retries": s.task_retries,
+        "retry_delay": dt.timedelta(seconds=s.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(seconds=max(s.retry_delay_seconds, 1800)),
+        "execution_timeout": (
+            dt.timedelta(minutes=s.job_timeout_minutes) if s.job_timeout_minutes else None
+        ),
+    }
+
+    def dag(suffix: str, schedule: Any, doc: str) -> Any:
+        return af["DAG"](
+            dag_id=f"{prefix}_{suffix}",
+            schedule=schedule,
+            start_date=START,
+            catchup=False,
+            max_active_runs=1,
+            default_args=default_args,
+            tags=["trackline"],
+            doc_md=doc,
+        )
+
+    def op(d: Any, task_id: str, fn: Callable[..., Any], **kw: Any) -> Any:
+        return af["PythonOperator"](task_id=task_id, python_callable=_outcomes(af, fn), dag=d, **kw)
+
+    out: dict[str, Any] = {}
+    cycle = dag(
+        "cycle",
+        dt.timedelta(minutes=s.cycle_minutes),
+        "Sync every table (in parallel, a pool per source), then per retention group the "
+        "anchor mart, then its followers, then trim the raw buffers.",
+    )
+    syncs = []
+    by_table: dict[str, Any] = {}
+    for t in cfg.tables:
+        source, _ = cfg.source_for(t)
+        by_table[t.name] = op(
+            cycle, f"sync_{t.name}", _sync_task(path, t.name), pool=_pool(cfg, source)
+        )
+        syncs.append(by_table[t.name])
+    for t in cfg.tables:  # a following table (cdc.follow) reads its driver's new batches
+        if t.cdc.follow and t.cdc.follow in by_table:
+            by_table[t.cdc.follow] >> by_table[t.name]
+    finish = op(cycle, "trim_raw", _finish_task(path))
+    ids = {f"sync_{t.name}" for t in cfg.tables} | {"trim_raw"}
+    for g in cfg.marts:
+        for mart in (g.anchor.table, *(f.table for f in g.followers)):
+            if mart in ids:
+                raise ConfigError(f"marts: {mart!r} names two tasks of the cycle DAG; rename one")
+            ids.add(mart)
+        # the marts build over whatever the syncs committed, as `trackline cycle` does, even
+        # when a table failed (the run still ends failed) or was skipped (its lock was held)
+        anchor = op(
+            cycle,
+            g.anchor.table,
+            lambda path=path, group=g.name: tasks.build_anchor(path, group),
+            trigger_rule="all_done",
+        )
+        syncs >> anchor  # type: ignore[operator]
+        followers = [
+            op(
+                cycle,
+                f.table,
+                lambda path=path, group=g.name, table=f.table: tasks.build_follower(
+                    path, group, table
+                ),
+            )
+            for f in g.followers
+        ]
+        if followers:
+            anchor >> followers
+            followers >> finish  # type: ignore[operator]
+        else:
+            anchor >> finish
+    if not cfg.marts:
+        syncs >> finish  # type: ignore[operator]
+    out[cycle.dag_id] = cycle
+
+    if cfg.consolidations:
+        d = dag(
+            "consolidate",
+            dt.timedelta(minutes=s.consolidation_minutes),
+            "Every `consolidations:` entry (`trackline consolidate`).",
+        )
+        op(d, "consolidate", lambda path=path: tasks.consolidate_all(path))
+        out[d.dag_id] = d
+    d = dag(
+        "checks",
+        f"0 {s.checks_hour} * * *",
+        "`trackline check`: a blocking failure fails the task (alerts are sent first).",
+    )
+    op(d, "checks", lambda path=path: tasks.run_checks(path))
+    out[d.dag_id] = d
+    d = dag(
+        "maintenance",
+        f"0 {s.maintenance_hour} * * *",
+        "VACUUM / ANALYZE where the engine says it is needed; processed staging rows purged.",
+    )
+    op(d, "maintenance", lambda path=path: tasks.maintenance(path))
+    out[d.dag_id] = d
+    return out
+
+
+def _sync_task(path: str, table: str) -> Callable[..., Any]:
+    def run(**context: Any) -> dict[str, Any]:
+        dr = context["dag_run"]
+        return tasks.sync_table(path, table, tasks.cycle_run_id(dr.dag_id, dr.run_id))
+
+    return run
+
+
+def _finish_task(path: str) -> Callable[..., Any]:
+    def run(**context: Any) -> dict[str, Any]:
+        dr = context["dag_run"]
+        started = dr.start_date or dt.datetime.now(dt.UTC)
+        return tasks.finish_cycle(path, tasks.cycle_run_id(dr.dag_id, dr.run_id), started)
+
+    return run
+
+
+def _outcomes(af: dict[str, Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """trackline's errors as Airflow outcomes: a held lock skips the task (another run is
+    doing that work: no failure storm); a transient error (a serialization conflict, a lost
+    connection, a killed step) is raised for Airflow to retry with backoff; any other error
+    fails the task at once, with no retry (bad config, a blocking check, schema refused)."""
+
+    def run(**context: Any) -> Any:
+        try:
+            return fn(**context) if _takes_context(fn) else fn()
+        except LockBusy as exc:
+            raise af["Skip"](f"skipped: {exc}") from exc
+        except InjectedFault:
+            raise  # stands for a worker that died: Airflow retries such a task
+        except TracklineError as exc:
+            if exc.retryable:
+                raise
+            raise af["Fail"](str(exc)) from exc
+
+    return run
+
+
+def _takes_context(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()
+    )

@@ -1,0 +1,142 @@
+"""What each Airflow task runs: plain functions of trackline's Python API (no Airflow import).
+
+Every function loads the config file, opens its own warehouse connection, does one step and
+closes: tasks may run in different processes or on different machines, and everything they
+share lives in the warehouse (watermarks, ledger, locks, run history) and the stage. Errors
+are trackline's (`LockBusy`, `RetryableWarehouseError`, …); `trackline.airflow.dags` maps them
+to Airflow's outcomes. Each returns a small JSON-able dict (the task's XCom).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from trackline.config import Config, load_config
+from trackline.errors import TracklineError
+from trackline.load import Warehouse, open_warehouse
+from trackline.stage import Stage
+
+T = TypeVar("T")
+
+
+class TaskFailed(TracklineError):
+    """A step finished but reports a failure (a table that failed to sync, a blocking check)."""
+
+
+class RetryableTaskFailed(TaskFailed):
+    retryable = True
+
+
+def cycle_run_id(dag_id: str, run_id: str) -> str:
+    """trackline's run id (16 hex digits, as `trackline cycle` makes) for one DAG run: every
+    task of the run derives the same one, on whichever worker it runs."""
+    return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:16]
+
+
+@contextmanager
+def warehouse(cfg: Config) -> Iterator[Warehouse]:
+    wh = open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))
+    wh.connect()
+    try:
+        yield wh
+    finally:
+        wh.close()
+
+
+def _with(path: str | Path, step: Callable[[Config, Warehouse], T]) -> T:
+    cfg = load_config(path)
+    with warehouse(cfg) as wh:
+        return step(cfg, wh)
+
+
+def sync_table(path: str | Path, table: str, run_id: str) -> dict[str, Any]:
+    """One table of the cycle `run_id`. Raises `LockBusy` when another run holds the table's
+    lock past `warehouse.lock_timeout_seconds`, `TaskFailed` when the table failed."""
+    from trackline.marts.cycle import sync_step
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        r = sync_step(cfg, wh, table, run_id)
+        if r.status != "ok":
+            kind = RetryableTaskFailed if r.retryable else TaskFailed
+            raise kind(f"table {table!r}: {r.error}")
+        return {"table": r.table_key, "rows": r.rows, "batches": r.batches, "cursor": r.watermark}
+
+    return _with(path, step)
+
+
+def build_anchor(path: str | Path, group: str) -> dict[str, Any]:
+    from trackline.marts.cycle import anchor_step
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        s = anchor_step(cfg, wh, group)
+        return {} if s is None else {"mart": s.mart, "rows_in": s.rows_in, "inserted": s.inserted}
+
+    return _with(path, step)
+
+
+def build_follower(path: str | Path, group: str, follower: str) -> dict[str, Any]:
+    from trackline.marts.cycle import follower_step
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        s = follower_step(cfg, wh, group, follower)
+        return {} if s is None else {"mart": s.mart, "rows_in": s.rows_in, "inserted": s.inserted}
+
+    return _with(path, step)
+
+
+def finish_cycle(path: str | Path, run_id: str, started: dt.datetime) -> dict[str, Any]:
+    """Trim raw and record the cycle's run (`trackline.marts.cycle.finish_step`)."""
+    from trackline.marts.cycle import finish_step
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        if started.tzinfo is not None:  # trackline's run history is naive UTC
+            naive = started.astimezone(dt.UTC).replace(tzinfo=None)
+        else:
+            naive = started
+        s = finish_step(cfg, wh, run_id, naive)
+        return {
+            "run_id": s.run_id,
+            "raw_trimmed": s.raw_trimmed,
+            "rows": sum(r.rows for r in s.sync),
+        }
+
+    return _with(path, step)
+
+
+def consolidate_all(path: str | Path) -> dict[str, Any]:
+    """Every `consolidations:` entry (`trackline consolidate`)."""
+    from trackline.schedule import consolidate_job
+
+    return _job(path, consolidate_job)
+
+
+def run_checks(path: str | Path) -> dict[str, Any]:
+    """`trackline check`: `TaskFailed` when a blocking check failed (its alerts are sent
+    first, as `trackline check` sends them)."""
+    from trackline.schedule import checks_job
+
+    return _job(path, checks_job)
+
+
+def maintenance(path: str | Path) -> dict[str, Any]:
+    """VACUUM / ANALYZE where the engine says it is needed; purge processed staging rows."""
+    from trackline.schedule import maintenance_job
+
+    return _job(path, maintenance_job)
+
+
+def _job(path: str | Path, job: Callable[..., Any]) -> dict[str, Any]:
+    from trackline.report import NullReporter
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        res = job(cfg, wh, NullReporter())
+        if res.status != "ok":
+            raise TaskFailed(res.error or res.status)
+        return {"rows": res.rows, **res.detail}
+
+    return _with(path, step)
