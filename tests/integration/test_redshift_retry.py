@@ -46,6 +46,14 @@ class ConflictOnce(Redshift):
         self.said: list[str] = []  # every notice (callers clear `notices` as they report)
         self.RETRY_BACKOFF = 0.0  # type: ignore[misc]
 
+    def sibling(self) -> ConflictOnce:
+        """The connection of another sync worker: the same single conflict, shared."""
+        other = ConflictOnce(self.config, "", self.text)
+        other.pattern, other.fired, other.said = self.pattern, self.fired, self.said
+        other.stage = self.stage
+        other.connect()
+        return other
+
     def notice(self, message: str) -> None:
         self.said.append(message)
         super().notice(message)
