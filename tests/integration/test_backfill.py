@@ -9,6 +9,7 @@ load of the union gives, and hold G1/G2 (`check_group`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -621,3 +622,53 @@ def test_a_merge_table_is_backfilled_one_row_per_key(world: World, warehouse_con
         s = status(cfg, wh)[0]
     assert got == want
     assert s["done"] == CHUNKS and s["rows_loaded"] == len(want)
+
+
+def test_the_next_chunk_is_counted_before_this_one_commits(
+    world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The legacy reader runs a chunk ahead: when a chunk reaches its commit, the next
+    chunk's COUNT has been taken (the commit waits for it here; without the read-ahead it
+    never comes and the run fails). What was read ahead is still loaded once, in order."""
+    import threading
+
+    import trackline.backfill.run as run_mod
+
+    cfg = config(world, duckdb_warehouse, "a")
+    count = LegacyTable.count
+    counted: list[dt.datetime] = []
+    seen = threading.Condition()
+
+    def recording(self: LegacyTable, lo: Any, hi: Any) -> int:
+        n = count(self, lo, hi)
+        with seen:
+            counted.append(lo)
+            seen.notify_all()
+        return n
+
+    commits = 0
+    original = run_mod.checkpoint
+
+    def waiting(name: str) -> None:
+        nonlocal commits
+        original(name)
+        if name != "backfill.before_commit":
+            return
+        commits += 1
+        if commits < CHUNKS:
+            with seen:  # a guard against a hang, not a measure
+                assert seen.wait_for(lambda: len(counted) > commits, timeout=60), counted
+
+    monkeypatch.setattr(LegacyTable, "count", recording)
+    monkeypatch.setattr(run_mod, "checkpoint", waiting)
+    backfill_ok(cfg, ["uni_tracking_spath"])
+    assert counted == sorted(counted) and len(counted) == CHUNKS
+    for wh in connect(cfg):
+        s = status(cfg, wh)[0]
+        rows = wh.query(
+            "SELECT batch_id, wm_to FROM trackline.batches WHERE table_key = ? ORDER BY batch_id",
+            ("raw.uni_tracking_spath_raw",),
+        )
+    assert s["done"] == CHUNKS and s["rows_loaded"] == legacy_count(world, "uni_tracking_spath")
+    chunk_of_batch = [json.loads(r[1])["extra"]["chunk"] for r in rows]
+    assert chunk_of_batch == sorted(chunk_of_batch)  # batch ids follow the chunks' order

@@ -20,7 +20,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from trackline.backfill.chunks import Chunk, Unit
 from trackline.backfill.ledger import BackfillLedger, ChunkRow, Record, backfill_id
+from trackline.backfill.reader import ChunkReader, Head
 from trackline.backfill.setup import OpenSource, Setup, setup, sync_past
 from trackline.config import Config
 from trackline.errors import (
@@ -238,29 +239,37 @@ def _chunks(
     done = led.done(rec.backfill_id)
     attempts = cfg.backfill.attempts
     size = batch_size or s.b.batch_size or cfg.backfill.batch_size
+    failures: dict[int, int] = {}
+    for r in led.chunk_rows(rec.backfill_id):
+        failures[r.chunk_no] = failures.get(r.chunk_no, 0) + 1
     for chunk in s.chunks:
         if chunk.no in done:
             out.skipped += 1
             reporter.progress(f"{name} chunks", 1, len(s.chunks), "chunks")
-            continue
-        if stop.is_set():
-            out.status, out.error = "interrupted", "stopped before this chunk"
-            return
-        failures = sum(1 for r in led.chunk_rows(rec.backfill_id) if r.chunk_no == chunk.no)
-        for attempt in range(failures + 1, failures + attempts + 1):
-            try:
-                row = _chunk(s, syncer, led, rec, chunk, attempt, schema, size, run_id)
-            except ChunkCountMismatch as exc:
-                out.retried += 1
-                _failed(wh, led, rec, chunk, attempt, run_id, exc)
-                reporter.event("warning", f"{name}: {exc}", table=name)
-                if attempt == failures + attempts:
-                    raise
-                continue
-            out.loaded += 1
-            out.rows += row.loaded_rows or 0
-            _progress(reporter, name, s, chunk, row, out, t0)
-            break
+    pending = [c for c in s.chunks if c.no not in done]
+    reader = _reader(s, pending, schema, size, syncer.wh.BATCH_ROW_MULTIPLE)
+    try:
+        for chunk in pending:
+            if stop.is_set():
+                out.status, out.error = "interrupted", "stopped before this chunk"
+                return
+            before = failures.get(chunk.no, 0)
+            for attempt in range(before + 1, before + attempts + 1):
+                try:
+                    row = _chunk(s, syncer, led, rec, chunk, attempt, schema, reader, run_id)
+                except ChunkCountMismatch as exc:
+                    out.retried += 1
+                    _failed(wh, led, rec, chunk, attempt, run_id, exc)
+                    reporter.event("warning", f"{name}: {exc}", table=name)
+                    if attempt == before + attempts:
+                        raise
+                    continue
+                out.loaded += 1
+                out.rows += row.loaded_rows or 0
+                _progress(reporter, name, s, chunk, row, out, t0)
+                break
+    finally:
+        reader.close()
 
 
 def _record(
@@ -363,6 +372,36 @@ def _target(s: Setup, syncer: Syncer, reporter: Reporter) -> pa.Schema:
     )
 
 
+def _reader(s: Setup, chunks: list[Chunk], schema: pa.Schema, size: int, step: int) -> ChunkReader:
+    """The table's legacy reader: each chunk's COUNT (and key range), its SELECT and its batch
+    size, then its rows, a step ahead of the loader (`ChunkReader`)."""
+    t = s.t
+    zero_cols = [c for c in s.legacy.columns if c.zero_date_check]
+    order = [str(t.cdc.cursor), *([str(t.cdc.id)] if t.cdc.id else [])]
+    read_schema = pa.schema(
+        [*schema, *[pa.field("_tl_zero_" + c.name, pa.int64()) for c in zero_cols]]
+    )
+
+    def plan(chunk: Chunk) -> Head:
+        lo, hi = s.bounds(chunk)
+        expected = s.legacy.count(lo, hi)
+        ids = s.legacy.id_span(lo, hi, expected)
+        sql = s.legacy.rows_sql(
+            lo, hi, bool(zero_cols), order if t.write_mode == "merge" else None, ids
+        )
+        # At least PIPELINE_BATCHES batches a chunk: the next batch is read and staged while
+        # one loads (the sync's pipeline), which a chunk read as one batch would not overlap.
+        batch_size = min(size, max(-(-expected // PIPELINE_BATCHES), MIN_BATCH))
+        if batch_size > step // 2:
+            batch_size = -(-batch_size // step) * step
+        return Head(chunk, expected, sql, batch_size)
+
+    def stream(head: Head) -> Iterator[pa.RecordBatch]:
+        return s.legacy.src.stream(head.sql, read_schema, head.batch_size)
+
+    return ChunkReader(chunks, plan, stream, t.name)
+
+
 def _chunk(
     s: Setup,
     syncer: Syncer,
@@ -371,38 +410,29 @@ def _chunk(
     chunk: Chunk,
     attempt: int,
     schema: pa.Schema,
-    batch_size: int,
+    reader: ChunkReader,
     run_id: str,
 ) -> ChunkRow:
     """Load one chunk in one transaction (under the table's sync lock); ChunkCountMismatch
-    when what the warehouse holds of it differs from the legacy's count."""
+    when what the warehouse holds of it differs from the legacy's count. Its count and rows
+    come from `reader`, which may have read them while the chunk before committed."""
     t0 = time.monotonic()
     w, state, t = syncer.wh, syncer.state, s.t
     lo, hi = s.bounds(chunk)
-    expected = s.legacy.count(lo, hi)
     zero_cols = [c for c in s.legacy.columns if c.zero_date_check]
-    order = [str(t.cdc.cursor), *([str(t.cdc.id)] if t.cdc.id else [])]
-    ids = s.legacy.id_span(lo, hi, expected)
-    sql = s.legacy.rows_sql(
-        lo, hi, bool(zero_cols), order if t.write_mode == "merge" else None, ids
-    )
-    read_schema = pa.schema(
-        [*schema, *[pa.field("_tl_zero_" + c.name, pa.int64()) for c in zero_cols]]
-    )
-    # At least PIPELINE_BATCHES batches a chunk: the next batch is read and staged while one
-    # loads (the sync's pipeline), which a chunk read as one batch would not overlap.
-    batch_size = min(batch_size, max(-(-expected // PIPELINE_BATCHES), MIN_BATCH))
-    step = w.BATCH_ROW_MULTIPLE
-    if batch_size > step // 2:
-        batch_size = -(-batch_size // step) * step
     schema_name, target = s.rt.target_schema, s.rt.target
     legacy_db = s.legacy_rt.source_db
 
+    # The chunk's count is taken before its transaction and the table's sync lock; a
+    # second run of `work` (after a transient warehouse error) reads the chunk again.
+    opened = [reader.open(chunk)]
+
     def work() -> ChunkRow:
+        head, batches = opened.pop() if opened else reader.open(chunk)
+        expected = head.expected
         first = state.next_batch_id(s.key)
         last, read = first - 1, 0
         res = TableResult(t.name, s.key)
-        batches = s.legacy.src.stream(sql, read_schema, batch_size)
         for bid, data, staged, _ in syncer._pipeline(
             s.legacy_rt, batches, zero_cols, schema, "incremental", Watermark(), None, None,
             first, s.pk, res,
