@@ -11,6 +11,12 @@ JSON list on the last line of stdout. Steps:
     {"op": "pools", "pools": {name: n}}   `airflow pools set NAME N` for each
     {"op": "graph", "dag": ID}            the DAG object as data (tasks, edges, settings)
     {"op": "test", "dag": ID}             `dag.test()`: every task's state and try count
+    {"op": "test", "dag": ID, "pause": {"at": STEP, "ready": FILE, "go": FILE}}
+                                          the same, but the first time a sync reaches the
+                                          checkpoint STEP (e.g. ``sync.after_commit``: its
+                                          table's lock held, a batch committed) this process
+                                          creates FILE ``ready`` and waits there until FILE
+                                          ``go`` exists: another run is forced to overlap it
 """
 
 from __future__ import annotations
@@ -83,8 +89,35 @@ def graph(dag_id: str) -> Any:
     }
 
 
-def test(dag_id: str) -> Any:
+def _pause(at: str, ready: str, go: str, timeout: float = 240) -> None:
+    """Hold the first sync that reaches checkpoint `at` until the file `go` exists."""
+    import time
+    from pathlib import Path
+
+    import trackline.sync.syncer as syncer
+
+    real = syncer.checkpoint
+    held: list[str] = []
+
+    def checkpoint(step: str) -> None:
+        real(step)
+        if step != at or held:
+            return
+        held.append(step)
+        Path(ready).touch()
+        deadline = time.monotonic() + timeout
+        while not Path(go).exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"paused at {at}: {go} did not appear in {timeout:.0f}s")
+            time.sleep(0.05)
+
+    syncer.checkpoint = checkpoint  # type: ignore[assignment]
+
+
+def test(dag_id: str, pause: dict[str, str] | None = None) -> Any:
     dag = _dags()[dag_id]
+    if pause:
+        _pause(pause["at"], pause["ready"], pause["go"])
     dr = dag.test()
     from airflow.utils.session import create_session
 
@@ -114,7 +147,7 @@ def main() -> None:
         elif op == "graph":
             out.append(graph(step["dag"]))
         elif op == "test":
-            out.append(test(step["dag"]))
+            out.append(test(step["dag"], step.get("pause")))
         else:
             raise SystemExit(f"unknown step {op!r}")
     print(f"DRIVER {time.monotonic() - t0:.1f}s: done", file=sys.stderr, flush=True)

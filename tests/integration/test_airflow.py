@@ -8,12 +8,14 @@ warehouse holds. Under CI=true a venv that cannot be built fails the test, never
 - the example config gives DAGs with no import error (and a broken config does give one);
 - the cycle DAG's graph is the seed flow: syncs in parallel (a pool per source), the anchor
   mart after all of them, the followers after it, then the raw trim;
-- `dag.test()` runs the cycle DAG against MariaDB → PostgreSQL: a sync task killed in the
-  middle of a table is retried by Airflow, and the warehouse then equals what `trackline
-  cycle` makes of the same source, table by table; so does a second run after more writes,
-  and G1 / G2 hold;
-- a run that overlaps another (its locks held) skips its tasks and writes nothing (with
-  `warehouse.lock_timeout_seconds` the tasks wait that long first: the same lock code).
+- `dag.test()` runs the cycle DAG against MariaDB → PostgreSQL, and after each step the
+  warehouse equals what `trackline cycle` makes of the same source, table by table:
+  - a run whose locks another run holds skips every task and writes nothing (with
+    `warehouse.lock_timeout_seconds` the tasks wait that long first: the same lock code);
+  - a sync task that fails in the middle of a batch is retried by Airflow;
+  - after more source writes, a worker that dies in the middle of a batch (``os._exit``),
+    then its run again, forced to overlap a second Airflow's run of the same DAG: the
+    second skips the table the first holds, and G1 / G2 hold at the end.
 """
 
 from __future__ import annotations
@@ -75,7 +77,28 @@ class Airflow:
         extra = f", name={pipeline!r}" if pipeline else ""
         (self.dags / f"{name}.py").write_text(DAG_FILE.format(path=str(config), extra=extra))
 
-    def run(self, steps: list[dict[str, Any]], env: dict[str, str] | None = None) -> list[Any]:
+    def run(
+        self, steps: list[dict[str, Any]], env: dict[str, str] | None = None, *, exit_code: int = 0
+    ) -> list[Any]:
+        proc = self.start(steps, env)
+        t0 = time.monotonic()
+        try:
+            stdout, stderr = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"driver still running after 300 s:\n{stderr[-3000:]}") from None
+        timing = [ln for ln in stderr.splitlines() if ln.startswith("DRIVER ")]
+        print(f"driver process {time.monotonic() - t0:.1f}s:", *timing, sep="\n  ")
+        if proc.returncode != exit_code:
+            tail = stdout[-2000:] + "\n--- stderr:\n" + stderr[-3000:]
+            raise AssertionError(f"driver exited {proc.returncode}, not {exit_code}:\n{tail}")
+        return json.loads(stdout.strip().splitlines()[-1]) if exit_code == 0 else []
+
+    def start(
+        self, steps: list[dict[str, Any]], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
+        """The driver process, started (`run` waits for it)."""
         full = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TRACKLINE_FAIL")},
             "AIRFLOW_HOME": str(self.home),
@@ -86,23 +109,15 @@ class Airflow:
             "PYTHONPATH": str(ROOT / "src"),
             **(env or {}),
         }
-        t0 = time.monotonic()
-        res = subprocess.run(
+        return subprocess.Popen(
             [str(self.venv / "bin" / "python"), str(DRIVER), json.dumps(steps)],
             env=full,
             cwd=self.home,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=300,
-            check=False,
         )
-        timing = [ln for ln in res.stderr.splitlines() if ln.startswith("DRIVER ")]
-        print(f"driver process {time.monotonic() - t0:.1f}s:", *timing, sep="\n  ")
-        if res.returncode != 0:
-            tail = res.stdout[-2000:] + "\n--- stderr:\n" + res.stderr[-3000:]
-            raise AssertionError(f"driver failed ({res.returncode}):\n{tail}")
-        return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def _write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -207,32 +222,58 @@ def _states(result: dict[str, Any]) -> dict[str, str]:
     return {t: s.rsplit(".", 1)[-1].lower() for t, (s, _) in result["tasks"].items()}
 
 
+def _world(
+    tmp: Path, db: MySQLDb, pg: PgDb, **defaults: Any
+) -> tuple[Config, Config, Path, dt.datetime]:
+    """Source tables with 13 orders (5 of them 100 days old: archived at once), the
+    reference pipeline (`trackline cycle`) and the Airflow one (its config file written),
+    both in the same PostgreSQL database. Returns (ref, af, af's config file, source now)."""
+    for ddl in DDL:
+        db.execute(ddl)
+    now = db.query("SELECT NOW(6)")[0][0]
+    _orders(db, range(1, 6), now - dt.timedelta(days=100))
+    _orders(db, range(6, 14), now - dt.timedelta(hours=2))
+    time.sleep(1.1)  # the upper bound is the server's NOW() (lag 0): let it pass the writes
+    ref = Config.model_validate(_pipeline(tmp, db, pg, "ref_", **defaults))
+    af_data = _pipeline(tmp, db, pg, "af_", **defaults)
+    return ref, Config.model_validate(af_data), _write_config(tmp / "af.yml", af_data), now
+
+
+def _airflow(venv: Path, home: Path, config: Path) -> Airflow:
+    af = Airflow(venv, home)
+    af.dag_file("trackline_dags", config)
+    return af
+
+
+POOLS = {"op": "pools", "pools": {"af_trackline_kuaisong": 2}}
+DAG = "af_trackline_cycle"
+
+
+def _g1_g2(cfg: Config, wh: Any, db: MySQLDb) -> None:
+    assert check_all(cfg, wh) == []  # G1: one row per key, no key twice
+    keys = {r[0] for r in db.query("SELECT order_id FROM uni_tracking_info")}
+    assert covered_keys(wh, cfg.marts[0]) >= keys  # G2: mart ∪ history holds all
+
+
 def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
     airflow_venv: Path, tmp_path: Path, mysql_db: MySQLDb, pg_db: PgDb
 ) -> None:
-    for ddl in DDL:
-        mysql_db.execute(ddl)
-    now = mysql_db.query("SELECT NOW(6)")[0][0]
-    _orders(mysql_db, range(1, 6), now - dt.timedelta(days=100))  # archived at once
-    _orders(mysql_db, range(6, 14), now - dt.timedelta(hours=2))
-    time.sleep(1.1)  # the upper bound is the server's NOW() (lag 0): let it pass the writes
-
-    ref = Config.model_validate(_pipeline(tmp_path, mysql_db, pg_db, "ref_"))
-    af_data = _pipeline(tmp_path, mysql_db, pg_db, "af_")
-    af_cfg = Config.model_validate(af_data)
-    config = _write_config(tmp_path / "af.yml", af_data)
-    af = Airflow(airflow_venv, tmp_path / "af")
-    af.dag_file("trackline_dags", config)
-    dag = "af_trackline_cycle"
+    """One pipeline through a held run, a retried task, a dead worker and two overlapping
+    runs (one Airflow process each: they are what costs time); after each, the warehouse
+    equals what `trackline cycle` makes of the same source, table by table."""
+    ref, af_cfg, config, now = _world(tmp_path, mysql_db, pg_db)
+    af = _airflow(airflow_venv, tmp_path / "af", config)
+    other = _airflow(airflow_venv, tmp_path / "af2", config)  # a second scheduler's world
+    dag = DAG
     wh = connect(ref)
+    ready, go = tmp_path / "first-is-held", tmp_path / "first-may-go"
+    held_run: subprocess.Popen[str] | None = None
     try:
         # 1. another run holds every table's lock and the marts' lock: each task skips
         held = [f"sync:{resolve(af_cfg, t, None, None).key}" for t in af_cfg.tables]
         held.append(pipeline_lock(af_cfg.state_schema, "cycle"))
         with _holding(af_cfg, held):
-            pools, first = af.run(
-                [{"op": "pools", "pools": {"af_trackline_kuaisong": 2}}, {"op": "test", "dag": dag}]
-            )
+            pools, first = af.run([POOLS, {"op": "test", "dag": dag}])
         assert set(_states(first).values()) == {"skipped"}, first
         assert first["state"].endswith("success")
         ledger = wh.t(af_cfg.state_schema, "batches")
@@ -240,7 +281,7 @@ def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
             f"SELECT 1 FROM {ledger}"
         )
 
-        # 2. a sync task dies at the cycle's second batch commit; Airflow retries it
+        # 2. a sync task fails at the cycle's second batch commit; Airflow retries it
         assert run_cycle_on(ref, wh).ok
         (second,) = af.run(
             [{"op": "test", "dag": dag}], {"TRACKLINE_FAIL_AT": "sync.before_commit@2"}
@@ -250,26 +291,64 @@ def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
         assert sorted(tries.values()) == [1, 1, 2], tries  # exactly one was retried
         _equal(ref, af_cfg, wh)
 
-        # 3. more writes: old orders come back (reactivation), new ones, new events
+        # 3. more writes; the worker itself dies (os._exit: no rollback, no `finally`, no
+        # lock release) inside the cycle's second batch, its transaction open. The
+        # PostgreSQL session's end rolls that batch back and frees the table's lock.
         mysql_db.execute("UPDATE uni_tracking_info SET update_time = NOW(6) WHERE order_id <= 2")
-        _orders(mysql_db, range(14, 20), now)
+        _orders(mysql_db, range(14, 20), now)  # old orders move again (reactivation), new ones
         mysql_db.execute(
             "INSERT INTO uni_tracking_spath (order_id, pathTime, code) "
             "SELECT order_id, NOW(6), 2 FROM ecs_order_info WHERE order_id % 3 = 0"
         )
         time.sleep(1.1)
+        batches = wh.scalar(f"SELECT COUNT(*) FROM {ledger}")
+        af.run(
+            [{"op": "test", "dag": dag}],
+            {"TRACKLINE_FAIL_AT": "sync.before_commit@2", "TRACKLINE_FAIL_MODE": "exit"},
+            exit_code=99,
+        )
+        assert wh.scalar(f"SELECT COUNT(*) FROM {ledger}") == batches + 1  # the first only
+
+        # 4. the next run (the dead task run again) is forced to overlap another: it is held
+        # right after its first batch commit, that table's lock held, while a run of a
+        # second Airflow installation runs whole. That one skips the held table, syncs the
+        # others and builds the marts over what is committed; then the first goes on.
+        held_run = af.start(
+            [
+                {
+                    "op": "test",
+                    "dag": dag,
+                    "pause": {"at": "sync.after_commit", "ready": str(ready), "go": str(go)},
+                }
+            ]
+        )
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert held_run.poll() is None, held_run.communicate()
+            assert time.monotonic() < deadline, "the run never reached its first commit"
+            time.sleep(0.1)
+        _, overlapping = other.run([POOLS, {"op": "test", "dag": dag}])
+        go.touch()
+        stdout, stderr = held_run.communicate(timeout=240)
+        assert held_run.returncode == 0, stderr[-3000:]
+        (rerun,) = json.loads(stdout.strip().splitlines()[-1])
+        states = _states(overlapping)
+        skipped = [t for t, s in states.items() if s == "skipped"]
+        assert len(skipped) == 1 and skipped[0].startswith("sync_"), states  # the held table
+        assert {s for t, s in states.items() if t not in skipped} == {"success"}, states
+        assert set(_states(rerun).values()) == {"success"}, rerun  # no lock left by the dead
+
         assert run_cycle_on(ref, wh).ok
-        (third,) = af.run([{"op": "test", "dag": dag}])
-        assert set(_states(third).values()) == {"success"}, third
         _equal(ref, af_cfg, wh)
-        assert check_all(af_cfg, wh) == []  # G1: one row per key, no key twice
-        keys = {r[0] for r in mysql_db.query("SELECT order_id FROM uni_tracking_info")}
-        assert covered_keys(wh, af_cfg.marts[0]) >= keys  # G2: mart ∪ history holds all
+        _g1_g2(af_cfg, wh, mysql_db)
         runs = wh.t(af_cfg.state_schema, "runs")
         cycles = wh.query(f"SELECT status FROM {runs} WHERE command = 'cycle'")
-        assert cycles == [("ok",), ("ok",)]  # each DAG run recorded its cycle
-
+        assert cycles == [("ok",)] * 3  # each DAG run that reached trim_raw recorded its cycle
     finally:
+        go.touch()
+        if held_run is not None and held_run.poll() is None:
+            held_run.kill()
+            held_run.communicate()
         wh.close()
 
 

@@ -176,8 +176,8 @@ class Defaults(Model):
     raw_retention_seconds: int = 2 * 86400
     workers: int = Field(default=2, ge=1, le=32)
     """Tables a cycle syncs at the same time, each on its own source and warehouse
-    connection (on DuckDB their loads take turns). 1 = one table after the other; the end
-    state is the same either way."""
+    connection (on DuckDB, cursors on the one open database: their loads overlap too).
+    1 = one table after the other; the end state is the same either way."""
 
 
 # --------------------------------------------------------------------------- marts

@@ -39,6 +39,13 @@ class DuckDB(Warehouse):
         "double": "DOUBLE",
     }
 
+    RETRYABLE_MESSAGES: ClassVar[tuple[str, ...]] = (
+        # two connections of one process wrote the same row or catalog entry
+        # (https://duckdb.org/docs/stable/connect/concurrency): the later one is refused
+        r"TransactionContext Error: Conflict on",
+        r"write-write conflict",
+    )
+
     config: DuckDBWarehouse
 
     def __init__(self, config: DuckDBWarehouse) -> None:
@@ -74,14 +81,16 @@ class DuckDB(Warehouse):
     def sibling(self) -> DuckDB:
         """A cursor on this process's open database (DuckDB admits one process per file, so a
         second thread gets a second connection to the same instance, not a second open).
-        Its transactions take turns with this connection's (one shared transaction lock):
-        loads serialise, while what happens outside the warehouse (source reads, Parquet
-        staging) and plain reads overlap."""
+        It has its own transactions, which run beside this connection's: two tables' batch
+        loads overlap (one DuckDB insert keeps about one core busy). DuckDB's optimistic
+        concurrency control refuses a commit that writes a row another open transaction
+        wrote; tables synced in parallel write different rows (their own raw table, their
+        own watermark and ledger rows), and should one conflict anyway, the error is
+        retryable (`RETRYABLE_MESSAGES`): the whole batch transaction runs again."""
         other = DuckDB(self.config)
         other.stage = self.stage
         other.con = self.con.cursor()
         other.catalog = self.catalog
-        other._tx_lock = self._tx_lock
         return other
 
     def t(self, schema: str | None, table: str) -> str:

@@ -6,9 +6,8 @@ so each table keeps its usual rules (its ``sync:<table>`` lock, one transaction 
 its own ledger rows and watermark). Tables share nothing but the run id, so the order in
 which they finish changes nothing in the warehouse: the result equals ``workers: 1``.
 
-DuckDB opens its file once per process: the workers get cursors on the one open database and
-their transactions take turns (see `DuckDB.sibling`), so there the overlap is extraction and
-staging of one table against the load of another.
+DuckDB opens its file once per process: the workers get cursors on the one open database,
+each with its own transactions (see `DuckDB.sibling`), so two tables' loads overlap there too.
 
 A stop (Ctrl-C, SIGTERM, a job's time limit) arrives in the main thread, which waits here:
 it asks every worker to stop after the batch it is committing (`Syncer.stop_requested`: the
