@@ -198,6 +198,26 @@ def bench_config(a: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- child
 
 
+def postgres_cpu_seconds() -> float | None:
+    """CPU seconds so far of the local PostgreSQL server: its live processes plus, from the
+    postmaster's cutime/cstime, the backends that have exited (a closed connection's backend
+    takes its CPU with it otherwise). None when no server process is visible."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, found = 0.0, False
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "postgres":
+                continue
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            if Path(f"/proc/{fields[1]}/comm").read_text().strip() != "postgres":
+                total += (int(fields[13]) + int(fields[14])) / tick  # the postmaster's reaped
+            found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if found else None
+
+
 def child_cycle(a: dict[str, Any]) -> None:
     from trackline.config import parse_config
     from trackline.load import open_warehouse
@@ -206,18 +226,16 @@ def child_cycle(a: dict[str, Any]) -> None:
 
     cfg = parse_config(json.dumps(bench_config(a)))
     phase: dict[str, float] = {}
-    if a.get("own_tx_lock"):
-        # What-if (bench only): each DuckDB sibling cursor takes its own transaction lock, so
-        # two workers' batch transactions run at the same time instead of taking turns.
-        import threading
-
+    if a.get("shared_tx_lock"):
+        # What-if (bench only): the code before session 6, where the DuckDB workers' cursors
+        # shared one transaction lock, so their batch transactions took turns.
         from trackline.load.duckdb import DuckDB
 
-        shared = DuckDB.sibling
+        own = DuckDB.sibling
 
         def sibling(self: Any) -> Any:
-            other = shared(self)
-            other._tx_lock = threading.RLock()
+            other = own(self)
+            other._tx_lock = self._tx_lock
             return other
 
         DuckDB.sibling = sibling  # type: ignore[method-assign]
@@ -232,12 +250,14 @@ def child_cycle(a: dict[str, Any]) -> None:
             finally:
                 phase["sync"] = time.monotonic() - t
 
+    p0 = postgres_cpu_seconds()
     s0, c0, t0 = server_cpu_seconds(), cpu_seconds(), time.monotonic()
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
         summary = run_cycle_on(cfg, wh, syncer=TimedSyncer(cfg, wh))  # type: ignore[arg-type]
         seconds, cpu, s1 = time.monotonic() - t0, cpu_seconds() - c0, server_cpu_seconds()
+        p1 = postgres_cpu_seconds()
         if not summary.ok:
             raise SystemExit(f"cycle failed: {[(r.table, r.error) for r in summary.sync]}")
         marts = {}
@@ -251,6 +271,7 @@ def child_cycle(a: dict[str, Any]) -> None:
             "seconds": seconds,
             "cpu": cpu,
             "server_cpu": None if s0 is None or s1 is None else s1 - s0,
+            "pg_cpu": None if p0 is None or p1 is None else p1 - p0,
             "sync_seconds": phase["sync"],
             "mart_seconds": sum(m.seconds for m in summary.marts),
             "marts_each": {m.mart: round(m.seconds, 2) for m in summary.marts},
@@ -263,6 +284,16 @@ def child_cycle(a: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- parent
+
+
+def machine_bound(m: Measured, engine: str) -> float:
+    """The shortest this run could take on this machine: the CPU it used (trackline's, the
+    MariaDB server's, PostgreSQL's backends') spread over every core. The servers' CPU read
+    from /proc includes what they served other sessions meanwhile (a shared machine)."""
+    used = m.work_cpu + float(m.result["server_cpu"] or 0)
+    if engine == "postgres":
+        used += float(m.result["pg_cpu"] or 0)
+    return used / (os.cpu_count() or 1)
 
 
 def median(xs: list[float]) -> float:
@@ -298,7 +329,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "workers=1": {"workers": 1},
     "workers=2": {"workers": 2},
     # what-ifs (DuckDB only; patched into the bench child, never in src/)
-    "own-tx-lock": {"workers": 2, "own_tx_lock": True},
+    "shared-tx-lock": {"workers": 2, "shared_tx_lock": True},
 }
 
 
@@ -315,14 +346,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=2,
         help="rounds of workers=1 and workers=2, in alternating order (default 2)",
     )
+    p.add_argument(
+        "--warmup",
+        action="store_true",
+        help="one unmeasured workers=1 cycle per warehouse first (reads the source into the "
+        "page cache; on by default with --short, where the first run is otherwise slowest)",
+    )
     p.add_argument("--warehouses", default="duckdb", help="duckdb, postgres or duckdb,postgres")
     p.add_argument(
         "--what-if",
         action="append",
         default=[],
         choices=[v for v in VARIANTS if not v.startswith("workers=")],
-        help="also measure a proposed change on DuckDB, each round: 'own-tx-lock' (workers=2, "
-        "each worker's DuckDB cursor with its own transaction lock: batch loads overlap)",
+        help="also measure a variant on DuckDB, each round: 'shared-tx-lock' (workers=2 as "
+        "before session 6: the workers' DuckDB transactions take turns)",
     )
     p.add_argument("--workdir", default="/tmp/trackline-bench/cycle_workers")
     p.add_argument("--database", default="tl_cbench")
@@ -335,7 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child-args", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.short:
-        args.rows, args.repeat = 50_000, 1
+        args.rows, args.repeat, args.warmup = 50_000, 1, True
         args.batch_size = min(args.batch_size, 20_000)  # several batches per table
         if args.database == "tl_cbench":
             args.database = "tl_cbench_short"
@@ -404,6 +441,8 @@ def main() -> None:
             if engine == "duckdb":
                 variants += [w for w in args.what_if]
             runs: dict[str, list[Measured]] = {v: [] for v in variants}
+            if args.warmup:
+                measure(engine, "workers=1")
             for i in range(max(1, args.repeat)):
                 order = variants if i % 2 == 0 else variants[::-1]
                 for v in order:
@@ -435,6 +474,10 @@ def main() -> None:
                         "-"
                         if ms[0].result["server_cpu"] is None
                         else f"{median([m.result['server_cpu'] for m in ms]):.1f}",
+                        "-"
+                        if engine != "postgres" or ms[0].result["pg_cpu"] is None
+                        else f"{median([m.result['pg_cpu'] for m in ms]):.1f}",
+                        f"{median([machine_bound(m, engine) for m in ms]):.1f}",
                         f"{max(m.peak_rss_mb for m in ms):.0f}",
                         ", ".join(f"{k} {t}" for k, t in ms[-1].result["tables"].items()),
                     ]
@@ -446,6 +489,8 @@ def main() -> None:
                     "mart_seconds": [m.result["mart_seconds"] for m in ms],
                     "cpu": [m.work_cpu for m in ms],
                     "server_cpu": [m.result["server_cpu"] for m in ms],
+                    "pg_cpu": [m.result["pg_cpu"] for m in ms],
+                    "cpu_bound": [machine_bound(m, engine) for m in ms],
                     "peak_rss_mb": [m.peak_rss_mb for m in ms],
                     "tables": [m.result["tables"] for m in ms],
                     "marts_each": [m.result["marts_each"] for m in ms],
@@ -494,6 +539,8 @@ def main() -> None:
                 "marts s",
                 "CPU s",
                 "MariaDB CPU s",
+                "PostgreSQL CPU s",
+                f"(CPU sum) / {os.cpu_count()} cores s",
                 "peak RSS MB",
                 "per table s (last round)",
             ],
