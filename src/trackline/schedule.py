@@ -49,6 +49,7 @@ import contextlib
 import datetime as dt
 import faulthandler
 import json
+import queue
 import signal
 import threading
 import time
@@ -142,6 +143,8 @@ class Scheduler:
         self._stop = False
         self.stop_signal: str | None = None
         """The signal that asked the scheduler to stop (SIGTERM, SIGINT), if one did."""
+        self._said: queue.SimpleQueue[str | None] | None = None
+        """While the stop signals are ours: what a handler has to say, for the announcer."""
         self.job_timeout = float(cfg.schedule.job_timeout_minutes * 60)
         self.results: dict[str, JobResult] = {}
         """The outcome of each job's latest run in this process."""
@@ -160,10 +163,14 @@ class Scheduler:
             raise Interrupted("received SIGINT twice", 130)
         if signum is not None and self.stop_signal is None:
             self.stop_signal = signal.Signals(signum).name
-            self.reporter.event(
-                "schedule",
-                f"received {self.stop_signal}: finishing the running step, then stopping",
-            )
+            message = f"received {self.stop_signal}: finishing the running step, then stopping"
+            if self._said is not None:
+                # a signal handler runs between two bytecodes of the main thread, which may be
+                # inside the reporter's own lock (writing a line): the reporter is called from
+                # the announcing thread instead (SimpleQueue.put is safe in a handler)
+                self._said.put(message)
+            else:
+                self.reporter.event("schedule", message)
         self._stop = True
         self._wake.set()
 
@@ -176,12 +183,24 @@ class Scheduler:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        said: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+
+        def announce() -> None:
+            while (message := said.get()) is not None:
+                self.reporter.event("schedule", message)
+
+        announcer = threading.Thread(target=announce, name="signals", daemon=True)
+        announcer.start()
+        self._said = said
         old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             yield
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
+            self._said = None
+            said.put(None)
+            announcer.join(5)  # what a signal announced is written before the caller goes on
 
     # ------------------------------------------------------------------ slots
 

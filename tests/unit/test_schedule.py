@@ -8,6 +8,8 @@ and a cycle killed half-way that the next slot completes. DuckDB in a temp folde
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
+import io
 import json
 import os
 import signal
@@ -23,7 +25,7 @@ from trackline.config import Config, DuckDBWarehouse
 from trackline.errors import LockBusy
 from trackline.load import Warehouse, open_warehouse
 from trackline.quality.run import run_checks
-from trackline.report import NullReporter
+from trackline.report import LogReporter, NullReporter
 from trackline.schedule import Job, JobResult, Scheduler, daily_at, every
 
 START = dt.datetime(2026, 3, 2, 0, 0)
@@ -212,6 +214,52 @@ def test_sigterm_finishes_the_step_then_stops_and_the_next_run_does_the_rest(
     # the next run (e.g. `trackline run --once`) does what was due and not done
     nxt, rec2 = make(cfg, wh, clock)
     assert nxt.run_once() == ["checks", "maintenance"]
+
+
+class SignalMidWrite(io.StringIO):
+    """A log stream that receives SIGTERM while the reporter writes the running step's line:
+    the handler runs in the main thread, inside the reporter's lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fired = False
+
+    def write(self, text: str) -> int:
+        if not self.fired and "running step" in text:
+            self.fired = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().write(text)
+
+
+def test_a_stop_signal_that_arrives_while_a_line_is_written_is_announced_not_deadlocked(
+    cfg: Config, wh: Warehouse
+) -> None:
+    clock = FakeClock(START + dt.timedelta(hours=3))
+    rec = Recorder(clock)
+    stream = SignalMidWrite()
+    reporter = LogReporter("plain", stream)
+    rec.inside["cycle"] = lambda: reporter.event("info", "a line of the running step")
+    sched = Scheduler(
+        cfg,
+        wh,
+        clock=clock,
+        sleep=clock.sleep,
+        reporter=reporter,
+        jobs=[rec.job("cycle", every(15)), rec.job("checks", daily_at(cfg.schedule.checks_hour))],
+    )
+
+    # a handler waiting on the lock its own thread holds never returns: end the process with
+    # every thread's traceback instead of hanging the suite (a crashed worker fails the run)
+    faulthandler.dump_traceback_later(60, exit=True)
+    try:
+        sched.run_forever()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert stream.fired
+    assert [n for n, _ in rec.calls] == ["cycle"]  # the step finished; nothing new started
+    text = stream.getvalue()
+    assert "a line of the running step" in text
+    assert "received SIGTERM: finishing the running step, then stopping" in text
 
 
 def test_a_failing_job_is_recorded_and_the_scheduler_goes_on(cfg: Config, wh: Warehouse) -> None:
