@@ -202,3 +202,28 @@ def test_ctrl_c_during_a_parallel_sync_stops_every_worker_and_a_rerun_equals_no_
     finally:
         wh.close()
         src.close()
+
+
+def test_parallel_sync_output_is_whole_lines_and_one_done_line_per_table(
+    tmp_path: Path,
+) -> None:
+    """Two workers report from their threads at once: each line of `--log json` stays one
+    whole JSON object, and each table ends with exactly one `done` line."""
+    import io
+    import json
+
+    from trackline.report import LogReporter
+
+    src = Source(tmp_path / "src.db")
+    cfg = _config(tmp_path, src.path, DuckDBWarehouse(path=tmp_path / "wh.duckdb"), "", 2)
+    Driver(src, busy_plan(seed=4, orders=20, span_days=40)).until(day(45))
+    out = io.StringIO()
+    wh = connect(cfg)
+    try:
+        assert run_cycle_on(cfg, wh, LogReporter("json", out)).ok
+    finally:
+        wh.close()
+        src.close()
+    events = [json.loads(line) for line in out.getvalue().splitlines()]  # no torn line
+    done = sorted(e["table"] for e in events if e["event"] == "done" and "table" in e)
+    assert done == sorted(t.name for t in cfg.tables), done
