@@ -44,3 +44,17 @@ def test_every_type_hashes_and_equal_rows_hash_equal() -> None:
     h = with_row_hash(t, t.column_names).column(ROW_HASH_COL).to_pylist()
     assert h[0] == h[3] and len({h[0], h[1], h[2]}) == 3
     assert all(len(x) == 32 for x in h)
+
+
+def test_the_hash_is_the_md5_hex_of_the_documented_encoding() -> None:
+    """Versions stored by earlier releases keep matching: pinned to hashlib's MD5 of the
+    encoding, with multi-byte text (lengths count characters, MD5 the UTF-8 bytes)."""
+    import hashlib
+
+    t = pa.table({"a": pa.array(["é€x", None, ""]), "n": pa.array([7, None, -1])})
+    expected = [
+        hashlib.md5(e.encode()).hexdigest()
+        for e in ("a=3:é€x;n=1:7;", "", "a=0:;n=2:-1;")
+    ]
+    assert row_hashes(t, ["a", "n"]).to_pylist() == expected
+    assert row_hashes(t.slice(0, 0), ["a", "n"]).to_pylist() == []

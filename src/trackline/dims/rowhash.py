@@ -9,17 +9,35 @@ column contributes nothing. So NULL, '' (``c=0:;``) and 'NULL' (``c=4:NULL;``) a
 two different rows share an encoding (each part is self-delimiting), the hash is the same on
 every engine, and a column added to the source (NULL in the current versions) leaves the
 hashes as they were: only members whose new column gets a value open a version.
+
+The encoding is built with Arrow compute kernels and its MD5 taken by DuckDB's ``md5`` over
+the Arrow column (zero copy, one in-memory DuckDB connection per thread): both run outside
+the GIL, where a per-row ``hashlib`` loop held it against the load thread (1M rows: ~8 s of
+the extract thread on a loaded machine, bench/README.md). ``md5`` hashes the text's UTF-8
+bytes and returns lower-case hex, as ``hashlib.md5(text.encode()).hexdigest()`` does: the
+hashes of versions stored before are unchanged (tests/unit/test_rowhash.py pins both).
 """
 
 from __future__ import annotations
 
-import hashlib
+import threading
 from collections.abc import Sequence
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 ROW_HASH_COL = "_tl_row_hash"
+
+_local = threading.local()
+
+
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB (a connection is not shared between threads)."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect(":memory:", config={"threads": 1})
+    return con
 
 
 def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -33,8 +51,8 @@ def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.cast(col, pa.string())
 
 
-def row_hashes(data: pa.Table, tracked: Sequence[str]) -> pa.Array:
-    """MD5 (hex) of each row's canonical encoding of the `tracked` columns."""
+def encodings(data: pa.Table, tracked: Sequence[str]) -> pa.Array | pa.ChunkedArray:
+    """Each row's canonical encoding of the `tracked` columns (the text the hash is of)."""
     parts = []
     for name in tracked:
         text = _text(data.column(name))
@@ -43,13 +61,15 @@ def row_hashes(data: pa.Table, tracked: Sequence[str]) -> pa.Array:
         )
         parts.append(pc.if_else(pc.is_null(text), "", part))
     if not parts:
-        joined = pa.array([""] * data.num_rows, pa.string())
-    else:
-        joined = pc.binary_join_element_wise(*parts, "")
-    return pa.array(
-        [hashlib.md5(v.encode(), usedforsecurity=False).hexdigest() for v in joined.to_pylist()],
-        pa.string(),
-    )
+        return pa.array([""] * data.num_rows, pa.string())
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def row_hashes(data: pa.Table, tracked: Sequence[str]) -> pa.Array:
+    """MD5 (hex) of each row's canonical encoding of the `tracked` columns."""
+    text = pa.table({"e": encodings(data, tracked)})
+    out = _duckdb().from_arrow(text).project("md5(e) AS h").to_arrow_table().column("h")
+    return out.combine_chunks().cast(pa.string())
 
 
 def with_row_hash(data: pa.Table, tracked: Sequence[str]) -> pa.Table:

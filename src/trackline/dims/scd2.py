@@ -206,6 +206,8 @@ def close_deleted_sql(w: Warehouse, d: Dimension) -> str:
 
 
 def open_versions_sql(w: Warehouse, d: Dimension) -> str:
+    # A key that opens a version has no current one (closed above, or none yet): the end of
+    # its last version is the latest of its closed ones, so only those are aggregated.
     dim = w.t(d.schema, d.table)
     keys = w.cols(d.natural_key)
     return (
@@ -217,7 +219,7 @@ def open_versions_sql(w: Warehouse, d: Dimension) -> str:
         f"FROM {_staged(w, d)}\n"
         f"CROSS JOIN (SELECT COALESCE(MAX({w.q(d.surrogate)}), 0) AS top FROM {dim}) AS n\n"
         f"LEFT JOIN (SELECT {keys}, MAX({w.q(VALID_TO)}) AS last_to FROM {dim} "
-        f"GROUP BY {keys}) AS p\n"
+        f"WHERE NOT {w.q(IS_CURRENT)} GROUP BY {keys}) AS p\n"
         f"  ON {_on(w, d, 'p', 's')}\n"
         f"WHERE NOT EXISTS (SELECT 1 FROM {dim} AS d WHERE {_on(w, d, 'd', 's')} "
         f"AND d.{w.q(IS_CURRENT)})"
@@ -384,6 +386,9 @@ def apply(
         raise AssertionError("scd2 apply runs inside the load's transaction")
     w.bulk_join_settings()  # transaction-scoped (PostgreSQL: work_mem, no JIT)
     ensure_dimension(w, d, columns)
+    # PostgreSQL: statistics of this run's staged rows (else the joins are planned for the
+    # rows the last vacuum saw, as sort-merge joins); a no-op elsewhere
+    w.analyze(d.schema, d.stage)
     check_staged(w, d)
     checkpoint("dims.before_apply")
     out = Applied()

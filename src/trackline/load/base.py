@@ -625,7 +625,9 @@ class Warehouse(ABC):
 
     def analyze(self, schema: str, table: str) -> str | None:
         """`ANALYZE` one table where `ANALYZE_BEFORE_JOIN` says it pays; returns what ran.
-        Called outside a transaction (no lock held on the table for the rest of one)."""
+        Called outside a transaction where it can be (no lock held on the table for the rest
+        of one); inside one (the scd2 apply, after its staging load), PostgreSQL's ANALYZE
+        samples the rows the transaction itself inserted."""
         if not self.ANALYZE_BEFORE_JOIN:
             return None
         sql = f"ANALYZE {self.t(schema, table)}"
@@ -662,6 +664,19 @@ class Warehouse(ABC):
     def delete_all(self, schema: str, table: str) -> None:
         """Empty a table inside the current transaction (never TRUNCATE: it may commit)."""
         self.execute(f"DELETE FROM {self.t(schema, table)}")
+
+    def empty_private(self, schema: str, table: str) -> None:
+        """Empty a table only trackline reads (the scd2 staging table) inside the current
+        transaction: TRUNCATE where it is transactional, else DELETE (`TRUNCATE_COMMITS`).
+        PostgreSQL's DELETE leaves the old rows dead in the table until a vacuum, so a 1M-row
+        staging table refilled every run grew to 2.7 times its rows and every scan of it
+        slowed; TRUNCATE gives it a new, empty file. It holds the table's exclusive lock
+        until the commit, which only another trackline run on the same table would wait on
+        (and the run lock keeps those apart)."""
+        if self.TRUNCATE_COMMITS:
+            self.delete_all(schema, table)
+        else:
+            self.execute(f"TRUNCATE TABLE {self.t(schema, table)}")
 
     # ------------------------------------------------------------------ batches
 

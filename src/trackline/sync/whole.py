@@ -73,7 +73,7 @@ class WholeLoad:
         t, w = self.rt.cfg, self.wh
         if t.write_mode == "scd2":
             self.before = scd2.current_rows(w, self.rt.target_schema, t.dimension)
-            w.delete_all(self.rt.target_schema, self.rt.target)  # this run's rows only
+            w.empty_private(self.rt.target_schema, self.rt.target)  # this run's rows only
         elif self.full:
             self.before = w.exact_rows(self.rt.target_schema, self.rt.target)
 
