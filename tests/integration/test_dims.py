@@ -471,14 +471,23 @@ def test_sql_plans_show_the_scd2_statements_redshift_accepts(tmp_path: Path) -> 
     create = next(s for s in text if s.startswith('CREATE TABLE IF NOT EXISTS "DIMS"."PARTNERS" ('))
     assert create.endswith('DISTSTYLE ALL SORTKEY("PARTNER_ID", "REGION", "VALID_FROM")')
     for start in (
-        'DELETE FROM "DIMS"."PARTNERS_STAGE"',  # this run's rows only
-        'UPDATE "DIMS"."PARTNERS" AS D SET "VALID_TO"',  # changed: close
-        'UPDATE "DIMS"."PARTNERS" AS D SET "VALID_TO" = CASE WHEN D."VALID_FROM" > CAST(?',
+        'DELETE FROM "DIMS"."PARTNERS_STAGE"',  # this run's rows only (TRUNCATE commits)
+        'CREATE TEMPORARY TABLE "_TL_SCD2_CHANGES" AS',  # the one pass over every row
+        'UPDATE "DIMS"."PARTNERS" AS D SET "VALID_TO" = CASE WHEN C."PARTNER_ID" IS NULL',
         'INSERT INTO "DIMS"."PARTNERS" ("DIM_KEY", "PARTNER_ID"',  # open
+        'DROP TABLE "_TL_SCD2_CHANGES"',
     ):
         assert any(s.startswith(start) for s in text), start
-    apply = [s for s in sent if norm(s.sql).startswith(('UPDATE "DIMS"', 'INSERT INTO "DIMS"'))]
-    assert len(apply) == 3 and all(s.in_transaction for s in apply)
+    changes = next(s for s in text if s.startswith('CREATE TEMPORARY TABLE "_TL_SCD2'))
+    assert " FULL JOIN " in changes  # deletes: close (the default) on a full snapshot
+    apply = [
+        s
+        for s in sent
+        if norm(s.sql).startswith(
+            ('UPDATE "DIMS"', 'INSERT INTO "DIMS"', "CREATE TEMPORARY", 'DROP TABLE "_TL')
+        )
+    ]
+    assert len(apply) == 4 and all(s.in_transaction for s in apply)
     assert all("IS DISTINCT" not in norm(s.sql) for s in apply)
 
 

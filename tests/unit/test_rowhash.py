@@ -52,9 +52,6 @@ def test_the_hash_is_the_md5_hex_of_the_documented_encoding() -> None:
     import hashlib
 
     t = pa.table({"a": pa.array(["é€x", None, ""]), "n": pa.array([7, None, -1])})
-    expected = [
-        hashlib.md5(e.encode()).hexdigest()
-        for e in ("a=3:é€x;n=1:7;", "", "a=0:;n=2:-1;")
-    ]
+    expected = [hashlib.md5(e.encode()).hexdigest() for e in ("a=3:é€x;n=1:7;", "", "a=0:;n=2:-1;")]
     assert row_hashes(t, ["a", "n"]).to_pylist() == expected
     assert row_hashes(t.slice(0, 0), ["a", "n"]).to_pylist() == []
