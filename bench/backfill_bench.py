@@ -45,8 +45,10 @@ from _common import Measured, cpu_seconds, machine, report, run_child, stamp, ta
 
 LEGACY = "dw_uni_tracking_spath"
 PROD = "uni_tracking_spath"
+PROD2 = "uni_tracking_spath2"  # a second pipeline table on the same legacy table (2 workers)
 START = dt.datetime(2024, 1, 1)
 END = dt.datetime(2026, 1, 1)  # 24 monthly chunks
+MID = dt.datetime(2025, 1, 1)  # two tables at once: 12 chunks each, the same rows in all
 SPAN = int((END - START).total_seconds())
 CONVERT = "TIMESTAMPDIFF(SECOND, '1970-01-01', pathTime)"
 
@@ -115,10 +117,17 @@ def prepare(args: argparse.Namespace) -> str:
     return "built"
 
 
+def prepare_second(args: argparse.Namespace) -> None:
+    """The second pipeline table's production side (the handoff reads it)."""
+    db = args.database
+    sql(args, f"CREATE TABLE IF NOT EXISTS `{PROD2}` LIKE `{PROD}`", db)
+    sql(args, f"INSERT IGNORE INTO `{PROD2}` SELECT * FROM `{PROD}`", db)
+
+
 # --------------------------------------------------------------------------- children
 
 
-def _config(a: dict[str, Any], *, sync_legacy: bool = False) -> Any:
+def _config(a: dict[str, Any], *, sync_legacy: bool = False, two: bool = False) -> Any:
     from trackline.config import parse_config
 
     def source(db: str) -> dict[str, Any]:
@@ -160,6 +169,9 @@ def _config(a: dict[str, Any], *, sync_legacy: bool = False) -> Any:
     }
     if sync_legacy:
         del cfg["backfill"]
+    if two:
+        cfg["tables"].append({**cfg["tables"][0], "name": PROD2, "target_table": "spath2_raw"})
+        cfg["backfill"]["tables"].append({**cfg["backfill"]["tables"][0], "table": PROD2})
     return parse_config(json.dumps(cfg))
 
 
@@ -183,6 +195,20 @@ def child_backfill(a: dict[str, Any]) -> None:
     )
 
 
+def child_backfill2(a: dict[str, Any]) -> None:
+    """Two tables at once (workers 2), each the legacy table's first 12 months."""
+    from trackline.backfill.run import run
+
+    cfg = _config(a, two=True)
+    c0, t0 = cpu_seconds(), time.monotonic()
+    res = run(cfg, start=START, end=MID)
+    seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
+    bad = [(r.table, r.error) for r in res if r.status != "ok"]
+    if bad:
+        raise SystemExit(f"backfill failed: {bad}")
+    report({"seconds": seconds, "cpu": cpu, "rows": sum(r.rows for r in res)})
+
+
 def child_sync(a: dict[str, Any]) -> None:
     from trackline.sync import sync
 
@@ -195,7 +221,7 @@ def child_sync(a: dict[str, Any]) -> None:
     report({"seconds": seconds, "cpu": cpu, "rows": r.rows})
 
 
-CHILDREN = {"backfill": child_backfill, "sync": child_sync}
+CHILDREN = {"backfill": child_backfill, "backfill2": child_backfill2, "sync": child_sync}
 
 
 # --------------------------------------------------------------------------- parent
@@ -252,6 +278,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--short", action="store_true", help="200,000 rows, DuckDB and PostgreSQL")
     p.add_argument("--batch-size", type=int, default=500_000)
     p.add_argument("--engines", default="duckdb,postgres")
+    p.add_argument(
+        "--no-two-tables",
+        dest="two_tables",
+        action="store_false",
+        help="skip the step with two tables at once (workers 2: the memory of both busy)",
+    )
     p.add_argument("--mysql-host", default="127.0.0.1")
     p.add_argument("--mysql-port", type=int, default=3306)
     p.add_argument("--mysql-user", default="root")
@@ -282,6 +314,7 @@ def main() -> None:
     print(f"trackline backfill benchmark, {stamp()}, {machine()}")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"legacy table {prepare(args)}: {args.rows:,} rows over 24 months", flush=True)
+    prepare_second(args)
     common = {
         "host": args.mysql_host,
         "port": args.mysql_port,
@@ -352,6 +385,17 @@ def main() -> None:
         )  # fmt: skip
         figures["resume_s"] = r.seconds
         figures["resume_ratio"] = r.seconds / m.seconds
+        if args.two_tables:
+            # memory with both workers busy: two tables, each the first 12 months
+            m2 = child("backfill2", fresh("two", engine))
+            rows2 = int(m2.result.get("rows", 0))
+            rows.append(
+                ["backfill, 2 tables at once (12 months each)", f"{m2.seconds:.1f}",
+                 f"{rows2 / m2.seconds:,.0f}", f"{m2.peak_rss_mb:.0f}",
+                 f"{send * rows2 / n / m2.seconds:.2f}"]
+            )  # fmt: skip
+            figures["two_tables_s"] = m2.seconds
+            figures["two_tables_rss_mb"] = m2.peak_rss_mb
     print()
     print(table(["step", "seconds", "rows/s", "peak RSS MB", "ceiling s / step s"], rows))
     if args.json:
