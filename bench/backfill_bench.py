@@ -41,7 +41,16 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src").is_dir():
     sys.path.insert(0, str(ROOT / "src"))
 
-from _common import Measured, cpu_seconds, machine, report, run_child, stamp, table  # noqa: E402
+from _common import (  # noqa: E402
+    Measured,
+    cpu_seconds,
+    machine,
+    report,
+    run_child,
+    server_cpu_seconds,
+    stamp,
+    table,
+)
 
 LEGACY = "dw_uni_tracking_spath"
 PROD = "uni_tracking_spath"
@@ -179,15 +188,16 @@ def child_backfill(a: dict[str, Any]) -> None:
     from trackline.backfill.run import run
 
     cfg = _config(a)
-    c0, t0 = cpu_seconds(), time.monotonic()
+    s0, c0, t0 = server_cpu_seconds(), cpu_seconds(), time.monotonic()
     res = run(cfg, start=START, end=END)[0]
-    seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
+    seconds, cpu, s1 = time.monotonic() - t0, cpu_seconds() - c0, server_cpu_seconds()
     if res.status != "ok":
         raise SystemExit(f"backfill failed: {res.error}")
     report(
         {
             "seconds": seconds,
             "cpu": cpu,
+            "server_cpu": None if s0 is None or s1 is None else s1 - s0,
             "rows": res.rows,
             "chunks": res.loaded,
             "skipped": res.skipped,
@@ -200,25 +210,27 @@ def child_backfill2(a: dict[str, Any]) -> None:
     from trackline.backfill.run import run
 
     cfg = _config(a, two=True)
-    c0, t0 = cpu_seconds(), time.monotonic()
+    s0, c0, t0 = server_cpu_seconds(), cpu_seconds(), time.monotonic()
     res = run(cfg, start=START, end=MID)
-    seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
+    seconds, cpu, s1 = time.monotonic() - t0, cpu_seconds() - c0, server_cpu_seconds()
     bad = [(r.table, r.error) for r in res if r.status != "ok"]
     if bad:
         raise SystemExit(f"backfill failed: {bad}")
-    report({"seconds": seconds, "cpu": cpu, "rows": sum(r.rows for r in res)})
+    server = None if s0 is None or s1 is None else s1 - s0
+    report({"seconds": seconds, "cpu": cpu, "server_cpu": server, "rows": sum(r.rows for r in res)})
 
 
 def child_sync(a: dict[str, Any]) -> None:
     from trackline.sync import sync
 
     cfg = _config(a, sync_legacy=True)
-    c0, t0 = cpu_seconds(), time.monotonic()
+    s0, c0, t0 = server_cpu_seconds(), cpu_seconds(), time.monotonic()
     r = sync(cfg)[0]
-    seconds, cpu = time.monotonic() - t0, cpu_seconds() - c0
+    seconds, cpu, s1 = time.monotonic() - t0, cpu_seconds() - c0, server_cpu_seconds()
     if r.status != "ok":
         raise SystemExit(f"sync failed: {r.error}")
-    report({"seconds": seconds, "cpu": cpu, "rows": r.rows})
+    server = None if s0 is None or s1 is None else s1 - s0
+    report({"seconds": seconds, "cpu": cpu, "server_cpu": server, "rows": r.rows})
 
 
 CHILDREN = {"backfill": child_backfill, "backfill2": child_backfill2, "sync": child_sync}
@@ -227,13 +239,14 @@ CHILDREN = {"backfill": child_backfill, "backfill2": child_backfill2, "sync": ch
 # --------------------------------------------------------------------------- parent
 
 
-def ceiling(args: argparse.Namespace) -> float:
-    """Seconds for the `mariadb` client to receive the backfill's rows (to /dev/null)."""
+def ceiling(args: argparse.Namespace) -> tuple[float, float | None]:
+    """Seconds for the `mariadb` client to receive the backfill's rows (to /dev/null), and
+    the server's CPU seconds meanwhile (None: no local server process visible)."""
     query = (
         f"SELECT id, order_id, traceSeq, {CONVERT} AS pathTime, code, staff_id, pathInfo "
         f"FROM `{LEGACY}` WHERE pathTime >= '{START}' AND pathTime < '{END}'"
     )
-    t0 = time.monotonic()
+    s0, t0 = server_cpu_seconds(), time.monotonic()
     with open(os.devnull, "wb") as devnull:
         subprocess.run(
             [
@@ -252,7 +265,8 @@ def ceiling(args: argparse.Namespace) -> float:
             stdout=devnull,
             check=True,
         )
-    return time.monotonic() - t0
+    seconds, s1 = time.monotonic() - t0, server_cpu_seconds()
+    return seconds, None if s0 is None or s1 is None else s1 - s0
 
 
 def pg_database(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -350,17 +364,41 @@ def main() -> None:
         )
 
     n = args.rows
-    send = ceiling(args)
+    send, send_server = ceiling(args)
+    cores = os.cpu_count() or 1
+    limits: list[list[Any]] = []
+
+    def limit(name: str, m: Measured, share: float = 1.0) -> None:
+        """The machine's limit for a step: the server cannot send its rows faster than the
+        ceiling, nor can trackline and the server together use more than the cores."""
+        server = m.result.get("server_cpu")
+        cpu = float(m.result.get("cpu", m.cpu))
+        shared = (cpu + server) / cores if server is not None else 0.0
+        bound = max(send * share, shared)
+        limits.append(
+            [name, f"{send * share:.1f}", f"{cpu:.1f}",
+             "-" if server is None else f"{server:.1f}", f"{bound:.1f}", f"{m.seconds:.1f}",
+             f"{m.seconds / bound:.2f}"]
+        )  # fmt: skip
+        figures[f"limit_{name}"] = {"cpu": cpu, "server_cpu": server, "bound": bound}
+
     rows: list[list[Any]] = [
         ["ceiling: mariadb --quick", f"{send:.1f}", f"{n / send:,.0f}", "-", "1.00"]
     ]
-    figures: dict[str, Any] = {"rows": n, "ceiling_s": send, "when": stamp(), "machine": machine()}
+    figures: dict[str, Any] = {
+        "rows": n,
+        "ceiling_s": send,
+        "ceiling_server_cpu": send_server,
+        "when": stamp(),
+        "machine": machine(),
+    }
     s = child("sync", fresh("sync", "duckdb"))
     rows.append(
         ["sync initial load (DuckDB)", f"{s.seconds:.1f}", f"{n / s.seconds:,.0f}",
          f"{s.peak_rss_mb:.0f}", f"{send / s.seconds:.2f}"]
     )  # fmt: skip
     figures["sync_s"] = s.seconds
+    limit("sync initial load (DuckDB)", s)
     for engine in args.engines.split(","):
         m = child("backfill", fresh(f"full_{engine}", engine))
         rows.append(
@@ -369,6 +407,7 @@ def main() -> None:
         )  # fmt: skip
         figures[f"backfill_{engine}_s"] = m.seconds
         figures[f"backfill_{engine}_rss_mb"] = m.peak_rss_mb
+        limit(f"backfill ({engine})", m)
         if engine != "duckdb":
             continue
         # resume after a kill at half the chunks
@@ -396,8 +435,22 @@ def main() -> None:
             )  # fmt: skip
             figures["two_tables_s"] = m2.seconds
             figures["two_tables_rss_mb"] = m2.peak_rss_mb
+            limit("backfill, 2 tables at once", m2, rows2 / n)
     print()
     print(table(["step", "seconds", "rows/s", "peak RSS MB", "ceiling s / step s"], rows))
+    print()
+    print(
+        f"the machine's limit: bound = max(ceiling, (trackline CPU + server CPU) / {cores} "
+        f"cores); the ceiling's own server CPU: "
+        + ("-" if send_server is None else f"{send_server:.1f} s")
+    )
+    print(
+        table(
+            ["step", "ceiling s", "trackline CPU s", "server CPU s", "bound s", "step s",
+             "step / bound"],
+            limits,
+        )
+    )  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
 
