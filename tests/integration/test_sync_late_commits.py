@@ -37,6 +37,11 @@ from tests.integration.synctools import (
     wh_rows,
 )
 from trackline.config import DuckDBWarehouse, PostgresWarehouse
+from trackline.extract.mysql import MySQL
+from trackline.extract.source import OpenTransaction
+from trackline.report import NullReporter
+from trackline.sync.hold import time_upper
+from trackline.sync.tables import TableResult
 
 Warehouse: TypeAlias = DuckDBWarehouse | PostgresWarehouse
 PAST = dt.datetime(2024, 3, 1, 8, 0, 0)
@@ -414,3 +419,77 @@ def test_waiting_statement_on_a_table_level_lock_holds_the_bound(
     assert not errors, errors
     assert sum(r.rows for r in sync_when_quiet(mysql_db, cfg, expect=3)) == 3
     assert wh_rows(cfg, "public.orders_raw") == source_rows(mysql_db)
+
+
+@pytest.mark.parametrize("lag", [0, 2])
+def test_a_statement_that_ends_its_wait_between_the_two_hold_reads_is_held(
+    mysql_db: MySQLDb, warehouse_config: Warehouse, stage: Path, lag: int
+) -> None:
+    """The hold reads the process list and innodb_trx one after the other. A statement that
+    waited for a metadata lock and ends its wait between the two reads is in neither if the
+    transactions are read first (it had modified nothing yet) and the statements second (it
+    has finished): its row, stamped at the start of the wait, would pass the bound. Here the
+    wait ends exactly between the reads; the bound must stay at or below the stamp, with a
+    lag under a second (read fresh anyway) and above it (where it used not to be)."""
+    mysql_db.execute(T_DDL)
+    mysql_db.execute(U_DDL)
+    mysql_db.execute("INSERT INTO t (code, ts) VALUES ('c0', %s)", (_unix_now(mysql_db) - 3600,))
+    mysql_db.execute("INSERT INTO u VALUES (1, 0)")
+    t = table("t", cursor="ts", write_mode="merge", lag_seconds=lag)
+    cfg = make_config(mysql_db, warehouse_config, stage, [t], hold=True)
+    wait_for_no_other_writers(mysql_db)
+    locker = _open(mysql_db)
+    waiter = _Waiter(mysql_db)
+
+    class EndsTheWaitBetweenTheReads(MySQL):
+        def _running_writes(self, unix: bool) -> list[OpenTransaction]:
+            first = not ended
+            if first:  # the lock goes and the UPDATE runs to its end (transaction open)
+                with locker.cursor() as cur:
+                    cur.execute("UNLOCK TABLES")
+                waiter.join()
+                ended.append(True)
+            order.append("processlist")
+            return super()._running_writes(unix)
+
+        def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+            if "innodb_trx" in sql:
+                if not ended:  # read before the statements: the wait ends right after it
+                    got = super().rows(sql, params)
+                    with locker.cursor() as cur:
+                        cur.execute("UNLOCK TABLES")
+                    waiter.join()
+                    ended.append(True)
+                    order.append("innodb_trx")
+                    return got
+                order.append("innodb_trx")
+            return super().rows(sql, params)
+
+    ended: list[bool] = []
+    order: list[str] = []
+    src = EndsTheWaitBetweenTheReads(cfg.sources["kuaisong"])
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLES u WRITE")
+        _next_second(mysql_db)
+        stamp = _unix_now(mysql_db)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not mysql_db.query(
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s "
+            "AND STATE LIKE 'Waiting for table metadata lock'",
+            (waiter.con.thread_id(),),
+        ):
+            assert time.monotonic() < deadline, "the UPDATE never waited for the lock"
+            time.sleep(0.05)
+        time.sleep(lag + 1.2)  # the stamp is now older than the lag's bound
+        res = TableResult(table="t", table_key="public.t")
+        upper = time_upper(src, cfg.table("t"), cfg, True, res, NullReporter())
+        assert ended, order  # the wait ended during the hold's reads
+        assert mysql_db.query("SELECT code FROM t WHERE id = 1") == [("c0",)]  # not committed
+        assert upper <= stamp, (upper, stamp, order)
+        waiter.con.commit()
+    finally:
+        src.close()
+        locker.close()
+        waiter.close()

@@ -144,7 +144,6 @@ class MySQL(Source):
         self.database = database or config.database
         self._con: Any = None
         self._mariadb = False
-        self._now_read_at: float | None = None
         self._processlist_ms: bool | None = None  # PROCESSLIST.TIME_MS exists (MariaDB)
 
     # ------------------------------------------------------------------ connections
@@ -389,7 +388,6 @@ class MySQL(Source):
         return str(rows[0][0]) if rows else None
 
     def now(self, unix: bool) -> Any:
-        self._now_read_at = time.monotonic()
         if unix:
             return int(self.scalar("SELECT UNIX_TIMESTAMP(NOW(6))"))
         return self.scalar("SELECT NOW(6)")
@@ -400,24 +398,26 @@ class MySQL(Source):
         `hold_problem`), or with `innodb_hold: false`.
 
         `information_schema.innodb_trx` is served from a cache refreshed at most every 0.1 s,
-        so it can miss a transaction that wrote its first row a moment before `now()` was
-        read. With `fresh`, this waits until a cache read now must have been refreshed after
-        that moment (INNODB_TRX_CACHE_SECONDS after it): a bound with a lag of less than a
-        second would otherwise pass rows such a transaction commits later (they are stamped
-        below the bound, and the watermark moves past them).
+        and a transaction counts there only once it has modified a row.
 
         `trx_started` is when InnoDB began the transaction: a statement that waited for a
         metadata or table lock before that (`LOCK TABLES`, DDL) stamped NOW() earlier. While
         it waits or runs, the process list gives its own start; once it has finished, the
         server keeps no trace of the wait (`trx_wait_started` is set only for row-lock waits,
-        which come after `trx_started`): the caller covers that with a margin."""
+        which come after `trx_started`): the caller covers that with a margin.
+
+        So the process list is read first, and innodb_trx afterwards from a cache refreshed
+        after that read (this waits INNODB_TRX_CACHE_SECONDS from it): a statement is then
+        either still running at the first read (held at its own start) or has modified its
+        rows before it (its transaction is in the second). Read the other way round, or from a
+        cache older than the first read, a statement that ended its lock wait between the two
+        reads is in neither, and the rows it stamped seconds before the bound commit below it.
+        `fresh` is kept for the interface: this source is always read fresh."""
         self.hold_problem = None
         if not self.config.innodb_hold:
             return []
-        if fresh and self._now_read_at is not None:
-            wait = self._now_read_at + INNODB_TRX_CACHE_SECONDS - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+        running = self._running_writes(unix)  # after the clock was read, so is the wait
+        time.sleep(INNODB_TRX_CACHE_SECONDS)
         try:
             rows = self.rows(
                 "SELECT trx_started, trx_mysql_thread_id, "
@@ -433,12 +433,12 @@ class MySQL(Source):
                 "held for open transactions: grant PROCESS to the user, or set "
                 "innodb_hold: false to silence this"
             )
-            return []
+            return running
         found = [
             OpenTransaction(int(unix_started) if unix else started, int(thread), float(age))
             for started, thread, age, unix_started in rows
         ]
-        return found + self._running_writes(unix)
+        return found + running
 
     def _running_writes(self, unix: bool) -> list[OpenTransaction]:
         """Write statements running now, held at the moment they started.

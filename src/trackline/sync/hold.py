@@ -94,7 +94,9 @@ def time_upper(
     if unix and isinstance(upper, int | float):
         upper = int(upper)
     # Under a second of lag, rows a transaction wrote just before `now()` would pass the
-    # bound if the source's view of open transactions were a moment old: ask it fresh.
+    # bound if the source's view of open transactions were a moment old: ask it fresh
+    # (MySQL/MariaDB always read it fresh: a statement that waited for a lock stamped its
+    # rows long before it shows up there, whatever the lag).
     trxs = src.write_transactions(unix, fresh=lag < FRESH_HOLD_BELOW_LAG_SECONDS)
     margin = cfg.defaults.lock_wait_margin_seconds
     held_by = None
