@@ -418,12 +418,18 @@ def main() -> None:
         except RuntimeError:
             pass  # the kill (exit 99) is the point
         r = child("backfill", where)
+        # wall time drifts with the machine's load between the two runs; trackline's CPU
+        # seconds (all its threads) much less
+        cpu_ratio = float(r.result["cpu"]) / float(m.result["cpu"])
         rows.append(
-            ["resume after a kill at 12/24 chunks", f"{r.seconds:.1f}", "-",
-             f"{r.peak_rss_mb:.0f}", f"{r.seconds / m.seconds:.2f} of a full run"]
+            [f"resume after a kill at 12/24 chunks ({r.result.get('skipped')} skipped, "
+             f"{r.result.get('chunks')} loaded)", f"{r.seconds:.1f}", "-",
+             f"{r.peak_rss_mb:.0f}",
+             f"{r.seconds / m.seconds:.2f} of a full run (CPU {cpu_ratio:.2f})"]
         )  # fmt: skip
         figures["resume_s"] = r.seconds
         figures["resume_ratio"] = r.seconds / m.seconds
+        figures["resume_cpu_ratio"] = cpu_ratio
         if args.two_tables:
             # memory with both workers busy: two tables, each the first 12 months
             m2 = child("backfill2", fresh("two", engine))
