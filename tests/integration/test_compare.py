@@ -231,9 +231,9 @@ def test_each_planted_difference_is_found_and_named(
         "closed_at": [("12, 1", None, upd)],
     }
     assert (res.legacy_rows, res.trackline_rows) == (200, 199)
-    # the whole table, then one 16-way split (one grouped query per side); only the parts
-    # holding a planted difference are fetched
-    assert res.ranges == 2 and res.ranges_fetched <= 9 and res.rows_fetched < 200
+    # one grouped first pass over the whole table (256 parts: one order each here); only the
+    # parts holding a planted difference are fetched
+    assert res.ranges == 1 and res.ranges_fetched == 9 and res.rows_fetched < 40
     assert not res.ok  # 3 key gaps in 200 rows, 1 mismatch per column in 200: past 0.1 % / 1 %
     kept = wh.query(
         "SELECT table_name, legacy_rows, trackline_rows, missing_in_trackline, "
@@ -358,9 +358,9 @@ def test_config_errors_name_the_key_and_line(tmp_path: Path) -> None:
 def test_sql_plan_shows_compare_and_its_script_runs(
     tmp_path: Path, pg_db: PgDb, mysql_db: MySQLDb
 ) -> None:
-    """`trackline sql compare`: right after a first cycle, the figures of the whole key
-    space, the fetch of the differing range and the per-day counts, all Redshift SQL; the
-    script runs on PostgreSQL (compat) after the cycle's."""
+    """`trackline sql compare`: right after a first cycle, the key span, the first pass
+    (figures per part and per day), a differing part's split and the fetch of one of its
+    parts, all Redshift SQL; the script runs on PostgreSQL (compat) after the cycle's."""
     from tests.integration.test_sql_plans_run import (
         ODS,
         as_compat_sends,
@@ -392,12 +392,15 @@ def test_sql_plan_shows_compare_and_its_script_runs(
     )
     printed = render_plan(cfg, "compare")
     mart = f'"{ODS}"."mart_uni_tracking_info"'
-    assert any(s.startswith("SELECT COUNT(*), SUM(") and mart in s for s in printed), printed
     assert any(s.startswith('SELECT MIN("order_id"), MAX("order_id")') for s in printed)
+    first = 'SELECT "_tl_b", "_tl_d", COUNT(*), SUM('  # figures per part and per day
+    assert any(
+        s.startswith(first) and mart in s and 'GROUP BY "_tl_b", "_tl_d"' in s for s in printed
+    ), printed
+    assert any("SUBSTRING(TO_CHAR(" in s and 'AS "_tl_d"' in s for s in printed)
     assert any(s.startswith('SELECT "_tl_b", COUNT(*), SUM(') and "GROUP BY" in s for s in printed)
     fetch = 'SELECT CAST(CAST("order_id" AS DECIMAL(38, 0)) AS VARCHAR), NULLIF(RTRIM("status")'
     assert any(s.startswith(fetch) for s in printed)
-    assert any("GROUP BY SUBSTRING(TO_CHAR(" in s for s in printed)
     assert any(s.startswith('INSERT INTO "trackline"."compare_results"') for s in printed)
     sent = plan_statements(cfg, "compare", compat=True)
     assert [s for p in printed if (s := as_compat_sends(p)) is not None] == [s.sql for s in sent]
@@ -466,7 +469,8 @@ def test_string_keys_compare_by_their_text_not_a_collation(mysql_db: MySQLDb, en
         "missing_in_legacy": ["B"],
         "label": [("中", "label 4", "changed")],
     }
-    assert res.ranges > 1 and res.rows_fetched < 2 * len(keys)
+    # split on the keys' hash: only the few parts holding a difference are fetched
+    assert res.ranges_fetched <= 3 and res.rows_fetched < 16
 
 
 def test_trackline_check_runs_a_configured_compare_over_yesterday(
@@ -547,11 +551,11 @@ def test_legacy_aggregates_are_held_to_the_stream_limit_not_the_metadata_one(
 def test_part_numbers_are_exact_for_wide_parts_and_decimal_keys(
     mysql_db: MySQLDb, engine: Any
 ) -> None:
-    """A BIGINT UNSIGNED key (DECIMAL(20,0) in the warehouse) whose 16 parts are 10^15 keys
-    wide, each holding the last key of its part: a rounded quotient (DuckDB divides a DECIMAL
-    into a DOUBLE: 15.999999999999999 became 16) put those keys in the next part on one side
-    only, and equal parts differed and were fetched. Only the part holding the planted
-    difference is fetched."""
+    """A BIGINT UNSIGNED key (DECIMAL(20,0) in the warehouse) whose 256 first-pass parts are
+    6.25 * 10^13 keys wide, every 16th holding the last key of its part: a rounded quotient
+    (DuckDB divides a DECIMAL into a DOUBLE: 15.999999999999999 became 16) put those keys in
+    the next part on one side only, and equal parts differed and were fetched. Only the part
+    holding the planted difference is fetched."""
     w = 10**15
     keys = [0, *[b * w + w - 1 for b in range(16)]]
     mysql_db.execute(
@@ -590,7 +594,7 @@ def test_part_numbers_are_exact_for_wide_parts_and_decimal_keys(
     finally:
         wh.close()
     assert found(res) == {"label": [("0", "l0", "changed")]}
-    assert (res.ranges, res.ranges_fetched, res.rows_fetched) == (2, 1, 4)
+    assert (res.ranges, res.ranges_fetched, res.rows_fetched) == (1, 1, 2)
 
 
 def test_newer_by_counts_keys_whose_legacy_row_changed_later(

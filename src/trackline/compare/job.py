@@ -64,7 +64,8 @@ class _Side:
     ) -> None:
         self.canon, self.q, self.run = canon, q, run
         exprs = [canon.value(q(c), kinds[c], types.get(c, "")) for c in [*key, *columns]]
-        if kinds[key[0]] == Kind("number", 0):
+        self.hashed = kinds[key[0]].name != "number" or kinds[key[0]].scale != 0
+        if not self.hashed:
             self.relation, self.first = relation, q(key[0])
         else:  # split on a number both sides compute alike from the key's canonical text
             kh = q("_tl_kh")
@@ -90,38 +91,39 @@ class _Side:
                     values.append(bound)
         return (" WHERE " + " AND ".join(cond)) if cond else "", tuple(values)
 
-    def figures(self, start: int | None, end: int | None) -> tuple[int, int]:
-        where, params = self._where(start, end)
-        md5 = self.canon.md5(self.row_text)
-        if self.canon.INLINE_HASH:
-            sql = f"SELECT {self.canon.figures(md5)} FROM {self.relation}{where}"
-        else:
-            h = self.q("_tl_h")
-            sql = (
-                f"SELECT {self.canon.figures(h)} FROM ("
-                f"SELECT {md5} AS {h} FROM {self.relation}{where}{self.canon.FENCE}) "
-                f"{self.q('_tl_rows')}"
-            )
-        row = self.run(sql, params)[0]
-        return int(row[0] or 0), int(row[1] or 0)
-
-    def parts(self, start: int, end: int, width: int) -> dict[int, tuple[int, int]]:
-        """Figures of each part `[start + b*width, start + (b+1)*width)` of `[start, end)`
-        that holds rows: part number b → (rows, sum). `start` and `width` are integers this
-        job computed, written as literals (a bound parameter in a select list needs a type)."""
-        where, params = self._where(start, end)
+    def parts(
+        self, start: int, end: int | None, width: int, *, by_day: bool = False
+    ) -> dict[Any, tuple[int, int]]:
+        """Figures of each part `[start + b*width, start + (b+1)*width)` that holds rows: part
+        number b → (rows, sum); with `by_day`, (b, day) → (rows, sum), the day being the
+        `YYYY-MM-DD` of the time column. `end` None: no key bound in the WHERE (the first
+        pass, over the whole window). `start` and `width` are integers this job computed,
+        written as literals (a bound parameter in a select list needs a type)."""
+        where, params = self._where(start if end is not None else None, end)
         part = self.canon.int_div(f"{self.first} - {int(start)}", int(width))
         md5 = self.canon.md5(self.row_text)
+        day = f"SUBSTRING({self.time_text}, 1, 10)" if by_day and self.time_text else None
+        groups = [part, *([day] if day else [])]
         if self.canon.INLINE_HASH:
-            sql = f"SELECT {part}, {self.canon.figures(md5)} FROM {self.relation}{where} GROUP BY 1"
-        else:
-            b, h = self.q("_tl_b"), self.q("_tl_h")
             sql = (
-                f"SELECT {b}, {self.canon.figures(h)} FROM (SELECT {part} AS {b}, {md5} AS {h} "
-                f"FROM {self.relation}{where}{self.canon.FENCE}) {self.q('_tl_rows')} "
-                f"GROUP BY {b}"
+                f"SELECT {', '.join(groups)}, {self.canon.figures(md5)} FROM {self.relation}"
+                f"{where} GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))}"
             )
-        return {int(r[0]): (int(r[1] or 0), int(r[2] or 0)) for r in self.run(sql, params)}
+        else:
+            names = [self.q("_tl_b"), *([self.q("_tl_d")] if day else [])]
+            h = self.q("_tl_h")
+            derived = ", ".join(f"{g} AS {n}" for g, n in zip(groups, names, strict=True))
+            sql = (
+                f"SELECT {', '.join(names)}, {self.canon.figures(h)} FROM (SELECT {derived}, "
+                f"{md5} AS {h} FROM {self.relation}{where}{self.canon.FENCE}) "
+                f"{self.q('_tl_rows')} GROUP BY {', '.join(names)}"
+            )
+        out: dict[Any, tuple[int, int]] = {}
+        n = len(groups)
+        for r in self.run(sql, params):
+            b = None if r[0] is None else int(r[0])  # a NULL first key column
+            out[(b, str(r[1])) if n == 2 else b] = (int(r[n] or 0), int(r[n + 1] or 0))
+        return out
 
     def span(self, start: int | None, end: int | None) -> tuple[Any, Any]:
         where, params = self._where(start, end)
@@ -133,14 +135,6 @@ class _Side:
     def rows(self, start: int | None, end: int | None) -> list[tuple[Any, ...]]:
         where, params = self._where(start, end)
         return self.run(f"SELECT {', '.join(self.exprs)} FROM {self.relation}{where}", params)
-
-    def days(self) -> dict[str, int]:
-        if not self.time_text:
-            return {}
-        where, params = self._where(None, None)
-        day = f"SUBSTRING({self.time_text}, 1, 10)"
-        sql = f"SELECT {day}, COUNT(*) FROM {self.relation}{where} GROUP BY {day}"
-        return {str(r[0]): int(r[1]) for r in self.run(sql, params)}
 
 
 def compare(
@@ -268,11 +262,9 @@ def compare(
         json_at = [i for i, col in enumerate(c.columns) if kinds[col].name == "json"]
         both = _Both(left, right)
         try:
-            _walk(c, both, res, chunk or c.chunk, cfg.compare.sample, json_at)
-            ldays, tdays = both("days")
+            _walk(c, both, res, chunk or c.chunk, cfg.compare.sample, json_at, left.hashed)
         finally:
             both.close()
-        res.days = {d: [ldays.get(d, 0), tdays.get(d, 0)] for d in sorted(set(ldays) | set(tdays))}
     if save:
         save_result(wh, cfg.state_schema, res)
     reporter.event(
@@ -296,8 +288,18 @@ def _utc(bound: dt.datetime | None, aware: bool) -> dt.datetime | None:
     return bound.replace(tzinfo=dt.UTC) if bound is not None and aware else bound
 
 
+FIRST_PARTS = 256
+"""Parts of the first pass over the whole window: with differences spread over the table,
+each split after it reads about (differing parts / 256) of the table, not all of it again."""
 FANOUT = 16
-"""Parts a differing range is split into; one GROUP BY query per side answers all of them."""
+MAX_PARTS = 256
+
+
+def _fanout(rows: int, chunk: int) -> int:
+    """Parts a differing range of `rows` rows is split into: about `chunk` rows each, so the
+    next level is mostly fetched, between FANOUT and MAX_PARTS (one GROUP BY query per side
+    answers all of them)."""
+    return min(MAX_PARTS, max(FANOUT, -(-rows // chunk)))
 
 
 class _Both:
@@ -308,10 +310,10 @@ class _Both:
         self.left, self.right = left, right
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tl-compare-legacy")
 
-    def __call__(self, method: str, *args: Any) -> tuple[Any, Any]:
-        pending = self.pool.submit(getattr(self.left, method), *args)
+    def __call__(self, method: str, *args: Any, **kw: Any) -> tuple[Any, Any]:
+        pending = self.pool.submit(getattr(self.left, method), *args, **kw)
         try:
-            theirs = getattr(self.right, method)(*args)
+            theirs = getattr(self.right, method)(*args, **kw)
         finally:
             ours = pending.result()  # (waits for the legacy side, and raises its error)
         return ours, theirs
@@ -327,38 +329,83 @@ def _walk(
     chunk: int,
     sample: int,
     json_at: list[int],
+    hashed_key: bool,
 ) -> None:
-    """The whole key space first; a differing range of more than `chunk` rows is cut into
-    `FANOUT` equal parts of its key span, all asked in one grouped query per side (a few
-    scans for the whole table instead of one per binary level); only differing parts go on."""
+    """One first pass over the window, grouped by part of the key span (and by day: the
+    per-day counts come from the same scan); a differing part of more than `chunk` rows is
+    cut into `FANOUT` equal parts of its key span, all asked in one grouped query per side;
+    only differing parts go on, and parts of at most `chunk` rows are fetched."""
+    if hashed_key:  # a number from the key's MD5: [0, 2^60), no scan needed to find it
+        lo, hi = 0, 2**60 - 1
+    else:  # the first key column's MIN/MAX: an index read where there is an index
+        ls, rs = both("span", None, None)
+        ends = [(int(a), int(b)) for a, b in (ls, rs) if a is not None]
+        if not ends:
+            return  # no row in the window on either side
+        lo, hi = min(e[0] for e in ends), max(e[1] for e in ends)
+    width = -(-(hi + 1 - lo) // FIRST_PARTS)
     res.ranges += 1
-    lf, rf = both("figures", None, None)
-    res.legacy_rows, res.trackline_rows = lf[0], rf[0]
-    if lf == rf:
+    lg, rg = both("parts", lo, None, width, by_day=True)
+    lb, rb = _by_part(lg, res, 0), _by_part(rg, res, 1)
+    res.legacy_rows = sum(n for n, _ in lb.values())
+    res.trackline_rows = sum(n for n, _ in rb.values())
+    res.days = dict(sorted(res.days.items()))
+    if lb == rb:
         return
-    if max(lf[0], rf[0]) <= chunk:
+    if max(res.legacy_rows, res.trackline_rows) <= chunk:
         res.ranges_fetched += 1
         _diff(c, *both("rows", None, None), res, sample, json_at)
         return
-    ls, rs = both("span", None, None)
-    lo = min(int(v) for v in (ls[0], rs[0]) if v is not None)
-    hi = max(int(v) for v in (ls[1], rs[1]) if v is not None)
-    todo: list[tuple[int, int]] = [(lo, hi + 1)]
+    todo: list[tuple[int, int, int]] = []
+    _differing(c, both, res, chunk, sample, json_at, lb, rb, lo, hi + 1, width, todo)
     while todo:
-        start, end = todo.pop()
-        width = -(-(end - start) // FANOUT)  # ceiling: FANOUT parts cover [start, end)
+        start, end, rows = todo.pop()
+        width = -(-(end - start) // _fanout(rows, chunk))  # ceiling: the parts cover it
         res.ranges += 1
         lb, rb = both("parts", start, end, width)
-        for b in sorted(set(lb) | set(rb), reverse=True):  # popped lowest first
-            lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))
-            if lfig == rfig:
-                continue
-            s_, e_ = start + b * width, min(start + (b + 1) * width, end)
-            if max(lfig[0], rfig[0]) > chunk and e_ - s_ > 1:
-                todo.append((s_, e_))
-                continue
-            res.ranges_fetched += 1
-            _diff(c, *both("rows", s_, e_), res, sample, json_at)
+        _differing(c, both, res, chunk, sample, json_at, lb, rb, start, end, width, todo)
+
+
+def _by_part(
+    grouped: dict[Any, tuple[int, int]], res: CompareResult, side: int
+) -> dict[int, tuple[int, int]]:
+    """The first pass's (part, day) figures summed per part; the day counts go to
+    `res.days[day][side]`."""
+    out: dict[int, tuple[int, int]] = {}
+    for k, (n, total) in grouped.items():
+        b, day = k if isinstance(k, tuple) else (k, None)
+        had = out.get(b, (0, 0))
+        out[b] = (had[0] + n, had[1] + total)
+        if day is not None:
+            res.days.setdefault(day, [0, 0])[side] += n
+    return out
+
+
+def _differing(
+    c: CompareTable,
+    both: _Both,
+    res: CompareResult,
+    chunk: int,
+    sample: int,
+    json_at: list[int],
+    lb: dict[int, tuple[int, int]],
+    rb: dict[int, tuple[int, int]],
+    start: int,
+    end: int,
+    width: int,
+    todo: list[tuple[int, int, int]],
+) -> None:
+    """The differing parts of `[start, end)`: fetched when small, else queued to be split."""
+    for b in sorted((p for p in set(lb) | set(rb) if p is not None), reverse=True):
+        lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))  # (popped lowest first)
+        if lfig == rfig:
+            continue
+        s_, e_ = start + b * width, min(start + (b + 1) * width, end)
+        if max(lfig[0], rfig[0]) > chunk and e_ - s_ > 1:
+            todo.append((s_, e_, max(lfig[0], rfig[0])))
+            continue
+        res.ranges_fetched += 1
+        _diff(c, *both("rows", s_, e_), res, sample, json_at)
 
 
 def _diff(
