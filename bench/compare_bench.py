@@ -379,6 +379,32 @@ def child_floor(a: dict[str, Any]) -> None:
     report({**out, "seconds": seconds, "cpu": cpu_seconds() - c0, "warehouse_rows": row[0]})
 
 
+def timed_sides() -> dict[str, list[float]]:
+    """Seconds and calls per (side, step) of the compare's `_Side` methods: `first` (the first
+    pass), `split` (a differing range's grouped parts), `span`, `fetch`."""
+    from trackline.compare import job
+
+    spent: dict[str, list[float]] = {}
+    for method in ("parts", "span", "rows"):
+        orig = getattr(job._Side, method)
+
+        def timed(self: Any, *args: Any, _orig: Any = orig, _m: str = method, **kw: Any) -> Any:
+            t0 = time.monotonic()
+            try:
+                return _orig(self, *args, **kw)
+            finally:
+                step = {"rows": "fetch", "span": "span"}.get(_m) or (
+                    "first" if kw.get("by_day") else "split"
+                )
+                side = "legacy" if self.canon.INLINE_HASH else "warehouse"
+                got = spent.setdefault(f"{side} {step}", [0.0, 0])
+                got[0] += time.monotonic() - t0
+                got[1] += 1
+
+        setattr(job._Side, method, timed)
+    return spent
+
+
 def child_compare(a: dict[str, Any]) -> None:
     from trackline.compare import compare
     from trackline.config import parse_config
@@ -416,6 +442,7 @@ def child_compare(a: dict[str, Any]) -> None:
             }
         )
     )
+    steps = timed_sides()
     src = open_source(cfg.sources["uniods"])
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
@@ -473,6 +500,7 @@ def child_compare(a: dict[str, Any]) -> None:
             "pg_socket_bytes": pg1 - pg0 if pg_fd is not None else None,
             "legacy_text_bytes": fetched["legacy"],
             "warehouse_text_bytes": fetched["warehouse"],
+            "steps": {k: [round(v[0], 2), v[1]] for k, v in sorted(steps.items())},
             "legacy_queries": queries["legacy"],
             "warehouse_queries": queries["warehouse"],
         }
@@ -624,6 +652,7 @@ def main() -> None:
                  "compare": r, "compare_s": m.seconds, "ratio": ratio,
                  "peak_rss_mb": m.peak_rss_mb, "load": load}
             )  # fmt: skip
+            print(f"    steps (seconds, calls): {r['steps']}")
             print(f"    floor {f.seconds:.1f} s, compare {m.seconds:.1f} s ({ratio:.2f}x), "
                   f"{r['differences']} differences, RSS {m.peak_rss_mb:.0f} MB", flush=True)  # fmt: skip
     print()

@@ -693,3 +693,54 @@ def test_json_key_order_and_float_significant_digits(mysql_db: MySQLDb, engine: 
         assert not res.missing_in_legacy and not res.missing_in_trackline
     finally:
         wh.close()
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("kind", ["postgres", "redshift"])
+def test_plain_timestamps_compare_whatever_the_session_time_zone(
+    mysql_db: MySQLDb, pg_db: PgDb, kind: str
+) -> None:
+    """A warehouse TIMESTAMP (`timestamp without time zone`) is read as it is: in a database
+    whose sessions run in Asia/Shanghai it was once taken for a zoned column, converted
+    from UTC and printed 8 hours later, and the window moved with it: every row differed."""
+    pg_db.execute(f"ALTER DATABASE \"{pg_db.database}\" SET timezone TO 'Asia/Shanghai'")
+    mysql_db.execute(
+        "CREATE TABLE dw_scans (id INT NOT NULL, seen DATETIME, update_time DATETIME NOT NULL)"
+    )
+    rows = [(i, DAY + dt.timedelta(hours=i), DAY + dt.timedelta(hours=i)) for i in range(48)]
+    mysql_db.executemany("INSERT INTO dw_scans VALUES (%s, %s, %s)", rows)
+    engine = pg_db.warehouse_config() if kind == "postgres" else None
+    engine = engine or RedshiftWarehouse(**pg_db.redshift_compat())
+    entry = CompareTable(
+        name="scans",
+        legacy_table="dw_scans",
+        table="scans",
+        schema=SCHEMA,
+        key=["id"],
+        columns=["seen"],
+        time="update_time",
+        chunk=4,
+    )
+    cfg = Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=engine,
+        compare=CompareConfig(tables=[entry]),
+    )
+    wh = RecordingRedshift(engine) if kind == "redshift" else open_warehouse(engine)
+    wh.connect()
+    try:
+        assert wh.query("SELECT current_setting('TimeZone')") == [("Asia/Shanghai",)]
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'scans')} (id BIGINT, seen TIMESTAMP, "
+            "update_time TIMESTAMP)"
+        )
+        insert(wh, "scans", rows)
+        whole = compare(cfg, wh, "scans", save=False)
+        day = compare(cfg, wh, "scans", since=DAY, until=DAY + dt.timedelta(days=1), save=False)
+    finally:
+        wh.close()
+    assert found(whole) == {} and (whole.legacy_rows, whole.trackline_rows) == (48, 48)
+    assert found(day) == {} and (day.legacy_rows, day.trackline_rows) == (24, 24)
+    assert day.days == {"2024-03-01": [24, 24]}
+    assert not any("TIME ZONE" in n for n in whole.normalisations)

@@ -67,6 +67,12 @@ class Kind:
     or a DECIMAL at its scale), no cast needed; False for BIT and ZEROFILL columns."""
 
 
+def zoned(wh_type: str) -> bool:
+    """A TIMESTAMP WITH TIME ZONE (PostgreSQL's and Redshift's plain TIMESTAMP is `timestamp
+    without time zone`: read as it is, whatever the session's time zone)."""
+    return "with time zone" in wh_type.lower()
+
+
 _NUMBERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 
 
@@ -125,7 +131,7 @@ class Canon:
         if kind.name == "bool":
             return self.boolean(col) if "bool" in wh_type else self.number_flag(col)
         if kind.name == "datetime":
-            return self.datetime(self.utc(col) if "time zone" in wh_type else col)
+            return self.datetime(self.utc(col) if zoned(wh_type) else col)
         if kind.name == "date":
             return self.date(col)
         return self.text(col, wh_type)

@@ -34,6 +34,7 @@ from trackline.compare.canonical import (
     applied,
     canonical_json,
     kind_of,
+    zoned,
 )
 from trackline.compare.outcome import ColumnDiff, CompareResult
 from trackline.compare.results import save as save_result
@@ -216,7 +217,7 @@ def compare(
                 "TIMESTAMP in the legacy table"
             )
         src.rows("SET time_zone = '+00:00'")  # legacy TIMESTAMP columns read in UTC
-        tz = [col for col in wanted if "time zone" in wh_types[col]]
+        tz = [col for col in wanted if zoned(wh_types[col])]
         aware = bool(c.time and c.time in tz)
         wh_window = (_utc(since, aware), _utc(until, aware))
 
