@@ -654,7 +654,8 @@ def main() -> None:
             )  # fmt: skip
             print(f"    steps (seconds, calls): {r['steps']}")
             print(f"    floor {f.seconds:.1f} s, compare {m.seconds:.1f} s ({ratio:.2f}x), "
-                  f"{r['differences']} differences, RSS {m.peak_rss_mb:.0f} MB", flush=True)  # fmt: skip
+                  f"{r['differences']} differences, RSS {m.peak_rss_mb:.0f} MB",
+                  flush=True)  # fmt: skip
     print()
     print(
         table(

@@ -116,7 +116,7 @@ class _Side:
             derived = ", ".join(f"{g} AS {n}" for g, n in zip(groups, names, strict=True))
             sql = (
                 f"SELECT {', '.join(names)}, {self.canon.figures(h)} FROM (SELECT {derived}, "
-                f"{md5} AS {h} FROM {self.relation}{where}{self.canon.FENCE}) "
+                f"{md5} AS {h} FROM {self.relation}{where}{self.canon.HASH_FENCE}) "
                 f"{self.q('_tl_rows')} GROUP BY {', '.join(names)}"
             )
         out: dict[Any, tuple[int, int]] = {}
@@ -297,10 +297,10 @@ MAX_PARTS = 256
 
 
 def _fanout(rows: int, chunk: int) -> int:
-    """Parts a differing range of `rows` rows is split into: about `chunk` rows each, so the
-    next level is mostly fetched, between FANOUT and MAX_PARTS (one GROUP BY query per side
-    answers all of them)."""
-    return min(MAX_PARTS, max(FANOUT, -(-rows // chunk)))
+    """Parts a differing range of `rows` rows is split into: about `chunk` / 8 rows each, so
+    a differing part is mostly fetched right after this split and what is fetched stays
+    small; between FANOUT and MAX_PARTS (one GROUP BY query per side answers all of them)."""
+    return min(MAX_PARTS, max(FANOUT, -(-rows * 8 // chunk)))
 
 
 class _Both:
