@@ -200,6 +200,23 @@ def test_equal_data_in_other_types_compares_equal(world: tuple[Config, Warehouse
         assert words in said
 
 
+def test_empty_string_and_null_differ_when_asked(world: tuple[Config, Warehouse]) -> None:
+    """`normalise.empty_as_null: false`: the legacy '' of every 11th order against trackline's
+    NULL is a mismatch of that column, and nothing else is."""
+    cfg, wh = world
+    entry = cfg.compare.tables[0].model_copy(
+        update={"normalise": cfg.compare.tables[0].normalise.model_copy(
+            update={"empty_as_null": False}
+        )}
+    )  # fmt: skip
+    cfg = cfg.model_copy(update={"compare": CompareConfig(tables=[entry])})
+    res = run(cfg, wh)
+    assert set(found(res)) == {"note"}
+    assert res.columns["note"].mismatches == len(range(11, 201, 11))
+    assert res.columns["note"].sample[0] == ("11, 1", "", None)
+    assert "empty string as NULL" not in "; ".join(res.normalisations)
+
+
 def test_each_planted_difference_is_found_and_named(
     world: tuple[Config, Warehouse], mysql_db: MySQLDb
 ) -> None:
@@ -214,6 +231,8 @@ def test_each_planted_difference_is_found_and_named(
     wh.execute(f"UPDATE {m} SET note = NULL WHERE order_id = 90")  # NULL vs value
     wh.execute(f"UPDATE {h} SET closed_at = update_time WHERE order_id = 12")  # archived row
     mysql_db.execute("INSERT INTO dw_orders SELECT * FROM dw_orders WHERE order_id = 100")
+    # a row both in the mart and in a history period: a duplicate on trackline's side
+    wh.execute(f"INSERT INTO {h} SELECT * FROM {m} WHERE order_id = 120")
     # a row archived since (moved from the mart into history): not a difference
     wh.execute(f"INSERT INTO {h} SELECT * FROM {m} WHERE order_id = 110")
     wh.execute(f"DELETE FROM {m} WHERE order_id = 110")
@@ -222,7 +241,7 @@ def test_each_planted_difference_is_found_and_named(
     assert found(res) == {
         "missing_in_trackline": ["30, 1"],
         "missing_in_legacy": ["40, 1"],
-        "duplicates": ["legacy: (100, 1) x2"],
+        "duplicates": ["legacy: (100, 1) x2", "trackline: (120, 1) x2"],
         "name": [("50, 1", NAMES[0] + " 50", "changed")],
         "amount": [("60, 1", "60.60", "60.61")],
         "weight": [("70, 1", "23.333333", "24.333333")],
@@ -230,10 +249,10 @@ def test_each_planted_difference_is_found_and_named(
         "note": [("90, 1", "n90", None)],
         "closed_at": [("12, 1", None, upd)],
     }
-    assert (res.legacy_rows, res.trackline_rows) == (200, 199)
+    assert (res.legacy_rows, res.trackline_rows) == (200, 200)
     # one grouped first pass over the whole table (256 parts: one order each here); only the
     # parts holding a planted difference are fetched
-    assert res.ranges == 1 and res.ranges_fetched == 9 and res.rows_fetched < 40
+    assert res.ranges == 1 and res.ranges_fetched == 10 and res.rows_fetched < 40
     assert not res.ok  # 3 key gaps in 200 rows, 1 mismatch per column in 200: past 0.1 % / 1 %
     kept = wh.query(
         "SELECT table_name, legacy_rows, trackline_rows, missing_in_trackline, "
@@ -241,7 +260,7 @@ def test_each_planted_difference_is_found_and_named(
         f"{wh.t('trackline', 'compare_results')} ORDER BY run_at"
     )
     assert [tuple(r[:6]) + (json.loads(r[6])["amount"], r[7]) for r in kept] == [
-        ("orders", 200, 199, 1, 1, 1, 1, "fail")
+        ("orders", 200, 200, 1, 1, 2, 1, "fail")
     ]
 
 
@@ -274,7 +293,8 @@ def _cli(cfg: Config, tmp_path: Path, *args: str) -> Any:
 
 def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
     """10,000 legacy rows: 9 missing in trackline is a 0.09 % gap (exit 0), 11 is 0.11 %
-    (exit 1); an unknown table or a bad config exits 2 naming it."""
+    (exit 1); 90 mismatching values of a column are 0.9 % (exit 0), 110 are 1.1 % (exit 1);
+    an unknown table, an unknown legacy source or a bad config exits 2 naming it."""
     engine = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
     mysql_db.execute(LEGACY_DDL)
     legacy = [legacy_row(i) for i in range(1, 10_001)]
@@ -288,17 +308,30 @@ def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
         insert(wh, "mart_orders", [mart_row(r) for r in legacy if r[0] > 9])
     finally:
         wh.close()
+
+    def in_mart(sql: str) -> None:
+        wh = open_warehouse(engine)
+        wh.connect()
+        try:
+            wh.execute(sql.format(mart=wh.t(SCHEMA, "mart_orders")))
+        finally:
+            wh.close()
+
+    # 90 names changed: a 0.9 % mismatch passes (at most 1 %), with the 0.09 % key gap
+    in_mart("UPDATE {mart} SET name = 'renamed' WHERE order_id BETWEEN 100 AND 189")
     ok = _cli(cfg, tmp_path, "--table", "orders", "--json")
     assert ok.exit_code == 0, ok.output
     out = json.loads(ok.output)
     assert out["missing_in_trackline"] == 9 and out["verdict"] == "pass"
     assert out["key_gap"] == pytest.approx(0.0009)
-    wh = open_warehouse(engine)
-    wh.connect()
-    try:
-        wh.execute(f"DELETE FROM {wh.t(SCHEMA, 'mart_orders')} WHERE order_id IN (5000, 6000)")
-    finally:
-        wh.close()
+    assert out["columns"]["name"]["mismatches"] == 90
+    assert out["columns"]["name"]["rate"] == pytest.approx(0.009)
+    # 110 names changed: 1.1 % fails on that column alone
+    in_mart("UPDATE {mart} SET name = 'renamed' WHERE order_id BETWEEN 100 AND 209")
+    worse = _cli(cfg, tmp_path, "--table", "orders", "--json")
+    assert worse.exit_code == 1, worse.output
+    assert json.loads(worse.output)["failures"] == ["name mismatch 1.1000% > 1.0000%"]
+    in_mart("DELETE FROM {mart} WHERE order_id IN (5000, 6000)")  # 11 missing: 0.11 %
     bad = _cli(cfg, tmp_path, "--table", "orders")
     assert bad.exit_code == 1, bad.output
     assert _cli(cfg, tmp_path, "--table", "orders", "--no-save").exit_code == 1
@@ -310,7 +343,7 @@ def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
         )
     finally:
         wh.close()
-    assert [r[0] for r in kept] == ["pass", "fail"]
+    assert [r[0] for r in kept] == ["pass", "fail", "fail"]
     report = CliRunner().invoke(
         main, ["report", "-c", str(tmp_path / "trackline.yml"), "--html", str(tmp_path / "r.html")]
     )
@@ -322,6 +355,10 @@ def test_thresholds_and_exit_codes(mysql_db: MySQLDb, tmp_path: Path) -> None:
     unknown = _cli(cfg, tmp_path, "--table", "nope")
     assert unknown.exit_code == 2 and "'nope' is not in the config's `compare.tables:`" in (
         unknown.output
+    )
+    other = _cli(cfg, tmp_path, "--table", "orders", "--legacy", "nope")
+    assert other.exit_code == 2 and "the legacy source 'nope' must be a MySQL entry" in (
+        other.output
     )
     both = _cli(cfg, tmp_path, "--table", "orders", "--date", "2024-03-01", "--since", "2024-03-01")
     assert both.exit_code == 2 and "--date or --since/--until" in both.output

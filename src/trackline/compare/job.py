@@ -289,9 +289,11 @@ def _utc(bound: dt.datetime | None, aware: bool) -> dt.datetime | None:
     return bound.replace(tzinfo=dt.UTC) if bound is not None and aware else bound
 
 
-FIRST_PARTS = 256
+FIRST_PARTS = 1024
 """Parts of the first pass over the whole window: with differences spread over the table,
-each split after it reads about (differing parts / 256) of the table, not all of it again."""
+the splits after it read about (differing parts / 1024) of the table, not all of it again.
+Its result holds a row per part and day that has rows: about 1024 + days where the time
+column follows the key (orders, their events), up to 1024 × days where it does not."""
 FANOUT = 16
 MAX_PARTS = 256
 
@@ -357,14 +359,18 @@ def _walk(
         res.ranges_fetched += 1
         _diff(c, *both("rows", None, None), res, sample, json_at)
         return
-    todo: list[tuple[int, int, int]] = []
-    _differing(c, both, res, chunk, sample, json_at, lb, rb, lo, hi + 1, width, todo)
-    while todo:
-        start, end, rows = todo.pop()
+    todo: list[tuple[bool, int, int, int]] = []
+    _differing(lb, rb, lo, hi + 1, width, chunk, todo)
+    while todo:  # lowest key first, so samples come in key order
+        split, start, end, rows = todo.pop()
+        if not split:
+            res.ranges_fetched += 1
+            _diff(c, *both("rows", start, end), res, sample, json_at)
+            continue
         width = -(-(end - start) // _fanout(rows, chunk))  # ceiling: the parts cover it
         res.ranges += 1
         lb, rb = both("parts", start, end, width)
-        _differing(c, both, res, chunk, sample, json_at, lb, rb, start, end, width, todo)
+        _differing(lb, rb, start, end, width, chunk, todo)
 
 
 def _by_part(
@@ -383,30 +389,23 @@ def _by_part(
 
 
 def _differing(
-    c: CompareTable,
-    both: _Both,
-    res: CompareResult,
-    chunk: int,
-    sample: int,
-    json_at: list[int],
     lb: dict[int, tuple[int, int]],
     rb: dict[int, tuple[int, int]],
     start: int,
     end: int,
     width: int,
-    todo: list[tuple[int, int, int]],
+    chunk: int,
+    todo: list[tuple[bool, int, int, int]],
 ) -> None:
-    """The differing parts of `[start, end)`: fetched when small, else queued to be split."""
+    """Queue the differing parts of `[start, end)` (highest first, so the lowest is popped
+    first): to be split when they hold more than `chunk` rows, else to be fetched."""
     for b in sorted((p for p in set(lb) | set(rb) if p is not None), reverse=True):
-        lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))  # (popped lowest first)
+        lfig, rfig = lb.get(b, (0, 0)), rb.get(b, (0, 0))
         if lfig == rfig:
             continue
         s_, e_ = start + b * width, min(start + (b + 1) * width, end)
-        if max(lfig[0], rfig[0]) > chunk and e_ - s_ > 1:
-            todo.append((s_, e_, max(lfig[0], rfig[0])))
-            continue
-        res.ranges_fetched += 1
-        _diff(c, *both("rows", s_, e_), res, sample, json_at)
+        rows = max(lfig[0], rfig[0])
+        todo.append((rows > chunk and e_ - s_ > 1, s_, e_, rows))
 
 
 def _diff(
