@@ -60,7 +60,16 @@ sys.path.insert(0, str(HERE))
 if (ROOT / "src").is_dir():
     sys.path.insert(0, str(ROOT / "src"))
 
-from _common import Measured, cpu_seconds, machine, report, run_child, stamp, table  # noqa: E402
+from _common import (  # noqa: E402
+    Measured,
+    cpu_seconds,
+    machine,
+    report,
+    run_child,
+    server_cpu_seconds,
+    stamp,
+    table,
+)
 
 LEGACY = "dw_uni_tracking_spath"
 MART = "mart_uni_tracking_spath"
@@ -585,7 +594,11 @@ def main() -> None:
     }
 
     def child(kind: str, extra: dict[str, Any]) -> Measured:
-        return run_child(
+        """The step in its own process; `extra["cpu"]`: CPU seconds of the MariaDB server, of
+        the PostgreSQL server and of the child (DuckDB runs in it) while it ran (on a shared
+        machine, the servers' figures include other clients' queries)."""
+        before = (server_cpu_seconds(), server_cpu_seconds(("postgres",)))
+        m = run_child(
             kind,
             [
                 sys.executable,
@@ -598,6 +611,17 @@ def main() -> None:
             env={"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(HERE)])},
             timeout=7200,
         )
+        after = (server_cpu_seconds(), server_cpu_seconds(("postgres",)))
+        m.extra["cpu"] = {
+            "mariadb": (after[0] or 0) - (before[0] or 0),
+            "postgres": (after[1] or 0) - (before[1] or 0),
+            "child": m.cpu,
+        }
+        return m
+
+    def cpu_ratio(m: Measured, f: Measured, side: str) -> str:
+        a, b = m.extra["cpu"][side], f.extra["cpu"][side]
+        return f"{a / b:.1f}" if b > 0.05 else "-"
 
     rows: list[list[Any]] = []
     figures: dict[str, Any] = {"rows": n, "when": stamp(), "machine": machine(), "runs": []}
@@ -636,11 +660,13 @@ def main() -> None:
                     con.close()
             r = m.result
             ratio = m.seconds / f.seconds
+            wh_side = "child" if engine == "duckdb" else "postgres"
+            cpu = f"{cpu_ratio(m, f, 'mariadb')} / {cpu_ratio(m, f, wh_side)}"
             load = os.getloadavg()[0]
             rows.append(
                 [f"{engine}, {label}", f"{f.result['legacy_s']:.1f} / "
                  f"{f.result['warehouse_s']:.1f}", f"{f.seconds:.1f}", f"{m.seconds:.1f}",
-                 f"{ratio:.2f}", f"{m.peak_rss_mb:.0f}", f"{r['differences']}",
+                 f"{ratio:.2f}", cpu, f"{m.peak_rss_mb:.0f}", f"{r['differences']}",
                  f"{r['ranges']} / {r['ranges_fetched']} / {r['rows_fetched']:,}",
                  f"{kb(r['legacy_bytes_sent'])} / {kb(r['legacy_socket_bytes'])}",
                  f"{kb(r['pg_socket_bytes'])}",
@@ -650,7 +676,8 @@ def main() -> None:
             figures["runs"].append(
                 {"engine": engine, "label": label, "floor": f.result, "floor_s": f.seconds,
                  "compare": r, "compare_s": m.seconds, "ratio": ratio,
-                 "peak_rss_mb": m.peak_rss_mb, "load": load}
+                 "peak_rss_mb": m.peak_rss_mb, "load": load, "cpu": m.extra["cpu"],
+                 "floor_cpu": f.extra["cpu"]}
             )  # fmt: skip
             print(f"    steps (seconds, calls): {r['steps']}")
             print(f"    floor {f.seconds:.1f} s, compare {m.seconds:.1f} s ({ratio:.2f}x), "
@@ -660,8 +687,9 @@ def main() -> None:
     print(
         table(
             ["run", "floor legacy / wh s", "floor s", "compare s", "compare / floor",
-             "peak RSS MB", "differences", "ranges / fetched / rows", "legacy KiB (Bytes_sent "
-             "/ socket)", "PG socket KiB", "text KiB legacy / wh", "load"],
+             "CPU / floor CPU: MariaDB / wh", "peak RSS MB", "differences",
+             "ranges / fetched / rows", "legacy KiB (Bytes_sent / socket)", "PG socket KiB",
+             "text KiB legacy / wh", "load"],
             rows,
         )
     )  # fmt: skip

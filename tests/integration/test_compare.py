@@ -41,7 +41,7 @@ SCHEMA = "settlement_ods"
 LEGACY_DDL = (
     "CREATE TABLE dw_orders (order_id BIGINT UNSIGNED NOT NULL, line INT NOT NULL, "
     "name VARCHAR(64), amount DECIMAL(10,2), weight DOUBLE, flag TINYINT(1), note CHAR(12), "
-    "closed_at DATETIME NULL, update_time DATETIME NOT NULL, KEY (order_id, line))"
+    "closed_at DATETIME(3) NULL, update_time DATETIME NOT NULL, KEY (order_id, line))"
 )
 MART_COLUMNS = (
     "order_id BIGINT, line BIGINT, name VARCHAR(256), amount NUMERIC(18,4), "
@@ -139,6 +139,8 @@ def world(mysql_db: MySQLDb, engine: Any) -> Iterator[tuple[Config, Warehouse]]:
     mysql_db.execute(LEGACY_DDL)
     legacy = [legacy_row(i) for i in range(1, 201)]
     mysql_db.executemany("INSERT INTO dw_orders VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)", legacy)
+    # milliseconds only the legacy side keeps: times compare to the second
+    mysql_db.execute("UPDATE dw_orders SET closed_at = closed_at + INTERVAL 0.25 SECOND")
     mysql_db.execute("SET SESSION sql_mode = ''")
     mysql_db.execute("UPDATE dw_orders SET closed_at = '0000-00-00 00:00:00' WHERE order_id = 7")
     cfg = make_cfg(mysql_db, engine)

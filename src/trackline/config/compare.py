@@ -55,7 +55,7 @@ class CompareTable(Model):
     count_gap: float = Field(default=0.001, ge=0, le=1)
     """Most (keys missing on either side + duplicate rows) / legacy rows that passes."""
     mismatch: float = Field(default=0.01, ge=0, le=1)
-    """Most mismatching rows / rows compared, per column, that passes."""
+    """Most mismatching rows / legacy rows (in the window), per column, that passes."""
     normalise: Normalise = Normalise()
     check: bool = False
     """`trackline check` runs this comparison over the previous UTC day (blocking check
