@@ -10,21 +10,26 @@ Per engine (DuckDB, PostgreSQL) and target size (`--targets`, default 1,000,000 
 20,000,000 rows already in `parcel_detail_tool`, on a fresh warehouse each):
 
 1. a first `consolidate` with the source window empty (creates target and staging);
-2. the target filled with N rows in the warehouse (generated there, not measured);
+2. the target filled with N rows in the warehouse (generated there, then VACUUM ANALYZE on
+   PostgreSQL and a CHECKPOINT on both; not measured);
 3. `consolidate` of the hour: measured (extract of both inputs + the merge).
 
 Then, in the same run, the extraction of the two joins against two plain reads of the same
-rows of the events tables (the same cursor window), streamed to Arrow and dropped.
+rows of the events tables (the same cursor window), streamed to Arrow and dropped; then, as a
+what-if, the joins again with a covering index (order_id, tracking_no) added to
+uni_tracking_info and forced in the join (FORCE INDEX).
 
     .venv/bin/python bench/consolidate_bench.py
     .venv/bin/python bench/consolidate_bench.py --targets 100000,2000000 --engines duckdb
 
-Targets: 20M/1M time ratio <= 2.0 per engine; joins <= 1.5x the plain reads.
+Targets: 20M/1M time ratio <= 2.0 per engine; joins <= 1.5x the plain reads. Each size
+prints its extract and merge seconds (the merge timed around `trackline.consolidate.merge`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -91,12 +96,17 @@ def empty_hour(args: argparse.Namespace) -> None:
     con.close()
 
 
-def join(events: str) -> str:
+def join(events: str, hint: str = "") -> str:
     return (
         "SELECT e.id AS event_id, e.order_id, u.tracking_no, e.trace_seq, e.path_time, "
         f"e.path_info, e.update_time FROM {events} e "
-        "LEFT JOIN uni_tracking_info u ON u.order_id = e.order_id"
+        f"LEFT JOIN uni_tracking_info u {hint}ON u.order_id = e.order_id"
     )
+
+
+COVERING = "ix_order_tracking"
+"""What-if index: (order_id, tracking_no) on uni_tracking_info answers the join's lookup
+from the index alone (the unique index on order_id needs the clustered row too)."""
 
 
 def config(args: argparse.Namespace, engine: str, folder: Path) -> Any:
@@ -157,13 +167,31 @@ def fill_target(wh: Any, rows: int) -> None:
             f"'old scan', TIMESTAMP '2026-01-01 00:00:00', 'spath' FROM {gen} AS g(i)",
             (rows,),
         )
+    # A target that has held its rows for a while: vacuumed, analyzed, on disk. Without this
+    # the measured run shares the server with the autovacuum of the N new rows and with the
+    # checkpoint writing them (PostgreSQL: even the extract, which never reads the target,
+    # ran 1.9 s at 1M and 4.4 s at 20M).
     if wh.ENGINE == "postgres":
-        wh.execute('ANALYZE "public"."parcel_detail_tool"')
+        wh.execute('VACUUM ANALYZE "public"."parcel_detail_tool"')
+    wh.execute("CHECKPOINT")
 
 
 def one(args: argparse.Namespace, engine: str, rows: int) -> float:
     from trackline.consolidate import consolidate
+    from trackline.consolidate import run as cons_run
     from trackline.load import open_warehouse
+
+    merging: list[float] = []
+    real_merge = cons_run.merge
+
+    def timed_merge(*a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return real_merge(*a, **kw)
+        finally:
+            merging.append(time.perf_counter() - t0)
+
+    cons_run.merge = timed_merge  # type: ignore[assignment]
 
     empty_hour(args)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,19 +203,27 @@ def one(args: argparse.Namespace, engine: str, rows: int) -> float:
             assert first.ok, first.error
             fill_target(wh, rows)
             fill_hour(args)
+            merging.clear()
             t0 = time.perf_counter()
             (res,) = consolidate(cfg, wh)
             took = time.perf_counter() - t0
             assert res.ok and res.merged == args.hour_rows, (res.error, res.merged)
         finally:
+            cons_run.merge = real_merge  # type: ignore[assignment]
             wh.close()
             drop_database(args, cfg)
-    print(f"  {engine:<8} target {rows:>11,}: {took:7.2f} s  ({res.merged:,} rows merged)")
+    merged = sum(merging)
+    print(
+        f"  {engine:<8} target {rows:>11,}: {took:7.2f} s  (extract {took - merged:.2f} s, "
+        f"merge {merged:.2f} s; {res.merged:,} rows merged; load {os.getloadavg()[0]:.1f})"
+    )
     return took
 
 
-def reads(args: argparse.Namespace) -> tuple[float, float]:
-    """Seconds to stream the two joins vs the two plain tables, same window."""
+def reads(args: argparse.Namespace) -> tuple[float, float, float]:
+    """Seconds to stream the two joins vs the two plain tables, same window; then the joins
+    again with a covering index on the lookup table, forced (MariaDB prefers the unique
+    index's eq_ref otherwise)."""
     import pyarrow as pa
 
     from trackline.config import MySQLSource
@@ -213,9 +249,17 @@ def reads(args: argparse.Namespace) -> tuple[float, float]:
 
         joins = sum(stream(Relation(t, None, join(t))) for t in EVENTS)
         plain = sum(stream(Relation(t, DB)) for t in EVENTS)
+        con = mysql(args, DB)
+        with con.cursor() as cur:
+            cur.execute(
+                f"ALTER TABLE uni_tracking_info ADD INDEX {COVERING} (order_id, tracking_no)"
+            )
+        con.close()
+        hint = f"FORCE INDEX ({COVERING}) "
+        covered = sum(stream(Relation(t, None, join(t, hint))) for t in EVENTS)
     finally:
         src.close()
-    return joins, plain
+    return joins, plain, covered
 
 
 def main() -> None:
@@ -243,9 +287,11 @@ def run(args: argparse.Namespace, sizes: list[int]) -> None:
     for engine in args.engines.split(","):
         times = [one(args, engine, n) for n in sizes]
         print(f"  {engine}: {sizes[-1]:,} / {sizes[0]:,} rows: {times[-1] / times[0]:.2f}x")
-    joins, plain = reads(args)
+    joins, plain, covered = reads(args)
     print(f"extraction: two joins {joins:.2f} s, two plain reads {plain:.2f} s: "
-          f"{joins / plain:.2f}x")  # fmt: skip
+          f"{joins / plain:.2f}x (load {os.getloadavg()[0]:.1f})")  # fmt: skip
+    print(f"  what-if: the joins with a covering ({COVERING}) index forced: {covered:.2f} s: "
+          f"{covered / plain:.2f}x the plain reads")  # fmt: skip
 
 
 if __name__ == "__main__":
