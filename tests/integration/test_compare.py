@@ -783,3 +783,77 @@ def test_plain_timestamps_compare_whatever_the_session_time_zone(
     assert found(day) == {} and (day.legacy_rows, day.trackline_rows) == (24, 24)
     assert day.days == {"2024-03-01": [24, 24]}
     assert not any("TIME ZONE" in n for n in whole.normalisations)
+
+
+def test_uts_event_key_with_a_time_in_it(mysql_db: MySQLDb, engine: Any) -> None:
+    """The `uts` key (order_id, pathTime, code): 20 events per order, more than `chunk`, so
+    a differing order is fetched whole once its part holds that order alone; an event only
+    the legacy DW has (gap 2), an event the legacy DW changed later, and an event whose
+    time differs (missing on both sides) are named by their full key. The config's mixed-case
+    names (`pathTime`) are found on Redshift, which keeps them lower-cased."""
+    mysql_db.execute(
+        "CREATE TABLE dw_spath (order_id BIGINT NOT NULL, pathTime DATETIME NOT NULL, "
+        "code INT NOT NULL, pathInfo VARCHAR(64), PRIMARY KEY (order_id, pathTime, code))"
+    )
+    rows = [
+        (o, DAY + dt.timedelta(minutes=5 * e), 100 * (e % 7 + 1), f"{o} 已签收 {e}")
+        for o in range(1001, 1011)
+        for e in range(20)
+    ]
+    mysql_db.executemany("INSERT INTO dw_spath VALUES (%s, %s, %s, %s)", rows)
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    mart = [(o, t.replace(tzinfo=UTC).astimezone(plus2), c, i) for o, t, c, i in rows]
+    at10, at15 = DAY.replace(minute=10, tzinfo=UTC), DAY.replace(minute=15, tzinfo=UTC)
+    mart = [r for r in mart if (r[0], r[1]) != (1003, at10)]  # gap 2
+    mart = [
+        (o, t + dt.timedelta(seconds=1), c, i) if (o, t) == (1007, at15) else (o, t, c, i)
+        for o, t, c, i in mart
+    ]
+    mysql_db.execute(
+        "UPDATE dw_spath SET pathInfo = 'updated' WHERE order_id = 1005 AND code = 300"
+    )
+    entry = CompareTable(
+        name="uts",
+        legacy_table="dw_spath",
+        table="spath",
+        schema=SCHEMA,
+        key=["order_id", "pathTime", "code"],
+        columns=["pathInfo"],
+        time="pathTime",
+        chunk=4,
+    )
+    cfg = Config(
+        sources={"uniods": mysql_db.source_config()},
+        warehouse=engine,
+        compare=CompareConfig(tables=[entry]),
+    )
+    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
+    wh = wh or open_warehouse(engine)
+    wh.connect()
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'spath')} (order_id BIGINT, "
+            f"{wh.q('pathTime')} TIMESTAMP WITH TIME ZONE, code INTEGER, "
+            f"{wh.q('pathInfo')} VARCHAR(64))"
+        )
+        insert(wh, "spath", mart)
+        res = compare(cfg, wh, "uts", save=False)
+        sent = getattr(wh, "sent", [])
+        assert {s.sql: redshift_problems(s) for s in sent if redshift_problems(s)} == {}
+    finally:
+        wh.close()
+    assert found(res) == {
+        "missing_in_trackline": [
+            "1003, 2024-03-01 00:10:00, 300",
+            "1007, 2024-03-01 00:15:00, 400",
+        ],
+        "missing_in_legacy": ["1007, 2024-03-01 00:15:01, 400"],
+        "pathInfo": [
+            ("1005, 2024-03-01 00:10:00, 300", "updated", "1005 已签收 2"),
+            ("1005, 2024-03-01 00:45:00, 300", "updated", "1005 已签收 9"),
+            ("1005, 2024-03-01 01:20:00, 300", "updated", "1005 已签收 16"),
+        ],
+    }
+    assert (res.legacy_rows, res.trackline_rows) == (200, 199)
+    assert res.ranges_fetched == 3 and res.rows_fetched == 3 * 40 - 1

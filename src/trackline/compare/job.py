@@ -2,16 +2,17 @@
 pass/fail verdict.
 
 Both databases hold the same logical rows in different types. Each row becomes one canonical
-text (`canonical`), and both databases answer, per range of the first key column (an
-integer; for any other key, per range of a 60-bit number both compute from the MD5 of the
-key's canonical text, so string keys need no common collation), three
-figures pushed down in SQL: COUNT(*) and the sum of integers taken from the MD5 of that text.
-Equal figures: the range is done. A differing range holding more than `chunk` rows is cut into
-16 parts of its key span, all answered by one grouped query per side; a differing part of at
-most `chunk` rows is fetched
-(canonical texts only) and compared row by row: keys missing on each side, keys held twice on
-one side, and mismatching values per column. An equal table costs one aggregate query per
-side; what is fetched grows with the differences, not with the table.
+text (`canonical`), and both databases answer, per part of the span of the first key column
+(an integer; for any other key, of a 60-bit number both compute from the MD5 of the key's
+canonical text, so string keys need no common collation), two figures pushed down in SQL:
+COUNT(*) and the sum of integers taken from the MD5 of that text. The first pass is one
+grouped query per side over the whole window, by 1024 parts and by day (the per-day counts
+come from it); equal parts are done. A differing part holding more than `chunk` rows is cut
+into parts of about `chunk`/8 rows, all answered by one grouped query per side; a differing
+part of at most `chunk` rows is fetched (canonical texts only) and compared row by row: keys
+missing on each side, keys held twice on one side, and mismatching values per column. An
+equal table costs one scan per side; what is fetched grows with the differences, not with
+the table.
 
 trackline's side is the table plus its `<table>_hist` view when there is one, so a row the
 mart archived into a history period still counts.
@@ -176,12 +177,14 @@ def compare(
             f"compare table {name!r}: {schema}.{c.table} does not exist in the warehouse"
         )
     wanted = list(dict.fromkeys([*c.key, *c.columns, *([c.time] if c.time else [])]))
-    wh_types = wh.column_types(schema, c.table)
-    lacking = [col for col in wanted if col not in wh_types]
+    stored = wh.column_types(schema, c.table)
+    # by the config's names: Redshift keeps `pathTime` as `pathtime`
+    lacking = [col for col in wanted if wh.name(col) not in stored]
     if lacking:
         raise ConfigError(
             f"compare table {name!r}: {schema}.{c.table} has no column(s) {', '.join(lacking)}"
         )
+    wh_types = {col: stored[wh.name(col)] for col in wanted}
     hist = f"{c.table}_hist"
     parts = [f"SELECT {wh.cols(wanted)} FROM {wh.t(schema, c.table)}"]
     if c.history and wh.table_exists(schema, hist):  # a view counts (information_schema)
