@@ -672,3 +672,52 @@ def test_the_next_chunk_is_counted_before_this_one_commits(
     assert s["done"] == CHUNKS and s["rows_loaded"] == legacy_count(world, "uni_tracking_spath")
     chunk_of_batch = [json.loads(r[1])["extra"]["chunk"] for r in rows]
     assert chunk_of_batch == sorted(chunk_of_batch)  # batch ids follow the chunks' order
+
+
+def test_a_chunk_run_again_after_a_transient_error_is_read_again(
+    world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retryable warehouse error in the middle of a chunk reruns its transaction: the
+    chunk is counted and read again from the legacy side (what the reader had read ahead is
+    dropped), and every legacy row is loaded once."""
+    from trackline.errors import RetryableWarehouseError
+    from trackline.load.duckdb import DuckDB
+
+    cfg = config(world, duckdb_warehouse, "a")
+    count = LegacyTable.count
+    counted: list[Any] = []
+
+    def recording(self: LegacyTable, lo: Any, hi: Any) -> int:
+        counted.append(lo)
+        return count(self, lo, hi)
+
+    append = DuckDB.append_arrow
+    calls = 0
+
+    def flaky(self: DuckDB, *a: Any, **kw: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 4:  # the 4th batch loaded: inside a chunk, after 3 chunks with rows
+            raise RetryableWarehouseError("connection reset (injected)")
+        return append(self, *a, **kw)
+
+    monkeypatch.setattr(LegacyTable, "count", recording)
+    monkeypatch.setattr(DuckDB, "append_arrow", flaky)
+    backfill_ok(cfg, ["uni_tracking_spath"])
+    # the interrupted chunk was counted again; the next one too when the reader had already
+    # counted it ahead (what it read ahead is dropped with the restart)
+    again = sorted({lo for lo in counted if counted.count(lo) > 1})
+    assert 1 <= len(again) <= 2 and len(counted) == CHUNKS + len(again), counted
+    assert all(counted.count(lo) == 2 for lo in again)
+    restart = len(counted) - 1 - counted[::-1].index(again[0])
+    assert counted[restart:] == sorted(counted[restart:])  # from there in order again
+    assert counted[:restart] == sorted(counted[:restart])
+    for wh in connect(cfg):
+        s = status(cfg, wh)[0]
+        raw = wh.scalar(f"SELECT COUNT(*) FROM {wh.t('raw', 'uni_tracking_spath_raw')}")
+        dup = wh.scalar(
+            f"SELECT COUNT(*) - COUNT(DISTINCT id) FROM {wh.t('raw', 'uni_tracking_spath_raw')}"
+        )
+    assert s["done"] == CHUNKS and not [c for c in s["chunk_rows"] if c["status"] == "failed"]
+    assert int(raw) == s["rows_loaded"] == legacy_count(world, "uni_tracking_spath")
+    assert int(dup) == 0
