@@ -150,6 +150,16 @@ class Canon:
             return self.date(col)
         return self.text(col, wh_type)
 
+    def day(self, col: str, kind: Kind, wh_type: str = "") -> str:
+        """The `YYYY-MM-DD` of the time column `col` (a DATE, DATETIME or TIMESTAMP)."""
+        if self.DAY_BY_FORMAT:  # one short format instead of the time's text cut to 10
+            return self.date(self.utc(col) if zoned(wh_type) else col)
+        return f"SUBSTRING({self.value(col, kind, wh_type)}, 1, 10)"
+
+    DAY_BY_FORMAT: ClassVar[bool] = True
+    """`day` formats the date alone (warehouses: TO_CHAR / STRFTIME); else it cuts the
+    time's canonical text (MySQL, whose text is a cast)."""
+
     def boolean(self, col: str) -> str:
         return f"CASE WHEN {col} THEN '1' WHEN NOT {col} THEN '0' END"
 
@@ -326,6 +336,7 @@ class MySQLCanon(Canon):
 
     INLINE_HASH = True
     SUM_WIDENS = True
+    DAY_BY_FORMAT = False
 
     def int_div(self, a: str, b: int) -> str:
         return f"(({a}) DIV {b})"  # `/` gives a DECIMAL rounded to div_precision_increment

@@ -80,7 +80,7 @@ class _Side:
             self.first = canon.hex_int(kh)
         self.exprs = exprs
         self.row_text = canon.concat(exprs)
-        self.time_text = canon.value(q(time), kinds[time], types.get(time, "")) if time else None
+        self.day = canon.day(q(time), kinds[time], types.get(time, "")) if time else None
         self.time, self.window = (q(time) if time else None), window
 
     def _where(self, start: int | None, end: int | None) -> tuple[str, tuple[Any, ...]]:
@@ -104,7 +104,7 @@ class _Side:
         where, params = self._where(start if end is not None else None, end)
         part = self.canon.int_div(f"{self.first} - {int(start)}", int(width))
         md5 = self.canon.md5(self.row_text)
-        day = f"SUBSTRING({self.time_text}, 1, 10)" if by_day and self.time_text else None
+        day = self.day if by_day else None
         groups = [part, *([day] if day else [])]
         if self.canon.INLINE_HASH:
             sql = (
