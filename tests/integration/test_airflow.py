@@ -161,11 +161,13 @@ def test_example_config_imports_and_the_cycle_graph_is_the_seed_flow(
         assert tasks[s]["downstream"] == sorted([g.anchor.table, *followers_of])
         assert tasks[s]["pool"] == f"trackline_{t.source}"
     anchor = tasks[g.anchor.table]
-    assert set(anchor["upstream"]) == syncs and anchor["downstream"] == sorted(followers)
+    assert set(anchor["upstream"]) == syncs and anchor["downstream"] == [followers[0]]
     assert anchor["trigger_rule"] == "all_done"  # a failed table does not stop the marts
-    for f in followers:
-        assert tasks[f]["upstream"] == [g.anchor.table] and tasks[f]["downstream"] == ["trim_raw"]
-    assert tasks["trim_raw"]["upstream"] == sorted(followers)
+    # the followers one after the other (each holds the pipeline's cycle lock), then the trim
+    chain = [g.anchor.table, *followers, "trim_raw"]
+    for before, f, after in zip(chain, chain[1:], chain[2:], strict=False):
+        assert tasks[f]["upstream"] == [before] and tasks[f]["downstream"] == [after]
+    assert tasks["trim_raw"]["upstream"] == [followers[-1]]
     for t in tasks.values():  # retries with backoff, the time limit from the config
         assert t["retries"] == cfg.schedule.task_retries and t["retry_exponential_backoff"] > 1
         assert t["execution_timeout"] == cfg.schedule.job_timeout_minutes * 60

@@ -144,11 +144,14 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
             )
             for f in g.followers
         ]
-        if followers:
-            anchor >> followers
-            followers >> finish  # type: ignore[operator]
-        else:
-            anchor >> finish
+        # one follower after the other, in the config's order (as `trackline cycle`): each
+        # holds the pipeline's cycle lock while it runs, so two side by side would leave the
+        # second skipped (lock busy), and `trim_raw` after it, in every run
+        last = anchor
+        for f_op in followers:
+            last >> f_op
+            last = f_op
+        last >> finish
     if not cfg.marts:
         syncs >> finish  # type: ignore[operator]
     out[cycle.dag_id] = cycle
