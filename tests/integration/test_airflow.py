@@ -135,11 +135,18 @@ def test_example_config_imports_and_the_cycle_graph_is_the_seed_flow(
     af.dag_file("trackline_dags", EXAMPLE)
     bad = _write_config(tmp_path / "bad.yml", {"sources": {}, "tables": [{"nme": "x"}]})
     af.dag_file("broken_dags", bad, "broken")
-    errors, cycle, checks = af.run(
+    two = yaml.safe_load(EXAMPLE.read_text())  # a second retention group beside the first
+    second = {**two["marts"][0], "name": "second", "schema": "settlement_ods2"}
+    second["anchor"] = {**second["anchor"], "table": "m2_uti"}
+    second["followers"] = [{**f, "table": f"m2_{f['table']}"} for f in second["followers"]]
+    two["marts"].append(second)
+    af.dag_file("two_dags", _write_config(tmp_path / "two.yml", two), "two")
+    errors, cycle, checks, two_groups = af.run(
         [
             {"op": "import_errors"},
             {"op": "graph", "dag": "trackline_cycle"},
             {"op": "graph", "dag": "trackline_checks"},
+            {"op": "graph", "dag": "two_cycle"},
         ]
     )
     # the example's file imports cleanly; the broken config is reported, naming the key
@@ -168,6 +175,10 @@ def test_example_config_imports_and_the_cycle_graph_is_the_seed_flow(
     for before, f, after in zip(chain, chain[1:], chain[2:], strict=False):
         assert tasks[f]["upstream"] == [before] and tasks[f]["downstream"] == [after]
     assert tasks["trim_raw"]["upstream"] == [followers[-1]]
+    # a second retention group's marts after the first one's (the same cycle lock), then trim
+    t2 = two_groups["tasks"]
+    assert t2["m2_uti"]["upstream"] == sorted([*syncs, followers[-1]])
+    assert t2["trim_raw"]["upstream"] == [f"m2_{followers[-1]}"]
     for t in tasks.values():  # retries with backoff, the time limit from the config
         assert t["retries"] == cfg.schedule.task_retries and t["retry_exponential_backoff"] > 1
         assert t["execution_timeout"] == cfg.schedule.job_timeout_minutes * 60

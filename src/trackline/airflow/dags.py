@@ -120,6 +120,7 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
             by_table[t.cdc.follow] >> by_table[t.name]
     finish = op(cycle, "trim_raw", _finish_task(path))
     ids = {f"sync_{t.name}" for t in cfg.tables} | {"trim_raw"}
+    last: Any = None  # the mart task before the next one: every mart task holds the cycle lock
     for g in cfg.marts:
         for mart in (g.anchor.table, *(f.table for f in g.followers)):
             if mart in ids:
@@ -134,6 +135,8 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
             trigger_rule="all_done",
         )
         syncs >> anchor  # type: ignore[operator]
+        if last is not None:  # a second retention group after the first one's marts
+            last >> anchor
         followers = [
             op(
                 cycle,
@@ -151,8 +154,9 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
         for f_op in followers:
             last >> f_op
             last = f_op
+    if last is not None:
         last >> finish
-    if not cfg.marts:
+    else:
         syncs >> finish  # type: ignore[operator]
     out[cycle.dag_id] = cycle
 
