@@ -63,6 +63,14 @@ class RecordingRedshift(Redshift):
         super().__init__(config)
         self.sent: list[Sent] = []
 
+    def sibling(self) -> RecordingRedshift:
+        """The connection of another sync worker (`defaults.workers`): its statements are
+        kept in the same list, so every statement the run sends is checked."""
+        other = super().sibling()
+        assert isinstance(other, RecordingRedshift)
+        other.sent = self.sent
+        return other
+
     def _execute(self, sql: str, params: Sequence[Any]) -> None:
         self.sent.append(Sent(sql, tuple(params), self.in_transaction))
         super()._execute(sql, params)
