@@ -9,8 +9,10 @@ JSON list on the last line of stdout. Steps:
     {"op": "import_errors"}               `airflow dags reserialize`, then
                                           `airflow dags list-import-errors -o json`
     {"op": "pools", "pools": {name: n}}   `airflow pools set NAME N` for each
+    {"op": "dag_ids"}                     the ids of the DAGs the folder defines
     {"op": "graph", "dag": ID}            the DAG object as data (tasks, edges, settings)
     {"op": "test", "dag": ID}             `dag.test()`: every task's state and try count
+    {"op": "test", "dag": ID, "conf": {}} the same, with that run conf
     {"op": "test", "dag": ID, "pause": {"at": STEP, "ready": FILE, "go": FILE}}
                                           the same, but the first time a sync reaches the
                                           checkpoint STEP (e.g. ``sync.after_commit``: its
@@ -80,11 +82,14 @@ def graph(dag_id: str) -> Any:
             "retries": t.retries,
             "retry_exponential_backoff": float(t.retry_exponential_backoff),
             "execution_timeout": timeout,
+            "mapped": type(t).__name__ == "MappedOperator",
+            "max_active_tis_per_dagrun": getattr(t, "max_active_tis_per_dagrun", None),
         }
     return {
         "dag_id": dag.dag_id,
         "max_active_runs": dag.max_active_runs,
         "catchup": dag.catchup,
+        "schedule": None if dag.schedule is None else str(dag.schedule),
         "tasks": tasks,
     }
 
@@ -114,11 +119,13 @@ def _pause(at: str, ready: str, go: str, timeout: float = 240) -> None:
     syncer.checkpoint = checkpoint  # type: ignore[assignment]
 
 
-def test(dag_id: str, pause: dict[str, str] | None = None) -> Any:
+def test(
+    dag_id: str, pause: dict[str, str] | None = None, conf: dict[str, Any] | None = None
+) -> Any:
     dag = _dags()[dag_id]
     if pause:
         _pause(pause["at"], pause["ready"], pause["go"])
-    dr = dag.test()
+    dr = dag.test(run_conf=conf) if conf else dag.test()
     from airflow.utils.session import create_session
 
     with create_session() as session:
@@ -127,7 +134,13 @@ def test(dag_id: str, pause: dict[str, str] | None = None) -> Any:
         tis = session.query(TaskInstance).filter(
             TaskInstance.dag_id == dag_id, TaskInstance.run_id == dr.run_id
         )
-        states = {ti.task_id: [str(ti.state), ti.try_number] for ti in tis}
+        states = {  # a mapped task's instances as TASK[MAP_INDEX]
+            ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): [
+                str(ti.state),
+                ti.try_number,
+            ]
+            for ti in tis
+        }
     return {"state": str(dr.state), "run_id": dr.run_id, "tasks": states}
 
 
@@ -144,10 +157,12 @@ def main() -> None:
             out.append(import_errors())
         elif op == "pools":
             out.append(pools(step["pools"]))
+        elif op == "dag_ids":
+            out.append(sorted(_dags()))
         elif op == "graph":
             out.append(graph(step["dag"]))
         elif op == "test":
-            out.append(test(step["dag"], step.get("pause")))
+            out.append(test(step["dag"], step.get("pause"), step.get("conf")))
         else:
             raise SystemExit(f"unknown step {op!r}")
     print(f"DRIVER {time.monotonic() - t0:.1f}s: done", file=sys.stderr, flush=True)

@@ -140,13 +140,16 @@ def test_example_config_imports_and_the_cycle_graph_is_the_seed_flow(
     second["anchor"] = {**second["anchor"], "table": "m2_uti"}
     second["followers"] = [{**f, "table": f"m2_{f['table']}"} for f in second["followers"]]
     two["marts"].append(second)
+    del two["backfill"]  # and no `backfill:` section: no backfill DAG
     af.dag_file("two_dags", _write_config(tmp_path / "two.yml", two), "two")
-    errors, cycle, checks, two_groups = af.run(
+    errors, dag_ids, cycle, checks, two_groups, backfill = af.run(
         [
             {"op": "import_errors"},
+            {"op": "dag_ids"},
             {"op": "graph", "dag": "trackline_cycle"},
             {"op": "graph", "dag": "trackline_checks"},
             {"op": "graph", "dag": "two_cycle"},
+            {"op": "graph", "dag": "trackline_backfill"},
         ]
     )
     # the example's file imports cleanly; the broken config is reported, naming the key
@@ -183,6 +186,26 @@ def test_example_config_imports_and_the_cycle_graph_is_the_seed_flow(
         assert t["retries"] == cfg.schedule.task_retries and t["retry_exponential_backoff"] > 1
         assert t["execution_timeout"] == cfg.schedule.job_timeout_minutes * 60
     assert list(checks["tasks"]) == ["checks"] and checks["max_active_runs"] == 1
+    assert cycle["schedule"] is not None
+
+    # the backfill (the example has a `backfill:` section): manual only; per table a plan
+    # task, then its mapped chunk task (one instance at a time), all of them → the handoff
+    assert backfill["schedule"] is None  # manual trigger only
+    assert backfill["max_active_runs"] == 1 and backfill["catchup"] is False
+    bt = backfill["tasks"]
+    names = [b.table for b in cfg.backfill.tables]
+    plans, chunks = [f"plan_{n}" for n in names], [f"chunks_{n}" for n in names]
+    assert set(bt) == {*plans, *chunks, "handoff"}
+    for plan, chunk in zip(plans, chunks, strict=True):
+        assert bt[plan]["upstream"] == [] and bt[plan]["downstream"] == [chunk]
+        assert not bt[plan]["mapped"] and bt[chunk]["mapped"]
+        assert bt[chunk]["upstream"] == [plan] and bt[chunk]["downstream"] == ["handoff"]
+        assert bt[chunk]["max_active_tis_per_dagrun"] == 1  # a table's chunks one at a time
+        assert bt[chunk]["pool"] == f"trackline_{cfg.backfill.source}"
+        assert bt[chunk]["retries"] == cfg.schedule.task_retries
+    assert bt["handoff"]["upstream"] == sorted(chunks) and not bt["handoff"]["mapped"]
+    assert "trackline_backfill" in dag_ids and "two_cycle" in dag_ids
+    assert "two_backfill" not in dag_ids  # a config without a `backfill:` section has none
 
 
 # --------------------------------------------------------------------------- dag.test
@@ -363,6 +386,70 @@ def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
             held_run.kill()
             held_run.communicate()
         wh.close()
+
+
+# --------------------------------------------------------------------------- backfill DAG
+
+
+def test_backfill_dag_loads_every_chunk_and_hands_off_like_a_straight_load(
+    airflow_venv: Path,
+    tmp_path: Path,
+    mysql_db: MySQLDb,
+    pg_db: PgDb,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The backfill DAG run once by `dag.test()`: legacy DW (MariaDB) → PostgreSQL by chunk,
+    then the handoff; after the cycles, the warehouse equals one straight load of the union
+    of both sources (the backfill tests' reference), and every chunk is in once."""
+    from tests.integration.backfill_world import World, end_state, history, second_db
+    from tests.integration.test_backfill import (
+        CHUNKS,
+        END,
+        START,
+        assert_chunks_once,
+        finish_and_compare,
+        reference,
+    )
+    from tests.integration.test_sync_faults import second_warehouse
+    from trackline.backfill.handoff import status
+
+    legacy = second_db(mysql_db, "dw", request)
+    union = second_db(mysql_db, "all", request)
+    world = World(mysql_db, legacy, union, history(), tmp_path).build()
+    ref = reference(world, second_warehouse(pg_db.warehouse_config(), tmp_path, request))
+    data = world.data(pg_db.warehouse_config(), tmp_path / "stage")
+    data["schedule"] = {"task_retries": 1, "retry_delay_seconds": 0}
+    cfg = Config.model_validate(data)
+    af = _airflow(airflow_venv, tmp_path / "af", _write_config(tmp_path / "bf.yml", data))
+    conf = {"start": START.isoformat(), "end": END.isoformat()}  # the run conf's range
+    _, result = af.run(
+        [
+            {"op": "pools", "pools": {"trackline_uniods": 2}},
+            {"op": "test", "dag": "trackline_backfill", "conf": conf},
+        ]
+    )
+    assert result["state"].endswith("success"), result
+    states = _states(result)
+    assert set(states.values()) == {"success"}, states
+    tries = {t: n for t, (_, n) in result["tasks"].items()}
+    assert all(n == 1 for n in tries.values()), tries
+    for b in cfg.backfill.tables:  # one mapped instance per chunk
+        mapped = sorted(t for t in states if t.startswith(f"chunks_{b.table}["))
+        assert mapped == sorted(f"chunks_{b.table}[{i}]" for i in range(CHUNKS)), states
+    wh = connect(cfg)
+    try:
+        st = {s["table"]: s for s in status(cfg, wh)}
+    finally:
+        wh.close()
+    for b in cfg.backfill.tables:
+        s = st[b.table]
+        assert s["chunks"] == s["done"] == CHUNKS and s["failed_attempts"] == 0, s
+        assert s["handed_off_at"] is not None  # the DAG's handoff task ran
+        assert s["incremental_watermark"] == f"{s['handoff_point']} (inclusive)", s
+    assert_chunks_once(cfg, world)  # every chunk once, raw holds each legacy row once
+    world.late_writes()
+    finish_and_compare(world, cfg, ref)  # handoff again: "already"; cycles; == straight load
+    assert end_state(cfg) == ref
 
 
 class _holding:

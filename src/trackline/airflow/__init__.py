@@ -17,6 +17,11 @@ DAGs (``<pipeline>`` is the config's `state_schema`, ``trackline`` by default):
     <pipeline>_consolidate  every schedule.consolidation_minutes, when consolidations exist
     <pipeline>_checks       daily at schedule.checks_hour; a blocking failure fails the task
     <pipeline>_maintenance  daily at schedule.maintenance_hour
+    <pipeline>_backfill     manual trigger only, when the config has `backfill.tables`
+        plan_<table>        starts the table's backfill (chunks, handoff point recorded)
+        chunks_<table>      mapped: one instance per chunk, one at a time, tables in
+                            parallel (the pool of the legacy source)
+        handoff             `trackline backfill handoff`, once every chunk is in
 
 Every DAG: ``max_active_runs=1``, ``catchup=False``; tasks time out after
 schedule.job_timeout_minutes; schedule.task_retries retries with exponential backoff from

@@ -67,7 +67,8 @@ def _pool(cfg: Config, source: str) -> str:
 
 def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, Any]:
     """{dag_id: DAG} for the config at `path`: ``<pipeline>_cycle``, ``<pipeline>_checks``,
-    ``<pipeline>_maintenance``, and ``<pipeline>_consolidate`` when consolidations exist.
+    ``<pipeline>_maintenance``, ``<pipeline>_consolidate`` when consolidations exist, and
+    ``<pipeline>_backfill`` (manual trigger only) when `backfill.tables` is not empty.
     `name` replaces the pipeline name (default: the config's `state_schema`)."""
     af = _airflow()
     path = str(Path(path).resolve())
@@ -182,7 +183,88 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
     )
     op(d, "maintenance", lambda path=path: tasks.maintenance(path))
     out[d.dag_id] = d
+    if cfg.backfill.tables:
+        d = _backfill_dag(af, cfg, path, dag("backfill", None, _BACKFILL_DOC))
+        out[d.dag_id] = d
     return out
+
+
+_BACKFILL_DOC = """\
+`trackline backfill run`, then `trackline backfill handoff`; trigger it by hand (optional
+run conf: `{"start": "2025-01", "end": "2025-07", "chunk": "month", "force": false}`).
+Per table, `plan_<table>` starts its backfill (its chunks and handoff point recorded), then
+`chunks_<table>` has one mapped instance per chunk, one at a time, in the pool of the legacy
+source; tables side by side. `handoff` once every chunk is in."""
+
+
+def _backfill_dag(af: dict[str, Any], cfg: Config, path: str, d: Any) -> Any:
+    """Per table ``plan_<table>`` → ``chunks_<table>`` (mapped: one instance per chunk); all of
+    them → ``handoff``.
+
+    Airflow maps a task only over another task's return value, so each table has its own plan
+    task (one plan task for all tables could not feed one mapped task per table), and one
+    mapped task per table keeps a table's chunks apart from the others': tables run side by
+    side (in the pool of their legacy source), a table's instances one at a time
+    (``max_active_tis_per_dagrun=1``). Airflow does not order a mapped task's instances, so
+    each instance also loads any earlier chunk of its table not done yet (the ledger
+    decides): rows go in in time order, as with `trackline backfill run`, whatever order the
+    instances start (or are retried) in."""
+    ids = {"handoff"}
+    handoff = af["PythonOperator"](
+        task_id="handoff",
+        python_callable=_outcomes(af, lambda: tasks.backfill_handoff(path)),
+        dag=d,
+    )
+    for b in cfg.backfill.tables:
+        pool = _pool(cfg, b.source or cfg.backfill.source)
+        plan_id, chunks_id = f"plan_{b.table}", f"chunks_{b.table}"
+        if {plan_id, chunks_id} & ids:
+            raise ConfigError(f"backfill: {b.table!r} names two tasks of the backfill DAG")
+        ids |= {plan_id, chunks_id}
+
+        def plan(table: str = b.table, **context: Any) -> list[dict[str, Any]]:
+            conf = dict(getattr(context.get("dag_run"), "conf", None) or {})
+            unknown = set(conf) - {"start", "end", "chunk", "force"}
+            if unknown:
+                raise ConfigError(
+                    f"backfill DAG run conf: unknown key(s) {sorted(unknown)} "
+                    "(known: start, end, chunk, force)"
+                )
+            return tasks.backfill_start(
+                path,
+                table,
+                start=conf.get("start"),
+                end=conf.get("end"),
+                unit=conf.get("chunk"),
+                force=bool(conf.get("force", False)),
+            )
+
+        def chunk(**context: Any) -> dict[str, Any]:
+            return tasks.backfill_chunk(
+                path,
+                context["table"],
+                int(context["chunk"]),
+                context["start"],
+                context["end"],
+                context["unit"],
+            )
+
+        plan_op = af["PythonOperator"](
+            task_id=plan_id, python_callable=_outcomes(af, plan), dag=d, pool=pool
+        )
+        mapped = (
+            af["PythonOperator"]
+            .partial(
+                task_id=chunks_id,
+                python_callable=_outcomes(af, chunk),
+                dag=d,
+                pool=pool,
+                max_active_tis_per_dagrun=1,
+            )
+            .expand(op_kwargs=plan_op.output)
+        )
+        plan_op >> mapped >> handoff
+    return d
 
 
 def _sync_task(path: str, table: str) -> Callable[..., Any]:

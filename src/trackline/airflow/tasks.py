@@ -140,3 +140,91 @@ def _job(path: str | Path, job: Callable[..., Any]) -> dict[str, Any]:
         return {"rows": res.rows, **res.detail}
 
     return _with(path, step)
+
+
+def backfill_start(
+    path: str | Path,
+    table: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    unit: str | None = None,
+    force: bool = False,
+) -> list[dict[str, Any]]:
+    """A table's first task in the backfill DAG: start its backfill as `trackline backfill
+    run` starts it (its range and chunks planned, its handoff point recorded, its raw target
+    created; a backfill started before is resumed), loading nothing. Returns one dict per
+    chunk (the keyword arguments of `backfill_chunk`), with the range resolved so every chunk
+    task works on the same backfill."""
+    from trackline.backfill.chunks import parse_when
+    from trackline.backfill.run import run
+
+    cfg = load_config(path)
+    (r,) = run(
+        cfg,
+        [table],
+        start=parse_when("start", start) if start else None,
+        end=parse_when("end", end) if end else None,
+        unit=unit,  # type: ignore[arg-type]
+        force=force,
+        through=0,
+    )
+    _raise_failed([r])
+    assert r.start is not None and r.end is not None
+    return [
+        {
+            "table": table,
+            "chunk": n,
+            "start": r.start.isoformat(),
+            "end": r.end.isoformat(),
+            "unit": r.unit,
+        }
+        for n in range(1, r.chunks + 1)
+    ]
+
+
+def backfill_chunk(
+    path: str | Path, table: str, chunk: int, start: str, end: str, unit: str
+) -> dict[str, Any]:
+    """Chunk `chunk` of `table`'s backfill [start, end) by `unit`, through `trackline backfill
+    run`'s own chunk path (one transaction, the ledger, the count check, its retries of a
+    count that differs). A chunk already done is skipped; an earlier chunk of the table not
+    done yet is loaded first, so a table's rows go in in time order whatever order the
+    chunk tasks start in."""
+    from trackline.backfill.run import run
+
+    cfg = load_config(path)
+    (r,) = run(
+        cfg,
+        [table],
+        start=dt.datetime.fromisoformat(start),
+        end=dt.datetime.fromisoformat(end),
+        unit=unit,  # type: ignore[arg-type]
+        through=chunk,
+    )
+    _raise_failed([r])
+    return {
+        "table": r.key,
+        "chunk": chunk,
+        "loaded": r.loaded,
+        "skipped": r.skipped,
+        "rows": r.rows,
+    }
+
+
+def backfill_handoff(path: str | Path) -> dict[str, Any]:
+    """`trackline backfill handoff`: each table's incremental watermark set to its backfill's
+    handoff point (refused while a chunk is not done)."""
+    from trackline.backfill.handoff import handoff
+
+    def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
+        return {h.table: {"status": h.status, "point": str(h.point)} for h in handoff(cfg, wh)}
+
+    return _with(path, step)
+
+
+def _raise_failed(res: list[Any]) -> None:
+    failed = [r for r in res if r.status != "ok"]
+    if failed:
+        kind = RetryableTaskFailed if all(r.retryable for r in failed) else TaskFailed
+        raise kind("; ".join(f"backfill of {r.table!r}: {r.error or r.status}" for r in failed))

@@ -66,8 +66,14 @@ class TableOutcome:
     rows: int = 0
     seconds: float = 0.0
     error: str | None = None
+    retryable: bool = False
+    """The error is transient (a lost connection, a serialization conflict): run it again."""
     warnings: list[str] = field(default_factory=list)
     handoff: dict[str, Any] = field(default_factory=dict)
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    unit: str | None = None
+    """The backfill's range and chunk unit, as resolved (defaults: the legacy table's span)."""
 
 
 PIPELINE_BATCHES = 4
@@ -93,6 +99,7 @@ def run(
     workers: int | None = None,
     batch_size: int | None = None,
     force: bool = False,
+    through: int | None = None,
     reporter: Reporter | None = None,
     warehouse: Warehouse | None = None,
     open_src: OpenSource | None = None,
@@ -100,6 +107,11 @@ def run(
 ) -> list[TableOutcome]:
     """Backfill `names` (default: every `backfill.tables` entry); returns one outcome per
     table. A stop request (Ctrl-C) lets each table finish its chunk in flight.
+
+    `through` loads only the chunks numbered up to it (those not done yet, in time order):
+    ``through=0`` only starts each backfill (records its range, chunks and handoff point,
+    creates the raw target) and loads nothing; ``through=n`` after that loads chunk n and
+    any earlier chunk not done (the Airflow backfill DAG's tasks). Default: every chunk.
 
     `warehouse`, `open_src` and `make_syncer` replace the connections and the sync loop
     (`trackline sql backfill` runs it on its recorder; one table at a time then)."""
@@ -119,7 +131,20 @@ def run(
     pool = ThreadPoolExecutor(n_workers, thread_name_prefix="backfill")
     futures: list[Future[None]] = [
         pool.submit(
-            _table, cfg, n, start, end, unit, batch_size, force, run_id, reporter, out, stop, conn
+            _table,
+            cfg,
+            n,
+            start,
+            end,
+            unit,
+            batch_size,
+            force,
+            through,
+            run_id,
+            reporter,
+            out,
+            stop,
+            conn,
         )
         for n, out in zip(names, outcomes, strict=True)
     ]
@@ -154,6 +179,7 @@ def _table(
     unit: Unit | None,
     batch_size: int | None,
     force: bool,
+    through: int | None,
     run_id: str,
     reporter: Reporter,
     out: TableOutcome,
@@ -174,6 +200,7 @@ def _table(
     killed = False
     try:
         out.key, out.chunks = s.key, len(s.chunks)
+        out.start, out.end, out.unit = s.start, s.end, s.unit
         led = BackfillLedger(wh, cfg.state_schema)
         with _SETUP:  # (the first lock creates Redshift's lock table)
             syncer.state.ensure()
@@ -186,14 +213,14 @@ def _table(
                     f"another backfill of {name!r} ({s.key}) is running; nothing was written"
                 ) from None
         try:
-            _chunks(s, wh, syncer, led, batch_size, force, run_id, reporter, out, stop, t0)
+            _chunks(s, wh, syncer, led, batch_size, force, through, run_id, reporter, out, stop, t0)
         finally:
             table_lock.__exit__(None, None, None)
     except InjectedFault:
         out.status, killed = "failed", True
         raise
     except TracklineError as exc:
-        out.status, out.error = "failed", str(exc)
+        out.status, out.error, out.retryable = "failed", str(exc), exc.retryable
         reporter.event("failed", f"{name}: {exc}", table=name)
     finally:
         out.seconds = time.monotonic() - t0
@@ -224,13 +251,15 @@ def _chunks(
     led: BackfillLedger,
     batch_size: int | None,
     force: bool,
+    through: int | None,
     run_id: str,
     reporter: Reporter,
     out: TableOutcome,
     stop: threading.Event,
     t0: float,
 ) -> None:
-    """Every chunk not done yet, in time order (holding the table's backfill lock)."""
+    """Every chunk not done yet (up to chunk `through`), in time order (holding the table's
+    backfill lock)."""
     name, cfg = s.t.name, s.cfg
     rec = _record(s, wh, syncer.state, led, force, reporter, out)
     out.backfill_id = rec.backfill_id
@@ -242,11 +271,12 @@ def _chunks(
     failures: dict[int, int] = {}
     for r in led.chunk_rows(rec.backfill_id):
         failures[r.chunk_no] = failures.get(r.chunk_no, 0) + 1
-    for chunk in s.chunks:
+    wanted = [c for c in s.chunks if through is None or c.no <= through]
+    for chunk in wanted:
         if chunk.no in done:
             out.skipped += 1
             reporter.progress(f"{name} chunks", 1, len(s.chunks), "chunks")
-    pending = [c for c in s.chunks if c.no not in done]
+    pending = [c for c in wanted if c.no not in done]
     reader = _reader(s, pending, schema, size, syncer.wh.BATCH_ROW_MULTIPLE)
     try:
         for chunk in pending:
