@@ -243,6 +243,40 @@ def test_a_killed_backfill_resumes_to_the_same_end_state(
     finish_and_compare(world, cfg, ref)
 
 
+def test_chunks_run_one_by_one_through_n_load_in_time_order_and_equal_a_whole_run(
+    world: World, warehouse_config: Wh, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`run(..., through=n)` (the Airflow DAG's tasks): 0 starts the backfill and loads
+    nothing; n loads chunk n and any earlier chunk not done first (time order); a chunk done
+    is skipped. Chunk by chunk, out of order, it ends where one whole run ends."""
+    world.late_writes()
+    ref = reference(world, second_warehouse(warehouse_config, tmp_path, request))
+    cfg = config(world, warehouse_config, "a")
+    table = "ecs_order_info"
+    (r,) = run(cfg, [table], start=START, end=END, through=0)
+    assert (r.status, r.chunks, r.loaded, r.skipped, r.rows) == ("ok", CHUNKS, 0, 0, 0)
+    assert (r.start, r.end, r.unit) == (START, END, "month") and r.handoff["point"] is not None
+    for wh in connect(cfg):
+        (s,) = status(cfg, wh, [table])
+        assert s["done"] == 0 and s["handoff_point"] == r.handoff["point"]  # recorded
+    (r,) = run(cfg, [table], start=START, end=END, through=5)  # 1..4 not done: they go first
+    assert (r.status, r.loaded, r.skipped) == ("ok", 5, 0), r
+    (r,) = run(cfg, [table], start=START, end=END, through=3)  # done already: skipped
+    assert (r.status, r.loaded, r.skipped, r.rows) == ("ok", 0, 3, 0), r
+    for n in (7, 6, CHUNKS, 8):  # instances started out of order
+        (r,) = run(cfg, [table], start=START, end=END, through=n)
+        assert r.status == "ok", r
+    for wh in connect(cfg):
+        (s,) = status(cfg, wh, [table])
+        done = [c for c in s["chunk_rows"] if c["status"] == "done"]
+        assert [c["chunk"] for c in done] == list(range(1, CHUNKS + 1))
+        firsts = [c["batches"][0] for c in done if c["batches"][0] is not None]
+        assert firsts == sorted(firsts)  # batch ids handed out in time order
+    backfill_ok(cfg)  # the other tables, whole; this one: every chunk skipped
+    assert_chunks_once(cfg, world)
+    finish_and_compare(world, cfg, ref)
+
+
 def test_a_handoff_killed_before_its_commit_moves_nothing(
     world: World, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
