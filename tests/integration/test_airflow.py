@@ -399,8 +399,9 @@ def test_backfill_dag_loads_every_chunk_and_hands_off_like_a_straight_load(
     request: pytest.FixtureRequest,
 ) -> None:
     """The backfill DAG run once by `dag.test()`: legacy DW (MariaDB) → PostgreSQL by chunk,
-    then the handoff; after the cycles, the warehouse equals one straight load of the union
-    of both sources (the backfill tests' reference), and every chunk is in once."""
+    one chunk task failing before its commit and retried by Airflow, then the handoff; after
+    the cycles, the warehouse equals one straight load of the union of both sources (the
+    backfill tests' reference), and every chunk is in once."""
     from tests.integration.backfill_world import World, end_state, history, second_db
     from tests.integration.test_backfill import (
         CHUNKS,
@@ -422,17 +423,19 @@ def test_backfill_dag_loads_every_chunk_and_hands_off_like_a_straight_load(
     cfg = Config.model_validate(data)
     af = _airflow(airflow_venv, tmp_path / "af", _write_config(tmp_path / "bf.yml", data))
     conf = {"start": START.isoformat(), "end": END.isoformat()}  # the run conf's range
-    _, result = af.run(
+    _, result = af.run(  # the 4th chunk to commit fails before its commit: Airflow retries it
         [
             {"op": "pools", "pools": {"trackline_uniods": 2}},
             {"op": "test", "dag": "trackline_backfill", "conf": conf},
-        ]
+        ],
+        {"TRACKLINE_FAIL_AT": "backfill.before_commit@4"},
     )
     assert result["state"].endswith("success"), result
     states = _states(result)
     assert set(states.values()) == {"success"}, states
-    tries = {t: n for t, (_, n) in result["tasks"].items()}
-    assert all(n == 1 for n in tries.values()), tries
+    retried = [t for t, (_, n) in result["tasks"].items() if n != 1]
+    assert len(retried) == 1 and retried[0].startswith("chunks_"), result["tasks"]
+    assert result["tasks"][retried[0]][1] == 2
     for b in cfg.backfill.tables:  # one mapped instance per chunk
         mapped = sorted(t for t in states if t.startswith(f"chunks_{b.table}["))
         assert mapped == sorted(f"chunks_{b.table}[{i}]" for i in range(CHUNKS)), states
