@@ -36,19 +36,20 @@ WRITE_STATEMENT = re.compile(
 """A statement that may write rows (leading comments skipped); `WITH` may lead an UPDATE or
 DELETE, and CALL a procedure that writes: both are held, to be safe."""
 
-_PROCESSLIST = (
-    "FROM information_schema.PROCESSLIST "
-    "WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID() AND INFO IS NOT NULL"
-)
+_PROCESSLIST = "FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
 _RUNNING_WRITES_MS = (  # MariaDB: milliseconds, + 10 ms for the rounding of TIME_MS
     "SELECT ID, (TIME_MS + 10) / 1000, "
     "NOW(6) - INTERVAL CAST((TIME_MS + 10) * 1000 AS SIGNED) MICROSECOND, "
-    "UNIX_TIMESTAMP(NOW(6)) - (TIME_MS + 10) / 1000, INFO " + _PROCESSLIST
+    "UNIX_TIMESTAMP(NOW(6)) - (TIME_MS + 10) / 1000, INFO, COMMAND, TIME_MS / 1000 " + _PROCESSLIST
 )
 _RUNNING_WRITES_S = (  # MySQL: whole seconds
     "SELECT ID, TIME + 1, NOW(6) - INTERVAL (TIME + 1) SECOND, "
-    "UNIX_TIMESTAMP(NOW(6)) - TIME - 1, INFO " + _PROCESSLIST
+    "UNIX_TIMESTAMP(NOW(6)) - TIME - 1, INFO, COMMAND, TIME " + _PROCESSLIST
 )
+"""Every other connection: its start as a statement's (when it runs one), and the time it has
+spent in its current command (idle: since its last statement ended), at least (whole
+seconds on MySQL are a lower bound)."""
+
 
 _FIELD_TYPES = {
     0: "decimal",
@@ -412,12 +413,18 @@ class MySQL(Source):
         rows before it (its transaction is in the second). Read the other way round, or from a
         cache older than the first read, a statement that ended its lock wait between the two
         reads is in neither, and the rows it stamped seconds before the bound commit below it.
-        `fresh` is kept for the interface: this source is always read fresh."""
+        The wait is needed only if a connection ended a statement within the cache's age
+        before the process list was read: a connection's time in its current command (for an
+        idle one, since its last statement ended) bounds that from below, so when every other
+        connection has been in its command for longer, the cache cannot predate any of their
+        writes and innodb_trx is read at once (a quiet source). `fresh` is kept for the
+        interface: this source is always read fresh."""
         self.hold_problem = None
         if not self.config.innodb_hold:
             return []
-        running = self._running_writes(unix)  # after the clock was read, so is the wait
-        time.sleep(INNODB_TRX_CACHE_SECONDS)
+        running, quiet = self._running_writes(unix)
+        if quiet is None or quiet < INNODB_TRX_CACHE_SECONDS:
+            time.sleep(INNODB_TRX_CACHE_SECONDS)  # (after the clock was read, as well)
         try:
             rows = self.rows(
                 "SELECT trx_started, trx_mysql_thread_id, "
@@ -440,8 +447,9 @@ class MySQL(Source):
         ]
         return found + running
 
-    def _running_writes(self, unix: bool) -> list[OpenTransaction]:
-        """Write statements running now, held at the moment they started.
+    def _running_writes(self, unix: bool) -> tuple[list[OpenTransaction], float | None]:
+        """Write statements running now, held at the moment they started; and the least time
+        any other connection has spent in its current command (seconds; None: unknown).
 
         A statement stamps its rows with NOW() as of its start, but InnoDB counts the
         transaction as a writer (`trx_rows_modified > 0`) only from its first modified row:
@@ -454,7 +462,9 @@ class MySQL(Source):
         A statement waiting for a lock is listed too (COMMAND 'Query', its text in INFO,
         STATE 'Waiting for table metadata lock' or 'Waiting for table level lock'), and
         TIME_MS counts from the statement's start, wait included: measured on MariaDB
-        10.11 with an UPDATE … JOIN blocked by `LOCK TABLES … WRITE` (tests cover it)."""
+        10.11 with an UPDATE … JOIN blocked by `LOCK TABLES … WRITE` (tests cover it). An
+        idle connection's TIME_MS counts from the end of its last statement (measured: 3 ms
+        right after a one-second `SELECT SLEEP(1)`)."""
         rows: list[tuple[Any, ...]] = []
         try:
             if self._processlist_ms is not False:
@@ -473,14 +483,18 @@ class MySQL(Source):
                 "not held for running write statements: grant PROCESS to the user, or set "
                 "innodb_hold: false to silence this"
             )
-            return []
-        return [
+            return [], None
+        quiet = min((float(r[6]) for r in rows if r[6] is not None), default=float("inf"))
+        if any(r[6] is None for r in rows):
+            quiet = 0.0
+        running = [
             OpenTransaction(
                 int(unix_start) if unix else start, int(thread), float(age), statement=True
             )
-            for thread, age, start, unix_start, info in rows
-            if WRITE_STATEMENT.match(str(info))
+            for thread, age, start, unix_start, info, command, _ in rows
+            if command == "Query" and info is not None and WRITE_STATEMENT.match(str(info))
         ]
+        return running, quiet
 
     # ------------------------------------------------------------------ data
 
