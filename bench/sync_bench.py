@@ -823,7 +823,8 @@ def main() -> None:
             "< 0.2 s",
             "PASS" if noop_table < 0.2 else "FAIL",
             f"whole run {noop.seconds:.2f} s (opening the warehouse, first imports), "
-            f"CPU {noop.work_cpu:.2f} s; + 0.12 s where the hold waits for a fresh innodb_trx read (a busy source)",
+            f"CPU {noop.work_cpu:.2f} s; + 0.12 s where the hold waits for a fresh "
+            "innodb_trx read (a busy source)",
         ],
         [
             "incremental time / source time for the changed rows",
