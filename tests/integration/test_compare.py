@@ -113,6 +113,15 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     return RedshiftWarehouse(**pg.redshift_compat())
 
 
+def connected(engine: Any) -> Warehouse:
+    """An open connection to the engine's warehouse; on Redshift compat, the recording adapter
+    (every statement it sends is checked against Redshift's rules)."""
+    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
+    wh = wh or open_warehouse(engine)
+    wh.connect()
+    return wh
+
+
 def make_cfg(mysql_db: MySQLDb, wh_cfg: Any, **table: Any) -> Config:
     entry = {
         "name": "orders",
@@ -144,9 +153,7 @@ def world(mysql_db: MySQLDb, engine: Any) -> Iterator[tuple[Config, Warehouse]]:
     mysql_db.execute("SET SESSION sql_mode = ''")
     mysql_db.execute("UPDATE dw_orders SET closed_at = '0000-00-00 00:00:00' WHERE order_id = 7")
     cfg = make_cfg(mysql_db, engine)
-    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
-    wh = wh or open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     wh.ensure_schema(SCHEMA)
     for t in ("mart_orders", "hist_orders_2024_h1"):
         wh.execute(f"CREATE TABLE {wh.t(SCHEMA, t)} ({MART_COLUMNS})")
@@ -484,9 +491,7 @@ def test_string_keys_compare_by_their_text_not_a_collation(mysql_db: MySQLDb, en
             ]
         ),
     )
-    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
-    wh = wh or open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     try:
         wh.ensure_schema(SCHEMA)
         wh.execute(
@@ -617,9 +622,7 @@ def test_part_numbers_are_exact_for_wide_parts_and_decimal_keys(
         warehouse=engine,
         compare=CompareConfig(tables=[entry]),
     )
-    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
-    wh = wh or open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     try:
         wh.ensure_schema(SCHEMA)
         wh.execute(
@@ -687,8 +690,7 @@ def test_json_key_order_and_float_significant_digits(mysql_db: MySQLDb, engine: 
         "INSERT INTO dw_docs VALUES (%s, %s, %s)",
         [(i, legacy_doc(i), readings[i][0]) for i in range(1, 41)],
     )
-    wh = RecordingRedshift(engine) if redshift else open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     try:
         wh.ensure_schema(SCHEMA)
         wh.execute(
@@ -765,8 +767,7 @@ def test_plain_timestamps_compare_whatever_the_session_time_zone(
         warehouse=engine,
         compare=CompareConfig(tables=[entry]),
     )
-    wh = RecordingRedshift(engine) if kind == "redshift" else open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     try:
         assert wh.query("SELECT current_setting('TimeZone')") == [("Asia/Shanghai",)]
         wh.ensure_schema(SCHEMA)
@@ -827,9 +828,7 @@ def test_uts_event_key_with_a_time_in_it(mysql_db: MySQLDb, engine: Any) -> None
         warehouse=engine,
         compare=CompareConfig(tables=[entry]),
     )
-    wh = RecordingRedshift(engine) if isinstance(engine, RedshiftWarehouse) else None
-    wh = wh or open_warehouse(engine)
-    wh.connect()
+    wh = connected(engine)
     try:
         wh.ensure_schema(SCHEMA)
         wh.execute(

@@ -219,6 +219,17 @@ class _Waiter:
     def start(self) -> None:
         self._thread.start()
 
+    def wait_until_waiting(self, mysql_db: MySQLDb) -> None:
+        """Until the UPDATE waits for the metadata lock (the process list says so)."""
+        deadline = time.monotonic() + 10
+        while not mysql_db.query(
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s "
+            "AND STATE LIKE 'Waiting for table metadata lock'",
+            (self.con.thread_id(),),
+        ):
+            assert time.monotonic() < deadline, "the UPDATE never waited for the lock"
+            time.sleep(0.05)
+
     def join(self) -> None:
         self._thread.join(30)
         if self.error:
@@ -271,14 +282,7 @@ def test_update_that_waited_on_a_metadata_lock_is_not_passed(
         _next_second(mysql_db)
         stamp = _unix_now(mysql_db)
         waiter.start()
-        deadline = time.monotonic() + 10
-        while not mysql_db.query(
-            "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s "
-            "AND STATE LIKE 'Waiting for table metadata lock'",
-            (waiter.con.thread_id(),),
-        ):
-            assert time.monotonic() < deadline, "the UPDATE never waited for the lock"
-            time.sleep(0.05)
+        waiter.wait_until_waiting(mysql_db)
 
         # Other sessions commit rows stamped after the waiting statement's start.
         _next_second(mysql_db)
@@ -441,32 +445,28 @@ def test_a_statement_that_ends_its_wait_between_the_two_hold_reads_is_held(
     locker = _open(mysql_db)
     waiter = _Waiter(mysql_db)
 
+    ended: list[bool] = []
+
+    def end_the_wait() -> None:  # the lock goes; the UPDATE runs to its end (transaction open)
+        with locker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        waiter.join()
+        ended.append(True)
+
     class EndsTheWaitBetweenTheReads(MySQL):
-        def _running_writes(self, unix: bool) -> list[OpenTransaction]:
-            first = not ended
-            if first:  # the lock goes and the UPDATE runs to its end (transaction open)
-                with locker.cursor() as cur:
-                    cur.execute("UNLOCK TABLES")
-                waiter.join()
-                ended.append(True)
-            order.append("processlist")
+        """Ends the wait right after the first of the hold's two reads, whichever it is."""
+
+        def _running_writes(self, unix: bool) -> tuple[list[OpenTransaction], float | None]:
+            if not ended:
+                end_the_wait()
             return super()._running_writes(unix)
 
         def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-            if "innodb_trx" in sql:
-                if not ended:  # read before the statements: the wait ends right after it
-                    got = super().rows(sql, params)
-                    with locker.cursor() as cur:
-                        cur.execute("UNLOCK TABLES")
-                    waiter.join()
-                    ended.append(True)
-                    order.append("innodb_trx")
-                    return got
-                order.append("innodb_trx")
-            return super().rows(sql, params)
+            got = super().rows(sql, params)
+            if "innodb_trx" in sql and not ended:
+                end_the_wait()
+            return got
 
-    ended: list[bool] = []
-    order: list[str] = []
     src = EndsTheWaitBetweenTheReads(cfg.sources["kuaisong"])
     try:
         with locker.cursor() as cur:
@@ -474,20 +474,13 @@ def test_a_statement_that_ends_its_wait_between_the_two_hold_reads_is_held(
         _next_second(mysql_db)
         stamp = _unix_now(mysql_db)
         waiter.start()
-        deadline = time.monotonic() + 10
-        while not mysql_db.query(
-            "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = %s "
-            "AND STATE LIKE 'Waiting for table metadata lock'",
-            (waiter.con.thread_id(),),
-        ):
-            assert time.monotonic() < deadline, "the UPDATE never waited for the lock"
-            time.sleep(0.05)
+        waiter.wait_until_waiting(mysql_db)
         time.sleep(lag + 1.2)  # the stamp is now older than the lag's bound
         res = TableResult(table="t", table_key="public.t")
         upper = time_upper(src, cfg.table("t"), cfg, True, res, NullReporter())
-        assert ended, order  # the wait ended during the hold's reads
+        assert ended  # the wait ended during the hold's reads
         assert mysql_db.query("SELECT code FROM t WHERE id = 1") == [("c0",)]  # not committed
-        assert upper <= stamp, (upper, stamp, order)
+        assert upper <= stamp, (upper, stamp)
         waiter.con.commit()
     finally:
         src.close()
