@@ -429,9 +429,9 @@ def apply(
     out = Applied()
     w.execute(changes_sql(w, d, deletes=full_snapshot and d.deletes == "close"))
     # PostgreSQL: the planner knows nothing of a new temporary table (it guessed 6,298 rows
-    # for 10,000 and walked the whole surrogate index in a merge join); "pg_temp" names the
-    # session's temporary schema there, and the other engines skip `analyze`
-    w.analyze("pg_temp", CHANGES)
+    # for 10,000 and walked the whole surrogate index in a merge join); the other engines
+    # skip `analyze`
+    w.analyze(None, CHANGES)
     for closed, deleted in w.query(count_changes_sql(w, d)):  # one row (none: `trackline sql`)
         out.closed, out.deleted = int(closed), int(deleted)
     w.execute(close_sql(w, d), (clock, clock, clock))

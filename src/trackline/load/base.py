@@ -623,11 +623,12 @@ class Warehouse(ABC):
     autovacuum refreshes late; Redshift analyzes in the background and its explicit ANALYZE
     skips a table whose changed rows are under its threshold; DuckDB plans from the data."""
 
-    def analyze(self, schema: str, table: str) -> str | None:
+    def analyze(self, schema: str | None, table: str) -> str | None:
         """`ANALYZE` one table where `ANALYZE_BEFORE_JOIN` says it pays; returns what ran.
         Called outside a transaction where it can be (no lock held on the table for the rest
         of one); inside one (the scd2 apply, after its staging load), PostgreSQL's ANALYZE
-        samples the rows the transaction itself inserted."""
+        samples the rows the transaction itself inserted. `schema` None: a temporary table
+        of this session (found by its name alone)."""
         if not self.ANALYZE_BEFORE_JOIN:
             return None
         sql = f"ANALYZE {self.t(schema, table)}"
