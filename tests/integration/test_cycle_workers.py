@@ -13,6 +13,9 @@ import pytest
 
 from tests.integration.marts_helpers import (
     DAY,
+    ECS,
+    UTI,
+    UTS,
     Driver,
     Source,
     actual_state,
@@ -227,3 +230,135 @@ def test_parallel_sync_output_is_whole_lines_and_one_done_line_per_table(
     events = [json.loads(line) for line in out.getvalue().splitlines()]  # no torn line
     done = sorted(e["table"] for e in events if e["event"] == "done" and "table" in e)
     assert done == sorted(t.name for t in cfg.tables), done
+
+
+def _with_unread_table(
+    tmp: Path, src: Source, wh: DuckDBWarehouse | PostgresWarehouse, prefix: str, workers: int
+) -> Config:
+    """The test config with a fourth table, `claims`, that no mart reads (in the source with
+    40 rows the first time)."""
+    src.con.execute("CREATE TABLE IF NOT EXISTS claims (id INTEGER PRIMARY KEY, t INTEGER)")
+    src.con.executemany(
+        "INSERT OR IGNORE INTO claims VALUES (?, ?)", [(i, i) for i in range(1, 41)]
+    )
+    src.con.commit()
+    data = config_dict(src.path, wh, tmp / f"{prefix}stage", prefix=prefix)
+    data["defaults"]["workers"] = workers
+    data["defaults"]["batch_size"] = 7
+    data["tables"].append(
+        {
+            "name": "claims",
+            "target_schema": f"{prefix}raw",
+            "cdc": {"strategy": "hybrid", "cursor": "t", "id": "id"},
+        }
+    )
+    return Config.model_validate(data)
+
+
+def test_marts_build_while_a_table_no_mart_reads_still_syncs(
+    tmp_path: Path,
+    warehouse_config: DuckDBWarehouse | PostgresWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With two workers the retention group's marts start once the group's own tables have
+    synced, on a free worker, while a table none of the marts reads is still syncing: the
+    unread table's first batch waits (up to 60 s) for the marts to begin, which a cycle that
+    builds its marts after the whole sync never does. The end state equals workers=1."""
+    import trackline.marts.engine as engine
+
+    src = Source(tmp_path / "src.db")
+    ref = _with_unread_table(tmp_path, src, warehouse_config, "r_", 1)
+    two = _with_unread_table(tmp_path, src, warehouse_config, "p_", 2)
+    Driver(src, busy_plan(seed=6, orders=20, span_days=40)).until(day(45))
+    marts_began = threading.Event()
+    waited: list[bool] = []
+    real = engine.checkpoint
+
+    def mart_checkpoint(step: str) -> None:
+        marts_began.set()
+        real(step)
+
+    class HoldUnread(NullReporter):
+        def progress(
+            self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+        ) -> None:
+            if task == "claims" and not waited:
+                waited.append(marts_began.wait(60))
+
+    wh = connect(ref)
+    try:
+        assert run_cycle_on(ref, wh).ok
+        monkeypatch.setattr(engine, "checkpoint", mart_checkpoint)
+        s = run_cycle_on(two, wh, HoldUnread())
+        assert s.ok
+        assert waited == [True], "the marts did not begin while the unread table synced"
+        assert [m.mart for m in s.marts] == [UTI, ECS, UTS]
+        a, b = snapshot(ref, wh), snapshot(two, wh)
+        for k in a:
+            assert a[k] == b[k], f"{k} differs between serial marts and marts beside the sync"
+    finally:
+        wh.close()
+        src.close()
+
+
+@pytest.mark.parametrize("how", ["fault", "ctrl-c"])
+def test_marts_on_a_worker_stopped_midway_rerun_to_the_uninterrupted_end_state(
+    tmp_path: Path,
+    warehouse_config: DuckDBWarehouse | PostgresWarehouse,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """The marts of a cycle run on a sync worker: an error in one (an injected fault before a
+    mart commits) or a Ctrl-C while they build (the anchor committed, the followers stop
+    before their first transaction) ends the cycle as in a serial one (recorded failed /
+    interrupted, the raised error the same), and the next cycle ends where an uninterrupted
+    pipeline ends."""
+    import os
+    import signal
+
+    import trackline.marts.engine as engine
+    from trackline.errors import Interrupted
+    from trackline.interrupts import interrupt_on_signals
+
+    src = Source(tmp_path / "src.db")
+    ref = _with_unread_table(tmp_path, src, warehouse_config, "r_", 2)
+    hit = _with_unread_table(tmp_path, src, warehouse_config, "k_", 2)
+    driver = Driver(src, busy_plan(seed=8, orders=20, span_days=40))
+    real = engine.checkpoint
+    wh = connect(ref)
+    try:
+        for clock in (day(20), day(45)):
+            driver.until(clock)
+            assert run_cycle_on(ref, wh).ok
+            if how == "fault":
+                faults.reset()
+                monkeypatch.setenv("TRACKLINE_FAIL_AT", "mart.before_commit@1")
+                with pytest.raises(InjectedFault):
+                    run_cycle_on(hit, wh)
+                monkeypatch.delenv("TRACKLINE_FAIL_AT")
+                faults.reset()
+            else:
+                sent = threading.Event()
+
+                def ctrl_c(step: str, sent: threading.Event = sent) -> None:
+                    real(step)
+                    if step == "mart.before_commit" and not sent.is_set():
+                        sent.set()
+                        os.kill(os.getpid(), signal.SIGINT)
+
+                monkeypatch.setattr(engine, "checkpoint", ctrl_c)
+                with interrupt_on_signals(), pytest.raises(Interrupted):
+                    run_cycle_on(hit, wh)
+                monkeypatch.setattr(engine, "checkpoint", real)
+            runs = wh.t(hit.state_schema, "runs")
+            last = wh.query(
+                f"SELECT status FROM {runs} WHERE command = 'cycle' ORDER BY started_at DESC"
+            )[0]
+            assert last == ("failed" if how == "fault" else "interrupted",)
+            assert run_cycle_on(hit, wh).ok  # no lock left behind
+            a, b = snapshot(ref, wh), snapshot(hit, wh)
+            for k in a:
+                assert a[k] == b[k], f"{k} differs after marts stopped on a worker ({how})"
+    finally:
+        wh.close()
+        src.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from trackline.report import NullReporter, Reporter
 from trackline.state import StateStore, pipeline_lock, utcnow
 from trackline.sync import BATCH_COL, Syncer, TableResult, resolve
 from trackline.sync.follow import progress_name
-from trackline.sync.parallel import ParallelSyncer
+from trackline.sync.parallel import ParallelSyncer, Step
 
 log = logging.getLogger(__name__)
 
@@ -215,19 +216,56 @@ def _cycle_steps(
     syncer: Syncer | ParallelSyncer | None,
     plan: MartPlan | None,
 ) -> None:
+    steps: list[Step] = []
     if sync_tables:
         syncer = syncer or ParallelSyncer(cfg, wh, reporter)  # `defaults.workers` at once
+        if isinstance(syncer, ParallelSyncer) and plan is None:
+            steps = mart_steps(cfg, reporter)
         try:
-            summary.sync = syncer.sync(None, run_id=summary.run_id)
+            if steps:
+                assert isinstance(syncer, ParallelSyncer)
+                summary.sync = syncer.sync(None, run_id=summary.run_id, after=steps)
+            else:
+                summary.sync = syncer.sync(None, run_id=summary.run_id)
         except BaseException:
             summary.sync = syncer.results  # what it committed before it was stopped
+            summary.marts = [m for s in steps if s.result for m in s.result]
             raise
         finally:
             syncer.close()
-    for g in cfg.marts:
-        summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
+    if steps:
+        summary.marts = [m for s in steps if s.result for m in s.result]
+    else:
+        for g in cfg.marts:
+            summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
     summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
     summary.sizes, summary.newest = mart_sizes(cfg, wh)
+
+
+def mart_steps(cfg: Config, reporter: Reporter) -> list[Step]:
+    """The cycle's marts as steps for the sync's workers (`ParallelSyncer`): one step per
+    retention group (its anchor, then its followers, then `prune_departures`, as
+    `GroupEngine.run`), started once every table the group reads has synced (so `prepare`
+    sees every widened raw column, as in a serial cycle), the groups one after the other.
+    What the steps gain is overlap: a group's marts build while tables that no mart of the
+    group reads still sync (the workers take the tables steps need first). Within a group the
+    marts stay serial: they share the group's exceptions table, whose ids are allocated
+    from its largest one."""
+    synced = {t.name for t in cfg.tables}
+    steps: list[Step] = []
+    for g in cfg.marts:
+        reads = {g.anchor.source} | {f.source for f in g.followers}
+        needs = (reads & synced) | ({steps[-1].name} if steps else set())
+
+        def run_group(
+            wh: Warehouse, stop: threading.Event, g: RetentionGroupConfig = g
+        ) -> list[MartStats]:
+            eng = GroupEngine(cfg, g, wh, reporter)
+            eng.stop = stop
+            return eng.run()
+
+        steps.append(Step(f"marts:{g.name}", frozenset(needs), run_group))
+    return steps
 
 
 # --------------------------------------------------------------------------- steps

@@ -46,6 +46,7 @@ class FollowerSteps(EventChanges):
         # of a key replaces its row, in the mart or in the history period that holds it.
         follows = bool(self.cfg.table(f.source).cdc.follow)
         for lo, hi, _rows in chunks:
+            self._stop_here(raw.key, lo)
             before = stats.saved()
 
             def chunk(

@@ -6,6 +6,7 @@ archive → check → trim of rows past a time cutoff). The steps themselves are
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -14,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from trackline.config import Config, FollowerConfig, RetentionGroupConfig
-from trackline.errors import MartError
+from trackline.errors import Interrupted, MartError
 from trackline.extract.cdc import shift
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
@@ -105,6 +106,9 @@ class MartSteps:
         self.reporter = reporter or NullReporter()
         self.chunk_rows = chunk_rows
         self.schema = group.schema_
+        self.stop: threading.Event | None = None
+        """Set when the run is asked to stop (marts on a cycle's workers): the mart stops
+        after the chunk it commits (`Interrupted`), as a sync stops after its batch."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -212,10 +216,16 @@ class MartSteps:
             hi = b["batch_id"]
             rows += b["row_count"]
             if rows >= self.chunk_rows:
+                self._stop_here(raw_key, lo)
                 yield lo, hi, rows
                 lo, rows = hi, 0
         if hi > lo:
+            self._stop_here(raw_key, lo)
             yield lo, hi, rows
+
+    def _stop_here(self, raw_key: str, done: int) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Interrupted(f"{self.g.name}: marts stopped after {raw_key} batch {done}")
 
     def _last_batch(self, raw_key: str) -> int:
         return self.state.last_batch_id(raw_key)

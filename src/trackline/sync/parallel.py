@@ -17,11 +17,20 @@ the middle of a driver call or a lock's bookkeeping; a batch boundary is a clean
 a batch is bounded by `batch_size`.) An error that ends a run (`InjectedFault`, `LockBusy`)
 in one worker stops the others the same way and is raised once they have stopped. Results
 come back in the config's order.
+
+Steps after the sync (`Step`, the cycle's marts) can join the same workers: each starts once
+the tables and steps it `needs` have finished, before any table still waiting, and the tables
+some step needs are synced first: a retention group's marts build while the tables none of
+them reads still sync (`trackline.marts.cycle.mart_steps`). A step runs on its worker's
+warehouse connection, and stops between its transactions when the run is asked to stop.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from trackline.config import Config
 from trackline.errors import ConfigError
@@ -30,6 +39,18 @@ from trackline.report import NullReporter, Reporter
 from trackline.sync.follow import drivers_first
 from trackline.sync.syncer import Syncer
 from trackline.sync.tables import TableResult, resolve
+
+
+@dataclass
+class Step:
+    """Work after the sync on a worker: `run(warehouse, stop)` once every table or step named
+    in `needs` has finished (a table whatever its status, as in a serial cycle). `stop` is set
+    when the run is asked to stop: a step checks it between its transactions."""
+
+    name: str
+    needs: frozenset[str]
+    run: Callable[[Warehouse, threading.Event], Any]
+    result: Any = field(default=None, init=False)
 
 
 class ParallelSyncer:
@@ -73,7 +94,10 @@ class ParallelSyncer:
         source_db: str | None = None,
         target_schema: str | None = None,
         run_id: str | None = None,
+        after: Sequence[Step] = (),
     ) -> list[TableResult]:
+        """Sync `names` (every table) and run the `after` steps (listed so that each comes
+        after what it needs: one worker runs them in that order, after every table)."""
         tables = names or [t.name for t in self.cfg.tables]
         if not tables:
             raise ConfigError("no tables to sync: list them under `tables:` or pass --tables")
@@ -83,7 +107,10 @@ class ParallelSyncer:
             one = Syncer(self.cfg, self.wh, self.reporter)
             self._syncers.append(one)
             self._own.append(one)
-            return one.sync(tables, source_db=source_db, target_schema=target_schema, run_id=run_id)
+            out = one.sync(tables, source_db=source_db, target_schema=target_schema, run_id=run_id)
+            for step in after:  # in the order given (each after what it needs)
+                step.result = step.run(self.wh, threading.Event())
+            return out
         first = Syncer(self.cfg, self.wh, self.reporter)
         first.state.ensure()  # state tables created once, before the workers race for them
         schemas = {
@@ -100,7 +127,11 @@ class ParallelSyncer:
         # a following table (`cdc.follow`) starts once its driver has finished in this run:
         # its follow pass reads the driver's new batches, as one table after the other does
         pending = [t.name for t in drivers_first([self.cfg.table(n) for n in tables])]
-        unfinished = set(pending)
+        steps = {s.name: s for s in after}
+        needed = {n for s in after for n in s.needs}
+        pending.sort(key=lambda n: n not in needed)  # stable: tables a step waits for first
+        waiting = list(steps)  # steps first: a step that is ready goes before a table
+        unfinished = set(pending) | set(waiting)
         take = threading.Lock()
         stop = threading.Event()
         siblings: list[Warehouse] = []
@@ -110,23 +141,40 @@ class ParallelSyncer:
             try:
                 while not stop.is_set():
                     with take:
-                        if not pending:
+                        if not pending and not waiting:
                             return
-                        name = next((n for n in pending if _ready(self.cfg, n, unfinished)), None)
-                        if name is not None:
-                            pending.remove(name)
-                    if name is None:  # every pending table waits for a driver still syncing
-                        stop.wait(0.1)
-                        continue
-                    try:
-                        done = syncer.sync(
-                            [name], source_db=source_db, target_schema=target_schema, run_id=run_id
+                        step = next(
+                            (steps[n] for n in waiting if not steps[n].needs & unfinished), None
                         )
+                        name = None
+                        if step is not None:
+                            waiting.remove(step.name)
+                        else:
+                            name = next(
+                                (n for n in pending if _ready(self.cfg, n, unfinished)), None
+                            )
+                            if name is not None:
+                                pending.remove(name)
+                    if step is None and name is None:  # all wait for tables still syncing
+                        stop.wait(0.05)
+                        continue
+                    key = step.name if step is not None else name
+                    assert key is not None
+                    try:
+                        if step is not None:
+                            step.result = step.run(syncer.wh, stop)
+                        else:
+                            synced = syncer.sync(
+                                [key],
+                                source_db=source_db,
+                                target_schema=target_schema,
+                                run_id=run_id,
+                            )
+                            with take:
+                                self._done += synced
                     finally:
                         with take:
-                            unfinished.discard(name)
-                    with take:
-                        self._done += done
+                            unfinished.discard(key)
             except BaseException as exc:  # handed to the waiting thread, which raises it
                 with take:
                     errors.append(exc)
