@@ -681,13 +681,14 @@ STEPS = [
 
 
 def _snapshot(wh: Warehouse, cfg: Config) -> dict[str, Any]:
-    """Every mart, history table, exception (minus timestamps) and progress row."""
+    """Every mart, history table, exception (minus timestamps and id: followers building at
+    once take ids in either order) and progress row."""
     g = cfg.marts[0]
     out: dict[str, Any] = {}
     for table in wh.list_tables(g.schema_):
         if table == g.exceptions_table:
             rows = wh.query(
-                "SELECT id, check_name, table_name, key_value, detail, status, note "
+                "SELECT check_name, table_name, key_value, detail, status, note "
                 f"FROM {wh.t(g.schema_, table)}"
             )
         else:

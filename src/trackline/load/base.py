@@ -712,6 +712,20 @@ class Warehouse(ABC):
     def lock(self, name: str, timeout: float = 0) -> contextlib.AbstractContextManager[None]:
         """Hold the named lock for the block, or raise `LockBusy` after `timeout` seconds."""
 
+    PARALLEL_MARTS: ClassVar[bool] = False
+    """Whether a retention group's followers may build at the same time (each in its own
+    transaction on its own connection; `trackline cycle` with `defaults.workers` ≥ 2). Only
+    where `serialize` works and concurrent transactions on different tables do not conflict:
+    DuckDB runs one query on every core anyway (and its unique checks see rows another open
+    transaction deleted), Redshift's serializable isolation would refuse or retry them."""
+
+    def serialize(self, name: str) -> None:
+        """Inside the current transaction: wait until no other transaction holds `name`, then
+        hold it until this one ends (commit or rollback). What two marts building at once
+        both write (the group's exceptions, whose ids come from the largest one) takes it
+        first. Engines without `PARALLEL_MARTS` never run such transactions at once."""
+        return None
+
     def maintenance(self, schema: str, table: str) -> list[str]:
         """Run the engine's upkeep for one table (ANALYZE/VACUUM); returns what it ran."""
         return []

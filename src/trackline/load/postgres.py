@@ -37,6 +37,15 @@ def _hex(col: pa.ChunkedArray) -> pa.Array:
     return pa.array(values, pa.string())
 
 
+_SERIALIZE = 0x544C5831  # "TLX1": the first key of `Postgres.serialize`'s advisory locks
+
+
+def _key32(name: str) -> int:
+    """A signed 32-bit key for `name` (pg_advisory_xact_lock(int4, int4))."""
+    k = zlib.crc32(f"trackline:{name}".encode())
+    return k - (1 << 32) if k >= 1 << 31 else k
+
+
 class Postgres(Warehouse):
     ENGINE = "postgres"
     DIALECT = "postgres"
@@ -235,6 +244,13 @@ class Postgres(Warehouse):
         finally:
             with contextlib.suppress(Exception):
                 self.scalar("SELECT pg_advisory_unlock(?)", (key,))
+
+    PARALLEL_MARTS = True
+
+    def serialize(self, name: str) -> None:
+        # a transaction-level advisory lock (released at commit/rollback), in its own key
+        # space: two 32-bit keys, the first naming trackline's serialization points
+        self.scalar("SELECT pg_advisory_xact_lock(?, ?)", (_SERIALIZE, _key32(name)))
 
     def maintenance(self, schema: str, table: str) -> list[str]:
         # Only when the engine says it is needed: dead tuples above 10% of live ones.

@@ -147,6 +147,7 @@ class Redshift(TableLock, Postgres):
     TRUNCATE_COMMITS = True
     KEYED_INSERT = "anti_join"
     SECONDARY_INDEXES = False  # no indexes: sort keys and zone maps instead
+    PARALLEL_MARTS = False  # serializable isolation: marts at once would conflict (1023)
     # Background auto-analyze; an explicit ANALYZE of the staging table would mostly be
     # skipped (an hour is far under its changed-rows threshold) and costs a sample scan.
     # https://docs.aws.amazon.com/redshift/latest/dg/t_Analyzing_tables.html
@@ -558,6 +559,10 @@ class Redshift(TableLock, Postgres):
             return 0
         visible, total = rows[0]
         return int(visible if visible is not None else total or 0)
+
+    def serialize(self, name: str) -> None:
+        """No advisory locks; its marts never build at once (`PARALLEL_MARTS`)."""
+        return None
 
     def maintenance(self, schema: str, table: str) -> list[str]:
         """VACUUM when over 10% of the rows are unsorted, ANALYZE when statistics are over 10%

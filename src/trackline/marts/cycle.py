@@ -8,9 +8,10 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from trackline.config import Config, RetentionGroupConfig
+from trackline.config import Config, FollowerConfig, RetentionGroupConfig
 from trackline.errors import ConfigError
 from trackline.extract.cdc import shift
 from trackline.load import Warehouse, open_warehouse
@@ -220,7 +221,7 @@ def _cycle_steps(
     if sync_tables:
         syncer = syncer or ParallelSyncer(cfg, wh, reporter)  # `defaults.workers` at once
         if isinstance(syncer, ParallelSyncer) and plan is None:
-            steps = mart_steps(cfg, reporter)
+            steps = mart_steps(cfg, wh, reporter)
         try:
             if steps:
                 assert isinstance(syncer, ParallelSyncer)
@@ -242,29 +243,58 @@ def _cycle_steps(
     summary.sizes, summary.newest = mart_sizes(cfg, wh)
 
 
-def mart_steps(cfg: Config, reporter: Reporter) -> list[Step]:
-    """The cycle's marts as steps for the sync's workers (`ParallelSyncer`): one step per
-    retention group (its anchor, then its followers, then `prune_departures`, as
-    `GroupEngine.run`), started once every table the group reads has synced (so `prepare`
-    sees every widened raw column, as in a serial cycle), the groups one after the other.
-    What the steps gain is overlap: a group's marts build while tables that no mart of the
-    group reads still sync (the workers take the tables steps need first). Within a group the
-    marts stay serial: they share the group's exceptions table, whose ids are allocated
-    from its largest one."""
+def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
+    """The cycle's marts as steps for the sync's workers (`ParallelSyncer`), listed in the
+    order one worker runs them. A retention group starts once every table it reads has
+    synced (so `prepare` sees every widened raw column, as in a serial cycle; those tables
+    are synced first), while tables no mart of the group reads still sync; groups run one
+    after the other. Where the engine builds marts at once (`Warehouse.PARALLEL_MARTS`:
+    PostgreSQL) the group is an anchor step, then one step per follower, side by side (each
+    writes its own mart, history periods and progress rows, reads the anchor's departures,
+    and takes `Warehouse.serialize` before allocating exception ids), then the pruning of
+    consumed departures; elsewhere the group is one step (`GroupEngine.run`)."""
     synced = {t.name for t in cfg.tables}
     steps: list[Step] = []
+    ready: dict[str, bool] = {}
+
+    def engine(g: RetentionGroupConfig, on: Warehouse, stop: threading.Event) -> GroupEngine:
+        eng = GroupEngine(cfg, g, on, reporter)
+        eng.stop = stop
+        return eng
+
+    def run_group(on: Warehouse, stop: threading.Event, g: RetentionGroupConfig) -> Any:
+        return engine(g, on, stop).run()
+
+    def run_anchor(on: Warehouse, stop: threading.Event, g: RetentionGroupConfig) -> Any:
+        eng = engine(g, on, stop)
+        ready[g.name] = eng.prepare()
+        return [eng.run_anchor()] if ready[g.name] else []
+
+    def run_follower(
+        on: Warehouse, stop: threading.Event, g: RetentionGroupConfig, f: FollowerConfig
+    ) -> Any:
+        if not ready.get(g.name):
+            return []  # the anchor's raw table is not loaded yet
+        stats = engine(g, on, stop).run_follower(f)
+        return [stats] if stats is not None else []
+
+    def prune(on: Warehouse, stop: threading.Event, g: RetentionGroupConfig) -> Any:
+        if ready.get(g.name):
+            engine(g, on, stop).prune_departures()
+        return []
+
     for g in cfg.marts:
         reads = {g.anchor.source} | {f.source for f in g.followers}
         needs = (reads & synced) | ({steps[-1].name} if steps else set())
-
-        def run_group(
-            wh: Warehouse, stop: threading.Event, g: RetentionGroupConfig = g
-        ) -> list[MartStats]:
-            eng = GroupEngine(cfg, g, wh, reporter)
-            eng.stop = stop
-            return eng.run()
-
-        steps.append(Step(f"marts:{g.name}", frozenset(needs), run_group))
+        if not wh.PARALLEL_MARTS or not g.followers:
+            steps.append(Step(f"marts:{g.name}", frozenset(needs), partial(run_group, g=g)))
+            continue
+        anchor = f"anchor:{g.name}"
+        steps.append(Step(anchor, frozenset(needs), partial(run_anchor, g=g)))
+        followers = [f"follower:{g.name}:{f.table}" for f in g.followers]
+        for name, f in zip(followers, g.followers, strict=True):
+            steps.append(Step(name, frozenset({anchor}), partial(run_follower, g=g, f=f)))
+        steps.append(Step(f"prune:{g.name}", frozenset(followers), partial(prune, g=g)))
     return steps
 
 

@@ -53,6 +53,9 @@ class Exceptions:
             self.wh.create_table(self.schema, self.table, COLUMNS, primary_key=["id"])
 
     def _next_id(self) -> int:
+        # followers building at once (`Warehouse.PARALLEL_MARTS`) allocate from the same
+        # largest id: the first to get here holds the table's ids until it commits
+        self.wh.serialize(f"ids:{self.ref}")
         return int(self.wh.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {self.ref}") or 0)
 
     def open_keys_sql(self, table_name_param: str = "?") -> str:
