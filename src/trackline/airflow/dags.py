@@ -45,6 +45,37 @@ def _airflow() -> dict[str, Any]:
     }
 
 
+def _connection(conn_id: str) -> dict[str, Any] | None:
+    """An Airflow connection's fields (`trackline.config.airflow_conns.ConnectionLookup`), or
+    None when it is not defined; read in the task only (Airflow's secrets backends, then its
+    metadata database: an ``AIRFLOW_CONN_<ID>`` environment variable, URI or JSON, works).
+    Airflow masks the password in the task's log once it is read."""
+    try:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+    except ImportError:  # Airflow 2.10
+        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
+        from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+
+    try:
+        c = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    except (ValueError, TypeError) as exc:  # a malformed definition: its text may hold secrets
+        raise ConfigError(
+            f"the Airflow connection {conn_id!r} cannot be read: {type(exc).__name__} "
+            "(check its definition)"
+        ) from None
+    return {
+        "host": c.host,
+        "port": c.port,
+        "login": c.login,
+        "password": c.password,
+        "schema": c.schema,
+        "extra": c.extra_dejson,
+    }
+
+
 def pipeline_name(cfg: Config) -> str:
     """The DAG ids' prefix: the config's state schema (each pipeline sharing a warehouse has
     its own), e.g. ``trackline_cycle``."""
@@ -57,7 +88,7 @@ def pools(path: str | Path) -> dict[str, int]:
 
         airflow pools set trackline_kuaisong 2 "trackline: kuaisong"
     """
-    cfg = load_config(path)
+    cfg = load_config(path, connections="defer")
     return {_pool(cfg, s): cfg.defaults.workers for s in cfg.sources}
 
 
@@ -72,7 +103,7 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
     `name` replaces the pipeline name (default: the config's `state_schema`)."""
     af = _airflow()
     path = str(Path(path).resolve())
-    cfg = load_config(path)
+    cfg = load_config(path, connections="defer")  # the tasks read the Airflow connections
     prefix = name or pipeline_name(cfg)
     s = cfg.schedule
     default_args: dict[str, Any] = {
@@ -285,14 +316,17 @@ def _finish_task(path: str) -> Callable[..., Any]:
 
 
 def _outcomes(af: dict[str, Any], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """trackline's errors as Airflow outcomes: a held lock skips the task (another run is
-    doing that work: no failure storm); a transient error (a serialization conflict, a lost
-    connection, a killed step) is raised for Airflow to retry with backoff; any other error
-    fails the task at once, with no retry (bad config, a blocking check, schema refused)."""
+    """`fn` with the config's Airflow connections readable, and trackline's errors as
+    Airflow outcomes: a held lock skips the task (another run is doing that work, or held
+    the pipeline's cycle lock past `schedule.lock_wait_seconds`: no failure storm); a
+    transient error (a serialization conflict, a lost connection, a killed step) is raised
+    for Airflow to retry with backoff; any other error fails the task at once, with no retry
+    (bad config, a missing Airflow connection, a blocking check, schema refused)."""
 
     def run(**context: Any) -> Any:
         try:
-            return fn(**context) if _takes_context(fn) else fn()
+            with tasks.reading_connections(_connection):
+                return fn(**context) if _takes_context(fn) else fn()
         except LockBusy as exc:
             raise af["Skip"](f"skipped: {exc}") from exc
         except InjectedFault:

@@ -5,10 +5,21 @@ closes: tasks may run in different processes or on different machines, and every
 share lives in the warehouse (watermarks, ledger, locks, run history) and the stage. Errors
 are trackline's (`LockBusy`, `RetryableWarehouseError`, …); `trackline.airflow.dags` maps them
 to Airflow's outcomes. Each returns a small JSON-able dict (the task's XCom).
+
+The config's ``airflow_conn_id`` keys are read through the lookup `reading_connections`
+installs (`trackline.airflow.dags` installs Airflow's around each task); without one, a
+config naming a connection is refused (`trackline.config.airflow_conns`).
+
+The steps that take the pipeline's ``cycle`` lock (the marts, `finish_cycle`,
+`consolidate_all`, `run_checks`) wait for it up to `schedule.lock_wait_seconds` (by default
+half the task time limit) instead of `warehouse.lock_timeout_seconds`: two of them meeting
+(a consolidation and a cycle's marts start on the same minute) run one after the other; only
+a wait that runs out skips the later one.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterator
@@ -17,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from trackline.config import Config, load_config
+from trackline.config.airflow_conns import ConnectionLookup
 from trackline.errors import TracklineError
 from trackline.load import Warehouse, open_warehouse
 from trackline.stage import Stage
@@ -38,6 +50,36 @@ def cycle_run_id(dag_id: str, run_id: str) -> str:
     return hashlib.sha256(f"{dag_id}\0{run_id}".encode()).hexdigest()[:16]
 
 
+_CONNECTIONS: contextvars.ContextVar[ConnectionLookup | None] = contextvars.ContextVar(
+    "trackline_airflow_connections", default=None
+)
+
+
+@contextmanager
+def reading_connections(lookup: ConnectionLookup) -> Iterator[None]:
+    """Within the block, configs are loaded with `lookup` reading their ``airflow_conn_id``
+    connections."""
+    token = _CONNECTIONS.set(lookup)
+    try:
+        yield
+    finally:
+        _CONNECTIONS.reset(token)
+
+
+def load(path: str | Path) -> Config:
+    """The config file, its Airflow connections read (when a lookup is installed)."""
+    return load_config(path, connections=_CONNECTIONS.get())
+
+
+def waiting_for_cycle_lock(cfg: Config) -> Config:
+    """`cfg` with `warehouse.lock_timeout_seconds` set to `schedule.lock_wait_seconds`: for the
+    steps that take the pipeline's ``cycle`` lock, which wait for one another."""
+    wait = cfg.schedule.lock_wait()
+    return cfg.model_copy(
+        update={"warehouse": cfg.warehouse.model_copy(update={"lock_timeout_seconds": wait})}
+    )
+
+
 @contextmanager
 def warehouse(cfg: Config) -> Iterator[Warehouse]:
     wh = open_warehouse(cfg.warehouse, stage=Stage(cfg.stage))
@@ -48,8 +90,12 @@ def warehouse(cfg: Config) -> Iterator[Warehouse]:
         wh.close()
 
 
-def _with(path: str | Path, step: Callable[[Config, Warehouse], T]) -> T:
-    cfg = load_config(path)
+def _with(
+    path: str | Path, step: Callable[[Config, Warehouse], T], *, cycle_lock: bool = False
+) -> T:
+    cfg = load(path)
+    if cycle_lock:
+        cfg = waiting_for_cycle_lock(cfg)
     with warehouse(cfg) as wh:
         return step(cfg, wh)
 
@@ -76,7 +122,7 @@ def build_anchor(path: str | Path, group: str) -> dict[str, Any]:
         s = anchor_step(cfg, wh, group)
         return {} if s is None else {"mart": s.mart, "rows_in": s.rows_in, "inserted": s.inserted}
 
-    return _with(path, step)
+    return _with(path, step, cycle_lock=True)
 
 
 def build_follower(path: str | Path, group: str, follower: str) -> dict[str, Any]:
@@ -86,7 +132,7 @@ def build_follower(path: str | Path, group: str, follower: str) -> dict[str, Any
         s = follower_step(cfg, wh, group, follower)
         return {} if s is None else {"mart": s.mart, "rows_in": s.rows_in, "inserted": s.inserted}
 
-    return _with(path, step)
+    return _with(path, step, cycle_lock=True)
 
 
 def finish_cycle(path: str | Path, run_id: str, started: dt.datetime) -> dict[str, Any]:
@@ -105,14 +151,14 @@ def finish_cycle(path: str | Path, run_id: str, started: dt.datetime) -> dict[st
             "rows": sum(r.rows for r in s.sync),
         }
 
-    return _with(path, step)
+    return _with(path, step, cycle_lock=True)
 
 
 def consolidate_all(path: str | Path) -> dict[str, Any]:
     """Every `consolidations:` entry (`trackline consolidate`)."""
     from trackline.schedule import consolidate_job
 
-    return _job(path, consolidate_job)
+    return _job(path, consolidate_job, cycle_lock=True)
 
 
 def run_checks(path: str | Path) -> dict[str, Any]:
@@ -120,7 +166,7 @@ def run_checks(path: str | Path) -> dict[str, Any]:
     first, as `trackline check` sends them)."""
     from trackline.schedule import checks_job
 
-    return _job(path, checks_job)
+    return _job(path, checks_job, cycle_lock=True)
 
 
 def maintenance(path: str | Path) -> dict[str, Any]:
@@ -130,7 +176,7 @@ def maintenance(path: str | Path) -> dict[str, Any]:
     return _job(path, maintenance_job)
 
 
-def _job(path: str | Path, job: Callable[..., Any]) -> dict[str, Any]:
+def _job(path: str | Path, job: Callable[..., Any], *, cycle_lock: bool = False) -> dict[str, Any]:
     from trackline.report import NullReporter
 
     def step(cfg: Config, wh: Warehouse) -> dict[str, Any]:
@@ -139,7 +185,7 @@ def _job(path: str | Path, job: Callable[..., Any]) -> dict[str, Any]:
             raise TaskFailed(res.error or res.status)
         return {"rows": res.rows, **res.detail}
 
-    return _with(path, step)
+    return _with(path, step, cycle_lock=cycle_lock)
 
 
 def backfill_start(
@@ -159,7 +205,7 @@ def backfill_start(
     from trackline.backfill.chunks import parse_when
     from trackline.backfill.run import run
 
-    cfg = load_config(path)
+    cfg = load(path)
     (r,) = run(
         cfg,
         [table],
@@ -193,7 +239,7 @@ def backfill_chunk(
     chunk tasks start in."""
     from trackline.backfill.run import run
 
-    cfg = load_config(path)
+    cfg = load(path)
     (r,) = run(
         cfg,
         [table],

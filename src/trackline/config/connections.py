@@ -31,6 +31,10 @@ class MySQLSource(Model):
     cut by it keeps the batches it committed; the next cycle reads on from there."""
     innodb_hold: bool = True
     """Hold the upper bound at the oldest open InnoDB transaction that modified rows."""
+    airflow_conn_id: str | None = None
+    """Inside Airflow's tasks (`trackline.airflow`): take host, port, user (login), password
+    and database (schema) from this Airflow connection; a key set here (non-empty) wins.
+    Outside Airflow a config naming one is refused: give the values here instead."""
 
 
 class SQLiteSource(Model):
@@ -88,6 +92,10 @@ class PostgresWarehouse(Model):
     database: str = "postgres"
     lock_timeout_seconds: float = 0
     """0 = exit at once when another run holds the lock; >0 = wait that long."""
+    airflow_conn_id: str | None = None
+    """Inside Airflow's tasks (`trackline.airflow`): take host, port, user (login), password
+    and database (schema) from this Airflow connection; a key set here (non-empty) wins.
+    Outside Airflow a config naming one is refused: give the values here instead."""
 
 
 class RedshiftWarehouse(Model):
@@ -126,6 +134,10 @@ class RedshiftWarehouse(Model):
     """The cluster's identifier, for `iam_auth`."""
     auto_create_user: bool = False
     """`iam_auth`: create the database user on first login (GetClusterCredentials AutoCreate)."""
+    airflow_conn_id: str | None = None
+    """Inside Airflow's tasks (`trackline.airflow`): take host, port, user (login), password
+    and database (schema) from this Airflow connection; a key set here (non-empty) wins.
+    Outside Airflow a config naming one is refused: give the values here instead."""
 
     @model_validator(mode="after")
     def _iam_needs_cluster(self) -> RedshiftWarehouse:
@@ -157,6 +169,9 @@ class StageConfig(Model):
     secret_access_key: SecretStr | None = None
     retention_days: int = 7
     """Staged files are kept this long as a replay buffer, then pruned."""
+    airflow_conn_id: str | None = None
+    """Inside Airflow's tasks: take the S3 key pair (login, password) and the extras
+    `region_name` and `endpoint_url` from this Airflow (AWS) connection; a key set here wins."""
     files_per_batch: int = Field(default=1, ge=1, le=1024)
     """Split each batch into this many Parquet files of similar size (Redshift COPY loads one
     file per slice in parallel: use a multiple of the cluster's slice count)."""

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from trackline.config.airflow_conns import Connections, merge
 from trackline.config.base import LocatedError
 from trackline.config.connections import DuckDBWarehouse, SQLiteSource
 from trackline.config.root import Config
@@ -150,8 +151,9 @@ def _dotted(loc: Loc) -> str:
     return out or "(top level)"
 
 
-def load_config(path: str | Path) -> Config:
-    """Read, interpolate and validate a config file; every failure is a `ConfigError`."""
+def load_config(path: str | Path, *, connections: Connections = None) -> Config:
+    """Read, interpolate and validate a config file; every failure is a `ConfigError`.
+    `connections` reads the Airflow connections the file names (`airflow_conns`)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -160,11 +162,19 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise ConfigError(f"config file {p} cannot be read: {reason}") from None
-    return parse_config(text, source=str(p), base_dir=p.parent)
+    return parse_config(text, source=str(p), base_dir=p.parent, connections=connections)
 
 
-def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
-    """Validate config text. `base_dir` (the config file's folder) anchors relative paths."""
+def parse_config(
+    text: str,
+    *,
+    source: str = "<config>",
+    base_dir: Path | None = None,
+    connections: Connections = None,
+) -> Config:
+    """Validate config text. `base_dir` (the config file's folder) anchors relative paths;
+    `connections` reads the Airflow connections it names (None: outside Airflow, where a
+    section naming one is an error; ``"defer"``: kept unread)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
@@ -187,6 +197,8 @@ def parse_config(text: str, *, source: str = "<config>", base_dir: Path | None =
     env_errors: list[tuple[Loc, str]] = []
     secrets: set[str] = set()
     data = _interpolate(raw, (), env_errors, secrets)
+    if not env_errors:
+        merge(data, connections, env_errors)  # the passwords it adds are scrubbed below
     _literal_secrets(data, secrets)
     if env_errors:
         raise ConfigError(

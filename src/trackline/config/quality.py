@@ -151,6 +151,30 @@ class ScheduleConfig(Model):
     errors fail at once."""
     retry_delay_seconds: int = Field(default=60, ge=0)
     """Airflow DAGs: the wait before the first retry, doubled after each (at most 30 min)."""
+    lock_wait_seconds: int | None = Field(default=None, ge=0)
+    """Airflow DAGs: how long the tasks that take the pipeline's `cycle` lock (the cycle DAG's
+    mart tasks and `trim_raw`, `consolidate`, `checks`) wait while another run holds it (an
+    overlapping cycle, a consolidation) before they are skipped. Default: half of
+    `job_timeout_minutes` (30 minutes when it is 0), so the step still fits in the task's
+    time limit; 0: skip at once. Sync tasks wait `warehouse.lock_timeout_seconds`."""
+
+    @model_validator(mode="after")
+    def _wait_within_timeout(self) -> ScheduleConfig:
+        limit = self.job_timeout_minutes * 60
+        if self.lock_wait_seconds is not None and limit and self.lock_wait_seconds >= limit:
+            raise LocatedError(
+                ("lock_wait_seconds",),
+                f"must be shorter than the task time limit (job_timeout_minutes: "
+                f"{self.job_timeout_minutes}, {limit} s): a task still waiting then would be "
+                "stopped and fail instead of being skipped",
+            )
+        return self
+
+    def lock_wait(self) -> float:
+        """`lock_wait_seconds`, its default resolved."""
+        if self.lock_wait_seconds is not None:
+            return float(self.lock_wait_seconds)
+        return self.job_timeout_minutes * 30.0 if self.job_timeout_minutes else 1800.0
 
 
 # --------------------------------------------------------------------------- root

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from trackline.config.airflow_conns import refuse_unread
 from trackline.load.base import Column, StagedFiles, Warehouse
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def open_warehouse(config: Any, *, stage: Stage | None = None) -> Warehouse:
     `stage` is where the batches' Parquet files live; engines that load from those files
     themselves (Redshift's COPY, and its PostgreSQL compatibility mode) need it.
     """
+    refuse_unread("warehouse", config)
     wh = ENGINES[config.type]()(config)
     wh.stage = stage
     return wh

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from trackline.config import StageConfig
+from trackline.config.airflow_conns import refuse_unread
 from trackline.errors import StageError
 from trackline.extract.types import is_json, json_field
 from trackline.stage import parquet
@@ -104,6 +105,7 @@ class StagedFile:
 
 class Stage:
     def __init__(self, config: StageConfig) -> None:
+        refuse_unread("stage", config)
         self.config = config
         url = config.url
         if url.startswith("s3://"):
