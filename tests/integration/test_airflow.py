@@ -10,8 +10,9 @@ warehouse holds. Under CI=true a venv that cannot be built fails the test, never
   mart after all of them, the followers after it, then the raw trim;
 - `dag.test()` runs the cycle DAG against MariaDB → PostgreSQL, and after each step the
   warehouse equals what `trackline cycle` makes of the same source, table by table:
-  - a run whose locks another run holds skips every task and writes nothing (with
-    `warehouse.lock_timeout_seconds` the tasks wait that long first: the same lock code);
+  - a run whose locks another run holds skips its sync tasks and writes nothing, while its
+    mart tasks wait for the pipeline's lock (`schedule.lock_wait_seconds`) and run once it
+    is released;
   - a sync task that fails in the middle of a batch is retried by Airflow;
   - after more source writes, a worker that dies in the middle of a batch (``os._exit``),
     then its run again, forced to overlap a second Airflow's run of the same DAG: the
@@ -80,7 +81,10 @@ class Airflow:
     def run(
         self, steps: list[dict[str, Any]], env: dict[str, str] | None = None, *, exit_code: int = 0
     ) -> list[Any]:
-        proc = self.start(steps, env)
+        return self.wait(self.start(steps, env), exit_code=exit_code)
+
+    def wait(self, proc: subprocess.Popen[str], *, exit_code: int = 0) -> list[Any]:
+        """The started driver's results; its stdout and stderr are kept in `output`."""
         t0 = time.monotonic()
         try:
             stdout, stderr = proc.communicate(timeout=300)
@@ -88,12 +92,44 @@ class Airflow:
             proc.kill()
             stdout, stderr = proc.communicate()
             raise AssertionError(f"driver still running after 300 s:\n{stderr[-3000:]}") from None
+        self.output = stdout + stderr
         timing = [ln for ln in stderr.splitlines() if ln.startswith("DRIVER ")]
         print(f"driver process {time.monotonic() - t0:.1f}s:", *timing, sep="\n  ")
         if proc.returncode != exit_code:
             tail = stdout[-2000:] + "\n--- stderr:\n" + stderr[-3000:]
             raise AssertionError(f"driver exited {proc.returncode}, not {exit_code}:\n{tail}")
         return json.loads(stdout.strip().splitlines()[-1]) if exit_code == 0 else []
+
+    def state(self, dag_id: str, task_id: str) -> str | None:
+        """A task instance's state in this Airflow's metadata database (the latest run)."""
+        import sqlite3
+
+        con = sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = con.execute(
+                "SELECT state FROM task_instance WHERE dag_id = ? AND task_id = ? "
+                "ORDER BY start_date DESC LIMIT 1",
+                (dag_id, task_id),
+            ).fetchone()
+        except sqlite3.OperationalError:  # locked by the driver's write, or not created yet
+            return None
+        finally:
+            con.close()
+        return row[0] if row else None
+
+    def wait_for_state(
+        self, proc: subprocess.Popen[str], dag_id: str, task_id: str, state: str
+    ) -> None:
+        """Until the task instance is in `state`; fails when it ends in another, or the
+        driver exits first."""
+        deadline = time.monotonic() + 120
+        while (now := self.state(dag_id, task_id)) != state:
+            assert now not in ("success", "failed", "skipped", "upstream_failed"), (
+                f"{task_id} ended {now} before it was seen {state}"
+            )
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{task_id} never {state} (last: {now})"
+            time.sleep(0.1)
 
     def start(
         self, steps: list[dict[str, Any]], env: dict[str, str] | None = None
@@ -305,12 +341,24 @@ def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
     ready, go = tmp_path / "first-is-held", tmp_path / "first-may-go"
     held_run: subprocess.Popen[str] | None = None
     try:
-        # 1. another run holds every table's lock and the marts' lock: each task skips
+        # 1. another run holds every table's lock and the marts' lock. The sync tasks skip
+        # at once (warehouse.lock_timeout_seconds: 0: another run is syncing the table); the
+        # anchor task waits for the marts' lock (schedule.lock_wait_seconds: by default half
+        # the task time limit). Released while it waits, the mart tasks run, and trim_raw
+        # records the cycle: nothing was synced, nothing is in the ledger.
         held = [f"sync:{resolve(af_cfg, t, None, None).key}" for t in af_cfg.tables]
         held.append(pipeline_lock(af_cfg.state_schema, "cycle"))
+        anchor = af_cfg.marts[0].anchor.table
         with _holding(af_cfg, held):
-            pools, first = af.run([POOLS, {"op": "test", "dag": dag}])
-        assert set(_states(first).values()) == {"skipped"}, first
+            held_run = af.start([POOLS, {"op": "test", "dag": dag}])
+            af.wait_for_state(held_run, dag, anchor, "running")
+            time.sleep(1)  # well inside its wait: the lock is still held
+            assert af.state(dag, anchor) == "running"
+        pools, first = af.wait(held_run)
+        states = _states(first)
+        syncs = {t for t in states if t.startswith("sync_")}
+        assert {states[t] for t in syncs} == {"skipped"}, first
+        assert {s for t, s in states.items() if t not in syncs} == {"success"}, first
         assert first["state"].endswith("success")
         ledger = wh.t(af_cfg.state_schema, "batches")
         assert not wh.table_exists(af_cfg.state_schema, "batches") or not wh.query(
@@ -379,7 +427,7 @@ def test_cycle_dag_runs_against_mariadb_and_postgres_like_trackline_cycle(
         _g1_g2(af_cfg, wh, mysql_db)
         runs = wh.t(af_cfg.state_schema, "runs")
         cycles = wh.query(f"SELECT status FROM {runs} WHERE command = 'cycle'")
-        assert cycles == [("ok",)] * 3  # each DAG run that reached trim_raw recorded its cycle
+        assert cycles == [("ok",)] * 4  # each DAG run that reached trim_raw recorded its cycle
     finally:
         go.touch()
         if held_run is not None and held_run.poll() is None:
