@@ -480,6 +480,45 @@ def test_it_never_overlaps_a_cycle(mysql_db: MySQLDb, pg_db: Any, tmp_path: Path
     assert target(cfg) == oracle(mysql_db)
 
 
+def test_the_airflow_task_waits_for_a_cycle_then_runs(
+    mysql_db: MySQLDb, pg_db: Any, tmp_path: Path
+) -> None:
+    """The Airflow consolidate task (`trackline.airflow.tasks`) waits for the cycle lock
+    (`schedule.lock_wait_seconds`, by default half the task time limit) and runs once the
+    cycle lets go; only a wait that runs out gives up (`LockBusy`: the task is skipped)."""
+    import threading
+
+    from trackline.airflow import tasks
+    from trackline.errors import LockBusy
+    from trackline.state import pipeline_lock
+
+    cfg = setup(mysql_db, (pg_db.warehouse_config(), StageConfig(url=str(tmp_path / "s"))))
+    Hours(mysql_db).hour(1)
+    patient = write_config(tmp_path / "patient.yml", cfg)
+    hasty = write_config(tmp_path / "hasty.yml", cfg, schedule={"lock_wait_seconds": 1})
+    lock = pipeline_lock(cfg.state_schema, "cycle")
+    with warehouse(cfg) as cycle:
+        with cycle.lock(lock), pytest.raises(LockBusy, match="cycle"):
+            tasks.consolidate_all(hasty)
+        assert not cycle.table_exists("public", "parcel_detail_tool")
+        held = cycle.lock(lock)
+        held.__enter__()
+        released = threading.Event()
+
+        def release() -> None:
+            held.__exit__(None, None, None)
+            released.set()
+
+        timer = threading.Timer(1.0, release)  # the cycle ends while the task waits
+        timer.start()
+        try:
+            result = tasks.consolidate_all(patient)
+        finally:
+            timer.join()
+    assert released.is_set() and result["rows"] > 0
+    assert target(cfg) == oracle(mysql_db)
+
+
 def test_failed_and_zero_row_runs_are_alerted_once(mysql_db: MySQLDb, tmp_path: Path) -> None:
     """The run-level checks `trackline run` evaluates after every job: a zero-row hour is
     one failure (alerted once, not again while it lasts), a failed run is blocking, and both

@@ -92,7 +92,7 @@ def test_sections_take_their_values_from_the_connection_and_their_own_keys_win()
     assert isinstance(src, MySQLSource)
     assert (src.host, src.port, src.user) == ("mysql.internal", 3307, "etl")
     assert src.password.get_secret_value() == PW
-    assert src.database == "kuaisong"  # set in the section: the connection's schema loses
+    assert src.database == "kuaisong"  # a source's database is always the file's
     assert src.airflow_conn_id is None  # read: nothing left to resolve
     wh = cfg.warehouse
     assert isinstance(wh, PostgresWarehouse)

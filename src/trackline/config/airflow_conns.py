@@ -9,7 +9,8 @@ connection instead of (or besides) giving their host, user and password::
 
 Inside an Airflow task (`trackline.airflow`) the loader asks Airflow for the connection and
 fills the section's keys from it; a key the section sets itself (non-empty) wins, so one
-connection can serve several pipelines with their own `database`. Outside Airflow there is
+connection can serve several pipelines with their own `database`. A MySQL source's
+`database` always comes from the file. Outside Airflow there is
 no connection to read, and loading such a config is an error naming the key (give the
 values with ``${VAR}`` references instead). The DAG processor builds the DAGs with the
 lookup deferred (``connections="defer"``): it needs the config's shape, not its credentials.
@@ -47,7 +48,11 @@ S3_FIELDS = {  # Airflow's AWS connection: the key pair as login/password, the r
     "extra.region_name": "region",
     "extra.endpoint_url": "endpoint_url",
 }
-SOURCE_TYPES = {"mysql": DATABASE_FIELDS}  # a section's `type:` → the fields it takes
+# A source's `database` is not taken from the connection: it is required in the file, since the
+# DAGs are built from the file alone (the DAG processor reads no connection) and other keys
+# build on it (a table's `source_db`, the backfill's and compare's legacy databases).
+SOURCE_FIELDS = {k: v for k, v in DATABASE_FIELDS.items() if k != "schema"}
+SOURCE_TYPES = {"mysql": SOURCE_FIELDS}  # a section's `type:` → the fields it takes
 WAREHOUSE_TYPES = {"postgres": DATABASE_FIELDS, "redshift": DATABASE_FIELDS}
 
 Loc = tuple[Any, ...]

@@ -32,9 +32,9 @@ class MySQLSource(Model):
     innodb_hold: bool = True
     """Hold the upper bound at the oldest open InnoDB transaction that modified rows."""
     airflow_conn_id: str | None = None
-    """Inside Airflow's tasks (`trackline.airflow`): take host, port, user (login), password
-    and database (schema) from this Airflow connection; a key set here (non-empty) wins.
-    Outside Airflow a config naming one is refused: give the values here instead."""
+    """Inside Airflow's tasks (`trackline.airflow`): take host, port, user (login) and
+    password from this Airflow connection; a key set here (non-empty) wins, and `database`
+    stays this file's. Outside Airflow a config naming one is refused: give them here."""
 
 
 class SQLiteSource(Model):
