@@ -25,11 +25,14 @@ DAGs (``<pipeline>`` is the config's `state_schema`, ``trackline`` by default):
 
 Every DAG: ``max_active_runs=1``, ``catchup=False``; tasks time out after
 schedule.job_timeout_minutes; schedule.task_retries retries with exponential backoff from
-schedule.retry_delay_seconds, for transient errors only. A task whose table (or the
-pipeline's marts) is locked by another run waits up to warehouse.lock_timeout_seconds, then
-is skipped. Tasks call trackline's Python API (`trackline.airflow.tasks`); secrets come from
-the environment as the config's ``${VAR}`` references say (an Airflow connection can be
-exported to the workers' environment).
+schedule.retry_delay_seconds, for transient errors only. A sync task whose table another run
+is syncing waits up to warehouse.lock_timeout_seconds, then is skipped; the tasks that take
+the pipeline's cycle lock (the marts, trim_raw, consolidate, checks) wait for one another up
+to schedule.lock_wait_seconds (by default half the task time limit), and are skipped only
+when that runs out. Tasks call trackline's Python API (`trackline.airflow.tasks`). Secrets
+come from the Airflow connections the config names (``airflow_conn_id:``, read by each task
+with ``BaseHook.get_connection``; never while the DAGs are parsed) or from the environment
+(``${VAR}``). Tested with Airflow 3; Airflow 2.10 is untested.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from trackline.errors import ConfigError
+
 ConnectionLookup = Callable[[str], Mapping[str, Any] | None]
 """A connection id → its fields (``host``, ``port``, ``login``, ``password``, ``schema``,
 ``extra``: a dict), or None when no such connection is defined."""
@@ -137,8 +139,6 @@ def refuse_unread(what: str, config: Any) -> None:
     """Raise `ConfigError` when `config` (a source, warehouse or stage section) still names
     an Airflow connection: its credentials were never read (a config loaded with
     ``connections="defer"``, or built in code), so connecting would use the defaults."""
-    from trackline.errors import ConfigError
-
     conn_id = getattr(config, KEY, None)
     if conn_id:
         raise ConfigError(
