@@ -1,6 +1,6 @@
 """`airflow_conn_id:`: a section's connection values from an Airflow connection, read only
 through the lookup trackline.airflow installs in its tasks (here a plain dict stands in for
-Airflow: the real Airflow reads them in tests/integration/test_airflow.py)."""
+Airflow: the real Airflow reads them in tests/integration/test_airflow_connections.py)."""
 
 from __future__ import annotations
 
