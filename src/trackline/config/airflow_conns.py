@@ -10,10 +10,10 @@ connection instead of (or besides) giving their host, user and password::
 Inside an Airflow task (`trackline.airflow`) the loader asks Airflow for the connection and
 fills the section's keys from it; a key the section sets itself (non-empty) wins, so one
 connection can serve several pipelines with their own `database`. A MySQL source's
-`database` always comes from the file. Outside Airflow there is
-no connection to read, and loading such a config is an error naming the key (give the
-values with ``${VAR}`` references instead). The DAG processor builds the DAGs with the
-lookup deferred (``connections="defer"``): it needs the config's shape, not its credentials.
+`database` always comes from the file. Outside Airflow there is no connection to read, and
+loading such a config is an error naming the key (give the values with ``${VAR}``
+references instead). The DAG processor builds the DAGs with the lookup deferred
+(``connections="defer"``): it needs the config's shape, not its credentials.
 
 This module does not import Airflow: `trackline.airflow` passes the lookup in.
 """
