@@ -32,7 +32,7 @@ to schedule.lock_wait_seconds (by default half the task time limit), and are ski
 when that runs out. Tasks call trackline's Python API (`trackline.airflow.tasks`). Secrets
 come from the Airflow connections the config names (``airflow_conn_id:``, read by each task
 with ``BaseHook.get_connection``; never while the DAGs are parsed) or from the environment
-(``${VAR}``). Tested with Airflow 3; Airflow 2.10 is untested.
+(``${VAR}``). Tested with Airflow 3; with Airflow 2.10 only the DAG parsing is tested.
 """
 
 from __future__ import annotations

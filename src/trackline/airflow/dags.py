@@ -16,7 +16,10 @@ START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _airflow() -> dict[str, Any]:
-    """Airflow's classes, from Airflow 3's task SDK (or Airflow 2.10's modules)."""
+    """Airflow's classes, from Airflow 3's task SDK (or Airflow 2.10's modules), and the
+    `retry_exponential_backoff` that doubles the delay: Airflow 3 takes the multiplier,
+    Airflow 2.10 a flag (its base is 2) and refuses a float."""
+    backoff: float | bool = 2.0
     try:
         from airflow.sdk import DAG
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -33,6 +36,8 @@ def _airflow() -> dict[str, Any]:
                 AirflowSkipException,
             )
             from airflow.operators.python import PythonOperator  # type: ignore[no-redef]
+
+            backoff = True
         except ImportError:
             raise ConfigError(
                 "trackline.airflow needs Apache Airflow: pip install 'trackline[airflow]'"
@@ -42,6 +47,7 @@ def _airflow() -> dict[str, Any]:
         "PythonOperator": PythonOperator,
         "Fail": AirflowFailException,
         "Skip": AirflowSkipException,
+        "backoff": backoff,
     }
 
 
@@ -110,7 +116,7 @@ def dags_from_config(path: str | Path, *, name: str | None = None) -> dict[str, 
         "owner": "trackline",
         "retries": s.task_retries,
         "retry_delay": dt.timedelta(seconds=s.retry_delay_seconds),
-        "retry_exponential_backoff": 2.0,
+        "retry_exponential_backoff": af["backoff"],
         "max_retry_delay": dt.timedelta(seconds=max(s.retry_delay_seconds, 1800)),
         "execution_timeout": (
             dt.timedelta(minutes=s.job_timeout_minutes) if s.job_timeout_minutes else None
