@@ -283,6 +283,12 @@ def child_sync(a: dict[str, Any]) -> None:
             self.con.execute(_stmt)
 
         DuckDB.connect = connect  # type: ignore[method-assign]
+    if a.get("default_text_compression"):
+        # What-if (bench only): raw text stored with DuckDB's default compression, as before
+        # session 7 (the raw buffer's text columns take zstd now).
+        from trackline.load.duckdb import DuckDB
+
+        DuckDB.write_heavy_storage = lambda self, c: ""  # type: ignore[method-assign]
     prof = os.environ.get("TL_BENCH_CPROFILE")
     s0, c0, t0 = server_cpu_seconds(), cpu_seconds(), time.monotonic()
     if prof:
@@ -382,7 +388,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="also measure a proposed change, each round (repeatable): "
         "'batch122880' (batch = one DuckDB row group), 'memlimit' (DuckDB "
-        "memory_limit 128MB), 'both'",
+        "memory_limit 128MB), 'both', 'default-text-compression' (raw text with DuckDB's "
+        "default compression, as before session 7)",
     )
     p.add_argument("--workdir", default="/tmp/trackline-bench/sync")
     p.add_argument("--database", default="tl_bench")
@@ -407,6 +414,7 @@ WHAT_IF: dict[str, dict[str, Any]] = {
     "batch122880": {"batch": 122_880},
     "memlimit": {"duckdb_settings": ["SET memory_limit='128MB'"]},
     "both": {"batch": 122_880, "duckdb_settings": ["SET memory_limit='128MB'"]},
+    "default-text-compression": {"default_text_compression": True},
 }
 
 

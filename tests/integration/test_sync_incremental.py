@@ -624,3 +624,37 @@ def test_cursor_queries_use_the_cursor_index(
         assert key == "ix_update", (sql, plan)
         assert access in ("range", "ref_or_null", "ref"), (sql, plan)
         assert "filesort" not in extra, (sql, plan)
+
+
+def test_duckdb_raw_buffer_text_is_zstd_and_merge_targets_keep_the_default(
+    mysql_db: MySQLDb, tmp_path: Path, stage: Path
+) -> None:
+    """On DuckDB an append raw table (a buffer the marts read by batch id) stores its text
+    columns with zstd (cheaper to write than the default dictionary/FSST analysis); a merge
+    target, which users query, keeps DuckDB's default. Both read back equal to the source."""
+    import duckdb
+
+    create_orders(mysql_db, 3000, PAST)
+    wh = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    append = make_config(mysql_db, wh, stage, [table(batch_size=1000)])
+    merge = make_config(mysql_db, wh, stage, [table(batch_size=1000, write_mode="merge")])
+    sync_ok(append)
+    sync_ok(merge)
+    assert wh_rows(append, "public.orders_raw") == source_rows(mysql_db)
+    assert wh_rows(merge, "public.orders") == source_rows(mysql_db)
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    try:
+        con.execute("CHECKPOINT")
+
+        def compression(t: str) -> set[str]:
+            rows = con.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info(?) "
+                "WHERE column_name = 'status' AND compression <> 'Constant'",
+                [f"public.{t}"],
+            ).fetchall()
+            return {r[0] for r in rows}
+
+        assert compression("orders_raw") == {"ZSTD"}
+        assert "ZSTD" not in compression("orders")
+    finally:
+        con.close()

@@ -449,6 +449,10 @@ class Warehouse(ABC):
             return self.sized_text_type(c.max_bytes)
         return self.sql_type(c.type)
 
+    def write_heavy_storage(self, c: Column) -> str:  # noqa: ARG002 - engines without per-column storage options ignore it
+        """A column option after the type for a `write_heavy` table ('' = the default)."""
+        return ""
+
     def sized_text_type(self, max_bytes: int) -> str:  # noqa: ARG002 - engines with unbounded text ignore the size
         """The column type of text whose values take at most `max_bytes` bytes."""
         return self.TEXT_TYPE
@@ -470,8 +474,11 @@ class Warehouse(ABC):
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
         replicated: bool = False,
+        write_heavy: bool = False,
     ) -> None:
-        """`replicated`: a small table every node keeps whole (`replicated_options`)."""
+        """`replicated`: a small table every node keeps whole (`replicated_options`).
+        `write_heavy`: a table written far more than it is scanned (an append-only raw buffer,
+        read by batch id and trimmed): its columns take `write_heavy_storage`."""
         clash = self.name_clash([c.name for c in columns])
         if clash:
             raise ConfigError(
@@ -479,7 +486,9 @@ class Warehouse(ABC):
                 f"column {clash[2]!r} ({self.ENGINE} stores names in lower case); rename one"
             )
         parts = [
-            f"{self.q(c.name)} {self.column_type(c)}{'' if c.nullable else ' NOT NULL'}"
+            f"{self.q(c.name)} {self.column_type(c)}"
+            f"{self.write_heavy_storage(c) if write_heavy else ''}"
+            f"{'' if c.nullable else ' NOT NULL'}"
             for c in columns
         ]
         if primary_key:

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from trackline.config import DuckDBWarehouse
 from trackline.errors import LockBusy, WarehouseError
-from trackline.load.base import StagedFiles, Warehouse
+from trackline.load.base import Column, StagedFiles, Warehouse
 
 _process_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
@@ -92,6 +92,15 @@ class DuckDB(Warehouse):
         other.con = self.con.cursor()
         other.catalog = self.catalog
         return other
+
+    def write_heavy_storage(self, c: Column) -> str:
+        # Text in a raw buffer: zstd instead of DuckDB's default choice (dictionary / FSST),
+        # whose analysis and encoding at each checkpoint were most of the insert's CPU
+        # (bench/README.md: half the loader's CPU on the sync benchmark's text, and a smaller
+        # file); scans of it cost a little more, and raw is scanned by batch id only.
+        if pa.types.is_string(c.type) or pa.types.is_large_string(c.type):
+            return "" if c.json and self.JSON_TYPE else " USING COMPRESSION zstd"
+        return ""
 
     def t(self, schema: str | None, table: str) -> str:
         name = super().t(schema, table)

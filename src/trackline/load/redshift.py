@@ -280,6 +280,7 @@ class Redshift(TableLock, Postgres):
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
         replicated: bool = False,
+        write_heavy: bool = False,
     ) -> None:
         names = {self.name(c.name) for c in columns}
         documents = {self.name(c.name) for c in columns if c.json}
@@ -305,6 +306,7 @@ class Redshift(TableLock, Postgres):
             dist_key=dist_key,
             sort_key=sort_key,
             replicated=replicated,
+            write_heavy=write_heavy,
         )
 
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:

@@ -160,6 +160,7 @@ class Recorder(Redshift):
         dist_key: str | None = None,
         sort_key: Sequence[str] | None = None,
         replicated: bool = False,
+        write_heavy: bool = False,
     ) -> None:
         super().create_table(
             schema,
@@ -169,6 +170,7 @@ class Recorder(Redshift):
             dist_key=dist_key,
             sort_key=sort_key,
             replicated=replicated,
+            write_heavy=write_heavy,
         )
         self._tables[self._key(schema, table)] = list(columns)
 

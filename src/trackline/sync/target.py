@@ -216,6 +216,7 @@ def ensure_target(
             [*columns, Column(BATCH_COL, pa.int64())],
             dist_key=rt.cfg.dist_key,
             sort_key=rt.cfg.sort_key,
+            write_heavy=rt.cfg.write_mode == "append",
         )
     else:
         # what the table stores as JSON is read from it: json_as applies to new tables
