@@ -63,25 +63,37 @@ class _Side:
         types: dict[str, str],
         time: str | None,
         window: tuple[Any, Any],
+        *,
+        null_first: bool = False,
     ) -> None:
         self.canon, self.q, self.run = canon, q, run
-        exprs = [canon.value(q(c), kinds[c], types.get(c, "")) for c in [*key, *columns]]
-        self.hashed = kinds[key[0]].name != "number" or kinds[key[0]].scale != 0
+        self._args = (canon, relation, q, run, key, columns, kinds, types, time, window)
+        names = [*key, *columns]
+        exprs = [canon.value(q(c), kinds[c], types.get(c, "")) for c in names]
+        self.hashed = null_first or kinds[key[0]].name != "number" or kinds[key[0]].scale != 0
         if not self.hashed:
             self.relation, self.first = relation, q(key[0])
         else:  # split on a number both sides compute alike from the key's canonical text
             kh = q("_tl_kh")
-            text = canon.md5(canon.concat(exprs[: len(key)]))
+            text = canon.digest(canon.concat(exprs[: len(key)]))
             keyed = relation_as(relation, q)
+            only = f" WHERE {q('_tl_k')}.{q(key[0])} IS NULL" if null_first else ""
             self.relation = (
-                f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}{canon.FENCE}) "
+                f"(SELECT {text} AS {kh}, {q('_tl_k')}.* FROM {keyed}{only}{canon.FENCE}) "
                 f"{q('_tl_keyed')}"
             )
             self.first = canon.hex_int(kh)
         self.exprs = exprs
-        self.row_text = canon.concat(exprs)
+        self.row_text = canon.concat(
+            [canon.hash_value(q(c), kinds[c], types.get(c, "")) for c in names]
+        )
         self.day = canon.day(q(time), kinds[time], types.get(time, "")) if time else None
         self.time, self.window = (q(time) if time else None), window
+
+    def null_first(self) -> _Side:
+        """The same relation restricted to the rows whose first key column is NULL (outside
+        every range of that column), split on the hash of the whole key's text."""
+        return _Side(*self._args, null_first=True)
 
     def _where(self, start: int | None, end: int | None) -> tuple[str, tuple[Any, ...]]:
         cond, params = range_where(self.first, start, end)
@@ -103,13 +115,14 @@ class _Side:
         written as literals (a bound parameter in a select list needs a type)."""
         where, params = self._where(start if end is not None else None, end)
         part = self.canon.int_div(f"{self.first} - {int(start)}", int(width))
-        md5 = self.canon.md5(self.row_text)
+        digest = self.canon.digest(self.row_text)
         day = self.day if by_day else None
         groups = [part, *([day] if day else [])]
         if self.canon.INLINE_HASH:
             sql = (
-                f"SELECT {', '.join(groups)}, {self.canon.figures(md5)} FROM {self.relation}"
+                f"SELECT {', '.join(groups)}, {self.canon.figures(digest)} FROM {self.relation}"
                 f"{where} GROUP BY {', '.join(str(i + 1) for i in range(len(groups)))}"
+                f"{self.canon.GROUP_TAIL}"
             )
         else:
             names = [self.q("_tl_b"), *([self.q("_tl_d")] if day else [])]
@@ -117,14 +130,15 @@ class _Side:
             derived = ", ".join(f"{g} AS {n}" for g, n in zip(groups, names, strict=True))
             sql = (
                 f"SELECT {', '.join(names)}, {self.canon.figures(h)} FROM (SELECT {derived}, "
-                f"{md5} AS {h} FROM {self.relation}{where}{self.canon.HASH_FENCE}) "
+                f"{digest} AS {h} FROM {self.relation}{where}{self.canon.HASH_FENCE}) "
                 f"{self.q('_tl_rows')} GROUP BY {', '.join(names)}"
             )
         out: dict[Any, tuple[int, int]] = {}
         n = len(groups)
         for r in self.run(sql, params):
             b = None if r[0] is None else int(r[0])  # a NULL first key column
-            out[(b, str(r[1])) if n == 2 else b] = (int(r[n] or 0), int(r[n + 1] or 0))
+            k = (b, self.canon.day_label(r[1])) if n == 2 else b
+            out[k] = (int(r[n] or 0), int(r[n + 1] or 0))
         return out
 
     def span(self, start: int | None, end: int | None) -> tuple[Any, Any]:
@@ -243,7 +257,7 @@ def compare(
             (since, until),
         )
         right = _Side(
-            WAREHOUSE_CANON[wh.ENGINE](c.normalise),
+            WAREHOUSE_CANON[wh.ENGINE](c.normalise, compat=bool(getattr(wh, "compat", False))),
             t_rel,
             wh.q,
             wh.query,
@@ -312,9 +326,15 @@ class _Both:
     """Asks both sides at once: the legacy side in a worker thread (its own connection), the
     warehouse in this one, so each step costs the slower side, not the sum of both."""
 
-    def __init__(self, left: _Side, right: _Side) -> None:
+    def __init__(self, left: _Side, right: _Side, pool: ThreadPoolExecutor | None = None) -> None:
         self.left, self.right = left, right
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tl-compare-legacy")
+        self.pool = pool or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="tl-compare-legacy"
+        )
+
+    def null_first(self) -> _Both:
+        """Both sides' rows whose first key column is NULL (the same worker thread)."""
+        return _Both(self.left.null_first(), self.right.null_first(), self.pool)
 
     def __call__(self, method: str, *args: Any, **kw: Any) -> tuple[Any, Any]:
         pending = self.pool.submit(getattr(self.left, method), *args, **kw)
@@ -340,15 +360,16 @@ def _walk(
     """One first pass over the window, grouped by part of the key span (and by day: the
     per-day counts come from the same scan); a differing part of more than `chunk` rows is
     cut into `FANOUT` equal parts of its key span, all asked in one grouped query per side;
-    only differing parts go on, and parts of at most `chunk` rows are fetched."""
-    if hashed_key:  # a number from the key's MD5: [0, 2^60), no scan needed to find it
+    only differing parts go on, and parts of at most `chunk` rows are fetched. Rows whose
+    first key column is NULL fall in no part: when their figures differ, they are walked the
+    same way on the hash of their whole key."""
+    if hashed_key:  # a number from the key's hash: [0, 2^60), no scan needed to find it
         lo, hi = 0, 2**60 - 1
     else:  # the first key column's MIN/MAX: an index read where there is an index
         ls, rs = both("span", None, None)
         ends = [(int(a), int(b)) for a, b in (ls, rs) if a is not None]
-        if not ends:
-            return  # no row in the window on either side
-        lo, hi = min(e[0] for e in ends), max(e[1] for e in ends)
+        # no key on either side: every row of the window (if any) has a NULL first key
+        lo, hi = min((e[0] for e in ends), default=0), max((e[1] for e in ends), default=0)
     width = -(-(hi + 1 - lo) // FIRST_PARTS)
     res.ranges += 1
     lg, rg = both("parts", lo, None, width, by_day=True)
@@ -362,8 +383,26 @@ def _walk(
         res.ranges_fetched += 1
         _diff(c, *both("rows", None, None), res, sample, json_at)
         return
+    nulls = lb.pop(None, (0, 0)), rb.pop(None, (0, 0))
+    if nulls[0] != nulls[1]:  # NULLs sort first: their samples come first
+        rows = max(nulls[0][0], nulls[1][0])
+        _drain(c, both.null_first(), res, chunk, sample, json_at, [(rows > chunk, 0, 2**60, rows)])
     todo: list[tuple[bool, int, int, int]] = []
     _differing(lb, rb, lo, hi + 1, width, chunk, todo)
+    _drain(c, both, res, chunk, sample, json_at, todo)
+
+
+def _drain(
+    c: CompareTable,
+    both: _Both,
+    res: CompareResult,
+    chunk: int,
+    sample: int,
+    json_at: list[int],
+    todo: list[tuple[bool, int, int, int]],
+) -> None:
+    """Fetch the queued parts (`(split, start, end, rows)`, highest first), splitting those
+    marked to be split and queueing their differing parts."""
     while todo:  # lowest key first, so samples come in key order
         split, start, end, rows = todo.pop()
         if not split:
@@ -378,10 +417,10 @@ def _walk(
 
 def _by_part(
     grouped: dict[Any, tuple[int, int]], res: CompareResult, side: int
-) -> dict[int, tuple[int, int]]:
+) -> dict[int | None, tuple[int, int]]:
     """The first pass's (part, day) figures summed per part; the day counts go to
     `res.days[day][side]`."""
-    out: dict[int, tuple[int, int]] = {}
+    out: dict[int | None, tuple[int, int]] = {}
     for k, (n, total) in grouped.items():
         b, day = k if isinstance(k, tuple) else (k, None)
         had = out.get(b, (0, 0))
@@ -392,8 +431,8 @@ def _by_part(
 
 
 def _differing(
-    lb: dict[int, tuple[int, int]],
-    rb: dict[int, tuple[int, int]],
+    lb: dict[int | None, tuple[int, int]],
+    rb: dict[int | None, tuple[int, int]],
     start: int,
     end: int,
     width: int,
@@ -433,15 +472,18 @@ def _diff(
     left, right = sides
 
     def label(key: tuple[Any, ...]) -> str:
-        return ", ".join(str(k) for k in key)
+        return ", ".join("NULL" if k is None else str(k) for k in key)
+
+    def order(key: tuple[Any, ...]) -> tuple[Any, ...]:  # NULL first, as SQL sorts it
+        return tuple((k is not None, "" if k is None else str(k)) for k in key)
 
     for side_name, by in (("legacy", left), ("trackline", right)):
-        for key in sorted(k for k, v in by.items() if len(v) > 1):
+        for key in sorted((k for k, v in by.items() if len(v) > 1), key=order):
             res.duplicates += len(by[key]) - 1
             if len(res.duplicates_sample) < sample:
                 res.duplicates_sample.append(f"{side_name}: ({label(key)}) x{len(by[key])}")
-    gone = sorted(left.keys() - right.keys())
-    extra = sorted(right.keys() - left.keys())
+    gone = sorted(left.keys() - right.keys(), key=order)
+    extra = sorted(right.keys() - left.keys(), key=order)
     res.missing_in_trackline += len(gone)
     res.missing_in_trackline_sample += [label(k) for k in gone][
         : sample - len(res.missing_in_trackline_sample)
@@ -450,7 +492,7 @@ def _diff(
     res.missing_in_legacy_sample += [label(k) for k in extra][
         : sample - len(res.missing_in_legacy_sample)
     ]
-    for key in sorted(left.keys() & right.keys()):
+    for key in sorted(left.keys() & right.keys(), key=order):
         res.compared += 1
         lv, rv = left[key][0], right[key][0]
         if c.newer_by and lv != rv:
