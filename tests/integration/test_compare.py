@@ -469,7 +469,7 @@ def test_sql_plan_shows_compare_and_its_script_runs(
 def test_string_keys_compare_by_their_text_not_a_collation(mysql_db: MySQLDb, engine: Any) -> None:
     """A VARCHAR key in a case- and accent-insensitive legacy collation ('a', 'A', 'á' are
     three keys), emoji and CJK among them: ranges are split on a number computed from the
-    key's MD5 on both sides, so each key is found whatever the engines' collations."""
+    key's SHA-256 on both sides, so each key is found whatever the engines' collations."""
     mysql_db.execute(
         "CREATE TABLE dw_codes (code VARCHAR(32) COLLATE utf8mb4_general_ci NOT NULL, "
         "label VARCHAR(32), update_time DATETIME NOT NULL)"
@@ -900,3 +900,48 @@ def test_rows_whose_first_key_column_is_null_are_named(mysql_db: MySQLDb, engine
     assert (res.legacy_rows, res.trackline_rows) == (143, 143)
     assert res.key_gap == pytest.approx(2 / 143) and not res.ok
     assert res.rows_fetched < 2 * 43  # the NULL-key rows were split before they were fetched
+
+
+def test_a_legacy_datetime_against_unix_seconds(mysql_db: MySQLDb, engine: Any) -> None:
+    """A DATETIME in the legacy DW held as BIGINT unix seconds in trackline compares equal
+    (both are hashed as seconds since 1970), a changed one is named with both times written
+    alike; such a column cannot be the window's time column."""
+    mysql_db.execute(
+        "CREATE TABLE dw_stamps (order_id BIGINT NOT NULL, line INT NOT NULL, "
+        "closed_at DATETIME NULL, update_time DATETIME NOT NULL)"
+    )
+    rows = [(o, 1, DAY + dt.timedelta(days=o, seconds=o), DAY) for o in range(1, 41)]
+    rows[4] = (5, 1, None, DAY)
+    mysql_db.executemany("INSERT INTO dw_stamps VALUES (%s, %s, %s, %s)", rows)
+    epoch = dt.datetime(1970, 1, 1)
+    mart = [(o, n, t if t is None else int((t - epoch).total_seconds()), u) for o, n, t, u in rows]
+    cfg = make_cfg(
+        mysql_db, engine, legacy_table="dw_stamps", table="mart_stamps", columns=["closed_at"]
+    )
+    wh = connected(engine)
+    try:
+        wh.ensure_schema(SCHEMA)
+        wh.execute(
+            f"CREATE TABLE {wh.t(SCHEMA, 'mart_stamps')} (order_id BIGINT, line BIGINT, "
+            "closed_at BIGINT, update_time TIMESTAMP)"
+        )
+        insert(wh, "mart_stamps", mart)
+        equal = run(cfg, wh, save=False)
+        wh.execute(
+            f"UPDATE {wh.t(SCHEMA, 'mart_stamps')} SET closed_at = closed_at + 1 WHERE order_id = 7"
+        )
+        changed = run(cfg, wh, save=False)
+        as_time = make_cfg(
+            mysql_db,
+            engine,
+            legacy_table="dw_stamps",
+            table="mart_stamps",
+            columns=["closed_at"],
+            time="closed_at",
+        )
+        with pytest.raises(ConfigError, match="unix seconds compare as a column only"):
+            compare(as_time, wh, "orders", save=False)
+    finally:
+        wh.close()
+    assert found(equal) == {} and equal.rows_fetched == 0 and equal.legacy_rows == 40
+    assert found(changed) == {"closed_at": [("7, 1", "2024-03-08 00:00:07", "2024-03-08 00:00:08")]}

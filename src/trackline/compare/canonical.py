@@ -321,7 +321,7 @@ class RedshiftCanon(Canon):
 
 class PostgresCanon(Canon):
     """PostgreSQL: as Redshift, but the hex read by a cast through bit(64), one step, and
-    derived tables fenced with OFFSET 0 (else the planner inlines a derived MD5 at each of
+    derived tables fenced with OFFSET 0 (else the planner inlines a derived hash at each of
     its references, and computes it that many times per row)."""
 
     FENCE = " OFFSET 0"

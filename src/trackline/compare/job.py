@@ -3,16 +3,17 @@ pass/fail verdict.
 
 Both databases hold the same logical rows in different types. Each row becomes one canonical
 text (`canonical`), and both databases answer, per part of the span of the first key column
-(an integer; for any other key, of a 60-bit number both compute from the MD5 of the key's
+(an integer; for any other key, of a 60-bit number both compute from the SHA-256 of the key's
 canonical text, so string keys need no common collation), two figures pushed down in SQL:
-COUNT(*) and the sum of integers taken from the MD5 of that text. The first pass is one
+COUNT(*) and the sum of integers taken from the SHA-256 of that text. The first pass is one
 grouped query per side over the whole window, by 1024 parts and by day (the per-day counts
 come from it); equal parts are done. A differing part holding more than `chunk` rows is cut
 into parts of about `chunk`/8 rows, all answered by one grouped query per side; a differing
 part of at most `chunk` rows is fetched (canonical texts only) and compared row by row: keys
 missing on each side, keys held twice on one side, and mismatching values per column. An
 equal table costs one scan per side; what is fetched grows with the differences, not with
-the table.
+the table. Rows whose first key column is NULL lie in no part: when their figures differ they
+are walked on the hash of their whole key's text, as a string key is.
 
 trackline's side is the table plus its `<table>_hist` view when there is one, so a row the
 mart archived into a history period still counts.
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from trackline.compare.canonical import (
+    INTEGER_TYPES,
     WAREHOUSE_CANON,
     Canon,
     Kind,
@@ -232,6 +234,11 @@ def compare(
             raise ConfigError(
                 f"compare table {name!r}: time column {c.time!r} must be a DATE, DATETIME or "
                 "TIMESTAMP in the legacy table"
+            )
+        if c.time and wh_types[c.time] in INTEGER_TYPES:
+            raise ConfigError(
+                f"compare table {name!r}: time column {c.time!r} must be a DATE or TIMESTAMP in "
+                f"the warehouse, not {wh_types[c.time]} (unix seconds compare as a column only)"
             )
         src.rows("SET time_zone = '+00:00'")  # legacy TIMESTAMP columns read in UTC
         tz = [col for col in wanted if zoned(wh_types[col])]
