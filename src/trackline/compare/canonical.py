@@ -183,12 +183,14 @@ class Canon:
         if kind.name == "datetime":
             if wh_type in INTEGER_TYPES:
                 return self.as_text(col)
-            return self.as_text(self.epoch(self.utc(col) if zoned(wh_type) else col))
+            # a zoned value's epoch is the instant's (no conversion to UTC needed), a plain
+            # TIMESTAMP's that of its written time, whatever the session's time zone
+            return self.as_text(self.epoch(col))
         return self.value(col, kind, wh_type)
 
     def epoch(self, col: str) -> str:
-        """Whole seconds from 1970-01-01 00:00:00 to the TIMESTAMP (without time zone) `col`,
-        rounded down."""
+        """Whole seconds from 1970-01-01 00:00:00 (UTC, for a zoned `col`) to `col`, rounded
+        down."""
         return f"CAST(EXTRACT(EPOCH FROM DATE_TRUNC('second', {col})) AS BIGINT)"
 
     def from_unix(self, col: str) -> str:
@@ -356,7 +358,8 @@ class DuckDBCanon(Canon):
         return f"CONCAT_WS('{SEP}', " + ", ".join(filled) + ")"
 
     def epoch(self, col: str) -> str:
-        return f"CAST(EPOCH(DATE_TRUNC('second', {col})) AS BIGINT)"
+        # milliseconds: no time zone arithmetic for a zoned value; exact in a DOUBLE
+        return f"CAST(FLOOR(EPOCH_MS({col}) / 1000) AS BIGINT)"
 
     def from_unix(self, col: str) -> str:
         return f"MAKE_TIMESTAMP(CAST({col} AS BIGINT) * 1000000)"
