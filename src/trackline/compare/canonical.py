@@ -298,6 +298,13 @@ class Canon:
     DECIMAL): no cast needed against overflow. Redshift sums a BIGINT as a BIGINT."""
 
 
+def concat_ws(parts: list[str]) -> str:
+    """The row text in one CONCAT_WS (DuckDB, PostgreSQL): a fifth cheaper than `||` between
+    every part, each `||` making a new string (Redshift has no CONCAT_WS)."""
+    filled = [f"COALESCE({p}, '{NULL_TEXT}')" for p in parts]
+    return f"CONCAT_WS('{SEP}', " + ", ".join(filled) + ")"
+
+
 def pg_digest(text: str) -> str:
     """PostgreSQL's SHA-256 of `text`'s UTF-8 bytes as hex (its `sha256` takes bytes)."""
     return f"ENCODE(SHA256(CONVERT_TO({text}, 'UTF8')), 'hex')"
@@ -329,6 +336,9 @@ class PostgresCanon(Canon):
     FENCE = " OFFSET 0"
     SUM_WIDENS = True
 
+    def concat(self, parts: list[str]) -> str:
+        return concat_ws(parts)
+
     def digest(self, text: str) -> str:
         # the bytes, not their hex: `hex_int` reads the first 8 (a fifth cheaper per row)
         return f"SHA256(CONVERT_TO({text}, 'UTF8'))"
@@ -353,9 +363,7 @@ class DuckDBCanon(Canon):
         return f"SHA256({text})"
 
     def concat(self, parts: list[str]) -> str:
-        # one function: a fifth cheaper than `||` between every part (each `||` a new string)
-        filled = [f"COALESCE({p}, '{NULL_TEXT}')" for p in parts]
-        return f"CONCAT_WS('{SEP}', " + ", ".join(filled) + ")"
+        return concat_ws(parts)
 
     def epoch(self, col: str) -> str:
         # milliseconds: no time zone arithmetic for a zoned value; exact in a DOUBLE
