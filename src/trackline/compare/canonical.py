@@ -339,6 +339,10 @@ class PostgresCanon(Canon):
     def concat(self, parts: list[str]) -> str:
         return concat_ws(parts)
 
+    def epoch(self, col: str) -> str:
+        # DATE_PART's DOUBLE (exact for whole seconds) costs 0.7 of EXTRACT's NUMERIC
+        return f"CAST(DATE_PART('epoch', DATE_TRUNC('second', {col})) AS BIGINT)"
+
     def digest(self, text: str) -> str:
         # the bytes, not their hex: `hex_int` reads the first 8 (a fifth cheaper per row)
         return f"SHA256(CONVERT_TO({text}, 'UTF8'))"
