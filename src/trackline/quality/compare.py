@@ -34,7 +34,7 @@ def _check(cfg: Config, name: str) -> Check:
         severity="blocking",
         sql=(
             f"-- trackline.compare (as `trackline compare --table {name} --date <yesterday>`): "
-            "per key range, COUNT and MD5-derived sums of the canonical rows in the legacy DW "
+            "per key range, COUNT and SHA-256-derived sums of the canonical rows in the legacy DW "
             "and in trackline; differing ranges fetched and compared row by row"
         ),
         key="failure",
