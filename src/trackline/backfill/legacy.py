@@ -281,6 +281,18 @@ class LegacyTable:
             sql += " ORDER BY " + ", ".join(f"{a}.{self.q(o)}" for o in order)
         return sql
 
+    def piece_sqls(
+        self, lo: Any, hi: Any, zero: bool, ids: tuple[Any, Any], width: int
+    ) -> list[str]:
+        """The chunk's rows as `rows_sql` reads them by primary-key range (`ids`), cut into
+        consecutive ranges of at most `width` ids: each holds at most `width` rows (the key
+        is unique), together they are exactly `ids`, in key order."""
+        first, last = int(ids[0]), int(ids[1])
+        return [
+            self.rows_sql(lo, hi, zero, None, (a, min(a + width - 1, last)))
+            for a in range(first, last + 1, max(1, width))
+        ]
+
     def count_sql(self, lo: Any, hi: Any) -> str:
         if self.b.query:
             return f"SELECT COUNT(*) FROM ({self._inner}) AS {self.q(ALIAS)} WHERE " + self._range(

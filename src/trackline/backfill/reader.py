@@ -43,6 +43,9 @@ class Head:
     expected: int
     sql: str
     batch_size: int
+    pieces: tuple[str, ...] = ()
+    """The same rows as `sql` in primary-key ranges of at most a batch each, read one after
+    another (empty: `sql` is read as one stream)."""
 
 
 Plan = Callable[[Chunk], Head]

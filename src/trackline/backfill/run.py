@@ -41,6 +41,7 @@ from trackline.errors import (
     TracklineError,
 )
 from trackline.extract.cdc import Watermark
+from trackline.extract.source import rechunk
 from trackline.extract.types import json_field, with_max_bytes
 from trackline.faults import checkpoint
 from trackline.load import Warehouse, open_warehouse
@@ -424,12 +425,24 @@ def _reader(s: Setup, chunks: list[Chunk], schema: pa.Schema, size: int, step: i
         batch_size = min(size, max(-(-expected // PIPELINE_BATCHES), MIN_BATCH))
         if batch_size > step // 2:
             batch_size = -(-batch_size // step) * step
-        return Head(chunk, expected, sql, batch_size)
+        pieces: tuple[str, ...] = ()
+        if ids is not None and t.write_mode != "merge":
+            # read a batch of keys at a time, each whole (`Source.fetch`): the streaming read
+            # holds Python's GIL while it waits for the server, stalling staging and loading
+            pieces = tuple(s.legacy.piece_sqls(lo, hi, bool(zero_cols), ids, batch_size))
+        return Head(chunk, expected, sql, batch_size, pieces)
 
     def stream(head: Head) -> Iterator[pa.RecordBatch]:
+        if head.pieces:
+            return rechunk(_fetched(s, head.pieces, read_schema), read_schema, head.batch_size)
         return s.legacy.src.stream(head.sql, read_schema, head.batch_size)
 
     return ChunkReader(chunks, plan, stream, t.name)
+
+
+def _fetched(s: Setup, pieces: tuple[str, ...], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for sql in pieces:
+        yield from s.legacy.src.fetch(sql, schema).to_batches()
 
 
 def _chunk(

@@ -117,6 +117,12 @@ class Source(ABC):
     def stream(self, sql: str, schema: pa.Schema, batch_size: int) -> Iterator[pa.RecordBatch]:
         """Rows of `sql` as batches of at most `batch_size` rows, cast to `schema`."""
 
+    def fetch(self, sql: str, schema: pa.Schema) -> pa.Table:
+        """Every row of `sql` at once, cast to `schema`: for a read its caller bounds (e.g. a
+        primary-key range of at most a batch of ids). MySQL reads it without holding Python's
+        GIL, which `stream` holds while it waits for the server (`MySQL.fetch`)."""
+        return pa.Table.from_batches(list(self.stream(sql, schema, 1 << 20)), schema)
+
     def close(self) -> None:
         return None
 
