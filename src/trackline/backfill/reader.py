@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ class Head:
 
 Plan = Callable[[Chunk], Head]
 """Counts a chunk on the legacy side and says how it is read."""
-Stream = Callable[[Head], Iterator[pa.RecordBatch]]
+Stream = Callable[[Head], Iterator[pa.RecordBatch | pa.Table]]
 """Opens the chunk's streaming read."""
 
 
@@ -67,7 +68,7 @@ class ChunkReader:
         """The chunk number whose head the running thread delivers next, when the chunk
         before it was taken whole (else None: the next `open` restarts the thread)."""
 
-    def open(self, chunk: Chunk) -> tuple[Head, Iterator[pa.RecordBatch]]:
+    def open(self, chunk: Chunk) -> tuple[Head, Iterator[pa.RecordBatch | pa.Table]]:
         """The chunk's head and its batches (read once: a second `open` of the same chunk
         reads it again from the legacy side)."""
         if self._run is None or self._next != chunk.no:
@@ -80,7 +81,7 @@ class ChunkReader:
             raise AssertionError(f"reader out of step: {kind} for chunk {chunk.no}")
         return value, self._rows(run, chunk)
 
-    def _rows(self, run: _Run, chunk: Chunk) -> Iterator[pa.RecordBatch]:
+    def _rows(self, run: _Run, chunk: Chunk) -> Iterator[pa.RecordBatch | pa.Table]:
         while True:
             kind, value = run.get()
             if kind == "rows":
@@ -126,11 +127,16 @@ class _Run:
         return False
 
     def _read(self, chunks: list[Chunk], plan: Plan, stream: Stream) -> None:
+        # The next chunk's COUNT runs (on the source's metadata connection) while this
+        # chunk's rows are read (on connectorx's): the server's time for it leaves the path.
+        ahead = ThreadPoolExecutor(1, thread_name_prefix=f"{self.thread.name}-count")
         try:
-            for i, chunk in enumerate(chunks):
+            counted = [ahead.submit(plan, c) for c in chunks[:1]]
+            for i in range(len(chunks)):
                 if self.halt.is_set():
                     return
-                head = plan(chunk)
+                head = counted.pop().result()
+                counted += [ahead.submit(plan, c) for c in chunks[i + 1 : i + 2]]
                 if not self._put(("head", head)):
                     return
                 batches = stream(head)
@@ -151,6 +157,8 @@ class _Run:
                     return
         except BaseException as exc:  # handed to the loader, which raises it
             self._put(("error", exc))
+        finally:
+            ahead.shutdown(wait=True, cancel_futures=True)
 
     def get(self) -> tuple[str, Any]:
         while True:

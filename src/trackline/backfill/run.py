@@ -41,7 +41,7 @@ from trackline.errors import (
     TracklineError,
 )
 from trackline.extract.cdc import Watermark
-from trackline.extract.source import rechunk
+from trackline.extract.source import regroup
 from trackline.extract.types import json_field, with_max_bytes
 from trackline.faults import checkpoint
 from trackline.load import Warehouse, open_warehouse
@@ -432,17 +432,13 @@ def _reader(s: Setup, chunks: list[Chunk], schema: pa.Schema, size: int, step: i
             pieces = tuple(s.legacy.piece_sqls(lo, hi, bool(zero_cols), ids, batch_size))
         return Head(chunk, expected, sql, batch_size, pieces)
 
-    def stream(head: Head) -> Iterator[pa.RecordBatch]:
+    def stream(head: Head) -> Iterator[pa.RecordBatch | pa.Table]:
         if head.pieces:
-            return rechunk(_fetched(s, head.pieces, read_schema), read_schema, head.batch_size)
+            fetched = (s.legacy.src.fetch(sql, read_schema) for sql in head.pieces)
+            return regroup(fetched, read_schema, head.batch_size)
         return s.legacy.src.stream(head.sql, read_schema, head.batch_size)
 
     return ChunkReader(chunks, plan, stream, t.name)
-
-
-def _fetched(s: Setup, pieces: tuple[str, ...], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    for sql in pieces:
-        yield from s.legacy.src.fetch(sql, schema).to_batches()
 
 
 def _chunk(

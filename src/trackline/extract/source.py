@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -151,3 +151,22 @@ def rechunk(
                 pending, n = [], 0
     if n:
         yield pa.Table.from_batches(pending, schema).combine_chunks().to_batches()[0]
+
+
+def regroup(tables: Iterable[pa.Table], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
+    """`rechunk` for whole results: tables of exactly `size` rows (last: ≤), made of slices
+    of the inputs' own buffers (nothing is copied)."""
+    pending: list[pa.RecordBatch] = []
+    n = 0
+    for t in tables:
+        for b in t.to_batches():
+            while b.num_rows:
+                take = min(size - n, b.num_rows)
+                pending.append(b.slice(0, take))
+                n += take
+                b = b.slice(take)
+                if n == size:
+                    yield pa.Table.from_batches(pending, schema)
+                    pending, n = [], 0
+    if n:
+        yield pa.Table.from_batches(pending, schema)

@@ -442,7 +442,7 @@ class Syncer:
     def _pipeline(
         self,
         rt: ResolvedTable,
-        batches: Iterator[pa.RecordBatch],
+        batches: Iterator[pa.RecordBatch | pa.Table],
         zero_cols: list[SourceColumn],
         schema: pa.Schema,
         phase: str,
@@ -470,12 +470,12 @@ class Syncer:
                     if stop.is_set():
                         return
                     checkpoint("sync.after_extract")
-                    data = pa.Table.from_batches([b])
+                    data = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
                     if zero_cols:
                         data = zero_dates(self.reporter, rt, data, zero_cols, pk, zero_policy, res)
                     cur = next_watermark(t, data, cur, phase, upper, snapshot_col)
                     data = data.append_column(
-                        BATCH_COL, pa.array([bid] * data.num_rows, pa.int64())
+                        BATCH_COL, pa.repeat(pa.scalar(bid, pa.int64()), data.num_rows)
                     )
                     if extend is not None:
                         data = extend(data)
