@@ -227,6 +227,10 @@ def child_cycle(a: dict[str, Any]) -> None:
 
     cfg = parse_config(json.dumps(bench_config(a)))
     phase: dict[str, float] = {}
+    if a.get("serial_followers"):
+        from trackline.load.postgres import Postgres
+
+        Postgres.PARALLEL_MARTS = False
     if a.get("shared_tx_lock"):
         # What-if (bench only): the code before session 6, where the DuckDB workers' cursors
         # shared one transaction lock, so their batch transactions took turns.
@@ -345,6 +349,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "workers=2": {"workers": 2},
     # what-ifs (DuckDB only; patched into the bench child, never in src/)
     "shared-tx-lock": {"workers": 2, "shared_tx_lock": True},
+    # PostgreSQL only: a group's followers one after the other (as on DuckDB)
+    "serial-followers": {"workers": 2, "serial_followers": True},
 }
 
 
@@ -373,8 +379,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         choices=[v for v in VARIANTS if not v.startswith("workers=")],
-        help="also measure a variant on DuckDB, each round: 'shared-tx-lock' (workers=2 as "
-        "before session 6: the workers' DuckDB transactions take turns)",
+        help="also measure a variant, each round: 'shared-tx-lock' (DuckDB: workers=2 as "
+        "before session 6: the workers' DuckDB transactions take turns), 'serial-followers' "
+        "(PostgreSQL: workers=2 with a group's followers one after the other)",
     )
     p.add_argument("--workdir", default="/tmp/trackline-bench/cycle_workers")
     p.add_argument("--database", default="tl_cbench")
@@ -453,8 +460,8 @@ def main() -> None:
     try:
         for engine in engines:
             variants = ["workers=1", "workers=2"]
-            if engine == "duckdb":
-                variants += [w for w in args.what_if]
+            pg_only = engine != "duckdb"
+            variants += [w for w in args.what_if if (w == "serial-followers") == pg_only]
             runs: dict[str, list[Measured]] = {v: [] for v in variants}
             if args.warmup:
                 measure(engine, "workers=1")
