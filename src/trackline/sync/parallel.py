@@ -141,7 +141,7 @@ class ParallelSyncer:
             try:
                 while not stop.is_set():
                     with take:
-                        if not pending and not waiting:
+                        if stop.is_set() or (not pending and not waiting):
                             return
                         step = next(
                             (steps[n] for n in waiting if not steps[n].needs & unfinished), None
@@ -172,6 +172,10 @@ class ParallelSyncer:
                             )
                             with take:
                                 self._done += synced
+                    except BaseException:
+                        # stop first: what waits for `key` must not start after its failure
+                        _stop_all(stop, self._syncers)
+                        raise
                     finally:
                         with take:
                             unfinished.discard(key)
