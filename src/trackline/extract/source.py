@@ -138,19 +138,9 @@ def rechunk(
     batches: Iterator[pa.RecordBatch], schema: pa.Schema, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
     """Regroup a stream of reader batches into batches of exactly `batch_size` rows (last: ≤)."""
-    pending: list[pa.RecordBatch] = []
-    n = 0
-    for b in batches:
-        while b.num_rows:
-            take = min(batch_size - n, b.num_rows)
-            pending.append(b.slice(0, take))
-            n += take
-            b = b.slice(take)
-            if n == batch_size:
-                yield pa.Table.from_batches(pending, schema).combine_chunks().to_batches()[0]
-                pending, n = [], 0
-    if n:
-        yield pa.Table.from_batches(pending, schema).combine_chunks().to_batches()[0]
+    tables = (pa.Table.from_batches([b], schema) for b in batches)
+    for t in regroup(tables, schema, batch_size):
+        yield t.combine_chunks().to_batches()[0]
 
 
 def regroup(tables: Iterable[pa.Table], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
