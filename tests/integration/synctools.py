@@ -299,7 +299,24 @@ def sync_when_quiet(
     while True:
         wait_for_no_other_writers(mysql_db, *mine)
         results.append(one(sync_ok(cfg)))
-        if sum(r.rows for r in results) >= expect or time.monotonic() > deadline:
+        if sum(r.rows for r in results) >= expect:
+            return results
+        if time.monotonic() > deadline:
+            # what held the bound, for the failure the caller's assertion will report
+            held = mysql_db.query(
+                "SELECT trx_mysql_thread_id, trx_started, trx_rows_modified, trx_query "
+                "FROM information_schema.innodb_trx"
+            )
+            running = mysql_db.query(
+                "SELECT ID, DB, COMMAND, TIME_MS, LEFT(INFO, 120) "
+                "FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+            )
+            warnings = [w for r in results for w in r.warnings]
+            print(
+                f"sync_when_quiet: {len(results)} tries read {sum(r.rows for r in results)} "
+                f"of {expect} rows; mine {mine}; innodb_trx {held}; processlist {running}; "
+                f"warnings {warnings}"
+            )
             return results
         time.sleep(pause)
         pause = min(pause * 2, 2.0)

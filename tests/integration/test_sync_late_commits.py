@@ -349,7 +349,7 @@ def test_lock_wait_margin_zero_loses_the_waiting_row(
             cur.execute("LOCK TABLES u WRITE")
         _next_second(mysql_db)
         waiter.start()
-        time.sleep(0.3)
+        waiter.wait_until_waiting(mysql_db)
         _next_second(mysql_db)
         mysql_db.execute("INSERT INTO t (code, ts) VALUES ('n1', UNIX_TIMESTAMP())")
         _next_second(mysql_db)
