@@ -62,7 +62,7 @@ tables:
     # (its mart row is then replaced when it differs), use instead:
     # cdc: {strategy: follow, cursor: add_time, id: id,
     #       follow: uni_tracking_info, follow_key: order_id}
-    # Cost: one indexed lookup per changed order (IN-lists of 1000 keys; the sync refuses to
+    # Cost: one indexed lookup per changed order (IN-lists of 10,000 keys; the sync refuses to
     # start without an index on ecs_order_info(order_id)) plus one raw row per changed order.
     dist_key: order_id
   - name: uni_tracking_spath      # scan events, append-only

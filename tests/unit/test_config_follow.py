@@ -44,7 +44,7 @@ def test_follow_is_hybrid_plus_a_driver() -> None:
         "hybrid",
         "uti",
         "order_id",
-        1000,
+        10_000,
     )
 
 

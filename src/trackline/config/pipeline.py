@@ -27,8 +27,10 @@ class CdcConfig(Model):
     follow_key: Ident | None = None
     """strategy follow: the key column both tables share (e.g. order_id); the source must
     have an index starting with it (checked at every sync start, refused without one)."""
-    follow_chunk_keys: int = Field(default=1000, gt=0, le=10_000)
-    """strategy follow: keys per `WHERE key IN (...)` query."""
+    follow_chunk_keys: int = Field(default=10_000, gt=0, le=100_000)
+    """strategy follow: keys per `WHERE key IN (...)` query (each query has a fixed cost on
+    the source and the reader: 100,000 keys cost about 0.85 s of source reads in lists of
+    1,000 and 0.5 s in lists of 10,000, bench/follow_bench.py)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -98,6 +98,14 @@ def check_follow_index(src: Source, rt: ResolvedTable) -> str:
     return index
 
 
+def _literals(src: Source, keys: list[object]) -> str:
+    """The keys of one IN-list as SQL literals (integer keys without a call per key: an
+    IN-list of 10,000 keys is built 10x per 100,000 changed orders)."""
+    if all(type(k) is int for k in keys):
+        return ", ".join(map(str, keys))
+    return ", ".join(map(src.lit, keys))
+
+
 class FollowPass:
     """One follow pass of one table (after its cursor read, under its sync lock)."""
 
@@ -165,7 +173,7 @@ class FollowPass:
             n = 0
             step = t.cdc.follow_chunk_keys
             for i in range(0, len(keys), step):
-                part = ", ".join(src.lit(k) for k in keys[i : i + step])
+                part = _literals(src, keys[i : i + step])
                 sql = f"SELECT {select} FROM {rel} WHERE {kq} IN ({part}) ORDER BY {order}"
                 for b in src.stream(sql, schema, batch_rows):
                     pending.append(pa.Table.from_batches([b]))
