@@ -518,9 +518,13 @@ class MartSteps:
         w = self.wh
         c, k, tm = w.cols(cols), self.q(key), self.q(time_col)
         if w.KEYED_INSERT == "on_conflict":  # through the unique index: flat cost
+            # In key order: the unique index's leaf pages (and the heap pages, where the mart
+            # lies in key order) are visited one after the other, each once; in the batch's
+            # own order every row lands on another page, and each first write of a page
+            # after a checkpoint logs the whole page (bench/README.md, session 8).
             sets = ", ".join(f"{self.q(x)} = EXCLUDED.{self.q(x)}" for x in cols if x != key)
             return self._change(
-                f"INSERT INTO {mart} AS m ({c}) SELECT {c} FROM {new} "
+                f"INSERT INTO {mart} AS m ({c}) SELECT {c} FROM {new} ORDER BY {k} "
                 f"ON CONFLICT ({k}) DO UPDATE SET {sets} WHERE m.{tm} <= EXCLUDED.{tm}"
             )
         w.execute(
@@ -566,8 +570,8 @@ class MartSteps:
         w = self.wh
         c = w.cols(cols)
         if w.KEYED_INSERT == "on_conflict":
-            return self._change(
-                f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} "
+            return self._change(  # in key order, as in `_replace_by_key`
+                f"INSERT INTO {mart} ({c}) SELECT {c} FROM {new} ORDER BY {w.cols(match)} "
                 f"ON CONFLICT ({w.cols(match)}) DO NOTHING"
             )
         # Drop the batch rows already present first, probing the mart with the batch's keys
