@@ -16,9 +16,14 @@ when it was read. Its ledger entry says so (`wm_to.extra.followed`), for the mar
 
 The position in the driver's ledger is a `mart_progress` row named ``follow:<raw table>``,
 committed with the last batch of each driver chunk: kill the pass anywhere and the rerun
-re-reads the chunk (the marts keep the last read of a key; nothing doubles). The first pass
-starts at the driver's current last batch: the cursor read before it (the first one is a
-snapshot) already has every row as it is now.
+re-reads the chunk (the marts keep the last read of a key; nothing doubles). The position is
+first taken before the table's first read begins (`begin`), at the driver's last batch then:
+every row that read returns is as new as that batch or newer, and a driver change loaded
+after it is followed, even when the read is a snapshot that a crash interrupted and a later
+run finished (its early batches were read before the change). Until the driver has loaded
+anything the position waits for the first pass, which starts at the driver's last batch (the
+driver's own first load is no change to follow: re-reading every key it names would re-read
+the whole table by key).
 
 The IN-list is served by an index whose first column is the key; without one each IN-list
 would scan the table, so the sync refuses to start (`check_follow_index`).
@@ -124,6 +129,16 @@ class FollowPass:
         self.driver = resolve(cfg, cfg.table(t.cdc.follow), source_db, target_schema)
         self.mark = progress_name(rt.key)
         self.key = t.cdc.follow_key
+
+    def begin(self) -> None:
+        """Before the table's read: take the follow position at the driver's last batch when
+        there is none yet and the driver has loaded something (see the module docstring)."""
+        state, d_key = self.s.state, self.driver.key
+        if state.has_mart_progress(self.mark, d_key):
+            return
+        start = state.last_batch_id(d_key)
+        if start:
+            self.s.wh.run_transaction(lambda: state.set_mart_progress(self.mark, d_key, start))
 
     def run(self) -> int:
         """Re-read the keys the driver loaded since the last pass; returns the rows read."""

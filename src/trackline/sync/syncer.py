@@ -103,11 +103,14 @@ class Syncer:
             t0 = time.monotonic()
             try:
                 with self.wh.lock(f"sync:{rt.key}", self._lock_timeout()):
+                    follow = None
                     if t.cdc.follow:  # refused before anything is read: no index, no follow
                         check_follow_index(self.source(rt), rt)
+                        follow = FollowPass(self, rt, res, source_db, target_schema)
+                        follow.begin()
                     self._sync_table(rt, res)
-                    if t.cdc.follow:
-                        FollowPass(self, rt, res, source_db, target_schema).run()
+                    if follow is not None:
+                        follow.run()
             except TracklineError as exc:
                 if isinstance(exc, _FATAL):
                     raise
