@@ -115,6 +115,28 @@ class Runs:
             rows = wh.query(f"SELECT dim_key, note FROM {wh.t('public', table)}")
         return {int(k): n for k, n in rows}
 
+    def wrong_hashes(self, tracked: tuple[str, ...] = ("name", "city", "active")) -> list[Any]:
+        """The versions whose `row_hash` is not the MD5 of the documented encoding of their
+        tracked columns (``<column>=<length>:<text>;`` for each non-NULL one, in order): the
+        hash every release stored, whichever way it was computed."""
+        import hashlib
+
+        def text(v: Any) -> str:
+            return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+        with warehouse(self.cfg) as wh:
+            rows = wh.query(f"SELECT dim_key, {wh.cols(tracked)}, row_hash FROM public.partners")
+        wrong = []
+        for key, *vals, got in rows:
+            enc = "".join(
+                f"{c}={len(text(v))}:{text(v)};"
+                for c, v in zip(tracked, vals, strict=True)
+                if v is not None
+            )
+            if got != hashlib.md5(enc.encode()).hexdigest():
+                wrong.append((key, enc, got))
+        return wrong
+
     def history(self, table: str = "partners") -> list[tuple[Any, ...]]:
         """(dim_key, partner_id, region, name, city, active, from_run, to_run, is_current,
         closed_by_delete), ordered by key and start."""
@@ -232,6 +254,7 @@ def test_scd2_history_follows_the_snapshots(
     mysql_db.execute("UPDATE partners SET note = '' WHERE partner_id = 1")
     runs.sync()
     assert runs.history() == v5 and runs.notes()[8] == ""
+    assert runs.wrong_hashes() == []
 
     # A source returning a fraction of the rows is refused; nothing changes.
     _partners(mysql_db, [(1, "N", "A2", "X", "n1", None)])
@@ -480,6 +503,17 @@ def test_sql_plans_show_the_scd2_statements_redshift_accepts(tmp_path: Path) -> 
         assert any(s.startswith(start) for s in text), start
     changes = next(s for s in text if s.startswith('CREATE TEMPORARY TABLE "_TL_SCD2'))
     assert " FULL JOIN " in changes  # deletes: close (the default) on a full snapshot
+    # the tracked columns compared NULL-safely, VARCHAR also by length (Redshift's `=` ignores
+    # trailing blanks)
+    assert 'LENGTH(D."NAME") <> LENGTH(X."NAME")' in changes
+    assert 'D."NAME" IS NULL AND X."NAME" IS NOT NULL' in changes
+    # the hashes of the rows that open a version only, fetched a page at a time, into a
+    # temporary table the INSERT joins
+    page = next(s for s in text if s.startswith('SELECT "_TL_N", "NAME", "ACTIVE"'))
+    assert page.endswith('FROM "_TL_SCD2_CHANGES" WHERE "_TL_N" > ? AND "_TL_N" <= ? AND '
+                         '"PARTNER_ID" IS NOT NULL')  # fmt: skip
+    opens = next(s for s in text if s.startswith('INSERT INTO "DIMS"."PARTNERS"'))
+    assert 'LEFT JOIN "_TL_SCD2_HASHES" AS H ON H."_TL_N" = C."_TL_N"' in opens
     apply = [
         s
         for s in sent
@@ -487,7 +521,8 @@ def test_sql_plans_show_the_scd2_statements_redshift_accepts(tmp_path: Path) -> 
             ('UPDATE "DIMS"', 'INSERT INTO "DIMS"', "CREATE TEMPORARY", 'DROP TABLE "_TL')
         )
     ]
-    assert len(apply) == 4 and all(s.in_transaction for s in apply)
+    # changes, hashes, close, open, two drops
+    assert len(apply) == 6 and all(s.in_transaction for s in apply)
     assert all("IS DISTINCT" not in norm(s.sql) for s in apply)
 
 
@@ -667,6 +702,7 @@ def test_scd2_follows_a_widened_and_a_new_source_column(
     assert [tuple(r) for r in tiers] == [
         (1, None), (2, None), (3, None), (4, None), (5, None), (6, "gold"),
     ]  # fmt: skip
+    assert runs.wrong_hashes(("name", "city", "active", "tier")) == []
 
 
 def test_migrate_rebuilds_the_dimension_with_a_widened_key(

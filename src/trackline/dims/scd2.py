@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from trackline.config import TableConfig
-from trackline.dims.rowhash import ROW_HASH_COL
+from trackline.dims.rowhash import row_hashes
 from trackline.errors import ConfigError, DimensionError, SchemaDriftError
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
@@ -165,30 +165,43 @@ CHANGES = "_tl_scd2_changes"
 that close (`changes_sql`)."""
 CURRENT = "_tl_current"
 """`CHANGES`: the surrogate key of the key's current version (NULL: it has none)."""
+ROW_NO = "_tl_n"
+"""`CHANGES`: 1..n for the n staged rows, in natural-key order (their versions' surrogate
+keys follow it), then the closing-only rows; `HASHES` is keyed by it."""
+HASHES = "_tl_scd2_hashes"
+"""The apply's temporary table of the row hashes of `CHANGES`' staged rows (`ROW_NO`,
+`ROW_HASH`), computed by the client from those rows alone (`hash_changes`)."""
 
 
-def changes_sql(w: Warehouse, d: Dimension, *, deletes: bool) -> str:
+def changes_sql(w: Warehouse, d: Dimension, columns: Sequence[Column], *, deletes: bool) -> str:
     """One pass over the staged rows and the current versions, into a temporary table:
-    a staged row whose key has no current version (new, returning) or one with another hash
-    (changed), with that version's surrogate key in `CURRENT`; with `deletes`, also each
-    current version whose key is not staged (its source columns NULL: a staged key never
-    is, `check_staged`). Every later statement joins this table (1 % of the rows in a
-    typical run), not the staging table: one 1M x 1M join per run instead of three."""
+    a staged row whose key has no current version (new, returning) or one whose tracked
+    columns differ (changed: NULL-safe, `Warehouse.distinct`, column by column: staging table
+    and dimension share the columns' types), with that version's surrogate key in `CURRENT`;
+    with `deletes`, also each current version whose key is not staged (its source columns
+    NULL: a staged key never is, `check_staged`). Every later statement joins this table
+    (1 % of the rows in a typical run), not the staging table: one 1M x 1M join per run."""
     k0 = w.q(d.natural_key[0])
+    by_name = {c.name: c for c in columns}
     cur = (
-        f"(SELECT {w.q(d.surrogate)}, {w.cols(d.natural_key)}, {w.q(ROW_HASH)} "
+        f"(SELECT {w.cols([d.surrogate, *d.natural_key, *d.tracked])} "
         f"FROM {w.t(d.schema, d.table)} WHERE {w.q(IS_CURRENT)}) AS d"
     )
     join = "FULL JOIN" if deletes else "LEFT JOIN"
+    differs = "\n  OR ".join(
+        w.distinct(f"d.{w.q(n)}", f"x.{w.q(n)}", by_name[n]) for n in d.tracked
+    )
+    order = f"CASE WHEN x.{k0} IS NULL THEN 1 ELSE 0 END, {w.cols(d.natural_key, 'x.')}"
     return (
         f"CREATE TEMPORARY TABLE {w.q(CHANGES)} AS\n"
-        f"SELECT {w.cols(d.columns, 'x.')}, x.{w.q(ROW_HASH_COL)},\n"
-        f"  d.{w.q(d.surrogate)} AS {w.q(CURRENT)}\n"
+        f"SELECT {w.cols(d.columns, 'x.')},\n"
+        f"  d.{w.q(d.surrogate)} AS {w.q(CURRENT)},\n"
+        f"  ROW_NUMBER() OVER (ORDER BY {order}) AS {w.q(ROW_NO)}\n"
         f"FROM {w.t(d.schema, d.stage)} AS x\n"
         f"{join} {cur}\n"
         f"  ON {_on(w, d, 'x', 'd')}\n"
         f"WHERE d.{w.q(d.surrogate)} IS NULL OR x.{k0} IS NULL\n"
-        f"  OR d.{w.q(ROW_HASH)} <> x.{w.q(ROW_HASH_COL)}"
+        f"  OR {differs}"
     )
 
 
@@ -206,13 +219,61 @@ def _on(w: Warehouse, d: Dimension, a: str, b: str) -> str:
 
 
 def count_changes_sql(w: Warehouse, d: Dimension) -> str:
-    """Versions the close ends: (because of a change, because their key left the source)."""
+    """(Versions the close ends because of a change, because their key left the source,
+    staged rows that open a version.)"""
     k0 = w.q(d.natural_key[0])
+    cur = w.q(CURRENT)
     return (
-        f"SELECT COALESCE(SUM(CASE WHEN {k0} IS NOT NULL THEN 1 ELSE 0 END), 0),\n"
-        f"  COALESCE(SUM(CASE WHEN {k0} IS NULL THEN 1 ELSE 0 END), 0)\n"
-        f"FROM {w.q(CHANGES)} WHERE {w.q(CURRENT)} IS NOT NULL"
+        f"SELECT COALESCE(SUM(CASE WHEN {k0} IS NOT NULL AND {cur} IS NOT NULL THEN 1 ELSE 0 "
+        "END), 0),\n"
+        f"  COALESCE(SUM(CASE WHEN {k0} IS NULL THEN 1 ELSE 0 END), 0),\n"
+        f"  COALESCE(SUM(CASE WHEN {k0} IS NOT NULL THEN 1 ELSE 0 END), 0)\n"
+        f"FROM {w.q(CHANGES)}"
     )
+
+
+def hashes_table_sql(w: Warehouse) -> str:
+    return (
+        f"CREATE TEMPORARY TABLE {w.q(HASHES)} "
+        f"({w.q(ROW_NO)} BIGINT, {w.q(ROW_HASH)} {w.sized_text_type(32)})"
+    )
+
+
+def changed_rows_sql(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> str:
+    """One page of `CHANGES`' staged rows: `ROW_NO` and the tracked columns (parameters:
+    the page's first `ROW_NO` exclusive, its last inclusive)."""
+    by_name = {c.name: c for c in columns}
+    tracked = ", ".join(w.fetchable(w.q(n), by_name[n]) for n in d.tracked)
+    return (
+        f"SELECT {w.q(ROW_NO)}, {tracked}\nFROM {w.q(CHANGES)}\n"
+        f"WHERE {w.q(ROW_NO)} > ? AND {w.q(ROW_NO)} <= ? AND {w.q(d.natural_key[0])} IS NOT NULL"
+    )
+
+
+def hash_changes(
+    w: Warehouse, d: Dimension, columns: Sequence[Column], opened: int, page_rows: int
+) -> None:
+    """Fill `HASHES` with the row hash of each staged row of `CHANGES` (the `opened` rows
+    numbered 1..opened), `page_rows` at a time: fetched as Arrow in the types the source
+    gave (`columns`), hashed by `rowhash.row_hashes` (the encoding and MD5 of every stored
+    version) and appended. Only the rows that open a version are hashed, never the whole
+    snapshot; memory holds one page."""
+    by_name = {c.name: c for c in columns}
+    schema = pa.schema(
+        [pa.field(ROW_NO, pa.int64()), *(pa.field(n, by_name[n].type) for n in d.tracked)]
+    )
+    w.execute(hashes_table_sql(w))
+    sql = changed_rows_sql(w, d, columns)
+    for lo in range(0, max(opened, 1), page_rows):  # one page at least: `trackline sql`
+        page = w.query_arrow(sql, (lo, lo + page_rows), schema)
+        if not page.num_rows:
+            continue
+        out = pa.table({ROW_NO: page.column(ROW_NO), ROW_HASH: row_hashes(page, d.tracked)})
+        with w.batch_relation(out) as rel:
+            w.execute(
+                f"INSERT INTO {w.q(HASHES)} ({w.cols([ROW_NO, ROW_HASH])}) "
+                f"SELECT {w.cols([ROW_NO, ROW_HASH])} FROM {rel}"
+            )
 
 
 def close_sql(w: Warehouse, d: Dimension) -> str:
@@ -234,19 +295,21 @@ def close_sql(w: Warehouse, d: Dimension) -> str:
 
 
 def open_versions_sql(w: Warehouse, d: Dimension) -> str:
-    """A version for every staged row of `CHANGES` (parameters: FAR_FUTURE, clock). Its key
-    has no current version any more (closed just before, or none yet): its start is moved up
-    to the end of the key's last version, the latest of its closed ones (only those, and only
-    of the keys in `CHANGES`, are aggregated)."""
+    """A version for every staged row of `CHANGES`, with its hash from `HASHES` (parameters:
+    FAR_FUTURE, clock). Its surrogate key is the dimension's top one plus its `ROW_NO`. Its
+    key has no current version any more (closed just before, or none yet): its start is
+    moved up to the end of the key's last version, the latest of its closed ones (only
+    those, and only of the keys in `CHANGES`, are aggregated)."""
     dim = w.t(d.schema, d.table)
     return (
         f"INSERT INTO {dim} ({w.cols([d.surrogate, *d.columns, *META])})\n"
-        f"SELECT n.top + ROW_NUMBER() OVER (ORDER BY {w.cols(d.natural_key, 'c.')}),\n"
+        f"SELECT n.top + c.{w.q(ROW_NO)},\n"
         f"  {w.cols(d.columns, 'c.')},\n"
         "  CASE WHEN p.last_to > c._tl_valid_from THEN p.last_to ELSE c._tl_valid_from END,\n"
-        f"  CAST(? AS TIMESTAMP), TRUE, c.{w.q(ROW_HASH_COL)}, FALSE\n"
+        f"  CAST(? AS TIMESTAMP), TRUE, h.{w.q(ROW_HASH)}, FALSE\n"
         f"FROM {_changes(w, d)}\n"
         f"CROSS JOIN (SELECT COALESCE(MAX({w.q(d.surrogate)}), 0) AS top FROM {dim}) AS n\n"
+        f"LEFT JOIN {w.q(HASHES)} AS h ON h.{w.q(ROW_NO)} = c.{w.q(ROW_NO)}\n"
         f"LEFT JOIN (SELECT {w.cols(d.natural_key, 'v.')}, MAX(v.{w.q(VALID_TO)}) AS last_to\n"
         f"  FROM {dim} AS v JOIN {w.q(CHANGES)} AS k ON {_on(w, d, 'v', 'k')}\n"
         f"  WHERE NOT v.{w.q(IS_CURRENT)} GROUP BY {w.cols(d.natural_key, 'v.')}) AS p\n"
@@ -255,15 +318,11 @@ def open_versions_sql(w: Warehouse, d: Dimension) -> str:
     )
 
 
-def update_ignored_sql(w: Warehouse, d: Dimension) -> str:
+def update_ignored_sql(w: Warehouse, d: Dimension, columns: Sequence[Column]) -> str:
     """The current versions' ignored columns set to the staged values where any differs
-    (NULL-safe: a change to or from NULL counts; no ``IS DISTINCT FROM``, which Redshift
-    lacks), in place: no version opens or closes."""
-    differs = " OR ".join(
-        f"(d.{c} <> s.{c} OR (d.{c} IS NULL AND s.{c} IS NOT NULL) "
-        f"OR (d.{c} IS NOT NULL AND s.{c} IS NULL))"
-        for c in (w.q(n) for n in d.ignored)
-    )
+    (NULL-safe: `Warehouse.distinct`), in place: no version opens or closes."""
+    by_name = {c.name: c for c in columns}
+    differs = " OR ".join(w.distinct(f"d.{w.q(n)}", f"s.{w.q(n)}", by_name[n]) for n in d.ignored)
     return (
         f"UPDATE {w.t(d.schema, d.table)} AS d\n"
         f"SET {', '.join(f'{w.q(c)} = s.{w.q(c)}' for c in d.ignored)}\n"
@@ -414,9 +473,11 @@ def apply(
     clock: dt.datetime,
     *,
     full_snapshot: bool,
+    page_rows: int = 100_000,
 ) -> Applied:
     """Build this run's versions from the staging table (see the module docstring). Runs in
-    the caller's transaction: the staging load, this and the state commit together."""
+    the caller's transaction: the staging load, this and the state commit together.
+    `page_rows` bounds the rows hashed at a time (the table's batch size)."""
     if not w.in_transaction:
         raise AssertionError("scd2 apply runs inside the load's transaction")
     w.bulk_join_settings()  # transaction-scoped (PostgreSQL: work_mem, no JIT)
@@ -427,19 +488,22 @@ def apply(
     check_staged(w, d)
     checkpoint("dims.before_apply")
     out = Applied()
-    w.execute(changes_sql(w, d, deletes=full_snapshot and d.deletes == "close"))
+    w.execute(changes_sql(w, d, columns, deletes=full_snapshot and d.deletes == "close"))
     # PostgreSQL: the planner knows nothing of a new temporary table (it guessed 6,298 rows
     # for 10,000 and walked the whole surrogate index in a merge join); the other engines
     # skip `analyze`
     w.analyze(None, CHANGES)
-    for closed, deleted in w.query(count_changes_sql(w, d)):  # one row (none: `trackline sql`)
-        out.closed, out.deleted = int(closed), int(deleted)
+    opened = 0
+    for closed, deleted, new in w.query(count_changes_sql(w, d)):  # none: `trackline sql`
+        out.closed, out.deleted, opened = int(closed), int(deleted), int(new)
+    hash_changes(w, d, columns, opened, page_rows)
     w.execute(close_sql(w, d), (clock, clock, clock))
     checkpoint("dims.in_apply")
     out.opened = w.execute_count(open_versions_sql(w, d), (FAR_FUTURE, clock))
+    w.execute(f"DROP TABLE {w.q(HASHES)}")
     w.execute(f"DROP TABLE {w.q(CHANGES)}")
     if d.ignored:  # after the opens: a version opened just now already holds the values
-        out.updated = w.execute_count(update_ignored_sql(w, d))
+        out.updated = w.execute_count(update_ignored_sql(w, d, columns))
     return out
 
 

@@ -227,6 +227,41 @@ class Warehouse(ABC):
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
 
+    def query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
+        """A query's rows as an Arrow table whose columns, by position, have `schema`'s names
+        and types (a caller bounds the rows: the result is held whole)."""
+        faults.before_statement()
+        try:
+            data = self._query_arrow(sql, params, schema)
+        except Exception as exc:
+            if isinstance(exc, WarehouseError):
+                raise
+            raise self.translate_error(exc, sql) from exc
+        faults.after_statement()
+        return data
+
+    def _query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
+        """Default: the driver's rows (Python values) converted column by column."""
+        rows = self._query(sql, params)
+        arrays = []
+        for i, field in enumerate(schema):
+            values = [r[i] for r in rows]
+            try:
+                arrays.append(pa.array(values, field.type))
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a time of day stored as text
+                arrays.append(pa.array(values).cast(field.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def distinct(self, a: str, b: str, column: Column) -> str:  # noqa: ARG002 - engines that compare some types specially use it
+        """SQL true when the values `a` and `b` of `column`'s type differ, NULL-safely (a
+        change to or from NULL counts)."""
+        return f"{a} IS DISTINCT FROM {b}"
+
+    def fetchable(self, expr: str, column: Column) -> str:  # noqa: ARG002 - engines with a JSON document type use it
+        """`expr` (a value of `column`) as a SELECT should return it for `query_arrow` (JSON
+        documents: as text)."""
+        return expr
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """One warehouse transaction; nested uses join the outer one."""

@@ -131,6 +131,12 @@ class DuckDB(Warehouse):
     def _query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params) if params else None).fetchall()
 
+    def _query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
+        # DuckDB hands its result over as Arrow (no Python value per cell)
+        got = self.con.sql(sql, params=list(params) if params else None).to_arrow_table()
+        arrays = [col.cast(f.type) for col, f in zip(got.columns, schema, strict=True)]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
     def _begin(self) -> None:
         self.con.begin()
 

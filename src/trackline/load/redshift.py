@@ -253,6 +253,26 @@ class Redshift(TableLock, Postgres):
     def column_type(self, c: Column) -> str:
         return self._json_type() if c.json else super().column_type(c)
 
+    def distinct(self, a: str, b: str, column: Column) -> str:
+        # No IS DISTINCT FROM; `=` on VARCHAR ignores trailing blanks ('a' = 'a '), LENGTH
+        # counts them: https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html;
+        # SUPER documents are compared as their serialized bytes
+        if column.json and not self.compat:
+            a, b = f"JSON_SERIALIZE_TO_VARBYTE({a})", f"JSON_SERIALIZE_TO_VARBYTE({b})"
+        differ = f"{a} <> {b}"
+        if not column.json and (
+            pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        ):
+            differ += f" OR LENGTH({a}) <> LENGTH({b})"
+        return (
+            f"({differ} OR ({a} IS NULL AND {b} IS NOT NULL) OR ({a} IS NOT NULL AND {b} IS NULL))"
+        )
+
+    def fetchable(self, expr: str, column: Column) -> str:
+        if not column.json:
+            return expr
+        return f"CAST({expr} AS TEXT)" if self.compat else f"JSON_SERIALIZE({expr})"
+
     def json_column_names(self, schema: str, table: str) -> set[str]:
         want = self._json_type().lower()
         return {n for n, t in self.column_types(schema, table).items() if t == want}

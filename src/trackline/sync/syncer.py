@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -289,6 +289,7 @@ class Syncer:
         whole = None
         if t.write_mode in ("replace", "scd2"):
             whole = WholeLoad(self.wh, rt, self.reporter, source_pk=pk)
+            whole.page_rows = batch_size
             if t.write_mode == "scd2":
                 whole.columns = [raw_column(c, stored_json, sizes) for c in cols]
                 whole.clock = src.now(False)
@@ -313,7 +314,6 @@ class Syncer:
                 next_id,
                 pk,
                 res,
-                extend=whole.extend if whole else None,
             ):
                 self._commit_batch(rt, batch_id, data, staged, wm_now, wm_to, pk, res)
                 wm_now = wm_to
@@ -455,10 +455,8 @@ class Syncer:
         first_id: int,
         pk: list[str],
         res: TableResult,
-        extend: Callable[[pa.Table], pa.Table] | None = None,
     ) -> Iterator[tuple[int, pa.Table, StagedFiles, Watermark]]:
-        """Extract + stage in a worker thread, one batch ahead of the loader; `extend` adds
-        columns to each batch before it is staged (scd2: the row hashes)."""
+        """Extract + stage in a worker thread, one batch ahead of the loader."""
         t = rt.cfg
         q: queue.Queue[Any] = queue.Queue(maxsize=1)
         stop = threading.Event()
@@ -480,8 +478,6 @@ class Syncer:
                     data = data.append_column(
                         BATCH_COL, pa.repeat(pa.scalar(bid, pa.int64()), data.num_rows)
                     )
-                    if extend is not None:
-                        data = extend(data)
                     staged = self.stage.write_batch(
                         source_db=rt.source_db,
                         schema=rt.target_schema,

@@ -19,16 +19,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from trackline.dims import scd2
 from trackline.dims.guard import check_shrink
-from trackline.dims.rowhash import ROW_HASH_COL, with_row_hash
+from trackline.dims.rowhash import ROW_HASH_COL
 from trackline.load import Column, Warehouse
 from trackline.report import Reporter
 from trackline.sync.tables import ResolvedTable, TableResult
-
-HASH_COLUMN = Column(ROW_HASH_COL, pa.string(), max_bytes=32)
 
 
 @dataclass
@@ -41,6 +37,8 @@ class WholeLoad:
     source_pk: Sequence[str] = ()
     clock: dt.datetime | None = None
     """scd2: the source's clock when the run started (where a version has no change time)."""
+    page_rows: int = 100_000
+    """scd2: the most rows the apply hashes at a time (the table's batch size)."""
     before: int = 0
     dimension: scd2.Dimension | None = None
     applied: scd2.Applied = field(default_factory=scd2.Applied)
@@ -51,23 +49,22 @@ class WholeLoad:
 
     def prepare(self) -> None:
         """Before the load's transaction: scd2 widens the dimension's columns as the staging
-        table was (`trackline.dims.scd2.widen_dimension`)."""
+        table was (`trackline.dims.scd2.widen_dimension`), and drops the staging table's row
+        hash column, which releases before this one filled for every staged row (the apply
+        now hashes only the rows that open a version: `trackline.dims.scd2.hash_changes`)."""
         t, w = self.rt.cfg, self.wh
         if t.write_mode != "scd2":
             return
         d = self.dimension = scd2.dimension(t, self.rt.target_schema, self.columns, self.source_pk)
-        if ROW_HASH_COL not in w.column_names(self.rt.target_schema, self.rt.target):
-            with w.transaction():
-                w.add_column(self.rt.target_schema, self.rt.target, HASH_COLUMN)
+        if w.name(ROW_HASH_COL) in w.column_names(self.rt.target_schema, self.rt.target):
+            # (the staging table is trackline's own; one statement, in autocommit)
+            w.execute(
+                f"ALTER TABLE {w.t(self.rt.target_schema, self.rt.target)} "
+                f"DROP COLUMN {w.q(ROW_HASH_COL)}"
+            )
         for name in scd2.widen_dimension(w, d, self.columns):
             msg = f"{t.name}: column {name!r} widened in the dimension {d.key}"
             self.reporter.event("drift", msg, table=t.name, column=name)
-
-    def extend(self, data: pa.Table) -> pa.Table:
-        """scd2: each staged batch carries its rows' hashes (after the batch id column)."""
-        if self.dimension is None:
-            return data
-        return with_row_hash(data, self.dimension.tracked)
 
     def begin(self) -> None:
         t, w = self.rt.cfg, self.wh
@@ -87,7 +84,9 @@ class WholeLoad:
             return
         assert self.clock is not None and self.dimension is not None
         d = self.dimension
-        self.applied = scd2.apply(w, d, self.columns, self.clock, full_snapshot=self.full)
+        self.applied = scd2.apply(
+            w, d, self.columns, self.clock, full_snapshot=self.full, page_rows=self.page_rows
+        )
         a = self.applied
         msg = (
             f"{t.name}: dimension {d.key}: {a.opened:,} versions opened, {a.closed:,} closed "
