@@ -356,6 +356,23 @@ def test_scd2_refuses_duplicate_natural_keys(
     assert res.error and "partner_id=1" in res.error and "natural_key" in res.error
     with warehouse(cfg) as wh:
         assert not wh.table_exists("public", "partners")
+    # fixed: it loads; PostgreSQL's uniqueness check (a unique index on the staged keys) is
+    # dropped with the apply, so the next load does not maintain it row by row
+    _partners(mysql_db, [(1, "N", "A", "X", "", 1), (2, "S", "A", "X", "", 1)])
+    runs = Runs(mysql_db, cfg)
+    runs.sync()
+    with warehouse(cfg) as wh:
+        if wh.ENGINE == "postgres":
+            assert (
+                wh.query("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%tl_unique'") == []
+            )
+    history = runs.history()
+    assert len(history) == 2
+    # a duplicate against an existing dimension: refused, nothing changed
+    _partners(mysql_db, [(1, "N", "B", "X", "", 1), (1, "S", "B", "X", "", 1)])
+    res = one(sync(cfg))
+    assert res.status == "failed" and res.error and "partner_id=1" in res.error
+    assert runs.history() == history
 
 
 # --------------------------------------------------------------------------- replace

@@ -637,6 +637,16 @@ class Warehouse(ABC):
             f"ON {self.t(schema, table)} ({self.cols(columns)})"
         )
 
+    def unique_in_transaction(
+        self, schema: str, table: str, columns: Sequence[str]
+    ) -> Callable[[], None] | None:
+        """Inside a transaction: whether `columns` are unique in `table`, answered by building a
+        unique index on them (row stores: one sort of the keys, cheaper than a GROUP BY's hash
+        of all of them). Returns the index's drop (run it in the same transaction) when they
+        are unique; None when the engine has no such check or the table holds duplicates (the
+        transaction goes on: the caller asks its GROUP BY to name them)."""
+        return None
+
     def view_options(self) -> str:
         """Text after ``CREATE OR REPLACE VIEW … AS <query>`` (Redshift: late binding)."""
         return ""

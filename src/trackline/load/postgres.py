@@ -6,7 +6,7 @@ import contextlib
 import io
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -199,6 +199,30 @@ class Postgres(Warehouse):
         self, schema: str, table: str, data: pa.Table, staged: StagedFiles | None = None
     ) -> int:
         return self.copy_into(self.t(schema, table), data)
+
+    UNIQUE_VIOLATION = "23505"
+
+    def unique_in_transaction(
+        self, schema: str, table: str, columns: Sequence[str]
+    ) -> Callable[[], None] | None:
+        # The build fails on the first duplicate and would abort the transaction: a savepoint
+        # keeps it going (https://www.postgresql.org/docs/current/sql-savepoint.html).
+        if not self.in_transaction:
+            raise AssertionError("unique_in_transaction runs inside a transaction")
+        raw = f"{table}_tl_unique"[: self.MAX_IDENTIFIER_LENGTH]
+        name, index = self.q(raw), self.t(schema, raw)
+        self.execute("SAVEPOINT tl_unique")
+        try:
+            self.execute(
+                f"CREATE UNIQUE INDEX {name} ON {self.t(schema, table)} ({self.cols(columns)})"
+            )
+        except WarehouseError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != self.UNIQUE_VIOLATION:
+                raise
+            self.execute("ROLLBACK TO SAVEPOINT tl_unique")
+            return None
+        self.execute("RELEASE SAVEPOINT tl_unique")
+        return lambda: self.execute(f"DROP INDEX {index}")
 
     def approx_rows(self, schema: str, table: str) -> int:
         # Constant cost, unlike COUNT(*). `n_live_tup` of the cumulative statistics is kept

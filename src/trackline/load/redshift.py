@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
@@ -332,6 +332,11 @@ class Redshift(TableLock, Postgres):
     def create_unique_index(self, schema: str, table: str, columns: Sequence[str]) -> None:
         """Redshift has no indexes; keys stay unique through the anti-join inserts."""
         return None
+
+    def unique_in_transaction(
+        self, schema: str, table: str, columns: Sequence[str]
+    ) -> Callable[[], None] | None:
+        return None  # no indexes (and no savepoints): the caller's GROUP BY checks
 
     def sized_text_type(self, max_bytes: int) -> str:
         # VARCHAR(n) counts bytes; a column sized from the source keeps temp tables and hash
