@@ -363,9 +363,18 @@ def test_scd2_refuses_duplicate_natural_keys(
     runs.sync()
     with warehouse(cfg) as wh:
         if wh.ENGINE == "postgres":
-            assert (
-                wh.query("SELECT indexname FROM pg_indexes WHERE indexname LIKE '%tl_unique'") == []
-            )
+            indexes = "SELECT indexname FROM pg_indexes WHERE indexname LIKE '%tl_unique'"
+            assert wh.query(indexes) == []
+            # the surrogate key's index is unique (the plain one of older releases is dropped)
+            wh.execute("CREATE INDEX partners_dim_key_ix ON public.partners (dim_key)")
+    runs.sync()
+    with warehouse(cfg) as wh:
+        if wh.ENGINE == "postgres":
+            assert wh.query(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'partners' AND indexdef "
+                "LIKE 'CREATE UNIQUE INDEX % (dim_key)' UNION ALL SELECT indexname FROM "
+                "pg_indexes WHERE indexname = 'partners_dim_key_ix'"
+            ) == [("partners_uk",)]
     history = runs.history()
     assert len(history) == 2
     # a duplicate against an existing dimension: refused, nothing changed
