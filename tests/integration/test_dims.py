@@ -772,3 +772,62 @@ def test_migrate_rebuilds_the_dimension_with_a_widened_key(
     assert after[-1][-2:] == (True, False)
     with warehouse(cfg) as wh:  # the sync finds nothing left to widen
         assert not migrate(cfg, wh, "partners").columns
+
+
+def test_row_hashes_of_values_read_back_from_the_warehouse_equal_the_sources(
+    engine: tuple[Any, StageConfig],
+) -> None:
+    """The apply hashes the rows that open a version as it reads them back from the warehouse
+    (`Warehouse.query_arrow`, in the source's Arrow types): the hashes must be those of the
+    values as the source gave them, as earlier releases stored them."""
+    import decimal
+
+    import pyarrow as pa
+
+    from trackline.dims.rowhash import row_hashes
+    from trackline.load import Column, open_warehouse
+
+    src = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "txt": pa.array(["é€x", "a ", None]),
+            "n": pa.array([7, None, -1], pa.int32()),
+            "d": pa.array(
+                [decimal.Decimal("1.50"), None, decimal.Decimal("-0.05")], pa.decimal128(10, 2)
+            ),  # fmt: skip
+            "f": pa.array([1.1, None, 3.4e38], pa.float32()),
+            "g": pa.array([0.1, 1e-300, None], pa.float64()),
+            "b": pa.array([True, False, None]),
+            "day": pa.array([dt.date(2024, 1, 2), None, dt.date(1999, 12, 31)]),
+            "ts": pa.array(
+                [dt.datetime(2024, 1, 1, 8, 0, 0, 123456), None, dt.datetime(2024, 2, 29)],
+                pa.timestamp("us"),
+            ),  # fmt: skip
+            "tod": pa.array([dt.time(8, 0, 0, 5), dt.time(23, 59, 59), None], pa.time64("us")),
+            "bin": pa.array([b"\x00\xff", b"", None]),
+        }
+    )
+    cols = [Column.of(f) for f in src.schema]
+    names = src.column_names[1:]
+    wh = open_warehouse(engine[0])
+    wh.connect()
+    try:
+        wh.ensure_schema("public")
+        wh.create_table("public", "hashed", cols)
+        marks = ", ".join("?" for _ in cols)
+        for row in src.to_pylist():
+            wh.execute(
+                f"INSERT INTO {wh.t('public', 'hashed')} ({wh.cols(src.column_names)}) "
+                f"VALUES ({marks})",
+                list(row.values()),
+            )
+        fetched = wh.query_arrow(
+            f"SELECT {', '.join(wh.fetchable(wh.q(c.name), c) for c in cols)} "
+            f"FROM {wh.t('public', 'hashed')} ORDER BY {wh.q('id')}",
+            (),
+            src.schema,
+        )
+    finally:
+        wh.close()
+    assert fetched.to_pylist() == src.to_pylist()
+    assert row_hashes(fetched, names).to_pylist() == row_hashes(src, names).to_pylist()

@@ -1,6 +1,7 @@
-"""The row hash of an scd2 member: computed once per staged row, from the Arrow batch, in the
-extract thread (overlapped with the load of the previous batch), and stored in the staging
-table's `ROW_HASH_COL`; the apply only compares it.
+"""The row hash of an scd2 version: computed by the apply for the rows that open a version
+only (`trackline.dims.scd2.hash_changes`: fetched from the warehouse as Arrow in the types the
+source gave, a page at a time), and stored in the version's `row_hash`. Changes are found by
+comparing the tracked columns in the warehouse, not by this hash.
 
 Canonical encoding (its MD5 is the hash): for each tracked column, in the order of
 `tracked`, whose value is not NULL, ``<column>=<length>:<text>;`` where text is Arrow's cast
@@ -8,14 +9,14 @@ of the value to a string (binary values: their hex) and length counts its charac
 column contributes nothing. So NULL, '' (``c=0:;``) and 'NULL' (``c=4:NULL;``) all differ, no
 two different rows share an encoding (each part is self-delimiting), the hash is the same on
 every engine, and a column added to the source (NULL in the current versions) leaves the
-hashes as they were: only members whose new column gets a value open a version.
+hashes as they were: a version opened later for another change hashes as it would have.
 
 The encoding is built with Arrow compute kernels and its MD5 taken by DuckDB's ``md5`` over
 the Arrow column (zero copy, one in-memory DuckDB connection per thread): both run outside
-the GIL, where a per-row ``hashlib`` loop held it against the load thread (1M rows: ~8 s of
-the extract thread on a loaded machine, bench/README.md). ``md5`` hashes the text's UTF-8
-bytes and returns lower-case hex, as ``hashlib.md5(text.encode()).hexdigest()`` does: the
-hashes of versions stored before are unchanged (tests/unit/test_rowhash.py pins both).
+the GIL (a per-row ``hashlib`` loop held it: 1M rows took ~8 s on a loaded machine,
+bench/README.md). ``md5`` hashes the text's UTF-8 bytes and returns lower-case hex, as
+``hashlib.md5(text.encode()).hexdigest()`` does: the hashes of versions stored before are
+unchanged (tests/unit/test_rowhash.py pins both).
 """
 
 from __future__ import annotations

@@ -47,6 +47,16 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 T = TypeVar("T")
 
 
+def _arrow_values(values: list[Any], t: pa.DataType) -> pa.Array:
+    """Driver values as an Arrow array of type `t` (a time of day may come back as text)."""
+    try:
+        return pa.array(values, t)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if pa.types.is_time(t):
+            return pa.array([v if v is None else dt.time.fromisoformat(v) for v in values], t)
+        return pa.array(values).cast(t)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -243,13 +253,7 @@ class Warehouse(ABC):
     def _query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
         """Default: the driver's rows (Python values) converted column by column."""
         rows = self._query(sql, params)
-        arrays = []
-        for i, field in enumerate(schema):
-            values = [r[i] for r in rows]
-            try:
-                arrays.append(pa.array(values, field.type))
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # e.g. a time of day stored as text
-                arrays.append(pa.array(values).cast(field.type))
+        arrays = [_arrow_values([r[i] for r in rows], f.type) for i, f in enumerate(schema)]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     def distinct(self, a: str, b: str, column: Column) -> str:  # noqa: ARG002 - engines that compare some types specially use it
