@@ -550,12 +550,12 @@ class Statement:
 def traced(command: Command, cfg: Config) -> list[Statement]:
     """Run `command` uninterrupted; the statements it sent, in order."""
     log: list[Statement] = []
-    plain = {m: getattr(Warehouse, m) for m in ("execute", "execute_count", "query")}
+    plain = {m: getattr(Warehouse, m) for m in ("execute", "execute_count", "query", "query_arrow")}
     transaction = Warehouse.transaction
 
     def wrap(method: str) -> Callable[..., Any]:
-        def run(self: Warehouse, sql: str, params: Any = ()) -> Any:
-            out = plain[method](self, sql, params)
+        def run(self: Warehouse, sql: str, *args: Any) -> Any:
+            out = plain[method](self, sql, *args)
             verb = sql.lstrip().split(None, 1)[0].upper()
             log.append(Statement(faults.statements(), verb, self.in_transaction))
             return out
