@@ -8,7 +8,8 @@ whole (`cdc.strategy: full`) by two `tables:` entries of one config: `dim_replac
 2. per round: 1 % of the rows change in the source (score + 1 on every 100th id, a new
    residue each round), then, each in its own child process, `sync` of `dim_replace` and
    `sync` of `dim_scd2`, each reading, staging and loading the same N rows; the scd2 child
-   also times its apply alone (the three statements after the staging load).
+   also times its apply alone (every statement after the staging load: checks, the changes
+   join, the hashes of the opened rows, close, open).
 
     .venv/bin/python bench/dims_bench.py                         # 1,000,000 rows, 2 rounds
     .venv/bin/python bench/dims_bench.py --rows 200000 --engines duckdb --repeat 1
@@ -188,7 +189,10 @@ def main() -> None:
         apply_ratio = statistics.median(
             m["scd2"].result["apply"] / m["replace"].seconds for m in rounds
         )
-        print(f"\n## {engine}: {args.rows:,} rows, 1 % changed per round, batch {args.batch:,}")
+        print(
+            f"\n## {engine}: {args.rows:,} rows, 1 % changed per round, batch {args.batch:,} "
+            f"({stamp()}, load {os.getloadavg()[0]:.1f} after the rounds)"
+        )
         print(table(["round", "step", "seconds", "CPU s", "apply s", "peak RSS MB"], rows))
         print(
             f"scd2 / replace: {ratio:.2f}x wall, {ratio_cpu:.2f}x CPU (median); "
