@@ -831,3 +831,32 @@ def test_row_hashes_of_values_read_back_from_the_warehouse_equal_the_sources(
         wh.close()
     assert fetched.to_pylist() == src.to_pylist()
     assert row_hashes(fetched, names).to_pylist() == row_hashes(src, names).to_pylist()
+
+
+@pytest.mark.parametrize("deletes", ["close", "ignore"])
+def test_scd2_shrink_guard_counts_the_current_versions(
+    mysql_db: MySQLDb, engine: tuple[Any, StageConfig], deletes: str
+) -> None:
+    """The guard compares the snapshot with the dimension's current versions: with
+    `deletes: close` the apply's changes join counts them (staged rows with a current version
+    plus the ones it would close as deleted), with `ignore` a COUNT does; both say 10 here,
+    whatever mix of unchanged, changed, new and gone members the snapshot holds."""
+    mysql_db.execute(PARTNERS_DDL)
+    cfg = _dim_config(mysql_db, engine, deletes=deletes)
+    runs = Runs(mysql_db, cfg)
+    _partners(mysql_db, [(i, "N", f"m{i}", "c", "", 1) for i in range(10)])
+    runs.sync()
+    before = runs.history()
+    # 0, 1 unchanged; 2 changed; 10 new; 3..9 gone: 4 rows against 10 current versions
+    snapshot = [(i, "N", "changed" if i == 2 else f"m{i}", "c", "", 1) for i in (0, 1, 2, 10)]
+    _partners(mysql_db, snapshot)
+    res = one(sync(cfg))
+    assert res.status == "failed"
+    assert res.error and "4 rows, 40% of the 10" in res.error and "shrink_guard" in res.error
+    assert runs.history() == before
+    # 6 of 10 (0..4 and the new 10, key 2 changed): above half, applied
+    _partners(mysql_db, [(i, "N", "changed" if i == 2 else f"m{i}", "c", "", 1)
+                         for i in (0, 1, 2, 3, 4, 10)])  # fmt: skip
+    runs.sync()
+    current = [h for h in runs.history() if h[8]]
+    assert len(current) == (6 if deletes == "close" else 11)

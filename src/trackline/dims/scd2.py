@@ -492,10 +492,15 @@ def apply(
     *,
     full_snapshot: bool,
     page_rows: int = 100_000,
+    shrink: tuple[Callable[[int], None], int] | None = None,
 ) -> Applied:
     """Build this run's versions from the staging table (see the module docstring). Runs in
     the caller's transaction: the staging load, this and the state commit together.
-    `page_rows` bounds the rows hashed at a time (the table's batch size)."""
+    `page_rows` bounds the rows hashed at a time (the table's batch size). `shrink` (a full
+    snapshot with ``deletes: close`` only): (the shrink guard, the staged rows); the guard is
+    called with the dimension's current versions, which the changes join counts: the staged
+    rows that have one (staged keys are unique, `check_staged`) plus those it closes as
+    deleted. Raising stops the apply before it changes anything."""
     if not w.in_transaction:
         raise AssertionError("scd2 apply runs inside the load's transaction")
     # transaction-scoped (PostgreSQL: work_mem, no JIT; and the random page cost of data in
@@ -519,6 +524,11 @@ def apply(
     opened = 0
     for closed, deleted, new in w.query(count_changes_sql(w, d)):  # none: `trackline sql`
         out.closed, out.deleted, opened = int(closed), int(deleted), int(new)
+    if shrink is not None:
+        if not (full_snapshot and d.deletes == "close"):
+            raise AssertionError("the changes join counts the current versions of a FULL JOIN")
+        guard, staged = shrink
+        guard(staged - (opened - out.closed) + out.deleted)
     hash_changes(w, d, columns, opened, page_rows)
     w.execute(close_sql(w, d), (clock, clock, clock))
     checkpoint("dims.in_apply")
