@@ -538,13 +538,19 @@ def test_sql_plans_show_the_scd2_statements_redshift_accepts(tmp_path: Path) -> 
     page = next(s for s in text if s.startswith('SELECT "_TL_N", "NAME", "ACTIVE"'))
     assert page.endswith('FROM "_TL_SCD2_CHANGES" WHERE "_TL_N" > ? AND "_TL_N" <= ? AND '
                          '"PARTNER_ID" IS NOT NULL')  # fmt: skip
+    assert 'INSERT INTO "_TL_SCD2_HASHES" ("_TL_N", "ROW_HASH") SELECT' in " ".join(text)
     opens = next(s for s in text if s.startswith('INSERT INTO "DIMS"."PARTNERS"'))
     assert 'LEFT JOIN "_TL_SCD2_HASHES" AS H ON H."_TL_N" = C."_TL_N"' in opens
     apply = [
         s
         for s in sent
         if norm(s.sql).startswith(
-            ('UPDATE "DIMS"', 'INSERT INTO "DIMS"', "CREATE TEMPORARY", 'DROP TABLE "_TL')
+            (
+                'UPDATE "DIMS"',
+                'INSERT INTO "DIMS"',
+                'CREATE TEMPORARY TABLE "_TL_SCD2',
+                'DROP TABLE "_TL_SCD2',
+            )
         )
     ]
     # changes, hashes, close, open, two drops

@@ -55,6 +55,7 @@ import pyarrow as pa
 from trackline.config import TableConfig
 from trackline.dims.rowhash import row_hashes
 from trackline.errors import ConfigError, DimensionError, SchemaDriftError
+from trackline.extract.types import with_max_bytes
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
 
@@ -269,11 +270,16 @@ def hash_changes(
     )
     w.execute(hashes_table_sql(w))
     sql = changed_rows_sql(w, d, columns)
-    for lo in range(0, max(opened, 1), page_rows):  # one page at least: `trackline sql`
+    for lo in range(0, max(opened, 1), page_rows):
         page = w.query_arrow(sql, (lo, lo + page_rows), schema)
-        if not page.num_rows:
-            continue
-        out = pa.table({ROW_NO: page.column(ROW_NO), ROW_HASH: row_hashes(page, d.tracked)})
+        if not page.num_rows and lo:
+            continue  # (the first page is written even empty: `trackline sql` shows it)
+        out = pa.Table.from_arrays(
+            [page.column(ROW_NO), row_hashes(page, d.tracked)],
+            schema=pa.schema(
+                [pa.field(ROW_NO, pa.int64()), with_max_bytes(pa.field(ROW_HASH, pa.string()), 32)]
+            ),
+        )
         with w.batch_relation(out) as rel:
             w.execute(
                 f"INSERT INTO {w.q(HASHES)} ({w.cols([ROW_NO, ROW_HASH])}) "
