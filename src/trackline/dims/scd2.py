@@ -26,7 +26,7 @@ Layout of the dimension table (besides the source's columns, copied into each ve
 5. with `ignored_columns`: the current versions whose ignored columns differ from the staged
    row get the staged values in place (UPDATE … FROM): no version opens or closes.
 
-A staged key that already has a current version with the same hash is left alone, so
+A staged key whose current version has the same tracked values is left alone, so
 rerunning the same snapshot changes nothing. A version starts at the source's own change-time
 column (`valid_from_column`) where configured and not NULL, else at the source's clock read
 when the run started (never the warehouse's clock, which moves with load delays); a start
