@@ -22,6 +22,7 @@ from trackline.faults import checkpoint
 from trackline.load import Warehouse
 from trackline.state import StateStore
 from trackline.sync import resolve
+from trackline.sync.follow import progress_name
 
 
 @dataclass
@@ -95,6 +96,8 @@ def _one(
                 )
             new = Watermark(ts=point, id=None, extra=wm.extra)
             state.put(rt.key, rec.handoff_source_db, str(t.cdc.strategy), new, st.last_batch_id, 0)
+            if t.cdc.follow:
+                _follow_from_production(cfg, state, rt.key, t.cdc.follow, rec.handoff_source_db)
             checkpoint("backfill.handoff_before_commit")
             led.mark_handed_off(rec.backfill_id)
             return HandoffOutcome(name, rt.key, point, before, "set")
@@ -102,6 +105,27 @@ def _one(
         out = wh.run_transaction(work)
     checkpoint("backfill.after_handoff")
     return out
+
+
+def _follow_from_production(
+    cfg: Config, state: StateStore, key: str, driver: str, source_db: str
+) -> None:
+    """A following table's rows came from the legacy DW as it was when it was read; what
+    changed since then is seen only by re-reading the keys the driver loads from production.
+    Without a follow position, the table's first follow pass would start at the driver's
+    current last batch and skip the production batches the driver already loaded (its own
+    handoff may have come first): set the position before the driver's first batch from
+    production (or at its last batch when it has none yet), unless a position exists."""
+    d_key = resolve(cfg, cfg.table(driver), None, None).key
+    mark = progress_name(key)
+    if state.has_mart_progress(mark, d_key):
+        return
+    first = state.wh.scalar(
+        f"SELECT MIN(batch_id) FROM {state.t('batches')} WHERE table_key = ? AND source_db = ?",
+        (d_key, source_db),
+    )
+    at = int(first) - 1 if first is not None else state.last_batch_id(d_key)
+    state.set_mart_progress(mark, d_key, at)
 
 
 def status(cfg: Config, wh: Warehouse, names: list[str] | None = None) -> list[dict[str, Any]]:
