@@ -14,9 +14,11 @@ import pytest
 from tests.conftest import MySQLDb
 from tests.integration.backfill_world import second_db
 from tests.integration.cross_world import DAY, DW_END, B, CrossWorld
+from trackline import faults
 from trackline.backfill.handoff import handoff
 from trackline.backfill.run import run
 from trackline.config import DuckDBWarehouse, PostgresWarehouse
+from trackline.errors import InjectedFault
 from trackline.marts.cycle import run_cycle
 from trackline.sync import sync
 
@@ -143,4 +145,41 @@ def test_a_follower_handed_off_after_its_driver_synced_follows_those_batches(
     finally:
         wh.close()
     cycle(w)
+    w.assert_equal_to_truth()
+
+
+@pytest.mark.parametrize("world", ["newest"], indirect=True)
+@pytest.mark.parametrize(
+    "step",
+    ["backfill.after_batch@4", "backfill.before_commit@5", "backfill.after_commit@3"],
+)
+def test_a_backfill_of_follow_tables_with_two_workers_killed_resumes_to_the_truth(
+    world: CrossWorld, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    w = world
+    for o in range(1, 25):
+        t = B + o * 6 * DAY + o * 100
+        w.order(o, t, partner=o % 4)
+        w.status(o, t + 2 * DAY, code=20)
+    w.snapshot_legacy()
+    w.ecs(20, partner_id=70)
+    w.status(20, DW_END + 3600)
+    start, end = dt.datetime(2025, 1, 1), dt.datetime(2025, 7, 1)
+    faults.reset()
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", step)
+    try:
+        with pytest.raises(InjectedFault):
+            run(w.cfg, None, start=start, end=end, workers=2)
+    finally:
+        monkeypatch.delenv("TRACKLINE_FAIL_AT")
+        faults.reset()
+    res = run(w.cfg, None, start=start, end=end, workers=2)
+    assert {r.status for r in res} == {"ok"}, [(r.table, r.error) for r in res]
+    wh = w.open()
+    try:
+        assert {h.status for h in handoff(w.cfg, wh)} == {"set"}
+    finally:
+        wh.close()
+    s = run_cycle(w.cfg)
+    assert s.ok, s.as_dict()
     w.assert_equal_to_truth()
