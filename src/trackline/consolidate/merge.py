@@ -30,6 +30,7 @@ never purged.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from trackline.config import ConsolidationConfig
@@ -38,14 +39,60 @@ from trackline.errors import SchemaDriftError
 from trackline.extract.cdc import Watermark
 from trackline.faults import checkpoint
 from trackline.load import Column, Warehouse
+from trackline.load.base import declared_bytes
 from trackline.state import StateStore
 
 
 def ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
     """Create the target and the staging table (same distribution; the target sorted by
     `sort_key`, default the key; staging by its batch), or check that existing ones hold
-    the columns the inputs produce."""
+    the columns the inputs produce, widening a column the inputs now produce wider."""
+    _widen_tables(wh, c, columns)
     wh.run_transaction(lambda: _ensure_tables(wh, c, columns))  # rerun whole on a conflict
+
+
+_INT_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "integer": 32, "bigint": 64}
+
+
+def _narrower(wh: Warehouse, spec: str, col: Column) -> bool:
+    """Whether a column declared `spec` (`Warehouse.column_specs`) cannot hold every value
+    of `col`: an integer of fewer bits, or text of fewer declared bytes (Redshift)."""
+    have, want = spec.split("(")[0].strip(), wh.column_type(col).lower()
+    have_bits, want_bits = _INT_BITS.get(have), _INT_BITS.get(want.split("(")[0].strip())
+    if have_bits is not None and want_bits is not None:
+        return have_bits < want_bits
+    have_bytes = declared_bytes(spec)
+    m = re.fullmatch(r"varchar\((\d+)\)", want)
+    return have_bytes is not None and m is not None and have_bytes < int(m.group(1))
+
+
+def _widen_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
+    """An input's column that widened at the source (INT → BIGINT, a longer VARCHAR where the
+    engine sizes text) is widened in the target and staging tables before anything is read,
+    as the sync does for its tables; where the engine cannot ALTER the type in place, the run
+    stops naming the column, with nothing read. Each ALTER stands alone: a rerun after a
+    crash between two of them alters what is left."""
+    s = c.target_schema
+    todo: list[tuple[str, Column]] = []
+    for table in (c.target_table, c.staging):
+        if not wh.table_exists(s, table):
+            continue
+        specs = wh.column_specs(s, table).get(wh.name(table), {})
+        for col in columns:
+            have = specs.get(wh.name(col.name))
+            if have is None or not _narrower(wh, have, col):
+                continue
+            if not wh.can_alter_type(have, col):
+                raise SchemaDriftError(
+                    f"consolidation {c.name!r}: column {col.name!r} of {s}.{table} is {have}, "
+                    f"but the inputs now produce {wh.column_type(col)}, which {wh.ENGINE} "
+                    "cannot ALTER in place. Nothing was read. Recreate the table with the "
+                    "wider type (copying its rows), or CAST the inputs back"
+                )
+            todo.append((table, col))
+    with wh.alter_type_scope():
+        for table, col in todo:
+            wh.alter_column_type(s, table, col)
 
 
 def _ensure_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:

@@ -53,6 +53,8 @@ class DuckDB(Warehouse):
         self.con: Any = None
         self.catalog: str | None = None
         """The database file's catalog name (its file name's stem)."""
+        self._unregister_after_rollback: list[str] = []
+        """Arrow tables registered by a failed statement's `batch_relation`."""
 
     def connect(self) -> None:
         import duckdb
@@ -145,6 +147,8 @@ class DuckDB(Warehouse):
 
     def _rollback(self) -> None:
         self.con.rollback()
+        while self._unregister_after_rollback:
+            self.con.unregister(self._unregister_after_rollback.pop())
 
     @contextlib.contextmanager
     def batch_relation(self, data: pa.Table, staged: StagedFiles | None = None) -> Iterator[str]:
@@ -152,8 +156,16 @@ class DuckDB(Warehouse):
         self.con.register(name, data)
         try:
             yield self.q(name)
-        finally:
-            self.con.unregister(name)
+        except BaseException:
+            # A statement that failed inside a transaction aborts it, and DuckDB then refuses
+            # even the unregister until the rollback: let the statement's own error through
+            # (it names what went wrong), and unregister after the rollback.
+            try:
+                self.con.unregister(name)
+            except Exception:  # noqa: BLE001 - duckdb.Error (imported lazily): "transaction aborted"
+                self._unregister_after_rollback.append(name)
+            raise
+        self.con.unregister(name)
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float = 0) -> Iterator[None]:

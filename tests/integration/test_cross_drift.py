@@ -1,0 +1,210 @@
+"""Schema drift × consolidation, × follow tables, × events upserted into history periods,
+× scd2 dimensions: a source column that grows, changes type or appears after the warehouse
+tables exist, on real MariaDB → DuckDB, PostgreSQL (and Redshift compat where the column's
+declared size matters). Each end state is compared with the source itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import MySQLDb
+from tests.integration import test_consolidate
+from tests.integration.synctools import warehouse
+from tests.integration.test_consolidate import Hours, oracle, run_ok, setup, target
+from trackline.config import (
+    ConsolidationConfig,
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    RedshiftWarehouse,
+    StageConfig,
+)
+from trackline.consolidate import consolidate
+
+Wh = DuckDBWarehouse | PostgresWarehouse
+cengine = test_consolidate.engine
+"""DuckDB, PostgreSQL, Redshift compat (with its S3 stage), as test_consolidate.py runs."""
+
+# --------------------------------------------------------------------------- consolidation
+
+
+def test_consolidation_input_whose_text_grew_after_the_tables_exist(
+    mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]
+) -> None:
+    """One input's VARCHAR is made longer at the source once the staging and target tables
+    exist (sized from the first run on Redshift). The longer values must reach the target
+    whole, as the union on the source has them; a run that cannot take them must fail
+    naming the column, never cut them."""
+    cfg = setup(mysql_db, cengine)
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY path_info VARCHAR(600)")
+    hours.hour(2)
+    long_text = "é" * 20 + "x" * 480  # 520 bytes: more than VARCHAR(64) in utf8mb4 (256)
+    mysql_db.execute(
+        "UPDATE uni_tracking_addon_spath SET path_info = %s, update_time = NOW(6) "
+        "ORDER BY id DESC LIMIT 1",
+        (long_text,),
+    )
+    with warehouse(cfg) as wh:
+        (res,) = consolidate(cfg, wh)
+    assert res.ok, res.error
+    got = target(cfg)
+    assert got == oracle(mysql_db)
+    assert any(r[6] == long_text for r in got)
+
+
+def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
+    mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]
+) -> None:
+    """`table:` inputs carry their declared text size (Redshift sizes VARCHAR columns from
+    it): one input's VARCHAR(64) grows to VARCHAR(600) after the staging and target tables
+    were created. A 520-byte value must reach the target whole."""
+    spec: dict[str, Any] = {
+        "name": "parcel_detail",
+        "key": ["source_kind", "id"],
+        "inputs": [
+            {
+                "name": kind,
+                "table": table,
+                "cdc": {"cursor": "update_time", "id": "id"},
+                "constants": {"source_kind": kind},
+                "lag_seconds": 0,
+            }
+            for kind, table in (
+                ("spath", "uni_tracking_spath"),
+                ("addon", "uni_tracking_addon_spath"),
+            )
+        ],
+        "target_table": "events_all",
+    }
+    cfg = setup(mysql_db, cengine)
+    cfg = cfg.model_copy(update={"consolidations": [ConsolidationConfig.model_validate(spec)]})
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY path_info VARCHAR(600)")
+    long_text = "é" * 20 + "x" * 480
+    mysql_db.execute(
+        "UPDATE uni_tracking_addon_spath SET path_info = %s, update_time = NOW(6) "
+        "ORDER BY id DESC LIMIT 1",
+        (long_text,),
+    )
+    run_ok(cfg)
+    want = sorted(
+        [
+            ("spath", r[0], r[1])
+            for r in mysql_db.query("SELECT id, path_info FROM uni_tracking_spath")
+        ]
+        + [
+            ("addon", r[0], r[1])
+            for r in mysql_db.query("SELECT id, path_info FROM uni_tracking_addon_spath")
+        ]
+    )
+    with warehouse(cfg) as wh:
+        got = sorted(
+            (r[0], int(r[1]), r[2])
+            for r in wh.query(
+                f"SELECT source_kind, id, path_info FROM {wh.t('public', 'events_all')}"
+            )
+        )
+    assert got == want
+    assert long_text in [r[2] for r in got]
+
+
+def test_consolidation_input_whose_int_became_bigint_is_refused_before_anything_is_written(
+    mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]
+) -> None:
+    """An input's INT becomes BIGINT: the inputs no longer agree, the run is refused before
+    any input is read (no staged row, no watermark moved, the target as it was). Once both
+    inputs cast it to BIGINT (MariaDB casts integers to BIGINT only), a value past INT's range
+    must reach the target exactly (the tables' INT columns widened); on Redshift, which
+    cannot ALTER an INT, the run stops naming the column, with nothing read."""
+    cfg = setup(mysql_db, cengine)
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    before = target(cfg)
+    with warehouse(cfg) as wh:
+        staged = wh.scalar("SELECT COUNT(*) FROM public.parcel_detail_tool_staging")
+        states = wh.query(
+            "SELECT table_key, source_db, value FROM trackline.watermarks ORDER BY 1, 2"
+        )
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY trace_seq BIGINT NOT NULL")
+    hours.hour(2)
+    mysql_db.execute(
+        "UPDATE uni_tracking_addon_spath SET trace_seq = 3000000000, update_time = NOW(6) "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    with warehouse(cfg) as wh:
+        (res,) = consolidate(cfg, wh)
+        assert res.status == "failed"
+        assert "trace_seq" in (res.error or "") and "addon" in (res.error or "")
+        assert wh.scalar("SELECT COUNT(*) FROM public.parcel_detail_tool_staging") == staged
+        assert (
+            wh.query("SELECT table_key, source_db, value FROM trackline.watermarks ORDER BY 1, 2")
+            == states
+        )
+    assert target(cfg) == before
+    # the user's fix: both inputs produce BIGINT
+    c = cfg.consolidations[0]
+    inputs = [
+        i.model_copy(
+            update={"query": (i.query or "").replace("e.trace_seq", "CAST(e.trace_seq AS SIGNED)")}
+        )
+        for i in c.inputs
+    ]
+    for i in inputs:
+        assert "CAST(e.trace_seq AS SIGNED) AS trace_seq" not in (i.query or "")
+    inputs = [
+        i.model_copy(
+            update={
+                "query": (i.query or "").replace(
+                    "CAST(e.trace_seq AS SIGNED)", "CAST(e.trace_seq AS SIGNED) AS trace_seq"
+                )
+            }
+        )
+        for i in inputs
+    ]
+    fixed = cfg.model_copy(update={"consolidations": [c.model_copy(update={"inputs": inputs})]})
+    with warehouse(fixed) as wh:
+        (res,) = consolidate(fixed, wh)
+    if isinstance(cengine[0], RedshiftWarehouse):  # an INT cannot be ALTERed there
+        assert not res.ok and "column 'trace_seq'" in (res.error or ""), res.error
+        assert "cannot ALTER" in (res.error or "")
+        assert target(fixed) == before
+        return
+    assert res.ok, res.error
+    got = target(fixed)
+    assert got == oracle(mysql_db)
+    assert 3000000000 in [r[4] for r in got]
+
+
+def test_duckdb_append_refused_inside_a_transaction_raises_its_own_error(
+    duckdb_warehouse: DuckDBWarehouse,
+) -> None:
+    """What consolidation × a widened INT showed on DuckDB: an append the engine refuses
+    inside a transaction (a value out of the column's range) aborted the transaction, and the
+    loader's cleanup then raised DuckDB's "transaction is aborted" in place of the refusal, so
+    the run ended with an unexplained error instead of a failed run naming the column. The
+    refusal must come through as a WarehouseError, and the connection stay usable."""
+    import pyarrow as pa
+
+    from trackline.errors import WarehouseError
+    from trackline.load import Column, open_warehouse
+
+    wh = open_warehouse(duckdb_warehouse)
+    wh.connect()
+    try:
+        wh.ensure_schema("s")
+        wh.create_table("s", "t", [Column("n", pa.int32())])
+        data = pa.table({"n": pa.array([1, 3_000_000_000], pa.int64())})
+        with pytest.raises(WarehouseError, match="out of range"):
+            wh.run_transaction(lambda: wh.append_arrow("s", "t", data))
+        assert wh.scalar(f"SELECT COUNT(*) FROM {wh.t('s', 't')}") == 0
+        wh.run_transaction(lambda: wh.append_arrow("s", "t", data.slice(0, 1)))
+        assert wh.query(f"SELECT n FROM {wh.t('s', 't')}") == [(1,)]
+    finally:
+        wh.close()
