@@ -183,3 +183,61 @@ def test_a_backfill_of_follow_tables_with_two_workers_killed_resumes_to_the_trut
     s = run_cycle(w.cfg)
     assert s.ok, s.as_dict()
     w.assert_equal_to_truth()
+
+
+@pytest.mark.parametrize("world", ["newest"], indirect=True)
+def test_a_column_added_between_chunks_of_a_killed_backfill_and_at_the_handoff(
+    world: CrossWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backfill is killed after two chunks of each table; then ecs gets a column `zip`
+    at the source and in the legacy DW (rows of later months carry a value), and the run is
+    resumed. Then, right before the handoff, spath gets a column `note` in production only
+    (the legacy DW never has it). Every row must arrive once with what the source holds
+    (chunks loaded before the column existed keep NULL: their rows have none)."""
+    w = world
+    history(w)
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", "backfill.after_commit@6")
+    faults.reset()
+    try:
+        with pytest.raises(InjectedFault):
+            run(w.cfg, None, start=START, end=END, workers=1)
+    finally:
+        monkeypatch.delenv("TRACKLINE_FAIL_AT")
+        faults.reset()
+    for db, table in ((w.truth, "ecs_order_info"), (w.prod, "ecs_order_info")):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN zip VARCHAR(10) NULL")
+    w.legacy.execute("ALTER TABLE dw_ecs_order_info ADD COLUMN zip VARCHAR(10) NULL")
+    later = B + 90 * DAY  # in April: chunks not loaded yet
+    for db, table in ((w.truth, "ecs_order_info"), (w.legacy, "dw_ecs_order_info")):
+        db.execute(f"UPDATE {table} SET zip = CONCAT('Z', order_id) WHERE add_time >= %s", (later,))
+    w.prod.execute(
+        "UPDATE ecs_order_info SET zip = CONCAT('Z', order_id) WHERE add_time >= %s", (later,)
+    )
+    res = run(w.cfg, None, start=START, end=END, workers=1)
+    assert {r.status for r in res} == {"ok"}, [(r.table, r.error) for r in res]
+    for db in (w.truth, w.prod):
+        db.execute("ALTER TABLE uni_tracking_spath ADD COLUMN note VARCHAR(10) NULL")
+    ev = w.event_ids(27)[0]
+    for db in (w.truth, w.prod):
+        db.execute("UPDATE uni_tracking_spath SET note = 'n' WHERE id = %s", (ev,))
+    w.rewrite(ev, 55, DW_END + H)  # (moves its modified time: the cursor reads it)
+    w.ecs(29, zip="Q")
+    w.status(29, DW_END + 2 * H)
+    wh = w.open()
+    try:
+        assert {h.status for h in handoff(w.cfg, wh)} == {"set"}
+    finally:
+        wh.close()
+    cycle(w)
+    cycle(w)
+    w.assert_equal_to_truth()
+    wh = w.open()
+    try:
+        for mart, name, table, cols in (
+            ("mart_ecs_order_info", "ecs", "ecs_order_info", "id, order_id, zip"),
+            ("mart_uni_tracking_spath", "uts", "uni_tracking_spath", "id, note, code"),
+        ):
+            got, want = w.held(wh, mart, name, cols), w.reference(table, cols)
+            assert got == want, (mart, [r for r in want if r not in got])
+    finally:
+        wh.close()

@@ -5,12 +5,15 @@ declared size matters). Each end state is compared with the source itself."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import MySQLDb
 from tests.integration import test_consolidate
+from tests.integration.parity_world import DAY, ECS, ECS_COLS, T0, UTS, UTS_COLS, World
 from tests.integration.synctools import warehouse
 from tests.integration.test_consolidate import Hours, oracle, run_ok, setup, target
 from trackline.config import (
@@ -208,3 +211,71 @@ def test_duckdb_append_refused_inside_a_transaction_raises_its_own_error(
         assert wh.query(f"SELECT n FROM {wh.t('s', 't')}") == [(1,)]
     finally:
         wh.close()
+
+
+# --------------------------------------------------------------------------- follow × drift
+
+
+@pytest.fixture(params=["newest", "follow"])
+def parity(
+    request: pytest.FixtureRequest, tmp_path: Path, warehouse_config: Wh, mysql_db: MySQLDb
+) -> Iterator[World]:
+    w = World(tmp_path, warehouse_config, mysql_db, spath=request.param)
+    yield w
+    w.close()
+
+
+def test_columns_added_to_follow_and_upserted_tables_reach_archived_rows(parity: World) -> None:
+    """A column is added to ecs (on `follow`) and to spath (upserted by modified time, or
+    re-read by order) after rows of both were archived. A cycle with the column still NULL
+    everywhere makes no new version; then values arrive through the follow pass (an archived
+    order coming back, an active one) and through a rewritten archived event: mart ∪ history
+    must equal the source, new columns included, each row once."""
+    w = parity
+    for o in range(1, 6):
+        w.order(o, T0 + o * 100, partner=o)
+        w.status(o, T0 + o * 100 + 50, code=20)
+    w.cycle()
+    w.status(5, T0 + 40 * DAY)  # 1..4 archived
+    w.cycle()
+    assert sorted(w.rows(ECS, "order_id")) == [(5,)]
+    w.db.execute("ALTER TABLE ecs_order_info ADD COLUMN zip VARCHAR(10) NULL")
+    w.db.execute("ALTER TABLE uni_tracking_spath ADD COLUMN note VARCHAR(20) NULL")
+    ecs_cols = f"{ECS_COLS}, zip"
+    uts_cols = f"{UTS_COLS}, note"
+    w.status(5, T0 + 40 * DAY + 10, event=False)  # ecs 5 read again, zip NULL: no change
+    s = w.cycle()
+    assert next(m for m in s.marts if m.mart == ECS).updated == 0
+    assert_like_source(w, ecs_cols, uts_cols)
+    w.ecs(2, zip="Z2")
+    w.status(2, T0 + 41 * DAY)  # comes back from history with its zip
+    w.ecs(5, zip="Z5", partner_id=55)
+    w.status(5, T0 + 41 * DAY + 5, event=False)
+    old = w.event_ids(3)[0]
+    w.db.execute(
+        "UPDATE uni_tracking_spath SET note = 'late', code = 77, is_updated = 1, "
+        "time_modified = %s WHERE id = %s",
+        (T0 + 41 * DAY + 9, old),
+    )
+    if w.data["tables"][2]["cdc"]["strategy"] == "follow":
+        w.status(3, T0 + 41 * DAY + 9, event=False)
+    w.cycle()
+    assert_like_source(w, ecs_cols, uts_cols)
+    w.cycle()
+    assert_like_source(w, ecs_cols, uts_cols)
+
+
+def assert_like_source(w: World, ecs_cols: str, uts_cols: str) -> None:
+    from trackline.marts.invariants import check_all
+
+    assert check_all(w.cfg, w.wh) == []
+    for mart, name, table, cols in (
+        (ECS, "ecs", "ecs_order_info", ecs_cols),
+        (UTS, "uts", "uni_tracking_spath", uts_cols),
+    ):
+        got, want = w.norm(w.held(mart, name, cols)), w.source(table, cols)
+        assert got == want, (
+            mart,
+            [r for r in want if r not in got],
+            [r for r in got if r not in want],
+        )
