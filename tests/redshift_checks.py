@@ -144,3 +144,36 @@ def redshift_problems(s: Sent) -> list[str]:
         if _block(sub) is not None and sub.args.get("limit"):
             problems.append("LIMIT in a subquery")
     return problems + correlation_problems(tree) + uncast_select_parameters(tree)
+
+
+PRINTED_ONLY = [
+    (r"\bRETURNING\b", "RETURNING (Redshift's INSERT/UPDATE/DELETE return no rows)"),
+    (r"\bDISTINCT\s+ON\s*\(", "DISTINCT ON"),
+    (r"\bFILTER\s*\(\s*WHERE\b", "aggregate FILTER (WHERE …)"),
+    (r"\bLATERAL\b", "LATERAL"),
+    (r"\b(STRING_AGG|ARRAY_AGG|JSONB?_AGG)\s*\(", "STRING_AGG / ARRAY_AGG (Redshift: LISTAGG)"),
+    (r"=\s*ANY\s*\(", "= ANY(array)"),
+    (r"\bFOR\s+(UPDATE|SHARE)\b", "SELECT … FOR UPDATE"),
+    (r"\bON\s+COMMIT\b", "temporary table ON COMMIT"),
+    (r"\bADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\b", "ADD COLUMN IF NOT EXISTS"),
+    (r"\bADD\s+COLUMN\b.*,\s*ADD\s+COLUMN\b", "several ADD COLUMN in one ALTER TABLE"),
+    (r"\bDROP\s+COLUMN\s+IF\s+EXISTS\b", "DROP COLUMN IF EXISTS"),
+    (r"\bJSONB\b", "JSONB (Redshift: SUPER)"),
+    (r"\bPG_(TRY_)?ADVISORY", "advisory locks"),
+    (r"\b(CONVERT_TO|SHA256|DIGEST)\s*\(", "PostgreSQL-only hash functions (Redshift: SHA2)"),
+    (r"\bENCODE\s*\(", "ENCODE() (PostgreSQL's bytea to text)"),
+    (r"\bGENERATE_SERIES\s*\(", "GENERATE_SERIES (leader node only)"),
+    (r"\bTO_TIMESTAMP\s*\([^,()]*\)", "TO_TIMESTAMP(epoch) (Redshift's takes a format)"),
+    (r"\bMERGE\s+INTO\b", "MERGE (its source must hold one row per target row: check it)"),
+    (r"\bCAST\s*\((?:[^()]|\([^()]*\))*\bAS\s+TEXT\s*\)|::\s*TEXT\b", "CAST AS TEXT"),
+]
+"""Clauses and functions Redshift lacks that PostgreSQL has: compat mode runs the statements
+on PostgreSQL, so only the printed (Redshift) text can show them. CAST AS TEXT is VARCHAR(256)
+on Redshift: a longer value is refused (or cut, as a target column type)."""
+
+
+def printed_problems(s: Sent) -> list[str]:
+    """What Redshift lacks in a statement as printed for it (`trackline sql`), beyond
+    `redshift_problems`; [] when nothing."""
+    n = norm(s.sql)
+    return [why for pattern, why in PRINTED_ONLY if re.search(pattern, n)]
