@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MySQLDb
-from tests.integration import test_consolidate
+from tests.integration import test_consolidate, test_dims
 from tests.integration.parity_world import DAY, ECS, ECS_COLS, T0, UTS, UTS_COLS, World
 from tests.integration.synctools import warehouse
 from tests.integration.test_consolidate import Hours, oracle, run_ok, setup, target
@@ -279,3 +279,60 @@ def assert_like_source(w: World, ecs_cols: str, uts_cols: str) -> None:
             [r for r in want if r not in got],
             [r for r in got if r not in want],
         )
+
+
+# --------------------------------------------------------------------------- scd2 × drift × kills
+
+dengine = test_dims.engine
+
+
+@pytest.mark.parametrize("step", ["sync.after_widen", "dims.in_apply"])
+def test_scd2_killed_while_a_new_and_a_widened_column_arrive_then_rerun(
+    mysql_db: MySQLDb, dengine: tuple[Any, StageConfig], monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """A column is added (one member gets a value) and another widened (one member gets a
+    longer value) at the source; the sync is killed while widening or applying, then rerun.
+    Exactly those two members open a version, the others none (a NULL in the new column is
+    no change), and a third run changes nothing."""
+    from trackline import faults
+    from trackline.errors import InjectedFault
+    from trackline.sync import sync
+
+    mysql_db.execute(test_dims.PARTNERS_DDL)
+    cfg = test_dims._dim_config(mysql_db, dengine)
+    runs = test_dims.Runs(mysql_db, cfg)
+    test_dims._partners(mysql_db, test_dims.FIRST)
+    runs.sync()
+    before = runs.history()
+    mysql_db.execute("ALTER TABLE partners MODIFY name VARCHAR(300), ADD COLUMN tier VARCHAR(8)")
+    long = "長" * 250
+    mysql_db.execute("UPDATE partners SET name = %s WHERE partner_id = 1", (long,))
+    mysql_db.execute("UPDATE partners SET tier = 'gold' WHERE partner_id = 2")
+    faults.reset()
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", step)
+    try:
+        try:
+            (res,) = sync(cfg)
+        except InjectedFault:
+            pass
+        else:
+            assert res.status == "failed" and "injected" in (res.error or ""), res
+    finally:
+        monkeypatch.delenv("TRACKLINE_FAIL_AT")
+        faults.reset()
+    assert runs.history() == before
+    runs.sync()
+    want = [
+        (1, 1, "N", "A", "X", 1, 1, 2, False, False),
+        (5, 1, "N", long, "X", 1, 2, None, True, False),
+        (2, 2, "N", "B", None, 1, 1, 2, False, False),
+        (6, 2, "N", "B", None, 1, 2, None, True, False),
+        (3, 3, "S", "C", "", 0, 1, None, True, False),
+        (4, 4, "S", "D", "NULL", None, 1, None, True, False),
+    ]
+    assert runs.history() == want
+    runs.sync()
+    assert runs.history() == want
+    with warehouse(cfg) as wh:
+        tiers = wh.query("SELECT partner_id, tier FROM public.partners WHERE is_current")
+    assert sorted((int(p), t) for p, t in tiers) == [(1, None), (2, "gold"), (3, None), (4, None)]
