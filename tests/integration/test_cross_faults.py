@@ -179,3 +179,33 @@ def test_a_snapshot_resumed_after_a_kill_still_follows_what_changed_meanwhile(
         w.assert_equal_to_source()
     finally:
         w.close()
+
+
+def test_a_follower_failing_for_cycles_still_follows_the_pruned_drivers_changes(
+    tmp_path: Path, warehouse_config: Wh, mysql_db: MySQLDb
+) -> None:
+    """raw_retention_seconds 0: raw rows go as soon as every reader consumed them. ecs's
+    follow pass fails for three cycles (its key index was dropped) while uti keeps changing,
+    and the marts and the raw pruning go on; once the index is back, the pass must still find
+    every key uti loaded meanwhile (its progress holds the driver's rows)."""
+    w = World(tmp_path, warehouse_config, mysql_db, spath="newest")
+    try:
+        w.data["defaults"]["raw_retention_seconds"] = 0
+        two_workers(w)
+        for o in range(1, 6):
+            w.order(o, T0 + o * 100, partner=o)
+        w.cycle()
+        w.db.execute("ALTER TABLE ecs_order_info DROP INDEX ix_ecs_order")
+        for k, o in enumerate((1, 2, 3), start=1):
+            w.ecs(o, partner_id=100 + o)
+            w.status(o, T0 + k * DAY)
+            s = run_cycle_on(w.cfg, w.wh)
+            ecs = next(r for r in s.sync if r.table == "ecs_order_info")
+            assert ecs.status == "failed" and "follow_key" in (ecs.error or "")
+        kept = w.wh.query(f"SELECT DISTINCT order_id FROM {w.wh.t('raw', 'uni_tracking_info_raw')}")
+        assert {1, 2, 3} <= {int(r[0]) for r in kept}  # held for the follow pass
+        w.db.execute("CREATE INDEX ix_ecs_order ON ecs_order_info (order_id)")
+        w.cycle()
+        w.assert_equal_to_source()
+    finally:
+        w.close()
