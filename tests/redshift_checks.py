@@ -166,6 +166,15 @@ PRINTED_ONLY = [
     (r"\bTO_TIMESTAMP\s*\([^,()]*\)", "TO_TIMESTAMP(epoch) (Redshift's takes a format)"),
     (r"\bMERGE\s+INTO\b", "MERGE (its source must hold one row per target row: check it)"),
     (r"\bCAST\s*\((?:[^()]|\([^()]*\))*\bAS\s+TEXT\s*\)|::\s*TEXT\b", "CAST AS TEXT"),
+    (
+        r"^(CREATE|ALTER) .*[(,]\s*\"?\w+\"?\s+(TEXT|VARCHAR|CHARACTER VARYING)"
+        r"\s*(,|\)|NOT\b|NULL\b)",
+        "a TEXT / unsized VARCHAR column (VARCHAR(256) on Redshift)",
+    ),
+    (
+        r"\bADD\s+(COLUMN\s+)?\"?\w+\"?\s+(TEXT|VARCHAR|CHARACTER VARYING)\b(?!\s*\()",
+        "a TEXT / unsized VARCHAR column (VARCHAR(256) on Redshift)",
+    ),
 ]
 """Clauses and functions Redshift lacks that PostgreSQL has: compat mode runs the statements
 on PostgreSQL, so only the printed (Redshift) text can show them. CAST AS TEXT is VARCHAR(256)

@@ -139,3 +139,28 @@ def test_every_printed_statement_of_the_newer_jobs_obeys_redshift(
 
     compat = Sent(f"SELECT {pg_digest(repr('a'))}", (), False)
     assert "PostgreSQL-only hash functions (Redshift: SHA2)" in printed_problems(compat)
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        ("CREATE TABLE a (x TEXT, y INT)", True),
+        ('CREATE TABLE a ("x" VARCHAR NOT NULL)', True),
+        ("CREATE TABLE a (x VARCHAR(20), y BIGINT)", False),
+        ('ALTER TABLE a ADD COLUMN "b" TEXT', True),
+        ('ALTER TABLE a ADD COLUMN "b" VARCHAR(12)', False),
+        ("SELECT CAST(x AS TEXT) FROM t", True),
+        ("SELECT CAST(x AS VARCHAR(65535)) FROM t", False),
+        ("INSERT INTO t (a) VALUES (?) RETURNING id", True),
+        ("SELECT DISTINCT ON (a) a, b FROM t ORDER BY a, b", True),
+        ("SELECT COUNT(*) FILTER (WHERE a > 1) FROM t", True),
+        ("SELECT * FROM t WHERE a = ANY(?)", True),
+        ("SELECT TO_TIMESTAMP(1700000000)", True),
+        ("SELECT TO_TIMESTAMP('2026-01-01', 'YYYY-MM-DD')", False),
+        ("ALTER TABLE t ADD COLUMN IF NOT EXISTS c INT", True),
+        ("SELECT pg_advisory_xact_lock(1, 2)", True),
+        ("SELECT SHA2(a, 256) FROM t", False),
+    ],
+)
+def test_printed_problems_tell_what_redshift_lacks(sql: str, found: bool) -> None:
+    assert bool(printed_problems(Sent(sql, (), False))) == found
