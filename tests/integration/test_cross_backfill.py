@@ -38,7 +38,7 @@ def world(
     yield CrossWorld(tmp_path, warehouse_config, mysql_db, legacy, truth, spath=request.param)
 
 
-def history(w: CrossWorld) -> None:
+def history(w: CrossWorld, snapshot: bool = True) -> None:
     """30 orders over five months, each with two or three scans; the legacy DW copies it all,
     production keeps the orders active since PROD_START (21..30)."""
     for o in range(1, 31):
@@ -47,7 +47,8 @@ def history(w: CrossWorld) -> None:
         w.status(o, t + 2 * DAY, code=20)
         if o % 3 == 0:
             w.status(o, t + 4 * DAY, code=30)
-    w.snapshot_legacy()
+    if snapshot:
+        w.snapshot_legacy()
 
 
 def backfill_and_handoff(w: CrossWorld) -> None:
@@ -242,3 +243,41 @@ def test_a_column_added_between_chunks_of_a_killed_backfill_and_at_the_handoff(
             assert got == want, (mart, [r for r in want if r not in got])
     finally:
         wh.close()
+
+
+PURGED_AS_DELETED = (
+    "marts/changes.py, `changes: follow` × backfill: an order's re-read from production is "
+    "taken as the whole truth, so its scans that only the legacy DW holds (production purged "
+    "them) are removed from the mart and reported deleted_in_source"
+)
+
+
+@pytest.mark.parametrize(
+    "world",
+    [
+        "newest",
+        pytest.param("follow", marks=pytest.mark.xfail(strict=True, reason=PURGED_AS_DELETED)),
+    ],
+    indirect=True,
+)
+def test_events_only_the_legacy_dw_still_holds_stay_after_their_order_changes(
+    world: CrossWorld,
+) -> None:
+    """Production purges scans by age (rows older than ten days before DW_END are gone: the
+    legacy DW is there to keep them), younger than the marts' 30-day retention. Order 30,
+    scanned in that gap, changes after the handoff. Its scans loaded by the backfill are
+    still true (the truth holds them): they must stay in the marts."""
+    w = world
+    history(w)
+    purge = DW_END - 10 * DAY
+    w.prod.execute("DELETE FROM uni_tracking_spath WHERE pathTime < %s", (purge,))
+    legacy_only = w.truth.query(
+        "SELECT id FROM uni_tracking_spath WHERE order_id = 30 AND pathTime < %s", (purge,)
+    )
+    assert len(legacy_only) == 3  # the order's three scans so far
+    backfill_and_handoff(w)
+    cycle(w)
+    w.assert_equal_to_truth()
+    w.status(30, DW_END + 5 * DAY, code=400)
+    cycle(w)
+    w.assert_equal_to_truth()
