@@ -281,3 +281,35 @@ def test_events_only_the_legacy_dw_still_holds_stay_after_their_order_changes(
     w.status(30, DW_END + 5 * DAY, code=400)
     cycle(w)
     w.assert_equal_to_truth()
+
+
+@pytest.mark.parametrize("world", ["newest"], indirect=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="backfill × follow: the follow passes start at the driver's production batches, "
+    "which begin at the DRIVER's handoff point; a follower correction made (with its driver "
+    "change) after the legacy DW copied the follower but before it copied the driver is in "
+    "no batch any follow pass reads",
+)
+def test_a_follower_copied_by_the_dw_before_its_driver_still_gets_corrections_between(
+    world: CrossWorld,
+) -> None:
+    """The legacy DW copies ecs first and uti an hour later (its ETL runs table by table).
+    In that hour order 22's ecs row is corrected together with its uti row: the DW's uti has
+    the change (so the uti handoff point is past it) but its ecs the old row."""
+    w = world
+    history(w)  # both copied at once; then the hour between the two copies:
+    w.ecs(22, partner_id=7)
+    w.status(22, DW_END + H, event=False)
+    w.status(25, DW_END + 2 * H, event=False)  # a later change the DW's uti copy also has
+    for o in (22, 25):  # uti is copied after both
+        row = w.truth.query(
+            "SELECT update_time, status FROM uni_tracking_info WHERE order_id = %s", (o,)
+        )[0]
+        w.legacy.execute(
+            "UPDATE dw_uni_tracking_info SET update_time = %s, status = %s WHERE order_id = %s",
+            (*row, o),
+        )
+    backfill_and_handoff(w)
+    cycle(w)
+    w.assert_equal_to_truth()
