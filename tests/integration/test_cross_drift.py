@@ -59,12 +59,18 @@ def test_consolidation_input_whose_text_grew_after_the_tables_exist(
     assert any(r[6] == long_text for r in got)
 
 
+@pytest.mark.parametrize("killed", [False, True])
 def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
-    mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]
+    mysql_db: MySQLDb,
+    cengine: tuple[Any, StageConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    killed: bool,
 ) -> None:
     """`table:` inputs carry their declared text size (Redshift sizes VARCHAR columns from
     it): one input's VARCHAR(64) grows to VARCHAR(600) after the staging and target tables
-    were created. A 520-byte value must reach the target whole."""
+    were created (and, where an INT can be ALTERed, both inputs' trace_seq becomes BIGINT).
+    A 520-byte value must reach the target whole. `killed`: the run dies between the ALTER
+    of the target and that of the staging table; the next run alters what is left."""
     spec: dict[str, Any] = {
         "name": "parcel_detail",
         "key": ["source_kind", "id"],
@@ -89,12 +95,35 @@ def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
     hours.hour(1)
     run_ok(cfg)
     mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY path_info VARCHAR(600)")
+    redshift = isinstance(cengine[0], RedshiftWarehouse)
+    if not redshift:
+        for t in ("uni_tracking_spath", "uni_tracking_addon_spath"):
+            mysql_db.execute(f"ALTER TABLE {t} MODIFY trace_seq BIGINT NOT NULL")
     long_text = "é" * 20 + "x" * 480
     mysql_db.execute(
         "UPDATE uni_tracking_addon_spath SET path_info = %s, update_time = NOW(6) "
         "ORDER BY id DESC LIMIT 1",
         (long_text,),
     )
+    if killed:
+        from trackline.errors import InjectedFault
+        from trackline.load.base import Warehouse as Base
+        from trackline.load.redshift import Redshift
+
+        owner = Redshift if redshift else Base  # (DuckDB and PostgreSQL use the base's)
+        real, calls = owner.alter_column_type, []
+
+        def alter(self: Any, schema: str, table: str, column: Any) -> None:
+            calls.append(table)
+            if len(calls) == 2:
+                raise InjectedFault("killed between the two ALTERs")
+            real(self, schema, table, column)
+
+        monkeypatch.setattr(owner, "alter_column_type", alter)
+        with pytest.raises(InjectedFault), warehouse(cfg) as wh:
+            consolidate(cfg, wh)
+        assert calls == ["events_all", "events_all_staging"]
+        monkeypatch.undo()
     run_ok(cfg)
     want = sorted(
         [
