@@ -313,3 +313,24 @@ def test_a_follower_copied_by_the_dw_before_its_driver_still_gets_corrections_be
     backfill_and_handoff(w)
     cycle(w)
     w.assert_equal_to_truth()
+
+
+@pytest.mark.parametrize("world", ["newest"], indirect=True)
+def test_history_backfilled_with_force_after_the_sync_ran_never_replaces_newer_rows(
+    world: CrossWorld,
+) -> None:
+    """The pipeline ran on production first (its own snapshot, then cycles with an ecs
+    correction the DW copy does not have); then the history is backfilled with --force (the
+    sync keeps its position). The DW's older copies are loaded into raw after production's
+    rows: no mart may take them over the newer ones (ecs follows uti: a follower keeps the
+    last read of a key)."""
+    w = world
+    history(w)
+    cycle(w)
+    w.ecs(22, partner_id=7)
+    w.status(22, DW_END + H)
+    cycle(w)
+    res = run(w.cfg, None, start=START, end=END, force=True)
+    assert {r.status for r in res} == {"ok"}, [(r.table, r.error) for r in res]
+    cycle(w)
+    w.assert_equal_to_truth()
