@@ -315,7 +315,6 @@ def test_a_follower_copied_by_the_dw_before_its_driver_still_gets_corrections_be
     w.assert_equal_to_truth()
 
 
-@pytest.mark.parametrize("world", ["newest"], indirect=True)
 def test_history_backfilled_with_force_after_the_sync_ran_never_replaces_newer_rows(
     world: CrossWorld,
 ) -> None:
@@ -329,6 +328,8 @@ def test_history_backfilled_with_force_after_the_sync_ran_never_replaces_newer_r
     cycle(w)
     w.ecs(22, partner_id=7)
     w.status(22, DW_END + H)
+    w.rewrite(w.event_ids(25)[0], 99, DW_END + 2 * H)
+    w.status(25, DW_END + 2 * H, event=False)
     cycle(w)
     res = run(w.cfg, None, start=START, end=END, force=True)
     assert {r.status for r in res} == {"ok"}, [(r.table, r.error) for r in res]
