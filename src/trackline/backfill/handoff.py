@@ -97,7 +97,7 @@ def _one(
             new = Watermark(ts=point, id=None, extra=wm.extra)
             state.put(rt.key, rec.handoff_source_db, str(t.cdc.strategy), new, st.last_batch_id, 0)
             if t.cdc.follow:
-                _follow_from_production(cfg, state, rt.key, t.cdc.follow, rec.handoff_source_db)
+                _follow_from_production(cfg, state, rt.key, t.cdc.follow)
             checkpoint("backfill.handoff_before_commit")
             led.mark_handed_off(rec.backfill_id)
             return HandoffOutcome(name, rt.key, point, before, "set")
@@ -107,25 +107,23 @@ def _one(
     return out
 
 
-def _follow_from_production(
-    cfg: Config, state: StateStore, key: str, driver: str, source_db: str
-) -> None:
+def _follow_from_production(cfg: Config, state: StateStore, key: str, driver: str) -> None:
     """A following table's rows came from the legacy DW as it was when it was read; what
     changed since then is seen only by re-reading the keys the driver loads from production.
     Without a follow position, the table's first follow pass would start at the driver's
     current last batch and skip the production batches the driver already loaded (its own
     handoff may have come first): set the position before the driver's first batch from
-    production (or at its last batch when it has none yet), unless a position exists."""
-    d_key = resolve(cfg, cfg.table(driver), None, None).key
+    its incremental source (or at its last batch when it has none), unless one exists."""
+    d = resolve(cfg, cfg.table(driver), None, None)
     mark = progress_name(key)
-    if state.has_mart_progress(mark, d_key):
+    if state.has_mart_progress(mark, d.key):
         return
     first = state.wh.scalar(
         f"SELECT MIN(batch_id) FROM {state.t('batches')} WHERE table_key = ? AND source_db = ?",
-        (d_key, source_db),
+        (d.key, d.source_db),
     )
-    at = int(first) - 1 if first is not None else state.last_batch_id(d_key)
-    state.set_mart_progress(mark, d_key, at)
+    at = int(first) - 1 if first is not None else state.last_batch_id(d.key)
+    state.set_mart_progress(mark, d.key, at)
 
 
 def status(cfg: Config, wh: Warehouse, names: list[str] | None = None) -> list[dict[str, Any]]:
