@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MySQLDb
+from tests.conftest import MySQLDb, PgDb
 from tests.integration.parity_world import DAY, T0, World
 from trackline import faults
-from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse
+from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.errors import InjectedFault
 from trackline.marts.cycle import run_cycle_on
 
@@ -205,6 +205,38 @@ def test_a_follower_failing_for_cycles_still_follows_the_pruned_drivers_changes(
         kept = w.wh.query(f"SELECT DISTINCT order_id FROM {w.wh.t('raw', 'uni_tracking_info_raw')}")
         assert {1, 2, 3} <= {int(r[0]) for r in kept}  # held for the follow pass
         w.db.execute("CREATE INDEX ix_ecs_order ON ecs_order_info (order_id)")
+        w.cycle()
+        w.assert_equal_to_source()
+    finally:
+        w.close()
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize(
+    ("spath", "step"),
+    [
+        ("newest", "sync.follow_before_commit@2"),
+        ("newest", "mart.after_archive@1"),
+        ("follow", "mart.before_commit@2"),
+    ],
+)
+def test_redshift_compat_cycle_with_two_workers_killed_at_a_step_reruns_to_the_source(
+    tmp_path: Path,
+    pg_db: PgDb,
+    mysql_db: MySQLDb,
+    monkeypatch: pytest.MonkeyPatch,
+    spath: str,
+    step: str,
+) -> None:
+    """The same on the Redshift adapter (compat mode): its locks are rows, its marts never
+    build side by side, its ALTERs run outside transactions."""
+    wh = RedshiftWarehouse(**pg_db.redshift_compat())
+    w = World(tmp_path, wh, mysql_db, spath=spath)
+    try:
+        two_workers(w)
+        setup(w)
+        work(w, 0)
+        killed_cycle(w, monkeypatch, "TRACKLINE_FAIL_AT", step)
         w.cycle()
         w.assert_equal_to_source()
     finally:
