@@ -59,18 +59,9 @@ def test_consolidation_input_whose_text_grew_after_the_tables_exist(
     assert any(r[6] == long_text for r in got)
 
 
-@pytest.mark.parametrize("killed", [False, True])
-def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
-    mysql_db: MySQLDb,
-    cengine: tuple[Any, StageConfig],
-    monkeypatch: pytest.MonkeyPatch,
-    killed: bool,
-) -> None:
-    """`table:` inputs carry their declared text size (Redshift sizes VARCHAR columns from
-    it): one input's VARCHAR(64) grows to VARCHAR(600) after the staging and target tables
-    were created (and, where an INT can be ALTERed, both inputs' trace_seq becomes BIGINT).
-    A 520-byte value must reach the target whole. `killed`: the run dies between the ALTER
-    of the target and that of the staging table; the next run alters what is left."""
+def table_inputs(mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]) -> Any:
+    """The two scan tables as `table:` inputs (every column under its own name) into
+    `events_all`, keyed by (source_kind, id)."""
     spec: dict[str, Any] = {
         "name": "parcel_detail",
         "key": ["source_kind", "id"],
@@ -90,7 +81,22 @@ def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
         "target_table": "events_all",
     }
     cfg = setup(mysql_db, cengine)
-    cfg = cfg.model_copy(update={"consolidations": [ConsolidationConfig.model_validate(spec)]})
+    return cfg.model_copy(update={"consolidations": [ConsolidationConfig.model_validate(spec)]})
+
+
+@pytest.mark.parametrize("killed", [False, True])
+def test_consolidation_table_input_whose_varchar_grew_after_the_tables_exist(
+    mysql_db: MySQLDb,
+    cengine: tuple[Any, StageConfig],
+    monkeypatch: pytest.MonkeyPatch,
+    killed: bool,
+) -> None:
+    """`table:` inputs carry their declared text size (Redshift sizes VARCHAR columns from
+    it): one input's VARCHAR(64) grows to VARCHAR(600) after the staging and target tables
+    were created (and, where an INT can be ALTERed, both inputs' trace_seq becomes BIGINT).
+    A 520-byte value must reach the target whole. `killed`: the run dies between the ALTER
+    of the target and that of the staging table; the next run alters what is left."""
+    cfg = table_inputs(mysql_db, cengine)
     hours = Hours(mysql_db)
     hours.hour(1)
     run_ok(cfg)
@@ -408,3 +414,38 @@ def test_replace_dimension_takes_a_new_a_widened_and_a_retyped_column(
             for p, n, t in wh.query("SELECT partner_id, name, tier FROM public.partners")
         )
     assert got == want
+
+
+def test_consolidation_inputs_whose_decimal_grew_after_the_tables_exist(
+    mysql_db: MySQLDb, cengine: tuple[Any, StageConfig]
+) -> None:
+    """Both inputs' DECIMAL(6,2) becomes DECIMAL(12,3) at the source: a value with more digits
+    on both sides of the point must reach the target exactly (the tables widened first); on
+    Redshift, which cannot ALTER a DECIMAL, the run stops naming the column, nothing read."""
+    import decimal
+
+    cfg = table_inputs(mysql_db, cengine)
+    for t in ("uni_tracking_spath", "uni_tracking_addon_spath"):
+        mysql_db.execute(f"ALTER TABLE {t} ADD COLUMN weight DECIMAL(6,2) DEFAULT 1.50")
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    for t in ("uni_tracking_spath", "uni_tracking_addon_spath"):
+        mysql_db.execute(f"ALTER TABLE {t} MODIFY weight DECIMAL(12,3)")
+    big = decimal.Decimal("123456789.125")
+    mysql_db.execute(
+        "UPDATE uni_tracking_spath SET weight = %s, update_time = NOW(6) ORDER BY id LIMIT 1",
+        (big,),
+    )
+    with warehouse(cfg) as wh:
+        (res,) = consolidate(cfg, wh)
+        if isinstance(cengine[0], RedshiftWarehouse):
+            assert not res.ok and "column 'weight'" in (res.error or ""), res.error
+            return
+        assert res.ok, res.error
+        got = wh.query(
+            f"SELECT id, weight FROM {wh.t('public', 'events_all')} WHERE source_kind = 'spath'"
+        )
+    want = {int(i): w for i, w in mysql_db.query("SELECT id, weight FROM uni_tracking_spath")}
+    assert {int(i): decimal.Decimal(str(w)) for i, w in got} == want
+    assert big in want.values()

@@ -56,19 +56,25 @@ _INT_BITS = {"tinyint": 8, "smallint": 16, "int": 32, "integer": 32, "bigint": 6
 
 def _narrower(wh: Warehouse, spec: str, col: Column) -> bool:
     """Whether a column declared `spec` (`Warehouse.column_specs`) cannot hold every value
-    of `col`: an integer of fewer bits, or text of fewer declared bytes (Redshift)."""
+    of `col`: an integer of fewer bits, a DECIMAL with fewer digits on a side of the point,
+    or text of fewer declared bytes (Redshift)."""
     have, want = spec.split("(")[0].strip(), wh.column_type(col).lower()
     have_bits, want_bits = _INT_BITS.get(have), _INT_BITS.get(want.split("(")[0].strip())
     if have_bits is not None and want_bits is not None:
         return have_bits < want_bits
+    dec = r"(?:numeric|decimal)\((\d+),\s*(\d+)\)"
+    had, wants = re.match(dec, spec), re.match(dec, want)
+    if had and wants:  # more digits on either side of the point
+        (p1, s1), (p2, s2) = map(int, had.groups()), map(int, wants.groups())
+        return s2 > s1 or p2 - s2 > p1 - s1
     have_bytes = declared_bytes(spec)
     m = re.fullmatch(r"varchar\((\d+)\)", want)
     return have_bytes is not None and m is not None and have_bytes < int(m.group(1))
 
 
 def _widen_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
-    """An input's column that widened at the source (INT → BIGINT, a longer VARCHAR where the
-    engine sizes text) is widened in the target and staging tables before anything is read,
+    """An input's column that widened at the source (INT → BIGINT, a DECIMAL with more digits,
+    a longer VARCHAR where the engine sizes text) is widened in the target and staging tables before anything is read,
     as the sync does for its tables; where the engine cannot ALTER the type in place, the run
     stops naming the column, with nothing read. Each ALTER stands alone: a rerun after a
     crash between two of them alters what is left."""
