@@ -73,11 +73,12 @@ def _narrower(wh: Warehouse, spec: str, col: Column) -> bool:
 
 
 def _widen_tables(wh: Warehouse, c: ConsolidationConfig, columns: list[Column]) -> None:
-    """An input's column that widened at the source (INT → BIGINT, a DECIMAL with more digits,
-    a longer VARCHAR where the engine sizes text) is widened in the target and staging tables before anything is read,
-    as the sync does for its tables; where the engine cannot ALTER the type in place, the run
-    stops naming the column, with nothing read. Each ALTER stands alone: a rerun after a
-    crash between two of them alters what is left."""
+    """An input's column that widened at the source (INT → BIGINT, a DECIMAL with more
+    digits, a longer VARCHAR where the engine sizes text) is widened in the target and
+    staging tables before anything is read, as the sync does for its tables; where the
+    engine cannot ALTER the type in place, the run stops naming the column, with nothing
+    read. Each ALTER stands alone: a rerun after a crash between two of them alters what is
+    left."""
     s = c.target_schema
     todo: list[tuple[str, Column]] = []
     for table in (c.target_table, c.staging):
