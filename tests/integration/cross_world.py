@@ -67,7 +67,7 @@ class CrossWorld:
             t["source"] = "kuaisong"
         self.data["backfill"] = {
             "source": "uniods",
-            "batch_size": 5,
+            "batch_size": 20,
             "workers": 2,
             "tables": [{"table": t, "source_table": f"dw_{t}"} for t in TABLES],
         }
