@@ -13,6 +13,7 @@ spath read on its modified time and upserted by its event key).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,15 @@ def norm(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         (tuple(int(v) if v is not None and not isinstance(v, str) else v for v in r) for r in rows),
         key=repr,
     )
+
+
+def precondition(check: Callable[[], object]) -> None:
+    """Run the set-up check `check` (failing by an AssertionError or by returning False): its
+    failure raises RuntimeError, so an xfail(raises=AssertionError) test cannot pass for a
+    broken set-up."""
+    try:
+        ok = check()
+    except AssertionError as exc:
+        raise RuntimeError(f"set-up check failed: {exc}") from exc
+    if ok is False:
+        raise RuntimeError("set-up check failed")

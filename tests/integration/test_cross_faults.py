@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MySQLDb, PgDb
+from tests.integration.cross_world import precondition
 from tests.integration.parity_world import DAY, T0, World
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
@@ -21,7 +22,7 @@ Wh = DuckDBWarehouse | PostgresWarehouse
 
 def two_workers(w: World) -> None:
     w.data["defaults"]["workers"] = 2
-    w.data["defaults"]["batch_size"] = 3
+    w.data["defaults"]["batch_size"] = 5
     for t in w.data["tables"][1:]:
         t["cdc"]["follow_chunk_keys"] = 2
     w.cfg = Config.model_validate(w.data)
@@ -77,7 +78,7 @@ def killed_cycle(w: World, monkeypatch: pytest.MonkeyPatch, env: str, value: str
 
 STEPS = [
     ("newest", "sync.after_commit@2"),
-    ("newest", "sync.follow_before_commit@3"),
+    ("newest", "sync.follow_before_commit@2"),
     ("newest", "mart.after_reactivate@1"),
     ("newest", "mart.after_archive@1"),
     ("follow", "sync.follow_before_commit@1"),
@@ -142,6 +143,7 @@ def test_a_cycle_with_two_workers_killed_after_a_statement_reruns_to_the_source(
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="sync/follow.py: the first follow pass of a table starts at the driver's last batch "
     "even when the table's first read (a snapshot) was resumed after a crash: rows the snapshot "
     "read before the crash and that changed with their driver row meanwhile are never re-read",
@@ -162,7 +164,7 @@ def test_a_snapshot_resumed_after_a_kill_still_follows_what_changed_meanwhile(
             w.order(o, T0 + o * 100, partner=o)
         from trackline.sync import sync
 
-        assert [r.status for r in sync(w.cfg, ["uni_tracking_info"])] == ["ok"]
+        precondition(lambda: [r.status for r in sync(w.cfg, ["uni_tracking_info"])] == ["ok"])
         faults.reset()
         monkeypatch.setenv("TRACKLINE_FAIL_AT", "sync.after_commit@1")
         try:
@@ -172,10 +174,11 @@ def test_a_snapshot_resumed_after_a_kill_still_follows_what_changed_meanwhile(
             monkeypatch.delenv("TRACKLINE_FAIL_AT")
             faults.reset()
         raw = w.wh.query(f"SELECT order_id FROM {w.wh.t('raw', 'ecs_order_info_raw')}")
-        assert sorted(r[0] for r in raw) == [1, 2, 3]  # the snapshot's first batch only
+        if sorted(r[0] for r in raw) != [1, 2, 3]:  # the snapshot's first batch only
+            raise RuntimeError(f"set-up: ecs raw holds {raw}")
         w.ecs(1, partner_id=99, consignee="moved")
         w.status(1, T0 + DAY)
-        w.cycle()
+        precondition(w.cycle)
         w.assert_equal_to_source()
     finally:
         w.close()
