@@ -141,13 +141,6 @@ def test_a_cycle_with_two_workers_killed_after_a_statement_reruns_to_the_source(
         w.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="sync/follow.py: the first follow pass of a table starts at the driver's last batch "
-    "even when the table's first read (a snapshot) was resumed after a crash: rows the snapshot "
-    "read before the crash and that changed with their driver row meanwhile are never re-read",
-)
 def test_a_snapshot_resumed_after_a_kill_still_follows_what_changed_meanwhile(
     tmp_path: Path, warehouse_config: Wh, mysql_db: MySQLDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
