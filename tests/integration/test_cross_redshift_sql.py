@@ -167,13 +167,6 @@ def test_printed_problems_tell_what_redshift_lacks(sql: str, found: bool) -> Non
     assert bool(printed_problems(Sent(sql, (), False))) == found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="marts/steps.py MartSteps.differs: on Redshift VARCHAR comparisons ignore trailing "
-    "blanks (AWS docs, 'Examples with character types'), so `a <> b` misses a change that only "
-    "adds or removes trailing spaces: a following one_per_key mart keeps the old value there",
-)
 def test_the_follower_change_test_sees_trailing_blanks_on_redshift(
     tmp_path: Path, mysql_db: MySQLDb, pg_db: PgDb
 ) -> None:

@@ -91,6 +91,9 @@ class Warehouse(ABC):
     FOLDS_IDENTIFIERS: ClassVar[bool] = False
     """Store every name trackline writes in lower case (`name`), as the engine does with
     unquoted names, so readers find `pathTime` as ``pathtime`` with no session setting."""
+    BLANK_PADDED_EQUALITY: ClassVar[bool] = False
+    """`=` on VARCHAR ignores trailing blanks (Redshift: 'a' = 'a '): value comparisons of
+    text columns go through `distinct`, which also compares their lengths."""
     KEYED_INSERT: ClassVar[str] = "anti_join"
     """How marts insert "only keys not present": `anti_join` (INSERT … WHERE NOT EXISTS) or
     `on_conflict` (INSERT … ON CONFLICT DO NOTHING through a unique index, flat cost in PG)."""

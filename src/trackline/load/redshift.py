@@ -146,6 +146,7 @@ class Redshift(TableLock, Postgres):
     MAX_IDENTIFIER_LENGTH = 127
     TRUNCATE_COMMITS = True
     KEYED_INSERT = "anti_join"
+    BLANK_PADDED_EQUALITY = True
     SECONDARY_INDEXES = False  # no indexes: sort keys and zone maps instead
     PARALLEL_MARTS = False  # serializable isolation: marts at once would conflict (1023)
     # Background auto-analyze; an explicit ANALYZE of the staging table would mostly be

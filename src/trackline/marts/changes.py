@@ -80,8 +80,12 @@ class EventChanges(MartSteps):
         cols: list[str],
         unix: bool,
         stats: MartStats,
+        *,
+        columns: list[Column] | None = None,
     ) -> None:
-        """`changes: newest`: the batch's versions replace older copies (see the module)."""
+        """`changes: newest`: the batch's versions replace older copies (see the module);
+        `columns`: the raw columns' types, for engines that compare text specially
+        (`MartSteps.differs`)."""
         w = self.wh
         ns = self.event_null_safe(f, ek)
         tie = self.cfg.table(f.source).cdc.id
@@ -93,7 +97,7 @@ class EventChanges(MartSteps):
             other values (NULL versions are the oldest)."""
             vn, vm = f"{n}.{v}", f"{m}.{v}"
             same_v = f"({vn} = {vm} OR ({vn} IS NULL AND {vm} IS NULL))"
-            changed = self.differs(n, m, others)
+            changed = self.differs(n, m, others, columns)
             later = changed
             if tie:
                 tn, tm_ = f"{n}.{self.q(tie)}", f"{m}.{self.q(tie)}"

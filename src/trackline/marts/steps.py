@@ -552,14 +552,22 @@ class MartSteps:
             )
         return " AND ".join(out)
 
-    def differs(self, left: str, right: str, names: list[str]) -> str:
+    def differs(
+        self, left: str, right: str, names: list[str], columns: list[Column] | None = None
+    ) -> str:
         """SQL: the rows differ in one of `names` (NULL-safe, without IS DISTINCT FROM, which
-        Redshift lacks)."""
+        Redshift lacks). With the `columns`' types, on an engine whose `=` ignores trailing
+        blanks (Redshift), each column is compared by `Warehouse.distinct`, which also
+        compares text lengths: 'A' and 'A ' differ there too."""
         if not names:
             return "1 = 0"
+        typed = {c.name: c for c in columns or []} if self.wh.BLANK_PADDED_EQUALITY else {}
         parts = []
         for x in names:
             a, b = f"{left}.{self.q(x)}", f"{right}.{self.q(x)}"
+            if x in typed:
+                parts.append(self.wh.distinct(a, b, typed[x]))
+                continue
             parts.append(
                 f"{a} <> {b} OR ({a} IS NULL AND {b} IS NOT NULL) "
                 f"OR ({a} IS NOT NULL AND {b} IS NULL)"
