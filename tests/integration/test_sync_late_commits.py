@@ -332,7 +332,13 @@ def test_lock_wait_margin_zero_loses_the_waiting_row(
 ) -> None:
     """The same interleaving with `lock_wait_margin_seconds: 0` (the hold of before): the
     watermark passes the stamp and the row is never read — the margin is what saves it,
-    and `runs.behind_watermark` is what would report it."""
+    and `runs.behind_watermark` is what would report it.
+
+    The loss needs InnoDB to begin the waiting UPDATE's transaction after the lock wait (its
+    `trx_started` later than n1's stamp). Now and then MariaDB begins it before the wait ends
+    (CI saw `trx_started` at n1's second, the process list showing nothing else): the hold
+    then covers n1 as well, which is safe but shows nothing, so the interleaving is set up
+    again (at most 5 times)."""
     mysql_db.execute(T_DDL)
     mysql_db.execute(U_DDL)
     old = _unix_now(mysql_db) - 3600
@@ -341,34 +347,57 @@ def test_lock_wait_margin_zero_loses_the_waiting_row(
     t = table("t", cursor="ts", write_mode="merge")
     cfg = make_config(mysql_db, warehouse_config, stage, [t], hold=True, lock_wait_margin_seconds=0)
     sync_ok(cfg)
-    wait_for_no_other_writers(mysql_db)
-    locker = _open(mysql_db)
-    waiter = _Waiter(mysql_db)
-    try:
-        with locker.cursor() as cur:
-            cur.execute("LOCK TABLES u WRITE")
-        _next_second(mysql_db)
-        waiter.start()
-        waiter.wait_until_waiting(mysql_db)
-        _next_second(mysql_db)
-        mysql_db.execute("INSERT INTO t (code, ts) VALUES ('n1', UNIX_TIMESTAMP())")
-        _next_second(mysql_db)
-        with locker.cursor() as cur:
-            cur.execute("UNLOCK TABLES")
-        waiter.join()
-        time.sleep(INNODB_TRX_REFRESH)
-        _next_second(mysql_db)
-        tries = sync_when_quiet(mysql_db, cfg, waiter.con.thread_id(), expect=1)
-        assert sum(r.rows for r in tries) == 1  # n1, past the waiting row's stamp
-        waiter.con.commit()
-    finally:
-        locker.close()
-        waiter.close()
+    seen: list[tuple[int, int]] = []
+    for _attempt in range(5):
+        wait_for_no_other_writers(mysql_db)
+        locker = _open(mysql_db)
+        waiter = _Waiter(mysql_db)
+        try:
+            with locker.cursor() as cur:
+                cur.execute("LOCK TABLES u WRITE")
+            _next_second(mysql_db)
+            waiter.start()
+            waiter.wait_until_waiting(mysql_db)
+            _next_second(mysql_db)
+            mysql_db.execute("INSERT INTO t (code, ts) VALUES ('n1', UNIX_TIMESTAMP())")
+            n1 = one_value(mysql_db, "SELECT ts FROM t WHERE code = 'n1'")
+            _next_second(mysql_db)
+            with locker.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+            waiter.join()
+            time.sleep(INNODB_TRX_REFRESH)
+            began = one_value(
+                mysql_db,
+                "SELECT UNIX_TIMESTAMP(trx_started) FROM information_schema.innodb_trx "
+                "WHERE trx_mysql_thread_id = %s",
+                (waiter.con.thread_id(),),
+            )
+            if began <= n1:  # the transaction began before the wait ended: set up again
+                seen.append((began, n1))
+                waiter.con.rollback()
+                mysql_db.execute("DELETE FROM t WHERE code = 'n1'")
+                continue
+            _next_second(mysql_db)
+            tries = sync_when_quiet(mysql_db, cfg, waiter.con.thread_id(), expect=1)
+            assert sum(r.rows for r in tries) == 1  # n1, past the waiting row's stamp
+            waiter.con.commit()
+            break
+        finally:
+            locker.close()
+            waiter.close()
+    else:
+        raise AssertionError(f"InnoDB began the waiting UPDATE's transaction early 5 times: {seen}")
     wait_for_no_other_writers(mysql_db)
     sync_ok(cfg)
     got = dict(wh_rows(cfg, "public.t", ["id", "code"]))
     assert got[1] == "c0"  # the update is lost
     assert mysql_db.query("SELECT code FROM t WHERE id = 1") == [("waited",)]
+
+
+def one_value(mysql_db: MySQLDb, sql: str, params: tuple[Any, ...] = ()) -> int:
+    rows = mysql_db.query(sql, params)
+    assert len(rows) == 1, rows
+    return int(rows[0][0])
 
 
 def test_waiting_statement_on_a_table_level_lock_holds_the_bound(
