@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/services.sh
 scripts/browser.sh || echo "chromium is missing: the HTML report test skips (fails under CI=true)" >&2
-exec .venv/bin/python -m pytest -n 2 -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -n 2 -p no:cacheprovider --durations=15 "$@"
