@@ -198,15 +198,21 @@ class Warehouse(ABC):
             )
         return WarehouseError(f"{self.ENGINE} refused: {exc} (statement: {first})")
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+    def _statement(self, sql: str, run: Callable[[], T]) -> T:
+        """Run one statement through the fault points, translating driver errors at this
+        boundary (every statement method goes through here)."""
         faults.before_statement()
         try:
-            self._execute(sql, params)
-        except Exception as exc:  # driver errors are translated at this boundary
+            out = run()
+        except Exception as exc:
             if isinstance(exc, WarehouseError):
                 raise
             raise self.translate_error(exc, sql) from exc
         faults.after_statement()
+        return out
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._statement(sql, lambda: self._execute(sql, params))
 
     def _execute_count(self, sql: str, params: Sequence[Any]) -> int:
         """Engines that report a DML statement's row count override this; -1 = unknown."""
@@ -215,26 +221,10 @@ class Warehouse(ABC):
 
     def execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run an INSERT/UPDATE/DELETE and return how many rows it changed (-1 if unknown)."""
-        faults.before_statement()
-        try:
-            n = self._execute_count(sql, params)
-        except Exception as exc:
-            if isinstance(exc, WarehouseError):
-                raise
-            raise self.translate_error(exc, sql) from exc
-        faults.after_statement()
-        return n
+        return self._statement(sql, lambda: self._execute_count(sql, params))
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        faults.before_statement()
-        try:
-            rows = self._query(sql, params)
-        except Exception as exc:
-            if isinstance(exc, WarehouseError):
-                raise
-            raise self.translate_error(exc, sql) from exc
-        faults.after_statement()
-        return rows
+        return self._statement(sql, lambda: self._query(sql, params))
 
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(sql, params)
@@ -243,15 +233,7 @@ class Warehouse(ABC):
     def query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
         """A query's rows as an Arrow table whose columns, by position, have `schema`'s names
         and types (a caller bounds the rows: the result is held whole)."""
-        faults.before_statement()
-        try:
-            data = self._query_arrow(sql, params, schema)
-        except Exception as exc:
-            if isinstance(exc, WarehouseError):
-                raise
-            raise self.translate_error(exc, sql) from exc
-        faults.after_statement()
-        return data
+        return self._statement(sql, lambda: self._query_arrow(sql, params, schema))
 
     def _query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
         """Default: the driver's rows (Python values) converted column by column."""
