@@ -362,3 +362,63 @@ def test_marts_on_a_worker_stopped_midway_rerun_to_the_uninterrupted_end_state(
     finally:
         wh.close()
         src.close()
+
+
+@pytest.mark.servers
+def test_postgres_anchor_builds_while_a_followers_table_syncs_and_the_follower_sees_its_drift(
+    tmp_path: Path, pg_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL (followers build side by side) the anchor mart starts once the anchor's
+    own table has synced: the events table's first batch waits (up to 60 s) for the anchor
+    to begin. A column added to the events table at the source reaches its mart through the
+    follower's own step (which widens and creates only its mart, after its table synced):
+    after every cycle the warehouse equals a serial pipeline's, the new column included."""
+    import trackline.marts.engine as engine
+
+    src = Source(tmp_path / "src.db")
+    ref = _config(tmp_path, src.path, pg_db.warehouse_config(), "r_", 1)
+    two = _config(tmp_path, src.path, pg_db.warehouse_config(), "p_", 2)
+    driver = Driver(src, busy_plan(seed=9, orders=20, span_days=40))
+    marts_began = threading.Event()
+    waited: list[bool] = []
+    real = engine.checkpoint
+
+    def mart_checkpoint(step: str) -> None:
+        marts_began.set()
+        real(step)
+
+    class HoldEvents(NullReporter):
+        def progress(
+            self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+        ) -> None:
+            if task == "uni_tracking_spath" and not waited:
+                waited.append(marts_began.wait(60))
+
+    wh = connect(ref)
+    try:
+        driver.until(day(20))
+        assert run_cycle_on(ref, wh).ok and run_cycle_on(two, wh).ok
+        # drift: the events table gains a column; the next cycle's events carry values in it
+        src.con.execute("ALTER TABLE uni_tracking_spath ADD COLUMN note TEXT")
+        driver.until(day(45))
+        src.con.execute("UPDATE uni_tracking_spath SET note = 'n' || id WHERE note IS NULL")
+        src.con.commit()
+        assert run_cycle_on(ref, wh).ok
+        monkeypatch.setattr(engine, "checkpoint", mart_checkpoint)
+        s = run_cycle_on(two, wh, HoldEvents())
+        monkeypatch.setattr(engine, "checkpoint", real)
+        assert s.ok, [(r.table, r.error) for r in s.sync if r.error]
+        assert waited == [True], "the anchor did not begin while the events table synced"
+        assert [m.mart for m in s.marts] == [UTI, ECS, UTS]
+        schema = two.marts[0].schema_
+        assert "note" in wh.column_names(schema, UTS)
+        noted = wh.scalar(f"SELECT COUNT(note) FROM {wh.t(schema, UTS)}")
+        assert noted and int(noted) > 0
+        a, b = snapshot(ref, wh), snapshot(two, wh)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == b[k], f"{k} differs between serial marts and the anchor-first marts"
+        assert actual_state(wh, schema) == expected_state(src)
+    finally:
+        wh.close()
+        src.close()

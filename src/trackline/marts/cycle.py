@@ -245,14 +245,17 @@ def _cycle_steps(
 
 def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
     """The cycle's marts as steps for the sync's workers (`ParallelSyncer`), listed in the
-    order one worker runs them. A retention group starts once every table it reads has
-    synced (so `prepare` sees every widened raw column, as in a serial cycle; those tables
-    are synced first), while tables no mart of the group reads still sync; groups run one
-    after the other. Where the engine builds marts at once (`Warehouse.PARALLEL_MARTS`:
-    PostgreSQL) the group is an anchor step, then one step per follower, side by side (each
-    writes its own mart, history periods and progress rows, reads the anchor's departures,
-    and takes `Warehouse.serialize` before allocating exception ids), then the pruning of
-    consumed departures; elsewhere the group is one step (`GroupEngine.run`)."""
+    order one worker runs them (the tables they read are synced first); groups run one after
+    the other. Where the engine builds marts at once (`Warehouse.PARALLEL_MARTS`: PostgreSQL)
+    the group is an anchor step, which starts once the anchor's table has synced (while the
+    followers' tables may still sync: the anchor reads its own raw table only), then one
+    step per follower, once the anchor is built and the follower's own table has synced,
+    side by side (each widens and creates only its own mart and periods, so it sees its raw
+    table as this cycle's sync left it, as in a serial cycle; writes its own mart, history
+    periods and progress rows, reads the anchor's departures, and takes
+    `Warehouse.serialize` before allocating exception ids), then the pruning of consumed
+    departures. Elsewhere the group is one step (`GroupEngine.run`) that starts once every
+    table the group reads has synced, while tables no mart of the group reads still sync."""
     synced = {t.name for t in cfg.tables}
     steps: list[Step] = []
     ready: dict[str, bool] = {}
@@ -267,7 +270,7 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
 
     def run_anchor(on: Warehouse, stop: threading.Event, g: RetentionGroupConfig) -> Any:
         eng = engine(g, on, stop)
-        ready[g.name] = eng.prepare()
+        ready[g.name] = eng.prepare(only=g.anchor.table)
         return [eng.run_anchor()] if ready[g.name] else []
 
     def run_follower(
@@ -275,7 +278,9 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
     ) -> Any:
         if not ready.get(g.name):
             return []  # the anchor's raw table is not loaded yet
-        stats = engine(g, on, stop).run_follower(f)
+        eng = engine(g, on, stop)
+        eng.prepare(only=f.table)
+        stats = eng.run_follower(f)
         return [stats] if stats is not None else []
 
     def prune(on: Warehouse, stop: threading.Event, g: RetentionGroupConfig) -> Any:
@@ -290,10 +295,13 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
             steps.append(Step(f"marts:{g.name}", frozenset(needs), partial(run_group, g=g)))
             continue
         anchor = f"anchor:{g.name}"
-        steps.append(Step(anchor, frozenset(needs), partial(run_anchor, g=g)))
+        after = {steps[-1].name} if steps else set()
+        a_needs = ({g.anchor.source} & synced) | after
+        steps.append(Step(anchor, frozenset(a_needs), partial(run_anchor, g=g)))
         followers = [f"follower:{g.name}:{f.table}" for f in g.followers]
         for name, f in zip(followers, g.followers, strict=True):
-            steps.append(Step(name, frozenset({anchor}), partial(run_follower, g=g, f=f)))
+            f_needs = {anchor} | ({f.source} & synced)
+            steps.append(Step(name, frozenset(f_needs), partial(run_follower, g=g, f=f)))
         steps.append(Step(f"prune:{g.name}", frozenset(followers), partial(prune, g=g)))
     return steps
 

@@ -66,11 +66,14 @@ class GroupEngine(FollowerSteps):
         self.prune_departures()
         return out
 
-    def prepare(self) -> bool:
+    def prepare(self, only: str | None = None) -> bool:
         """Follow widened raw types, create what is missing; False while the anchor's raw
-        table has not been loaded yet (nothing to build)."""
-        specs = self.widen()  # source types that widened: raw was altered by sync, marts follow
-        ready = self.wh.run_transaction(lambda: self.ensure(specs))
+        table has not been loaded yet (nothing to build). `only`: the anchor's or one
+        follower's table, for a mart step that may start before the group's other tables
+        have synced (it leaves their marts to their own steps)."""
+        # source types that widened: raw was altered by sync, marts follow
+        specs = self.widen(only)
+        ready = self.wh.run_transaction(lambda: self.ensure(specs, only))
         if not ready:
             self.reporter.event("warning", f"mart group {self.g.name}: anchor raw not loaded yet")
         return bool(ready)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -232,15 +232,24 @@ class MartSteps:
 
     # ------------------------------------------------------------------ setup
 
-    def ensure(self, specs: dict[str, dict[str, str]] | None = None) -> bool:
-        """Create marts, indexes and the departures list. False while raw has no schema yet."""
+    def ensure(
+        self, specs: dict[str, dict[str, str]] | None = None, only: str | None = None
+    ) -> bool:
+        """Create marts, indexes and the departures list. False while raw has no schema yet.
+        `only`: one mart of the group (the anchor's table: with the exceptions table and the
+        departures list; a follower's: that follower alone, after its anchor)."""
         g, w = self.g, self.wh
         a_raw = self.raw(g.anchor.source)
         if a_raw is None:
             return False
+        self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
+        if only not in (None, g.anchor.table):
+            if specs is None:
+                specs = w.column_specs(self.schema)
+            self._ensure_followers([f for f in g.followers if f.table == only], specs)
+            return True
         w.ensure_schema(self.schema)
         self.exc.ensure()
-        self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
         if specs is None:  # marts, periods and views: one catalog query
             specs = w.column_specs(self.schema)
         self._ensure_mart(
@@ -260,7 +269,15 @@ class MartSteps:
                 dist_key=g.key,
             )
             w.create_index(self.cfg.state_schema, self._dep_table(), [g.key])
-        for f in g.followers:
+        if only is None:
+            self._ensure_followers(g.followers, specs)
+        return True
+
+    def _ensure_followers(
+        self, followers: Sequence[FollowerConfig], specs: dict[str, dict[str, str]]
+    ) -> None:
+        g = self.g
+        for f in followers:
             f_raw = self.raw(f.source)
             if f_raw is None:
                 continue
@@ -289,7 +306,6 @@ class MartSteps:
                     hist=self.follower_history(f, f_raw),
                     specs=specs,
                 )
-        return True
 
     def departure_columns(self, a_raw: RawRef) -> list[Column]:
         key_col = next(c for c in a_raw.columns if c.name == self.g.key)
@@ -332,23 +348,26 @@ class MartSteps:
 
     # ------------------------------------------------------------------ widening
 
-    def widen(self) -> dict[str, dict[str, str]] | None:
+    def widen(self, only: str | None = None) -> dict[str, dict[str, str]] | None:
         """Widen mart and history columns to their raw column's type after a source type
         widened (sync altered raw first): INT → BIGINT, a longer VARCHAR, a DECIMAL with more
         digits. The catalog says which columns differ from raw; the `_hist` view is dropped
         around the ALTERs (a column a view reads cannot change type) and created again. Runs
         before `ensure`, in `Warehouse.alter_type_scope` (Redshift: outside any transaction;
         each ALTER is then idempotent and a missing view is recreated by `ensure`).
-        Returns the catalog of the mart schema when nothing changed (`ensure` reuses it)."""
+        Returns the catalog of the mart schema when nothing changed (`ensure` reuses it).
+        `only`: one mart of the group (its table name), as in `ensure`."""
         if self.plan is not None and not self.plan.drift:
             return None
         g, w = self.g, self.wh
         a_raw = self.raw(g.anchor.source)
         if a_raw is None:
             return None
-        marts = [(g.anchor.table, g.anchor.source, a_raw, self.anchor_history(a_raw))]
+        marts = []
+        if only in (None, g.anchor.table):
+            marts.append((g.anchor.table, g.anchor.source, a_raw, self.anchor_history(a_raw)))
         for f in g.followers:
-            f_raw = self.raw(f.source)
+            f_raw = self.raw(f.source) if only in (None, f.table) else None
             if f_raw is not None:
                 marts.append((f.table, f.source, f_raw, self.follower_history(f, f_raw)))
         specs = w.column_specs(self.schema)  # (names as stored: `Warehouse.name`)
@@ -396,8 +415,11 @@ class MartSteps:
             changed = True
             what = ", ".join(sorted({f"{c.name} → {want[n(c.name)]}" for _, c, _ in todo}))
             self.reporter.event("drift", f"{mart}: widened {what} (mart and history)", table=mart)
-        key_spec = raw_specs.get(a_raw.schema, {}).get(w.name(a_raw.table), {}).get(w.name(g.key))
-        self._widen_departures(a_raw, key_spec)
+        if only in (None, g.anchor.table):
+            key_spec = (
+                raw_specs.get(a_raw.schema, {}).get(w.name(a_raw.table), {}).get(w.name(g.key))
+            )
+            self._widen_departures(a_raw, key_spec)
         return None if changed else specs
 
     def add_missing_columns(

@@ -128,8 +128,12 @@ class ParallelSyncer:
         # its follow pass reads the driver's new batches, as one table after the other does
         pending = [t.name for t in drivers_first([self.cfg.table(n) for n in tables])]
         steps = {s.name: s for s in after}
-        needed = {n for s in after for n in s.needs}
-        pending.sort(key=lambda n: n not in needed)  # stable: tables a step waits for first
+        first_need: dict[str, int] = {}  # table → the first step (in `after`'s order) needing it
+        for i, s in enumerate(after):
+            for n in s.needs:
+                first_need.setdefault(n, i)
+        # stable: the tables the earliest steps wait for first (an anchor's before its followers')
+        pending.sort(key=lambda n: first_need.get(n, len(after)))
         waiting = list(steps)  # steps first: a step that is ready goes before a table
         unfinished = set(pending) | set(waiting)
         take = threading.Lock()
