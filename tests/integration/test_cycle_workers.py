@@ -92,6 +92,7 @@ def test_two_workers_end_where_one_worker_ends_table_by_table(
     wh = connect(one)
     seen = ThreadsSeen()
     driver = Driver(src, busy_plan(seed=5, orders=24, span_days=50))
+    trimmed = 0
     try:
         for clock in range(day(2), day(130), 9 * DAY):
             driver.until(clock)
@@ -106,6 +107,11 @@ def test_two_workers_end_where_one_worker_ends_table_by_table(
             assert a.keys() == b.keys()
             for k in a:
                 assert a[k] == b[k], f"{k} differs between workers=1 and workers=2"
+            # each raw buffer trimmed on a worker once its readers were done: the same rows
+            strip = {k.split(".")[-1]: n for k, n in s1.raw_trimmed.items()}
+            assert {k.split(".")[-1]: n for k, n in s2.raw_trimmed.items()} == strip
+            trimmed += sum(strip.values())
+        assert trimmed > 0  # the raw buffers were trimmed
         moved = sum(n for k, v in a.items() if k.startswith("ledger:") for _, n in v)
         assert moved > 100, moved  # real work: many batches of 7 rows
         # G1 / G2: each key once, nothing lost (the marts' oracle)

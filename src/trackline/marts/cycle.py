@@ -125,14 +125,19 @@ def raw_consumers(cfg: Config) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def trim_raw(cfg: Config, wh: Warehouse, plan: bool = False) -> dict[str, int]:
+def trim_raw(
+    cfg: Config, wh: Warehouse, plan: bool = False, only: str | None = None
+) -> dict[str, int]:
     """Delete raw rows every reading mart has consumed AND older than the raw buffer.
 
-    `plan`: the warehouse answers no rows (`trackline sql`); show the DELETE anyway."""
+    `plan`: the warehouse answers no rows (`trackline sql`); show the DELETE anyway.
+    `only`: that table's raw buffer alone (a cycle's step once its readers are done)."""
     state = StateStore(wh, cfg.state_schema)
     out: dict[str, int] = {}
     b = wh.q(BATCH_COL)
     for name, readers in raw_consumers(cfg).items():
+        if only is not None and name != only:
+            continue
         t = cfg.table(name)
         if not t.cdc.cursor:
             continue
@@ -230,16 +235,16 @@ def _cycle_steps(
                 summary.sync = syncer.sync(None, run_id=summary.run_id)
         except BaseException:
             summary.sync = syncer.results  # what it committed before it was stopped
-            summary.marts = [m for s in steps if s.result for m in s.result]
+            _step_results(summary, steps)
             raise
         finally:
             syncer.close()
-    if steps:
-        summary.marts = [m for s in steps if s.result for m in s.result]
+    if steps:  # the marts, then each raw buffer's trim once its readers were done
+        _step_results(summary, steps)
     else:
         for g in cfg.marts:
             summary.marts += GroupEngine(cfg, g, wh, reporter, plan=plan).run()
-    summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
+        summary.raw_trimmed = trim_raw(cfg, wh, plan=plan is not None)
     summary.sizes, summary.newest = mart_sizes(cfg, wh)
 
 
@@ -303,7 +308,56 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
             f_needs = {anchor} | ({f.source} & synced)
             steps.append(Step(name, frozenset(f_needs), partial(run_follower, g=g, f=f)))
         steps.append(Step(f"prune:{g.name}", frozenset(followers), partial(prune, g=g)))
+    steps += _trim_steps(cfg, steps)
     return steps
+
+
+def _step_results(summary: CycleSummary, steps: list[Step]) -> None:
+    """The marts' stats and the raw trims of the steps that ran (`mart_steps`)."""
+    summary.marts, summary.raw_trimmed = [], {}
+    for s in steps:
+        if isinstance(s.result, dict):
+            summary.raw_trimmed.update(s.result)
+        elif s.result:
+            summary.marts += s.result
+
+
+def _trim_steps(cfg: Config, marts: list[Step]) -> list[Step]:
+    """One step per raw buffer the marts read: its trim (`trim_raw`), once every step that
+    reads it has finished (its marts; a follow table's sync for its driver's buffer), beside
+    the marts still building. Last in the list: one worker runs them after the marts."""
+    by_mart: dict[str, str] = {}  # mart table → the step that builds it
+    for s in marts:
+        kind, _, rest = s.name.partition(":")
+        if kind == "marts":
+            g = next(g for g in cfg.marts if g.name == rest)
+            for m in (g.anchor.table, *(f.table for f in g.followers)):
+                by_mart[m] = s.name
+        elif kind == "anchor":
+            g = next(g for g in cfg.marts if g.name == rest)
+            by_mart[g.anchor.table] = s.name
+        elif kind == "follower":
+            by_mart[rest.split(":", 1)[1]] = s.name
+    follows = {
+        progress_name(resolve(cfg, t, None, None).key): t.name for t in cfg.tables if t.cdc.follow
+    }
+    out = []
+    for name, readers in raw_consumers(cfg).items():
+        needs = {by_mart.get(m) or follows.get(m) for m, _ in readers}
+        if None in needs:  # a reader no step stands for: trimmed after the cycle's steps
+            needs = {s.name for s in marts}
+        out.append(
+            Step(
+                f"trim:{name}",
+                frozenset(n for n in needs if n is not None),
+                partial(_trim_one, cfg=cfg, name=name),
+            )
+        )
+    return out
+
+
+def _trim_one(on: Warehouse, stop: threading.Event, cfg: Config, name: str) -> dict[str, int]:
+    return trim_raw(cfg, on, only=name)
 
 
 # --------------------------------------------------------------------------- steps
