@@ -445,6 +445,22 @@ def child_cycle(a: dict[str, Any]) -> None:
     from trackline.marts.engine import GroupEngine
 
     cfg = load_config(a["engine"], a["target"], Path(a["work"]))
+    timings = os.environ.get("TL_BENCH_STATEMENTS")
+    if timings:  # each statement's seconds, appended to that file: where a cycle's time goes
+        from trackline.load.base import Warehouse
+
+        own = Warehouse._statement
+
+        def timed(self: Any, sql: str, run: Any) -> Any:
+            t = time.monotonic()
+            try:
+                return own(self, sql, run)
+            finally:
+                with open(timings, "a") as f:
+                    line = {"pid": os.getpid(), "s": time.monotonic() - t, "sql": sql[:300]}
+                    f.write(json.dumps(line) + "\n")
+
+        Warehouse._statement = timed  # type: ignore[method-assign]
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:

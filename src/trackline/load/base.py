@@ -30,7 +30,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pyarrow as pa
 
@@ -229,6 +229,19 @@ class Warehouse(ABC):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
+
+    def extreme(
+        self,
+        which: Literal["MIN", "MAX"],
+        column: str,
+        table: str,
+        where: str = "",
+        params: Sequence[Any] = (),
+    ) -> Any:
+        """``MIN``/``MAX`` of `column` (quoted) over the rows of `table` (quoted) that match
+        `where` (SQL, `?` bound to `params`); None when no row has a value."""
+        cond = f" WHERE {where}" if where else ""
+        return self.scalar(f"SELECT {which}({column}) FROM {table}{cond}", params)
 
     def query_arrow(self, sql: str, params: Sequence[Any], schema: pa.Schema) -> pa.Table:
         """A query's rows as an Arrow table whose columns, by position, have `schema`'s names

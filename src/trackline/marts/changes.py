@@ -53,7 +53,7 @@ class EventChanges(MartSteps):
         existing = hist.existing()
         if self.plan is not None or time_col not in ek:
             return existing
-        top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        top = w.extreme("MAX", tm, mart)
         if top is None:
             return existing
         cutoff = shift(top, self.g.retention_seconds)

@@ -466,9 +466,9 @@ class FollowerSteps(EventChanges):
         does not hold."""
         w, tm = self.wh, self.q(time_col)
         if newest is None:  # (plan mode, or a batch without times)
-            top = w.scalar(f"SELECT MAX({tm}) FROM {mart}")
+            top = w.extreme("MAX", tm, mart)
         else:
-            above = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} >= ?", (newest,))
+            above = w.extreme("MAX", tm, mart, f"{tm} >= ?", (newest,))
             top = newest if above is None else above
         if top is None and self.plan is None:
             return 0

@@ -742,19 +742,19 @@ class MartSteps:
         if top is None and plan is None:
             return None
         cutoff = plan.cutoff(unix) if plan else shift(top, self.g.retention_seconds)
-        lo = w.scalar(f"SELECT MIN({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        lo = w.extreme("MIN", tm, mart, f"{tm} < ?", (cutoff,))
         if lo is None and plan is None:
             return None
-        hi = w.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} < ?", (cutoff,))
+        hi = w.extreme("MAX", tm, mart, f"{tm} < ?", (cutoff,))
         return cutoff, [plan.period] if plan else periods_between(lo, hi)
 
     def _clock(self, mart: str, tm: str, hint: Any = None) -> Any:
         """MAX(`tm`) of `mart`, read from the rows at or above `hint` first (`_past_cutoff`)."""
         if hint is not None:
-            top = self.wh.scalar(f"SELECT MAX({tm}) FROM {mart} WHERE {tm} >= ?", (hint,))
+            top = self.wh.extreme("MAX", tm, mart, f"{tm} >= ?", (hint,))
             if top is not None:
                 return top
-        return self.wh.scalar(f"SELECT MAX({tm}) FROM {mart}")
+        return self.wh.extreme("MAX", tm, mart)
 
     def _newest(self, new: str, tm: str) -> Any:
         """The newest time of a chunk's new rows (a batch-sized temp table): the hint of
