@@ -260,7 +260,10 @@ def _mysql_drop(host: str, port: int, name: str) -> None:
 @pytest.fixture
 def hold_serial() -> Iterator[None]:
     """The InnoDB hold is server-wide: tests that keep transactions open run one at a time
-    (across xdist workers too), or one's open transaction would hold the other's bound."""
+    (across xdist workers too), or one's open transaction would hold the other's bound.
+    (While one runs, a second on the other worker waits here. xdist's `--dist loadgroup`
+    would put them on one worker, but xdist 3.8 names a test's group by rewriting
+    `item._nodeid`, which pytest 9 no longer reads: the grouping has no effect here.)"""
     path = Path(tempfile.gettempdir()) / "trackline-tests-innodb-hold.lock"
     with path.open("w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
