@@ -263,6 +263,7 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
     table the group reads has synced, while tables no mart of the group reads still sync."""
     synced = {t.name for t in cfg.tables}
     steps: list[Step] = []
+    built: dict[str, str] = {}  # mart table → the step that builds it
     ready: dict[str, bool] = {}
 
     def engine(g: RetentionGroupConfig, on: Warehouse, stop: threading.Event) -> GroupEngine:
@@ -298,17 +299,21 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
         needs = (reads & synced) | ({steps[-1].name} if steps else set())
         if not wh.PARALLEL_MARTS or not g.followers:
             steps.append(Step(f"marts:{g.name}", frozenset(needs), partial(run_group, g=g)))
+            for m in (g.anchor.table, *(f.table for f in g.followers)):
+                built[m] = steps[-1].name
             continue
         anchor = f"anchor:{g.name}"
         after = {steps[-1].name} if steps else set()
         a_needs = ({g.anchor.source} & synced) | after
         steps.append(Step(anchor, frozenset(a_needs), partial(run_anchor, g=g)))
+        built[g.anchor.table] = anchor
         followers = [f"follower:{g.name}:{f.table}" for f in g.followers]
         for name, f in zip(followers, g.followers, strict=True):
             f_needs = {anchor} | ({f.source} & synced)
             steps.append(Step(name, frozenset(f_needs), partial(run_follower, g=g, f=f)))
+            built[f.table] = name
         steps.append(Step(f"prune:{g.name}", frozenset(followers), partial(prune, g=g)))
-    steps += _trim_steps(cfg, steps)
+    steps += _trim_steps(cfg, steps, built)
     return steps
 
 
@@ -322,28 +327,17 @@ def _step_results(summary: CycleSummary, steps: list[Step]) -> None:
             summary.marts += s.result
 
 
-def _trim_steps(cfg: Config, marts: list[Step]) -> list[Step]:
+def _trim_steps(cfg: Config, marts: list[Step], built: dict[str, str]) -> list[Step]:
     """One step per raw buffer the marts read: its trim (`trim_raw`), once every step that
-    reads it has finished (its marts; a follow table's sync for its driver's buffer), beside
-    the marts still building. Last in the list: one worker runs them after the marts."""
-    by_mart: dict[str, str] = {}  # mart table → the step that builds it
-    for s in marts:
-        kind, _, rest = s.name.partition(":")
-        if kind == "marts":
-            g = next(g for g in cfg.marts if g.name == rest)
-            for m in (g.anchor.table, *(f.table for f in g.followers)):
-                by_mart[m] = s.name
-        elif kind == "anchor":
-            g = next(g for g in cfg.marts if g.name == rest)
-            by_mart[g.anchor.table] = s.name
-        elif kind == "follower":
-            by_mart[rest.split(":", 1)[1]] = s.name
+    reads it has finished (the steps that build its marts, `built`; a follow table's sync for
+    its driver's buffer), beside the marts still building. Last in the list: one worker runs
+    them after the marts."""
     follows = {
         progress_name(resolve(cfg, t, None, None).key): t.name for t in cfg.tables if t.cdc.follow
     }
     out = []
     for name, readers in raw_consumers(cfg).items():
-        needs = {by_mart.get(m) or follows.get(m) for m, _ in readers}
+        needs = {built.get(m) or follows.get(m) for m, _ in readers}
         if None in needs:  # a reader no step stands for: trimmed after the cycle's steps
             needs = {s.name for s in marts}
         out.append(
