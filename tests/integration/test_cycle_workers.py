@@ -47,6 +47,35 @@ class ThreadsSeen(NullReporter):
             self.threads.add(threading.current_thread().name)
 
 
+class HoldUntilMartsBegin(NullReporter):
+    """Holds `table`'s first synced batch until a mart step reaches its first checkpoint (up
+    to 60 s): `waited` is then `[True]` if a mart began while that table was still syncing.
+    `arm(monkeypatch)` patches the mart engine's checkpoint to signal the start."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        self.table = table
+        self.began = threading.Event()
+        self.waited: list[bool] = []
+
+    def arm(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import trackline.marts.engine as engine
+
+        real = engine.checkpoint
+
+        def mart_checkpoint(step: str) -> None:
+            self.began.set()
+            real(step)
+
+        monkeypatch.setattr(engine, "checkpoint", mart_checkpoint)
+
+    def progress(
+        self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+    ) -> None:
+        if task == self.table and not self.waited:
+            self.waited.append(self.began.wait(60))
+
+
 def _config(
     tmp: Path, src: Path, wh: DuckDBWarehouse | PostgresWarehouse, prefix: str, workers: int
 ) -> Config:
@@ -270,34 +299,18 @@ def test_marts_build_while_a_table_no_mart_reads_still_syncs(
     synced, on a free worker, while a table none of the marts reads is still syncing: the
     unread table's first batch waits (up to 60 s) for the marts to begin, which a cycle that
     builds its marts after the whole sync never does. The end state equals workers=1."""
-    import trackline.marts.engine as engine
-
     src = Source(tmp_path / "src.db")
     ref = _with_unread_table(tmp_path, src, warehouse_config, "r_", 1)
     two = _with_unread_table(tmp_path, src, warehouse_config, "p_", 2)
     Driver(src, busy_plan(seed=6, orders=20, span_days=40)).until(day(45))
-    marts_began = threading.Event()
-    waited: list[bool] = []
-    real = engine.checkpoint
-
-    def mart_checkpoint(step: str) -> None:
-        marts_began.set()
-        real(step)
-
-    class HoldUnread(NullReporter):
-        def progress(
-            self, task: str, advance: int, total: int | None = None, unit: str = "rows"
-        ) -> None:
-            if task == "claims" and not waited:
-                waited.append(marts_began.wait(60))
-
+    hold = HoldUntilMartsBegin("claims")
     wh = connect(ref)
     try:
         assert run_cycle_on(ref, wh).ok
-        monkeypatch.setattr(engine, "checkpoint", mart_checkpoint)
-        s = run_cycle_on(two, wh, HoldUnread())
+        hold.arm(monkeypatch)
+        s = run_cycle_on(two, wh, hold)
         assert s.ok
-        assert waited == [True], "the marts did not begin while the unread table synced"
+        assert hold.waited == [True], "the marts did not begin while the unread table synced"
         assert [m.mart for m in s.marts] == [UTI, ECS, UTS]
         a, b = snapshot(ref, wh), snapshot(two, wh)
         for k in a:
@@ -379,27 +392,11 @@ def test_postgres_anchor_builds_while_a_followers_table_syncs_and_the_follower_s
     to begin. A column added to the events table at the source reaches its mart through the
     follower's own step (which widens and creates only its mart, after its table synced):
     after every cycle the warehouse equals a serial pipeline's, the new column included."""
-    import trackline.marts.engine as engine
-
     src = Source(tmp_path / "src.db")
     ref = _config(tmp_path, src.path, pg_db.warehouse_config(), "r_", 1)
     two = _config(tmp_path, src.path, pg_db.warehouse_config(), "p_", 2)
     driver = Driver(src, busy_plan(seed=9, orders=20, span_days=40))
-    marts_began = threading.Event()
-    waited: list[bool] = []
-    real = engine.checkpoint
-
-    def mart_checkpoint(step: str) -> None:
-        marts_began.set()
-        real(step)
-
-    class HoldEvents(NullReporter):
-        def progress(
-            self, task: str, advance: int, total: int | None = None, unit: str = "rows"
-        ) -> None:
-            if task == "uni_tracking_spath" and not waited:
-                waited.append(marts_began.wait(60))
-
+    hold = HoldUntilMartsBegin("uni_tracking_spath")
     wh = connect(ref)
     try:
         driver.until(day(20))
@@ -410,11 +407,10 @@ def test_postgres_anchor_builds_while_a_followers_table_syncs_and_the_follower_s
         src.con.execute("UPDATE uni_tracking_spath SET note = 'n' || id WHERE note IS NULL")
         src.con.commit()
         assert run_cycle_on(ref, wh).ok
-        monkeypatch.setattr(engine, "checkpoint", mart_checkpoint)
-        s = run_cycle_on(two, wh, HoldEvents())
-        monkeypatch.setattr(engine, "checkpoint", real)
+        hold.arm(monkeypatch)
+        s = run_cycle_on(two, wh, hold)
         assert s.ok, [(r.table, r.error) for r in s.sync if r.error]
-        assert waited == [True], "the anchor did not begin while the events table synced"
+        assert hold.waited == [True], "the anchor did not begin while the events table synced"
         assert [m.mart for m in s.marts] == [UTI, ECS, UTS]
         schema = two.marts[0].schema_
         assert "note" in wh.column_names(schema, UTS)

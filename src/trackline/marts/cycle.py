@@ -313,7 +313,7 @@ def mart_steps(cfg: Config, wh: Warehouse, reporter: Reporter) -> list[Step]:
             steps.append(Step(name, frozenset(f_needs), partial(run_follower, g=g, f=f)))
             built[f.table] = name
         steps.append(Step(f"prune:{g.name}", frozenset(followers), partial(prune, g=g)))
-    steps += _trim_steps(cfg, steps, built)
+    steps += _trim_steps(cfg, built)
     return steps
 
 
@@ -327,7 +327,7 @@ def _step_results(summary: CycleSummary, steps: list[Step]) -> None:
             summary.marts += s.result
 
 
-def _trim_steps(cfg: Config, marts: list[Step], built: dict[str, str]) -> list[Step]:
+def _trim_steps(cfg: Config, built: dict[str, str]) -> list[Step]:
     """One step per raw buffer the marts read: its trim (`trim_raw`), once every step that
     reads it has finished (the steps that build its marts, `built`; a follow table's sync for
     its driver's buffer), beside the marts still building. Last in the list: one worker runs
@@ -335,19 +335,15 @@ def _trim_steps(cfg: Config, marts: list[Step], built: dict[str, str]) -> list[S
     follows = {
         progress_name(resolve(cfg, t, None, None).key): t.name for t in cfg.tables if t.cdc.follow
     }
-    out = []
-    for name, readers in raw_consumers(cfg).items():
-        needs = {built.get(m) or follows.get(m) for m, _ in readers}
-        if None in needs:  # a reader no step stands for: trimmed after the cycle's steps
-            needs = {s.name for s in marts}
-        out.append(
-            Step(
-                f"trim:{name}",
-                frozenset(n for n in needs if n is not None),
-                partial(_trim_one, cfg=cfg, name=name),
-            )
+    # every reader is a mart of `cfg.marts` (built by a step) or a follow table's pass
+    return [
+        Step(
+            f"trim:{name}",
+            frozenset(built[m] if m in built else follows[m] for m, _ in readers),
+            partial(_trim_one, cfg=cfg, name=name),
         )
-    return out
+        for name, readers in raw_consumers(cfg).items()
+    ]
 
 
 def _trim_one(on: Warehouse, stop: threading.Event, cfg: Config, name: str) -> dict[str, int]:
