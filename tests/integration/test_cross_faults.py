@@ -74,6 +74,11 @@ def killed_cycle(w: World, monkeypatch: pytest.MonkeyPatch, env: str, value: str
     finally:
         monkeypatch.delenv(env)
         faults.reset()
+        # the killed process's connections die with it, and their session locks with them
+        # (PostgreSQL's advisory locks are per connection: kept open, the main connection
+        # would still hold the sync lock of the table its worker was killed in)
+        w.wh.close()
+        w.wh.connect()
 
 
 STEPS = [
