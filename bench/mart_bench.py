@@ -4,6 +4,7 @@
     .venv/bin/python bench/mart_bench.py --sizes 1000000,5000000 --engines duckdb
     .venv/bin/python bench/mart_bench.py --pg-sizes 1000000,10000000   # PostgreSQL's own sizes
     .venv/bin/python bench/mart_bench.py --short               # 100k and 400k orders (CI)
+    .venv/bin/python bench/mart_bench.py --spread recent       # the batch's orders among the newest
 
 For each engine and mart size N (orders):
 
@@ -20,7 +21,10 @@ For each engine and mart size N (orders):
 2. a copy of the template gets one cycle's raw batch, inserted with SQL and registered in the
    batch ledger (`StateStore.record_batch`): 100,000 uni_tracking_info rows (80% existing orders
    spread over the mart, 20% new), their 20,000 new ecs_order_info rows and 500,000
-   uni_tracking_spath events (5 per order of the uti batch);
+   uni_tracking_spath events (5 per order of the uti batch). `--spread recent` draws the
+   existing orders from the newest `--recent-orders` (400,000) instead: the same region of the
+   mart at every size, as in a pipeline where the orders that move are the young ones; the
+   default (`uniform`) is the worst case, where every vector of the anchor mart holds one;
 3. a child process runs the mart phase only, `GroupEngine(cfg, group, wh).run()`, and reports
    its time, the per-mart step times, and its peak RSS (for PostgreSQL that is the client's:
    the server's memory is not counted).
@@ -32,6 +36,7 @@ medians of `--repeat 3`), measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -209,19 +214,29 @@ def fill_marts(wh: Any, d: Dialect, n: int, k: int) -> None:
 
 
 def add_batch(
-    wh: Any, cfg: Any, d: Dialect, n: int, k: int, uti_rows: int, spath_per: int, new_share: float
+    wh: Any,
+    cfg: Any,
+    d: Dialect,
+    n: int,
+    k: int,
+    uti_rows: int,
+    spath_per: int,
+    new_share: float,
+    recent: int = 0,
 ) -> dict[str, int]:
-    """One cycle's raw batch, written straight into the raw tables + ledger rows."""
+    """One cycle's raw batch, written straight into the raw tables + ledger rows. `recent`:
+    the existing orders are drawn from the newest `recent` orders of the mart (0: from all)."""
     from trackline.state import StateStore
     from trackline.sync import BATCH_COL, resolve
 
     state = StateStore(wh, cfg.state_schema)
     new = int(uti_rows * new_share)
     old = uti_rows - new
-    m_range = n - ARCHIVED
-    # existing orders spread over the mart (a prime stride), never the oldest ARCHIVED ones
+    m_range = min(recent, n - ARCHIVED) if recent else n - ARCHIVED
+    # existing orders spread over the mart or its newest `recent` orders (a prime stride),
+    # never the oldest ARCHIVED ones
     order = (
-        f"(CASE WHEN i <= {old} THEN {ARCHIVED + 1} + mod(i * 104729, {m_range}) "
+        f"(CASE WHEN i <= {old} THEN {n - m_range + 1} + mod(i * 104729, {m_range}) "
         f"ELSE {n} + (i - {old}) END)"
     )
     t = f"{T_END + 1} + mod(i, {STEP - 1})"
@@ -461,6 +476,20 @@ def child_cycle(a: dict[str, Any]) -> None:
                     f.write(json.dumps(line) + "\n")
 
         Warehouse._statement = timed  # type: ignore[method-assign]
+        own_commit = Warehouse.transaction
+
+        @contextlib.contextmanager
+        def timed_tx(self: Any) -> Any:  # the COMMIT (with what the engine does in it) too
+            outer = not self._depth
+            with own_commit(self):
+                yield
+                t = time.monotonic()
+            if outer:
+                with open(timings, "a") as f:
+                    line = {"pid": os.getpid(), "s": time.monotonic() - t, "sql": "COMMIT"}
+                    f.write(json.dumps(line) + "\n")
+
+        Warehouse.transaction = timed_tx  # type: ignore[method-assign,assignment]
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
     try:
@@ -516,6 +545,16 @@ def main() -> None:
     )
     p.add_argument("--new-share", type=float, default=0.2, help="share of new orders in the batch")
     p.add_argument(
+        "--spread",
+        choices=("uniform", "recent"),
+        default="uniform",
+        help="where the batch's existing orders lie: anywhere in the mart (uniform, the worst "
+        "case: every vector of the anchor mart holds one), or among its newest "
+        "--recent-orders orders (recent: the same region at every size, as in a pipeline "
+        "where the orders that move are the young ones)",
+    )
+    p.add_argument("--recent-orders", type=int, default=400_000)
+    p.add_argument(
         "--repeat", type=int, default=1, help="measured cycles per size (fresh copy each)"
     )
     p.add_argument("--workdir", default="/tmp/trackline-bench/marts")
@@ -538,7 +577,12 @@ def main() -> None:
     print(
         f"batch: {args.uti_batch:,} uti rows ({args.new_share:.0%} new orders) + "
         f"{args.uti_batch * args.spath_per_order:,} spath events; spath mart = "
-        f"{k} events per order; {args.repeat} measured cycle(s) per size"
+        f"{k} events per order; {args.repeat} measured cycle(s) per size; existing orders "
+        + (
+            f"among the newest {args.recent_orders:,}"
+            if args.spread == "recent"
+            else "spread over the whole mart"
+        )
     )
     try:
         print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -563,7 +607,15 @@ def main() -> None:
                 wh.connect()
                 try:
                     counts = add_batch(
-                        wh, cfg, eng.d, n, k, args.uti_batch, args.spath_per_order, args.new_share
+                        wh,
+                        cfg,
+                        eng.d,
+                        n,
+                        k,
+                        args.uti_batch,
+                        args.spath_per_order,
+                        args.new_share,
+                        args.recent_orders if args.spread == "recent" else 0,
                     )
                 finally:
                     wh.close()
