@@ -51,7 +51,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PgDb
-from tests.integration.marts_helpers import Source, config_dict, day, write_config
+from tests.integration.marts_helpers import ECS, UTS, Source, config_dict, day, write_config
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.consolidate import consolidate
@@ -382,6 +382,8 @@ class Worlds:
     src: Source
     pg: PgDb | None = None
     made: set[str] = field(default_factory=set)
+    variant: Callable[[dict[str, Any]], None] | None = None
+    """Changes the config data of every world (the follow script's strategies)."""
 
     def warehouse(self, name: str) -> WarehouseCfg:
         if self.engine == "duckdb":
@@ -400,6 +402,8 @@ class Worlds:
         # one table after the other: the statements of a command come in one order, so the
         # n-th is the same statement in every run (test_cycle_workers kills parallel syncs)
         data["defaults"]["workers"] = 1
+        if self.variant is not None:
+            self.variant(data)
         if tables is not None:
             data["tables"] = [t for t in data["tables"] if t["name"] in tables]
             if not set(MARTS) <= set(tables):
@@ -612,6 +616,7 @@ def sweep(
     worlds: Worlds,
     monkeypatch: pytest.MonkeyPatch,
     pick: Callable[[str, list[Statement]], list[int]],
+    script: list[Step] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """Run SCRIPT in the reference world; before each step, copy it; kill the copy after each
     statement N that `pick(step, statements)` chooses, rerun, compare. Returns step →
@@ -619,7 +624,7 @@ def sweep(
     worlds.create("ref")
     done: dict[str, tuple[int, int]] = {}
     failures: list[str] = []
-    for step in SCRIPT:
+    for step in SCRIPT if script is None else script:
         if step.before:
             step.before(worlds.src)
         worlds.copy("ref", "before")
@@ -682,18 +687,111 @@ def test_kill_after_every_statement_of_every_command(
     """Every command of the script, killed after each of its statements that can leave a
     different warehouse state (DuckDB: all of them, and every statement of the short
     commands; the servers: a sample), then rerun, ends as the uninterrupted run."""
-    if worlds.engine == "duckdb":
-        pick = every_or_durable
-    else:
-        offset = 0 if worlds.engine == "postgres" else 2
-
-        def pick(_step: str, trace: list[Statement]) -> list[int]:
-            points = durable_points(trace)
-            return points[offset::SERVER_STRIDE] or points[-1:]
-
-    done = sweep(worlds, monkeypatch, pick)
+    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine))
     assert all(kills for _, kills in done.values()), done
     assert done["sync"][0] > 100 and done["cycle"][0] > 100, done  # a real run, not a stub
+
+
+def engine_pick(engine: str) -> Callable[[str, list[Statement]], list[int]]:
+    """DuckDB: `every_or_durable`; the servers: every SERVER_STRIDE-th durable point."""
+    if engine == "duckdb":
+        return every_or_durable
+    offset = 0 if engine == "postgres" else 2
+
+    def pick(_step: str, trace: list[Statement]) -> list[int]:
+        points = durable_points(trace)
+        return points[offset::SERVER_STRIDE] or points[-1:]
+
+    return pick
+
+
+# ----------------------------------------------------------- the follow strategies' cycles
+
+
+def _follow_variant(data: dict[str, Any]) -> None:
+    """ecs_order_info re-read by order for every order uni_tracking_info changed (`follow`),
+    and uni_tracking_spath's events of those orders re-read and replaced (`changes: follow`)."""
+    follow = {"strategy": "follow", "follow": "uni_tracking_info", "follow_key": "order_id"}
+    for t in data["tables"]:
+        if t["name"] in ("ecs_order_info", "uni_tracking_spath"):
+            t["cdc"] = {**t["cdc"], **follow}
+    for f in data["marts"][0]["followers"]:
+        if f["source"] == "uni_tracking_spath":
+            f["changes"] = "follow"
+
+
+def _follow_round_1(src: Source) -> None:
+    """Indexes for the re-reads by order; six orders, a first load."""
+    src.con.executescript(
+        """
+        CREATE INDEX ix_ecs_order ON ecs_order_info (order_id);
+        CREATE INDEX ix_spath_order ON uni_tracking_spath (order_id);
+        """
+    )
+    for o in range(1, 7):
+        src.touch(o, day(o), code=100 + o)
+    src.clock(day(7))
+
+
+def _follow_round_2(src: Source) -> None:
+    """The first follow pass: orders 2-4 move; 2's and 3's ecs rows change in place (no
+    time of their own moves), 3's first event is rewritten, 4's deleted; 5's ecs row changes
+    without its order moving (not followed yet); a new order."""
+    c = src.con
+    for o in (2, 3, 4):
+        src.touch(o, day(8 + o), code=200 + o)
+    c.execute("UPDATE ecs_order_info SET partner_id = 900 + order_id WHERE order_id IN (2, 3, 5)")
+    c.execute("UPDATE uni_tracking_spath SET code = 777 WHERE order_id = 3 AND traceSeq = 1")
+    c.execute("DELETE FROM uni_tracking_spath WHERE order_id = 4 AND traceSeq = 1")
+    src.touch(7, day(12), code=107)
+    src.clock(day(13))
+
+
+def _follow_round_3(src: Source) -> None:
+    """Seven weeks on: the quiet orders are archived; 5 moves (its ecs change of round 2
+    followed now), archived order 1 comes back with a changed ecs row and a rewritten event."""
+    c = src.con
+    src.touch(5, day(55), code=305)
+    c.execute("UPDATE ecs_order_info SET partner_id = 901 WHERE order_id = 1")
+    c.execute("UPDATE uni_tracking_spath SET code = 778 WHERE order_id = 1 AND traceSeq = 1")
+    src.touch(1, day(56), code=301)
+    src.touch(8, day(56), code=108)
+    src.clock(day(57))
+
+
+FOLLOW_SCRIPT = [
+    Step("follow-first", _cycle, _follow_round_1, MARTS),
+    Step("follow-pass", _cycle, _follow_round_2, MARTS),
+    Step("follow-archived", _cycle, _follow_round_3, MARTS),
+]
+
+
+@pytest.mark.slow
+def test_kill_after_every_statement_of_follow_cycles(
+    worlds: Worlds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cycles of the `follow` strategies (a one_per_key follower re-read by key, an
+    events follower whose orders' events are re-read and replaced, rows changed in place,
+    an event deleted, an archived order back with changes), killed after each statement
+    that can leave a different state (DuckDB; a sample on the servers), then rerun, end as
+    the uninterrupted cycles."""
+    worlds.variant = _follow_variant
+    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), FOLLOW_SCRIPT)
+    assert all(kills for _, kills in done.values()), done
+    assert done["follow-pass"][0] > 100, done  # a real cycle, not a stub
+    # the uninterrupted cycles did follow: the changes in place reached the marts, and the
+    # history where the order was archived since (orders 2-4; order 1 came back)
+    with _opened(worlds.config("ref")) as wh:
+
+        def held(mart: str, history: str, cols: str) -> list[tuple[Any, ...]]:
+            tables = [mart, *wh.list_tables("mart", f"hist_{history}_")]
+            return [r for t in tables for r in wh.query(f"SELECT {cols} FROM {wh.t('mart', t)}")]
+
+        ecs = dict(held(ECS, "ecs", "order_id, partner_id"))
+        events = held(UTS, "uts", wh.cols(["order_id", "traceSeq", "code"]))
+    assert {o: ecs.get(o) for o in (1, 2, 3, 5)} == {1: 901, 2: 902, 3: 903, 5: 905}, ecs
+    assert (3, 1, 777) in events and (1, 1, 778) in events, events
+    assert not [e for e in events if e[:2] == (4, 1)], events  # deleted in the source
 
 
 @pytest.mark.servers
