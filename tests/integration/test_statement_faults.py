@@ -766,6 +766,76 @@ FOLLOW_SCRIPT = [
 ]
 
 
+def _newest_variant(data: dict[str, Any]) -> None:
+    """ecs_order_info followed as above; uni_tracking_spath read by its modified time and
+    its events upserted by event key, the newest version winning (`changes: newest`)."""
+    follow = {"strategy": "follow", "follow": "uni_tracking_info", "follow_key": "order_id"}
+    for t in data["tables"]:
+        if t["name"] == "ecs_order_info":
+            t["cdc"] = {**t["cdc"], **follow}
+        if t["name"] == "uni_tracking_spath":
+            t["cdc"] = {**t["cdc"], "cursor": "time_modified"}
+    for f in data["marts"][0]["followers"]:
+        if f["source"] == "uni_tracking_spath":
+            f |= {"changes": "newest", "version": "time_modified"}
+
+
+REWRITE = (
+    "UPDATE uni_tracking_spath SET code = ?, time_modified = ? WHERE order_id = ? AND traceSeq = 1"
+)
+
+
+def _newest_round_1(src: Source) -> None:
+    """A modified time on the events (set to the event's time when it is written), the
+    index for ecs's re-read; six orders."""
+    src.con.executescript(
+        """
+        CREATE INDEX ix_ecs_order ON ecs_order_info (order_id);
+        ALTER TABLE uni_tracking_spath ADD COLUMN time_modified INTEGER NOT NULL DEFAULT 0;
+        CREATE TRIGGER spath_modified AFTER INSERT ON uni_tracking_spath BEGIN
+          UPDATE uni_tracking_spath SET time_modified = NEW.pathTime WHERE id = NEW.id;
+        END;
+        """
+    )
+    for o in range(1, 7):
+        src.touch(o, day(o), code=100 + o)
+    src.clock(day(7))
+
+
+def _newest_round_2(src: Source) -> None:
+    """Events rewritten in place: 3's first twice (the newest wins), 5's without its order
+    moving; orders 2-4 move, 2's ecs row changes; a new order."""
+    c = src.con
+    for o in (2, 3, 4):
+        src.touch(o, day(8 + o), code=200 + o)
+    c.execute("UPDATE ecs_order_info SET partner_id = 902 WHERE order_id = 2")
+    c.execute(REWRITE, (776, day(12), 3))
+    c.execute(REWRITE, (777, day(12) + 60, 3))
+    c.execute(REWRITE, (775, day(12), 5))
+    src.touch(7, day(12), code=107)
+    src.clock(day(13))
+
+
+def _newest_round_3(src: Source) -> None:
+    """Seven weeks on: the quiet orders are archived; an archived order's event is rewritten
+    without the order coming back (the history holds the new version), and archived order 1
+    comes back with a rewritten event and a changed ecs row."""
+    c = src.con
+    c.execute(REWRITE, (779, day(54), 4))
+    c.execute(REWRITE, (778, day(55), 1))
+    c.execute("UPDATE ecs_order_info SET partner_id = 901 WHERE order_id = 1")
+    src.touch(1, day(56), code=301)
+    src.touch(8, day(56), code=108)
+    src.clock(day(57))
+
+
+NEWEST_SCRIPT = [
+    Step("newest-first", _cycle, _newest_round_1, MARTS),
+    Step("newest-pass", _cycle, _newest_round_2, MARTS),
+    Step("newest-archived", _cycle, _newest_round_3, MARTS),
+]
+
+
 @pytest.mark.slow
 def test_kill_after_every_statement_of_follow_cycles(
     worlds: Worlds, monkeypatch: pytest.MonkeyPatch
@@ -779,8 +849,36 @@ def test_kill_after_every_statement_of_follow_cycles(
     done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), FOLLOW_SCRIPT)
     assert all(kills for _, kills in done.values()), done
     assert done["follow-pass"][0] > 100, done  # a real cycle, not a stub
+    ecs, events = _held(worlds)
     # the uninterrupted cycles did follow: the changes in place reached the marts, and the
     # history where the order was archived since (orders 2-4; order 1 came back)
+    assert {o: ecs.get(o) for o in (1, 2, 3, 5)} == {1: 901, 2: 902, 3: 903, 5: 905}, ecs
+    assert (3, 1, 777) in events and (1, 1, 778) in events, events
+    assert not [e for e in events if e[:2] == (4, 1)], events  # deleted in the source
+
+
+@pytest.mark.slow
+def test_kill_after_every_statement_of_newest_event_cycles(
+    worlds: Worlds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for events read by their modified time and upserted by event key
+    (`changes: newest`): an event rewritten twice between cycles, one rewritten without its
+    order moving, one of an archived order, one of an order that comes back."""
+    worlds.variant = _newest_variant
+    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), NEWEST_SCRIPT)
+    assert all(kills for _, kills in done.values()), done
+    assert done["newest-pass"][0] > 100, done  # a real cycle, not a stub
+    ecs, events = _held(worlds)
+    assert {o: ecs.get(o) for o in (1, 2)} == {1: 901, 2: 902}, ecs
+    for event in ((3, 1, 777), (5, 1, 775), (4, 1, 779), (1, 1, 778)):
+        assert event in events, (event, events)
+    # one version per event: no key twice across the mart and its history
+    assert len({e[:2] for e in events}) == len(events), events
+
+
+def _held(worlds: Worlds) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
+    """The reference world's ecs (order → partner) and spath events (order, traceSeq,
+    code), mart and history together."""
     with _opened(worlds.config("ref")) as wh:
 
         def held(mart: str, history: str, cols: str) -> list[tuple[Any, ...]]:
@@ -789,9 +887,7 @@ def test_kill_after_every_statement_of_follow_cycles(
 
         ecs = dict(held(ECS, "ecs", "order_id, partner_id"))
         events = held(UTS, "uts", wh.cols(["order_id", "traceSeq", "code"]))
-    assert {o: ecs.get(o) for o in (1, 2, 3, 5)} == {1: 901, 2: 902, 3: 903, 5: 905}, ecs
-    assert (3, 1, 777) in events and (1, 1, 778) in events, events
-    assert not [e for e in events if e[:2] == (4, 1)], events  # deleted in the source
+    return ecs, events
 
 
 @pytest.mark.servers
