@@ -51,7 +51,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PgDb
-from tests.integration.marts_helpers import ECS, UTS, Source, config_dict, day, write_config
+from tests.integration.marts_helpers import ECS, UTI, UTS, Source, config_dict, day, write_config
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.consolidate import consolidate
@@ -874,6 +874,66 @@ def test_kill_after_every_statement_of_newest_event_cycles(
         assert event in events, (event, events)
     # one version per event: no key twice across the mart and its history
     assert len({e[:2] for e in events}) == len(events), events
+
+
+def _drift_round_1(src: Source) -> None:
+    """Six orders; seven weeks on, 1-3 have gone quiet (archived into history periods)."""
+    for o in range(1, 7):
+        src.touch(o, day(o), code=100 + o)
+    for o in (4, 5, 6):
+        src.touch(o, day(44 + o), code=200 + o)
+    src.clock(day(51))
+
+
+def _drift_round_2(src: Source) -> None:
+    """A column appears in each of the three source tables once the marts and history
+    periods exist; rows carry values in it, an archived order comes back with one, a new
+    order arrives with them."""
+    c = src.con
+    c.executescript(
+        """
+        ALTER TABLE uni_tracking_info ADD COLUMN note TEXT;
+        ALTER TABLE ecs_order_info ADD COLUMN channel INTEGER;
+        ALTER TABLE uni_tracking_spath ADD COLUMN site TEXT;
+        """
+    )
+    for o in (2, 4, 7):
+        src.touch(o, day(52 + o / 10), code=300 + o)
+        c.execute("UPDATE uni_tracking_info SET note = ? WHERE order_id = ?", (f"n{o}", o))
+        c.execute("UPDATE uni_tracking_spath SET site = ? WHERE order_id = ?", (f"s{o}", o))
+    c.execute("UPDATE ecs_order_info SET channel = order_id * 10 WHERE order_id = 7")
+    src.clock(day(53))
+
+
+DRIFT_SCRIPT = [
+    Step("drift-first", _cycle, _drift_round_1, MARTS),
+    Step("drift-columns-added", _cycle, _drift_round_2, MARTS),
+]
+
+
+@pytest.mark.slow
+def test_kill_after_every_statement_of_a_cycle_whose_sources_gained_columns(
+    worlds: Worlds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Schema drift × history periods: a cycle that adds a new source column to the raw
+    tables, the marts and every history period (its DDL partly outside transactions), while
+    an archived order comes back, killed after each statement that can leave a different
+    state, then rerun, ends as the uninterrupted cycle."""
+    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), DRIFT_SCRIPT)
+    assert all(kills for _, kills in done.values()), done
+    with _opened(worlds.config("ref")) as wh:
+        notes = dict(wh.query(f"SELECT order_id, note FROM {wh.t('mart', UTI)}"))
+        periods = wh.list_tables("mart", "hist_uts_")
+        sites = {
+            r[0]: r[1]
+            for t in [UTS, *periods]
+            for r in wh.query(
+                f"SELECT order_id, site FROM {wh.t('mart', t)} WHERE site IS NOT NULL"
+            )
+        }
+    assert periods, "no history period: the drift met no archived rows"
+    assert {o: notes.get(o) for o in (2, 4, 7)} == {2: "n2", 4: "n4", 7: "n7"}, notes
+    assert set(sites) == {2, 4, 7}, sites
 
 
 def _held(worlds: Worlds) -> tuple[dict[Any, Any], list[tuple[Any, ...]]]:
