@@ -705,6 +705,17 @@ def engine_pick(engine: str) -> Callable[[str, list[Statement]], list[int]]:
     return pick
 
 
+def after_first_load(engine: str) -> Callable[[str, list[Statement]], list[int]]:
+    """`engine_pick`, except for a script's first step: its first load is the shape the
+    main script's sync and cycle are swept in already; it only sets the world up."""
+    pick = engine_pick(engine)
+
+    def chosen(step: str, trace: list[Statement]) -> list[int]:
+        return [] if step.endswith("-first") else pick(step, trace)
+
+    return chosen
+
+
 # ----------------------------------------------------------- the follow strategies' cycles
 
 
@@ -846,8 +857,8 @@ def test_kill_after_every_statement_of_follow_cycles(
     that can leave a different state (DuckDB; a sample on the servers), then rerun, end as
     the uninterrupted cycles."""
     worlds.variant = _follow_variant
-    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), FOLLOW_SCRIPT)
-    assert all(kills for _, kills in done.values()), done
+    done = sweep(worlds, monkeypatch, after_first_load(worlds.engine), FOLLOW_SCRIPT)
+    assert all(kills for step, (_, kills) in done.items() if step != FOLLOW_SCRIPT[0].name), done
     assert done["follow-pass"][0] > 100, done  # a real cycle, not a stub
     ecs, events = _held(worlds)
     # the uninterrupted cycles did follow: the changes in place reached the marts, and the
@@ -865,8 +876,8 @@ def test_kill_after_every_statement_of_newest_event_cycles(
     (`changes: newest`): an event rewritten twice between cycles, one rewritten without its
     order moving, one of an archived order, one of an order that comes back."""
     worlds.variant = _newest_variant
-    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), NEWEST_SCRIPT)
-    assert all(kills for _, kills in done.values()), done
+    done = sweep(worlds, monkeypatch, after_first_load(worlds.engine), NEWEST_SCRIPT)
+    assert all(kills for step, (_, kills) in done.items() if step != NEWEST_SCRIPT[0].name), done
     assert done["newest-pass"][0] > 100, done  # a real cycle, not a stub
     ecs, events = _held(worlds)
     assert {o: ecs.get(o) for o in (1, 2)} == {1: 901, 2: 902}, ecs
@@ -919,8 +930,8 @@ def test_kill_after_every_statement_of_a_cycle_whose_sources_gained_columns(
     tables, the marts and every history period (its DDL partly outside transactions), while
     an archived order comes back, killed after each statement that can leave a different
     state, then rerun, ends as the uninterrupted cycle."""
-    done = sweep(worlds, monkeypatch, engine_pick(worlds.engine), DRIFT_SCRIPT)
-    assert all(kills for _, kills in done.values()), done
+    done = sweep(worlds, monkeypatch, after_first_load(worlds.engine), DRIFT_SCRIPT)
+    assert all(kills for step, (_, kills) in done.items() if step != DRIFT_SCRIPT[0].name), done
     with _opened(worlds.config("ref")) as wh:
         notes = dict(wh.query(f"SELECT order_id, note FROM {wh.t('mart', UTI)}"))
         periods = wh.list_tables("mart", "hist_uts_")
