@@ -175,6 +175,14 @@ class Defaults(Model):
     while a write transaction is open and only where the lag is shorter than the margin."""
     zero_date: Literal["null", "error"] = "null"
     """MySQL `0000-00-00` dates: load as NULL and report, or stop with an error."""
+    read_window_batches: int = Field(default=4, ge=1)
+    """Rows one source query reads, in batches: a run reads a table as consecutive queries of
+    at most `batch_size` x this many rows, each continued after the last row the one before
+    read. The MySQL reader buffers a query's rows as fast as the server sends them, so
+    without a window a warehouse slower than the source (PostgreSQL, Redshift, an S3 stage)
+    would hold a whole initial load in memory. Tables whose order has no unique key (a
+    `timestamp` table without `cdc.id`, a `full` table without an integer primary key) are
+    read as one query."""
     raw_retention_seconds: int = 2 * 86400
     workers: int = Field(default=2, ge=1, le=32)
     """Tables a cycle syncs at the same time, each on its own source and warehouse

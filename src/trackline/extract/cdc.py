@@ -178,18 +178,29 @@ def plan_query(
     snapshot_key: str | None = None,
     lookback: Value = None,
     nothing: bool = False,
+    order_key: str | None = None,
+    after: tuple[Value, ...] | None = None,
 ) -> BatchPlan:
-    """Build the single streaming query for the next run of one table.
+    """Build the streaming query for the next run of one table.
 
     `lit` renders a typed watermark value as a SQL literal for readers that cannot bind
     parameters (connectorx); it accepts only ints, Decimals, dates and datetimes, and strings
     escaped by the dialect, never raw text from config. `nothing`: the id hold allows no row
     yet (the query reads none).
+
+    A run may read in windows (`ReadWindows`): the same query continued after the last row
+    a window read. Hybrid and id tables continue from the watermark reached (`wm`); a
+    timestamp table from its last row's (cursor, id), `after`, strictly (its watermark is
+    the cursor alone, re-read on a rerun); a full table is read in `order_key` order (its
+    integer primary key) and continues after the key `after`.
     """
     base = f"SELECT {select} FROM {relation}"
     ts, idc = spec.ts, spec.id
     if spec.strategy == "full":
-        return BatchPlan(base, "full", "incremental", None)
+        if order_key is None:
+            return BatchPlan(base, "full", "incremental", None)
+        where = f" WHERE {order_key} > {lit(after[0])}" if after else ""
+        return BatchPlan(f"{base}{where} ORDER BY {order_key}", "full", "incremental", None)
     if spec.strategy == "id":
         assert idc
         conds = [] if wm.id is None else [f"{idc} > {lit(wm.id)}"]
@@ -211,7 +222,11 @@ def plan_query(
             f"{base} WHERE {cond} ORDER BY {snapshot_key}", spec.strategy, "snapshot", su
         )
     conds = [f"{ts} < {lit(upper)}"]
-    if spec.strategy == "timestamp" or (wm.ts is not None and wm.id is None):
+    if spec.strategy == "timestamp" and after is not None and idc:
+        a, b = after
+        conds.insert(0, f"({ts} > {lit(a)} OR ({ts} = {lit(a)} AND {idc} > {lit(b)}))")
+        order = f"{ts}, {idc}"
+    elif spec.strategy == "timestamp" or (wm.ts is not None and wm.id is None):
         start = wm.ts
         if lookback is not None and start is not None:
             start = lookback

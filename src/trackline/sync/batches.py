@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +16,23 @@ from trackline.extract.types import SourceColumn
 from trackline.load import StagedFiles, Warehouse
 from trackline.report import Reporter
 from trackline.sync.tables import ResolvedTable, TableResult
+
+Batches = Iterator[pa.RecordBatch | pa.Table]
+
+
+@dataclass(frozen=True)
+class ReadWindows:
+    """One run's read as consecutive source queries of at most `rows` rows each (see
+    `defaults.read_window_batches`): `first` opens the first; `after(wm, last)` opens the
+    query that continues after the last row a full window read, from the watermark reached
+    (`wm`) and that window's last batch (`last`, as read). A window that returns fewer rows
+    than `rows` was the last. The next window is opened as soon as a window's last batch
+    arrives, so the source sends it while that batch is staged and loaded: memory holds at
+    most about two windows, whatever the table's size."""
+
+    rows: int
+    first: Callable[[], Batches]
+    after: Callable[[Watermark, pa.Table], Batches]
 
 
 def zero_dates(

@@ -9,7 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
@@ -32,7 +32,13 @@ from trackline.load import StagedFiles, Warehouse, open_warehouse
 from trackline.report import NullReporter, Reporter
 from trackline.stage import Stage
 from trackline.state import LEGACY_SOURCE, StateStore, utcnow
-from trackline.sync.batches import merge_into, next_watermark, zero_dates
+from trackline.sync.batches import (
+    Batches,
+    ReadWindows,
+    merge_into,
+    next_watermark,
+    zero_dates,
+)
 from trackline.sync.follow import FollowPass, check_follow_index, drivers_first
 from trackline.sync.hold import id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
@@ -256,9 +262,14 @@ class Syncer:
                 f"{src.q('_tl_zero_' + c.name)}"
                 for c in zero_cols
             )
+        order_key = None  # a full table's read order when it is read in windows
+        if t.cdc.strategy == "full" and len(pk) == 1 and not t.query and pk[0] in by_name:
+            if pa.types.is_integer(by_name[pk[0]].arrow):
+                order_key = by_name[pk[0]].cursor_ref
+        relation = src.relation_sql(rel)
         plan = plan_query(
             select=select,
-            relation=src.relation_sql(rel),
+            relation=relation,
             spec=spec,
             wm=wm,
             upper=upper,
@@ -266,6 +277,7 @@ class Syncer:
             snapshot_key=snapshot_key,
             lookback=lookback,
             nothing=not readable,
+            order_key=order_key,
         )
         read_schema = arrow_schema
         if zero_cols:
@@ -295,11 +307,46 @@ class Syncer:
                 whole.clock = src.now(False)
             whole.prepare()
         counts = (res.rows, res.batches, res.last_batch)
+        window = batch_size * self.cfg.defaults.read_window_batches
+        windowed = {
+            "hybrid": spec.id is not None,
+            "id": True,
+            "timestamp": spec.id is not None,
+            "full": order_key is not None,
+        }[t.cdc.strategy]
+
+        def read_window(sql: str) -> Batches:
+            return src.stream(f"{sql} LIMIT {window}", read_schema, batch_size)
+
+        def after(cur: Watermark, last: pa.Table) -> Batches:
+            """The query that continues after `last`'s last row (see `plan_query`)."""
+            end = last.num_rows - 1
+            after: tuple[Any, ...] | None = None
+            if t.cdc.strategy == "timestamp":
+                after = (last[t.cdc.cursor][end].as_py(), last[str(t.cdc.id)][end].as_py())
+            elif t.cdc.strategy == "full":
+                after = (last[pk[0]][end].as_py(),)
+            nxt = plan_query(
+                select=select,
+                relation=relation,
+                spec=spec,
+                wm=cur,
+                upper=plan.upper,
+                lit=src.lit,
+                snapshot_key=snapshot_key,
+                order_key=order_key,
+                after=after,
+            )
+            return read_window(nxt.sql)
 
         def read_all() -> Watermark:
             res.rows, res.batches, res.last_batch = counts  # a rerun reads everything again
             wm_now = wm
-            batches = src.stream(plan.sql, read_schema, batch_size)
+            batches: Batches | ReadWindows = (
+                ReadWindows(window, lambda: read_window(plan.sql), after)
+                if windowed
+                else src.stream(plan.sql, read_schema, batch_size)
+            )
             if whole:
                 whole.begin()
             for batch_id, data, staged, wm_to in self._pipeline(
@@ -445,7 +492,7 @@ class Syncer:
     def _pipeline(
         self,
         rt: ResolvedTable,
-        batches: Iterator[pa.RecordBatch | pa.Table],
+        batches: Batches | ReadWindows,
         zero_cols: list[SourceColumn],
         schema: pa.Schema,
         phase: str,
@@ -463,18 +510,36 @@ class Syncer:
         when = utcnow()
         zero_policy = self.cfg.defaults.zero_date
 
+        windows = batches if isinstance(batches, ReadWindows) else None
+        # the open readers: this window's query, and the next one's once it is opened
+        readers: list[Batches] = [windows.first() if windows else cast(Batches, batches)]
+
+        def read() -> Batches:
+            """Every batch, across the windows' queries."""
+            while readers:
+                yield from readers[0]
+                _close(readers.pop(0))
+
         def produce() -> None:
             try:
                 cur = wm
                 bid = first_id
-                for b in batches:
+                in_window = 0
+                for b in read():
                     if stop.is_set():
                         return
                     checkpoint("sync.after_extract")
                     data = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
+                    in_window += data.num_rows
                     if zero_cols:
                         data = zero_dates(self.reporter, rt, data, zero_cols, pk, zero_policy, res)
                     cur = next_watermark(t, data, cur, phase, upper, snapshot_col)
+                    if windows and in_window >= windows.rows:
+                        # a full window: the next query opens now, so the source sends it
+                        # while this batch is staged and loaded
+                        last = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
+                        readers.append(windows.after(cur, last))
+                        in_window = 0
                     data = data.append_column(
                         BATCH_COL, pa.repeat(pa.scalar(bid, pa.int64()), data.num_rows)
                     )
@@ -498,14 +563,18 @@ class Syncer:
             except BaseException as exc:  # handed to the loader thread, which re-raises it
                 q.put(exc)
             finally:
-                # Close the reader here, not wherever it is garbage-collected once the loader
-                # stopped early: a source's cursor may be bound to this thread (sqlite3).
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    try:
-                        close()
-                    except Exception as exc:  # noqa: BLE001 - the batch's outcome is decided
-                        log.warning("%s: closing the source reader failed: %s", t.name, exc)
+                # Close the readers here, not wherever they are garbage-collected once the
+                # loader stopped early: a source's cursor may be bound to this thread (sqlite3).
+                while readers:
+                    _close(readers.pop())
+
+        def _close(reader: Batches) -> None:
+            close = getattr(reader, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 - the batch's outcome is decided
+                    log.warning("%s: closing the source reader failed: %s", t.name, exc)
 
         worker = threading.Thread(target=produce, name=f"extract-{t.name}", daemon=True)
         worker.start()
