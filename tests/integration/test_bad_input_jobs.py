@@ -1,0 +1,107 @@
+"""Bad input to the newer jobs (backfill, consolidate, compare, cdc follow) and to the source
+connection: each is refused with an error naming the key, table, column or chunk, leaves
+nothing half-written, and never shows a password. Real MariaDB, DuckDB warehouse."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from tests.conftest import MySQLDb
+from tests.integration.backfill_world import SECONDS, World, connect, history, second_db
+from trackline.backfill.handoff import status
+from trackline.backfill.run import run as backfill
+from trackline.cli import main
+from trackline.config import Config, DuckDBWarehouse
+
+START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def source(db: MySQLDb, **over: Any) -> dict[str, Any]:
+    return {
+        "host": db.host,
+        "port": db.port,
+        "user": db.user,
+        "password": db.password,
+        "database": db.database,
+        "innodb_hold": False,
+        **over,
+    }
+
+
+def small(db: MySQLDb, tmp_path: Path, **top: Any) -> dict[str, Any]:
+    """One source `s`, a DuckDB warehouse, a local stage; `top` adds top-level keys."""
+    return {
+        "sources": {"s": source(db)},
+        "warehouse": {"type": "duckdb", "path": str(tmp_path / "wh.duckdb")},
+        "stage": {"url": str(tmp_path / "stage")},
+        "defaults": {"lag_seconds": 0},
+        **top,
+    }
+
+
+def write(tmp_path: Path, data: dict[str, Any]) -> str:
+    path = tmp_path / "trackline.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return str(path)
+
+
+def hybrid(name: str, **kw: Any) -> dict[str, Any]:
+    return {"name": name, "cdc": {"strategy": "hybrid", "cursor": "ts", "id": "id"}, **kw}
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+@pytest.fixture
+def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    legacy = second_db(mysql_db, "dw", request)
+    union = second_db(mysql_db, "all", request)
+    return World(mysql_db, legacy, union, history(), tmp_path).build()
+
+
+def test_a_chunk_whose_conversion_overflows_names_chunk_and_column_and_keeps_nothing(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """The conversion gives a BIGINT where the target holds INT; from April 2025 on a value
+    does not fit. Found by: `backfill run --json` said only "a value does not fit its
+    declared type: Integer value … not in range", and `backfill status` listed no failed
+    chunk."""
+    data = world.data(duckdb_warehouse, world.tmp / "stage")
+    conversion = "IF(pathTime >= '2025-04-01', 99999999999, code)"
+    data["backfill"]["tables"] = [
+        {
+            "table": "uni_tracking_spath",
+            "source_table": "dw_uni_tracking_spath",
+            "columns": {"pathTime": SECONDS.format("pathTime"), "code": conversion},
+        }
+    ]
+    cfg = Config.model_validate(data)
+    (res,) = backfill(cfg, start=START, end=END)
+    assert res.status == "failed" and res.loaded == 5, res
+    error = str(res.error)
+    assert "chunk 6 (2025-04)" in error and "'uni_tracking_spath'" in error, error
+    assert "column 'code'" in error and "99999999999" in error, error
+    before = world.legacy.query(
+        "SELECT COUNT(*) FROM dw_uni_tracking_spath WHERE pathTime < '2025-04-01'"
+    )[0][0]
+    for wh in connect(cfg):
+        (s,) = status(cfg, wh)
+        raw = wh.scalar("SELECT COUNT(*) FROM raw.uni_tracking_spath_raw")
+        claimed = wh.scalar(
+            "SELECT SUM(row_count) FROM trackline.batches WHERE table_key = ?",
+            ("raw.uni_tracking_spath_raw",),
+        )
+    assert s["done"] == 5 and s["failed_not_done"] == [6], s
+    (failed,) = [c for c in s["chunk_rows"] if c["status"] == "failed"]
+    assert "column 'code'" in failed["error"]
+    assert int(raw) == int(claimed) == int(before)  # chunks 1-5 whole, nothing of chunk 6
