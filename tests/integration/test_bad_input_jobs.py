@@ -5,6 +5,7 @@ nothing half-written, and never shows a password. Real MariaDB, DuckDB warehouse
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,11 @@ from click.testing import CliRunner, Result
 
 from tests.conftest import MySQLDb
 from tests.integration.backfill_world import SECONDS, World, connect, history, second_db
+from tests.integration.synctools import wh_exists, wh_query
 from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
-from trackline.config import Config, DuckDBWarehouse
+from trackline.config import Config, DuckDBWarehouse, parse_config
 
 START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
 
@@ -105,3 +107,40 @@ def test_a_chunk_whose_conversion_overflows_names_chunk_and_column_and_keeps_not
     (failed,) = [c for c in s["chunk_rows"] if c["status"] == "failed"]
     assert "column 'code'" in failed["error"]
     assert int(raw) == int(claimed) == int(before)  # chunks 1-5 whole, nothing of chunk 6
+
+
+# --------------------------------------------------------------------------- source names
+
+
+def test_a_source_column_that_is_no_plain_identifier_is_named_not_a_traceback(
+    mysql_db: MySQLDb, tmp_path: Path
+) -> None:
+    """Found by: a MariaDB column `größe` (or a query's unaliased `v + 1`) ended `sync` and
+    `consolidate` with a bare ValueError traceback from the quoting helper."""
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts DATETIME NOT NULL, `größe` INT)")
+    mysql_db.execute("CREATE TABLE u (id INT PRIMARY KEY, ts DATETIME NOT NULL, v INT)")
+    mysql_db.execute("INSERT INTO t VALUES (1, '2024-01-01', 5)")
+    mysql_db.execute("INSERT INTO u VALUES (1, '2024-01-01', 5)")
+    unaliased = {"name": "q", "query": "SELECT id, ts, v + 1 FROM u"}
+    inputs = [{**unaliased, "cdc": {"cursor": "ts", "id": "id"}, "lag_seconds": 0}]
+    data = small(
+        mysql_db,
+        tmp_path,
+        tables=[hybrid("t"), {**hybrid("u"), **unaliased}],
+        consolidations=[{"name": "k", "key": ["id"], "inputs": inputs}],
+    )
+    path = write(tmp_path, data)
+    r = cli("sync", "-c", path, "--log-format", "quiet")
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert f"table {mysql_db.database}.t: column 'größe' is not a plain identifier" in r.output
+    assert "query of table 'q': its output column 'v + 1' is not a plain identifier" in r.output
+    r = cli("consolidate", "-c", path, "--json")
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    (res,) = json.loads(r.stdout)
+    assert res["status"] == "failed"
+    assert "input 'q'" in res["error"] and "'v + 1'" in res["error"], res
+    cfg = parse_config(Path(path).read_text())
+    for key in ("t_raw", "q_raw", "parcel_detail_tool", "parcel_detail_tool_staging"):
+        assert not wh_exists(cfg, "public", key), key
+    assert wh_query(cfg, "SELECT COUNT(*) FROM trackline.batches") == [(0,)]
+    assert not list((tmp_path / "stage").rglob("*.parquet"))

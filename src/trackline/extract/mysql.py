@@ -18,8 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from trackline.config import IDENT_RE
 from trackline.config import MySQLSource as MySQLConfig
-from trackline.errors import SourceError, SourceTimeout, SourceUnreachable
+from trackline.errors import SchemaDriftError, SourceError, SourceTimeout, SourceUnreachable
 from trackline.extract.source import OpenTransaction, Relation, Source, rechunk
 from trackline.extract.types import SourceColumn, cast_batch, map_mysql_column
 
@@ -133,6 +134,10 @@ def _statement_kind(sql: str) -> str:
     return "lookup query"
 
 
+_NOT_PLAIN = (
+    "is not a plain identifier (letters, digits, '_' and '$' only, starting with a letter or "
+    "'_', at most 127 characters), the only names trackline puts into SQL"
+)
 _JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
 
 
@@ -317,6 +322,12 @@ class MySQL(Source):
         # (NULLIF(`ts`, 0) AS `ts`), and an unqualified ORDER BY `ts` would sort by that
         # alias instead of reading the (ts, id) index in order.
         table = self.relation_sql(Relation(rel.name, db))
+        for name, *_ in rows:
+            if not IDENT_RE.match(name):
+                raise SchemaDriftError(
+                    f"table {db}.{rel.name}: column {name!r} {_NOT_PLAIN}; rename the column, "
+                    "or read the table through a `query:` that names it with AS"
+                )
         cols = [
             map_mysql_column(name, dtype, ctype, nullable == "YES", f"{table}.{self.q(name)}")
             for name, dtype, ctype, nullable in rows
@@ -359,6 +370,12 @@ class MySQL(Source):
             raise SourceError(
                 f"query of table {rel.name!r} failed on {self._where()}: {self._sanitize(str(exc))}"
             ) from None
+        for f in fields:
+            if not IDENT_RE.match(f.name):
+                raise SourceError(
+                    f"query of table {rel.name!r}: its output column {f.name!r} {_NOT_PLAIN}; "
+                    "name it with AS in the query"
+                )
         return [
             map_mysql_column(
                 f.name,
