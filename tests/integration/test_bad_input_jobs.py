@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from click.testing import CliRunner, Result
 
 from tests.conftest import MySQLDb
 from tests.integration.backfill_world import SECONDS, World, connect, history, second_db
-from tests.integration.synctools import wh_exists, wh_query
+from tests.integration.synctools import mysql_user, wh_exists, wh_query
 from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
@@ -144,3 +145,53 @@ def test_a_source_column_that_is_no_plain_identifier_is_named_not_a_traceback(
         assert not wh_exists(cfg, "public", key), key
     assert wh_query(cfg, "SELECT COUNT(*) FROM trackline.batches") == [(0,)]
     assert not list((tmp_path / "stage").rglob("*.parquet"))
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def test_a_password_beyond_latin1_logs_in_and_a_wrong_one_is_never_shown(
+    mysql_db: MySQLDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by: a source password with `€` ended every command with a bare
+    UnicodeEncodeError (PyMySQL encodes a str password as Latin-1), although MariaDB and the
+    data reader (connectorx, UTF-8) take it; one with `ä` was refused as a wrong login."""
+    right, wrong = "Rïght-€-pässwörd", "Wrøng-€-pässwörd"
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts DATETIME NOT NULL, v INT)")
+    mysql_db.execute("INSERT INTO t VALUES (1, '2024-01-01', 5), (2, '2024-01-02', 6)")
+    inputs = [{"name": "a", "table": "t", "cdc": {"cursor": "ts", "id": "id"}, "lag_seconds": 0}]
+    caplog.set_level("DEBUG")
+    with mysql_user(mysql_db, right) as user:
+        data = small(
+            mysql_db,
+            tmp_path,
+            tables=[hybrid("t")],
+            consolidations=[{"name": "k", "key": ["id"], "inputs": inputs}],
+        )
+        data["sources"]["s"].update(user=user, password="${TL_TEST_PW}")
+        path = write(tmp_path, data)
+        r = cli("sync", "-c", path, "--log-format", "quiet", env={"TL_TEST_PW": right})
+        assert r.exit_code == 0, r.output
+        cfg = parse_config(Path(path).read_text().replace("${TL_TEST_PW}", right))
+        assert wh_query(cfg, "SELECT COUNT(*) FROM public.t_raw") == [(2,)]
+
+        outputs = []
+        data["sources"]["s"]["password"] = wrong  # literally in the file, then from the env
+        literal = write(tmp_path, data)
+        for args, env in (
+            (("--debug", "sync", "-c", literal, "--log-format", "json"), None),
+            (("consolidate", "-c", literal, "--json"), None),
+            (("consolidate", "-c", path, "--log-format", "plain"), {"TL_TEST_PW": wrong}),
+        ):
+            r = cli(*args, env=env)
+            assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+            assert "refused the login" in r.output and repr(user) in r.output, r.output
+            outputs.append(r.output)
+    state = wh_query(cfg, "SELECT * FROM trackline.runs") + wh_query(
+        cfg, "SELECT * FROM trackline.watermarks"
+    )
+    assert [s for s in state if "refused the login" in repr(s)]  # the failures are recorded
+    for text in (*outputs, repr(state), caplog.text):
+        for secret in (right, wrong):
+            assert secret not in text and urllib.parse.quote(secret) not in text
+    assert wh_query(cfg, "SELECT COUNT(*) FROM public.t_raw") == [(2,)]  # nothing more

@@ -176,7 +176,9 @@ class MySQL(Source):
                     host=c.host,
                     port=c.port,
                     user=c.user,
-                    password=self._password(),
+                    # UTF-8, as connectorx sends it (PyMySQL would encode a str as
+                    # Latin-1: a password with `€` crashed, one with `ä` was refused)
+                    password=self._password().encode("utf-8"),
                     database=self.database,
                     charset="utf8mb4",
                     autocommit=True,
