@@ -21,6 +21,7 @@ from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, parse_config
+from trackline.sync import sync
 
 START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
 
@@ -195,3 +196,45 @@ def test_a_password_beyond_latin1_logs_in_and_a_wrong_one_is_never_shown(
         for secret in (right, wrong):
             assert secret not in text and urllib.parse.quote(secret) not in text
     assert wh_query(cfg, "SELECT COUNT(*) FROM public.t_raw") == [(2,)]  # nothing more
+
+
+# --------------------------------------------------------------------------- cdc follow
+
+
+@pytest.mark.parametrize("lacking", ["driver", "follower"])
+def test_a_follow_key_missing_from_either_table_is_refused_before_any_read(
+    mysql_db: MySQLDb, tmp_path: Path, lacking: str
+) -> None:
+    """Found by: a driving table without the `follow_key` column synced fine until its first
+    change, then failed every sync with the warehouse's binder error on its raw table; a
+    following table without it was told to CREATE INDEX on a column it does not have."""
+    mysql_db.execute(
+        "CREATE TABLE d (id INT PRIMARY KEY, ts DATETIME NOT NULL, "
+        f"{'oid' if lacking == 'driver' else 'order_id'} INT)"
+    )
+    col = "oid" if lacking == "follower" else "order_id"
+    mysql_db.execute(
+        f"CREATE TABLE f (id INT PRIMARY KEY, ts DATETIME NOT NULL, {col} INT, KEY ix ({col}))"
+    )
+    mysql_db.execute("INSERT INTO d VALUES (1, '2024-01-01', 5)")
+    mysql_db.execute("INSERT INTO f VALUES (1, '2024-01-01', 5)")
+    follow = {"strategy": "follow", "cursor": "ts", "id": "id", "follow": "d"}
+    data = small(
+        mysql_db,
+        tmp_path,
+        tables=[hybrid("d"), {"name": "f", "cdc": {**follow, "follow_key": "order_id"}}],
+    )
+    cfg = parse_config(yaml.safe_dump(data))
+    for _ in range(2):  # the second sync follows the driver's new row
+        by_name = {r.table: r for r in sync(cfg)}
+        assert by_name["d"].status == "ok"
+        f = by_name["f"]
+        assert f.status == "failed" and f.rows == 0, f
+        assert "tables[].cdc.follow_key 'order_id' is not a column of" in str(f.error)
+        assert ("driving table 'd'" in str(f.error)) == (lacking == "driver"), f.error
+        assert "CREATE INDEX" not in str(f.error)
+        mysql_db.execute("INSERT IGNORE INTO d VALUES (2, '2024-01-02', 5)")
+    assert not wh_exists(cfg, "public", "f_raw")
+    assert wh_query(
+        cfg, "SELECT COUNT(*) FROM trackline.batches WHERE table_key = 'public.f_raw'"
+    ) == [(0,)]
