@@ -238,3 +238,32 @@ def test_a_follow_key_missing_from_either_table_is_refused_before_any_read(
     assert wh_query(
         cfg, "SELECT COUNT(*) FROM trackline.batches WHERE table_key = 'public.f_raw'"
     ) == [(0,)]
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_with_a_legacy_table_that_does_not_exist_names_the_entry(
+    mysql_db: MySQLDb, tmp_path: Path
+) -> None:
+    """Found by: the error pointed at `tables[].name` and `source_db` (the sync's keys),
+    exit 1 as for a source failure, where the compare entry's `legacy_table` is wrong."""
+    mysql_db.execute("CREATE TABLE t (id INT PRIMARY KEY, ts DATETIME NOT NULL, v INT)")
+    mysql_db.execute("INSERT INTO t VALUES (1, '2024-01-01', 5)")
+    entry = {"name": "c", "legacy_table": "t_gone", "table": "t_raw", "key": ["id"]}
+    data = small(
+        mysql_db,
+        tmp_path,
+        tables=[hybrid("t")],
+        compare={"legacy": "s", "tables": [{**entry, "columns": ["v"]}]},
+    )
+    path = write(tmp_path, data)
+    assert cli("sync", "-c", path, "--log-format", "quiet").exit_code == 0
+    r = cli("compare", "-c", path, "--table", "c", "--json")
+    assert r.exit_code == 2, r.output
+    assert "compare table 'c': legacy_table 't_gone'" in r.output, r.output
+    assert "compare.tables[].legacy_table" in r.output and "tables[].name" not in r.output
+    cfg = parse_config(Path(path).read_text())
+    assert not wh_exists(cfg, "trackline", "compare_results") or wh_query(
+        cfg, "SELECT COUNT(*) FROM trackline.compare_results"
+    ) == [(0,)]

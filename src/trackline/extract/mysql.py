@@ -317,8 +317,8 @@ class MySQL(Source):
         )
         if not rows:
             raise SourceError(
-                f"table {db}.{rel.name} not found in {self._where()}; check `tables[].name` "
-                "and `source_db`"
+                f"table {db}.{rel.name} not found in {self._where()}; check the table's "
+                "name and database in the config"
             )
         # Qualified references: the SELECT aliases a wrapped column back to its own name
         # (NULLIF(`ts`, 0) AS `ts`), and an unqualified ORDER BY `ts` would sort by that
