@@ -1,0 +1,62 @@
+"""Bad values in the newer config sections (`backfill:`, `consolidations:`) are refused at load
+time with the file's line and the key, never with a traceback nor by loading something else."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from trackline.config import parse_config
+from trackline.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "sources": {"s": {"host": "h", "user": "u", "password": "pw-S3cret!", "database": "db"}},
+    "tables": [{"name": "t", "cdc": {"strategy": "hybrid", "cursor": "ts", "id": "id"}}],
+    "backfill": {"source": "s", "tables": [{"table": "t", "columns": {"ts": "ts"}}]},
+    "consolidations": [
+        {
+            "name": "k",
+            "key": ["id"],
+            "inputs": [{"name": "a", "table": "t", "cdc": {"cursor": "ts", "id": "id"}}],
+        }
+    ],
+}
+
+
+def refused(edit: Any) -> str:
+    data = copy.deepcopy(BASE)
+    edit(data)
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_dump(data, sort_keys=False), source="c.yml")
+    assert "pw-S3cret!" not in str(err.value)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        # found: an unclosed quote or comment raised sqlglot's TokenError out of the loader
+        ("NULLIF(tno, ')", "is not a SQL expression MySQL would read"),
+        ("UNIX_TIMESTAMP(ts) /* legacy", "is not a SQL expression MySQL would read"),
+        # found: accepted, then the one-line SELECT lost everything after the comment and
+        # failed with "syntax error near ''" naming no column
+        ("UNIX_TIMESTAMP(ts) -- local time", "holds a SQL comment"),
+        ("UNIX_TIMESTAMP(ts) # local time", "holds a SQL comment"),
+    ],
+)
+def test_a_conversion_expression_that_is_not_one_clean_expression(
+    expression: str, says: str
+) -> None:
+    msg = refused(lambda d: d["backfill"]["tables"][0].update(columns={"ts": expression}))
+    assert msg.startswith("c.yml:") and "backfill.tables[0].columns.ts:" in msg, msg
+    assert says in msg, msg
+
+
+def test_a_hash_inside_a_string_is_no_comment() -> None:
+    data = copy.deepcopy(BASE)
+    data["backfill"]["tables"][0]["columns"] = {"ts": "CONCAT('#', ts, '--')"}
+    cfg = parse_config(yaml.safe_dump(data))
+    assert cfg.backfill.tables[0].columns == {"ts": "CONCAT('#', ts, '--')"}
