@@ -60,3 +60,19 @@ def test_a_hash_inside_a_string_is_no_comment() -> None:
     data["backfill"]["tables"][0]["columns"] = {"ts": "CONCAT('#', ts, '--')"}
     cfg = parse_config(yaml.safe_dump(data))
     assert cfg.backfill.tables[0].columns == {"ts": "CONCAT('#', ts, '--')"}
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "true"])
+def test_a_constant_must_be_a_string_or_an_integer(value: str) -> None:
+    """Found: YAML's `no` / `yes` / `true` were loaded as the integers 0 and 1 (`str | int`
+    in lax mode), so `source_kind: no` filled the column with 0."""
+    text = yaml.safe_dump(BASE, sort_keys=False).replace(
+        "cdc:\n      cursor: ts", f"constants:\n      kind: {value}\n    cdc:\n      cursor: ts"
+    )
+    assert f"kind: {value}" in text
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, source="c.yml")
+    assert "consolidations[0].inputs[0].constants.kind" in str(err.value), err.value
+    quoted = text.replace(f"kind: {value}", f"kind: '{value}'")
+    (inp,) = parse_config(quoted).consolidations[0].inputs
+    assert inp.constants == {"kind": value}
