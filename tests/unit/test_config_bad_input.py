@@ -76,3 +76,52 @@ def test_a_constant_must_be_a_string_or_an_integer(value: str) -> None:
     quoted = text.replace(f"kind: {value}", f"kind: '{value}'")
     (inp,) = parse_config(quoted).consolidations[0].inputs
     assert inp.constants == {"kind": value}
+
+
+def _second(d: dict[str, Any], **over: Any) -> None:
+    d["consolidations"].append({**copy.deepcopy(d["consolidations"][0]), "name": "k2", **over})
+
+
+@pytest.mark.parametrize(
+    ("edit", "where", "says"),
+    [
+        (
+            lambda d: d["consolidations"][0].update(staging_table="parcel_detail_tool"),
+            "consolidations[0].staging_table",
+            "staging table public.parcel_detail_tool is also the table of consolidation 'k' "
+            "(target_table)",
+        ),
+        (
+            lambda d: _second(d),
+            "consolidations[1].name",
+            "target table public.parcel_detail_tool is also the table of consolidation 'k'",
+        ),
+        (
+            lambda d: _second(d, target_table="x", staging_table="parcel_detail_tool_staging"),
+            "consolidations[1].staging_table",
+            "is also the table of consolidation 'k' (staging_table)",
+        ),
+        (
+            lambda d: d["consolidations"][0].update(target_table="t_raw"),
+            "consolidations[0].target_table",
+            "target table public.t_raw is also the table of `tables:` entry 't'",
+        ),
+    ],
+)
+def test_a_consolidation_table_shared_with_another_writer_is_refused(
+    edit: Any, where: str, says: str
+) -> None:
+    """Found: `staging_table` equal to `target_table` was accepted; the run then told the
+    user to ALTER the target to add the staging table's bookkeeping columns."""
+    msg = refused(edit)
+    assert f": {where}: " in msg and says in msg, msg
+
+
+def test_two_consolidations_with_their_own_tables_load() -> None:
+    data = copy.deepcopy(BASE)
+    _second(data, target_table="other")
+    cfg = parse_config(yaml.safe_dump(data))
+    assert [c.staging for c in cfg.consolidations] == [
+        "parcel_detail_tool_staging",
+        "other_staging",
+    ]
