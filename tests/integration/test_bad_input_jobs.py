@@ -21,6 +21,7 @@ from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, parse_config
+from trackline.errors import CdcError
 from trackline.sync import sync
 
 START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
@@ -109,6 +110,24 @@ def test_a_chunk_whose_conversion_overflows_names_chunk_and_column_and_keeps_not
     (failed,) = [c for c in s["chunk_rows"] if c["status"] == "failed"]
     assert "column 'code'" in failed["error"]
     assert int(raw) == int(claimed) == int(before)  # chunks 1-5 whole, nothing of chunk 6
+
+
+def test_legacy_rows_with_a_null_time_are_refused_not_silently_left_out(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """Found by: two legacy rows with a NULL time column (in no chunk) were never loaded,
+    and `backfill run` said ok with `status` showing legacy 32 / loaded 32 of 34 rows."""
+    world.legacy.execute("ALTER TABLE dw_ecs_order_info MODIFY add_time DATETIME NULL")
+    world.legacy.execute("UPDATE dw_ecs_order_info SET add_time = NULL WHERE id IN (7, 8)")
+    cfg = Config.model_validate(world.data(duckdb_warehouse, world.tmp / "stage"))
+    with pytest.raises(CdcError) as err:
+        backfill(cfg, ["ecs_order_info"], start=START, end=END)
+    msg = str(err.value)
+    assert "2 row(s) of uniods:" in msg and "dw_ecs_order_info have a NULL 'add_time'" in msg
+    assert "backfill.tables[1].time" in msg and "Nothing was written" in msg, msg
+    for wh in connect(cfg):
+        assert status(cfg, wh) == []
+        assert not wh.table_exists("raw", "ecs_order_info_raw")
 
 
 # --------------------------------------------------------------------------- source names

@@ -328,6 +328,17 @@ class LegacyTable:
         access = str(first[at_type] or "")
         return int(first[at_rows] or 0), access not in ("ALL", "index")
 
+    def null_times(self) -> int:
+        """Legacy rows whose time column is NULL (a legacy table only; a `query:` decides
+        itself): they fall in no chunk. Probed first (one index read), counted if found."""
+        if self.b.query:
+            return 0
+        ref = f"{self.relation}.{self.q(self.time)}"
+        where = f"FROM {self.relation} WHERE {ref} IS NULL"
+        if not self.src.long_rows(f"SELECT 1 {where} LIMIT 1"):
+            return 0
+        return int(self.src.long_rows(f"SELECT COUNT(*) {where}")[0][0] or 0)
+
     def span(self) -> tuple[Any, Any]:
         """(MIN, MAX) of the time column (two index reads)."""
         if self.b.query:
