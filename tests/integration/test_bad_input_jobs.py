@@ -21,7 +21,8 @@ from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, parse_config
-from trackline.errors import CdcError
+from trackline.errors import CdcError, MartError
+from trackline.marts.cycle import run_cycle
 from trackline.sync import sync
 
 START, END = dt.datetime(2024, 11, 1), dt.datetime(2025, 8, 1)
@@ -257,6 +258,50 @@ def test_a_follow_key_missing_from_either_table_is_refused_before_any_read(
     assert wh_query(
         cfg, "SELECT COUNT(*) FROM trackline.batches WHERE table_key = 'public.f_raw'"
     ) == [(0,)]
+
+
+# --------------------------------------------------------------------------- marts
+
+
+def _version(d: dict[str, Any]) -> None:
+    d["marts"][0]["followers"][1].update(changes="newest", version="time_modified")
+
+
+def _orphan_time(d: dict[str, Any]) -> None:
+    d["marts"][0]["followers"][0]["time"] = "time_modified"
+
+
+def _tie_breaker(d: dict[str, Any]) -> None:
+    d["marts"][0]["anchor"] = {"tie_breaker": "time_modified"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (_version, "follower mart_uni_tracking_spath"),
+        (_orphan_time, "follower mart_ecs_order_info"),
+        (_tie_breaker, "anchor"),
+    ],
+)
+def test_a_mart_column_the_raw_table_lacks_is_named_before_any_mart_is_built(
+    world: World, duckdb_warehouse: DuckDBWarehouse, edit: Any, named: str
+) -> None:
+    """Found by: a `changes: newest` follower's `version`, a one_per_key follower's `time`
+    or the anchor's `tie_breaker` naming a column its raw table lacks failed the cycle with
+    the warehouse's binder error (no group, follower or key) after the marts were created;
+    the other mart columns (key, time, event_key) were checked first already."""
+    data = world.data(duckdb_warehouse, world.tmp / "stage")
+    edit(data)
+    cfg = Config.model_validate(data)
+    with pytest.raises(MartError) as err:
+        run_cycle(cfg)
+    msg = str(err.value)
+    assert f"mart group 'order_tracking': {named} column 'time_modified' is not in the raw" in msg
+    for wh in connect(cfg):
+        assert (
+            wh.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'mart'")
+            == []
+        )
 
 
 # --------------------------------------------------------------------------- compare
