@@ -21,6 +21,7 @@ from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
 from trackline.cli import main
 from trackline.config import Config, DuckDBWarehouse, parse_config
+from trackline.consolidate import consolidate
 from trackline.errors import CdcError, MartError
 from trackline.marts.cycle import run_cycle
 from trackline.sync import sync
@@ -131,6 +132,23 @@ def test_legacy_rows_with_a_null_time_are_refused_not_silently_left_out(
         assert not wh.table_exists("raw", "ecs_order_info_raw")
 
 
+def test_a_backfill_query_ending_in_a_line_comment_is_read(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """(As `test_a_query_ending_in_a_line_comment_is_read`, for the legacy side's SELECT.)"""
+    data = world.data(duckdb_warehouse, world.tmp / "stage")
+    query = (
+        "SELECT id, order_id, add_time AS t, "
+        + SECONDS.format("add_time")
+        + " AS add_time, partner_id FROM dw_ecs_order_info -- the whole table"
+    )
+    data["backfill"]["tables"] = [{"table": "ecs_order_info", "query": query, "time": "t"}]
+    cfg = Config.model_validate(data)
+    (res,) = backfill(cfg, start=START, end=END)
+    assert res.status == "ok", res.error
+    assert res.rows == world.legacy.query("SELECT COUNT(*) FROM dw_ecs_order_info")[0][0]
+
+
 # --------------------------------------------------------------------------- source names
 
 
@@ -166,6 +184,36 @@ def test_a_source_column_that_is_no_plain_identifier_is_named_not_a_traceback(
         assert not wh_exists(cfg, "public", key), key
     assert wh_query(cfg, "SELECT COUNT(*) FROM trackline.batches") == [(0,)]
     assert not list((tmp_path / "stage").rglob("*.parquet"))
+
+
+def test_a_query_ending_in_a_line_comment_is_read(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """Found by: a valid `query:` ending in `-- comment` (or `# comment`) failed in sync and
+    consolidate with "You have an error in your SQL syntax ... near ''": the comment hid the
+    `) AS _tl_src …` trackline wraps around the query."""
+    mysql_db.execute("CREATE TABLE u (id INT PRIMARY KEY, ts DATETIME NOT NULL, v INT)")
+    mysql_db.execute("INSERT INTO u VALUES (1, '2024-01-01', 5), (2, '2024-01-02', 6)")
+    line = "SELECT id, ts, v FROM u -- every row"
+    inputs = [{"name": "a", "query": "SELECT id, ts, v FROM u # every row"}]
+    data = small(
+        mysql_db,
+        tmp_path,
+        tables=[{**hybrid("q"), "query": line}],
+        consolidations=[
+            {
+                "name": "k",
+                "key": ["id"],
+                "inputs": [
+                    {**i, "cdc": {"cursor": "ts", "id": "id"}, "lag_seconds": 0} for i in inputs
+                ],
+            }
+        ],
+    )
+    cfg = parse_config(yaml.safe_dump(data))
+    (res,) = sync(cfg)
+    assert res.status == "ok" and res.rows == 2, res
+    for wh in connect(cfg):
+        (c,) = consolidate(cfg, wh)
+        assert c.ok and c.merged == 2, c.error
 
 
 # --------------------------------------------------------------------------- passwords

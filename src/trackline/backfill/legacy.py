@@ -102,7 +102,7 @@ class LegacyTable:
     def check(self) -> LegacyTable:
         """Resolve the SELECT and check its columns against the target (ConfigError)."""
         if self.b.query:
-            self._inner = self.b.query.strip().rstrip(";")
+            self._inner = self.b.query.strip().rstrip(";") + "\n"  # (ends a `--` comment)
             mapped = self._result_columns(self._inner)
             by_name = {c.name: c for c in mapped}
             if self.time not in by_name:
