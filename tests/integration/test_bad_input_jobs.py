@@ -114,18 +114,24 @@ def test_a_chunk_whose_conversion_overflows_names_chunk_and_column_and_keeps_not
     assert int(raw) == int(claimed) == int(before)  # chunks 1-5 whole, nothing of chunk 6
 
 
-def test_legacy_rows_with_a_null_time_are_refused_not_silently_left_out(
-    world: World, duckdb_warehouse: DuckDBWarehouse
+@pytest.mark.parametrize("value", ["NULL", "'0000-00-00 00:00:00'"])
+def test_legacy_rows_with_a_null_or_zero_time_are_refused_not_silently_left_out(
+    world: World, duckdb_warehouse: DuckDBWarehouse, value: str
 ) -> None:
-    """Found by: two legacy rows with a NULL time column (in no chunk) were never loaded,
-    and `backfill run` said ok with `status` showing legacy 32 / loaded 32 of 34 rows."""
+    """Found by: two legacy rows with a NULL (or zero-date) time column, in no chunk, were
+    never loaded, and `backfill run` said ok with `status` showing legacy 32 / loaded 32 of
+    the table's 34 rows."""
     world.legacy.execute("ALTER TABLE dw_ecs_order_info MODIFY add_time DATETIME NULL")
-    world.legacy.execute("UPDATE dw_ecs_order_info SET add_time = NULL WHERE id IN (7, 8)")
+    world.legacy.execute("SET SESSION sql_mode = ''")  # (a legacy DW's zero dates)
+    world.legacy.execute(f"UPDATE dw_ecs_order_info SET add_time = {value} WHERE id IN (7, 8)")
     cfg = Config.model_validate(world.data(duckdb_warehouse, world.tmp / "stage"))
     with pytest.raises(CdcError) as err:
         backfill(cfg, ["ecs_order_info"], start=START, end=END)
     msg = str(err.value)
-    assert "2 row(s) of uniods:" in msg and "dw_ecs_order_info have a NULL 'add_time'" in msg
+    assert (
+        "2 row(s) of uniods:" in msg
+        and "dw_ecs_order_info have a NULL or zero (0000-00-00) 'add_time'" in msg
+    )
     assert "backfill.tables[1].time" in msg and "Nothing was written" in msg, msg
     for wh in connect(cfg):
         assert status(cfg, wh) == []

@@ -329,12 +329,15 @@ class LegacyTable:
         return int(first[at_rows] or 0), access not in ("ALL", "index")
 
     def null_times(self) -> int:
-        """Legacy rows whose time column is NULL (a legacy table only; a `query:` decides
-        itself): they fall in no chunk. Probed first (one index read), counted if found."""
+        """Legacy rows whose time column is NULL or a zero date (`0000-00-00`; a legacy table
+        only, a `query:` decides itself): they fall in no chunk. Probed first (one index
+        range read), counted if found."""
         if self.b.query:
             return 0
         ref = f"{self.relation}.{self.q(self.time)}"
         where = f"FROM {self.relation} WHERE {ref} IS NULL"
+        if not self.unix:  # a zero date sorts before every chunk
+            where += f" OR {ref} < {self.src.lit(dt.date(1, 1, 1))}"
         if not self.src.long_rows(f"SELECT 1 {where} LIMIT 1"):
             return 0
         return int(self.src.long_rows(f"SELECT COUNT(*) {where}")[0][0] or 0)

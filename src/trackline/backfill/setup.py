@@ -167,9 +167,10 @@ def setup(
         nulls = legacy.null_times()
         if nulls:
             raise CdcError(
-                f"backfill of {t.name!r}: {nulls:,} row(s) of {legacy.name} have a NULL "
-                f"{legacy.time!r} ({legacy.key}.time), so they fall in no chunk and would never "
-                "be loaded. Nothing was written. Fix the rows, or read the table through "
+                f"backfill of {t.name!r}: {nulls:,} row(s) of {legacy.name} have a NULL or "
+                f"zero (0000-00-00) {legacy.time!r} ({legacy.key}.time), so they fall in no "
+                "chunk and would never be loaded. Nothing was written. Fix the rows, or read "
+                "the table through "
                 f"`{legacy.key}.query` (COALESCE the time, or leave such rows out on purpose)"
             )
         u: Unit = unit or cfg.backfill.chunk
