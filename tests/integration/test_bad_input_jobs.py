@@ -222,6 +222,33 @@ def test_a_query_ending_in_a_line_comment_is_read(mysql_db: MySQLDb, tmp_path: P
         assert c.ok and c.merged == 2, c.error
 
 
+@pytest.mark.parametrize("kind", ["DOUBLE", "DECIMAL(13,3)"])
+def test_a_cursor_of_fractional_seconds_is_refused_not_read_as_nothing(
+    mysql_db: MySQLDb, tmp_path: Path, kind: str
+) -> None:
+    """Found by: unix seconds in a DOUBLE (or DECIMAL) cursor column: sync and consolidate
+    said ok with 0 rows, run after run (the column was compared with a DATETIME bound)."""
+    mysql_db.execute(f"CREATE TABLE u (id INT PRIMARY KEY, ts {kind} NOT NULL, v INT)")
+    mysql_db.execute("INSERT INTO u VALUES (1, 1700000000.5, 5), (2, 1700000001.25, 6)")
+    inputs = [{"name": "a", "table": "u", "cdc": {"cursor": "ts", "id": "id"}, "lag_seconds": 0}]
+    data = small(
+        mysql_db,
+        tmp_path,
+        tables=[hybrid("u")],
+        consolidations=[{"name": "k", "key": ["id"], "inputs": inputs}],
+    )
+    cfg = parse_config(yaml.safe_dump(data))
+    (res,) = sync(cfg)
+    assert res.status == "failed", res
+    says = f"the cursor column 'ts' is {kind.lower()}; a time cursor must be a DATETIME"
+    assert f"table 'u': {says}" in str(res.error), res.error
+    for wh in connect(cfg):
+        (c,) = consolidate(cfg, wh)
+        assert not c.ok and f"consolidation 'k', input 'a': {says}" in str(c.error), c.error
+    assert not wh_exists(cfg, "public", "u_raw")
+    assert not wh_exists(cfg, "public", "parcel_detail_tool_staging")
+
+
 # --------------------------------------------------------------------------- passwords
 
 
