@@ -102,7 +102,7 @@ class LegacyTable:
     def check(self) -> LegacyTable:
         """Resolve the SELECT and check its columns against the target (ConfigError)."""
         if self.b.query:
-            self._inner = self.b.query.strip().rstrip(";")
+            self._inner = self.b.query.strip().rstrip(";") + "\n"  # (ends a `--` comment)
             mapped = self._result_columns(self._inner)
             by_name = {c.name: c for c in mapped}
             if self.time not in by_name:
@@ -327,6 +327,20 @@ class LegacyTable:
         at_type, at_rows = (4, 9) if n >= 12 else (3, 8)
         access = str(first[at_type] or "")
         return int(first[at_rows] or 0), access not in ("ALL", "index")
+
+    def null_times(self) -> int:
+        """Legacy rows whose time column is NULL or a zero date (`0000-00-00`; a legacy table
+        only, a `query:` decides itself): they fall in no chunk. Probed first (one index
+        range read), counted if found."""
+        if self.b.query:
+            return 0
+        ref = f"{self.relation}.{self.q(self.time)}"
+        where = f"FROM {self.relation} WHERE {ref} IS NULL"
+        if not self.unix:  # a zero date sorts before every chunk
+            where += f" OR {ref} < {self.src.lit(dt.date(1, 1, 1))}"
+        if not self.src.long_rows(f"SELECT 1 {where} LIMIT 1"):
+            return 0
+        return int(self.src.long_rows(f"SELECT COUNT(*) {where}")[0][0] or 0)
 
     def span(self) -> tuple[Any, Any]:
         """(MIN, MAX) of the time column (two index reads)."""

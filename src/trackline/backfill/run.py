@@ -16,6 +16,7 @@ committed in order with the incremental sync's.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -295,6 +296,17 @@ def _chunks(
                     if attempt == before + attempts:
                         raise
                     continue
+                except TracklineError as exc:
+                    # any other failure (a conversion the target cannot hold, a source
+                    # error) names the chunk too; same error class, so `retryable` holds
+                    if not isinstance(exc, InjectedFault) and len(exc.args) == 1:
+                        exc.args = (
+                            f"chunk {chunk.no} ({chunk.label}) of {name!r}, rolled back "
+                            f"(nothing of it kept): {exc.args[0]}",
+                        )
+                        with contextlib.suppress(TracklineError):  # status shows it
+                            _failed(wh, led, rec, chunk, attempt, run_id, exc)
+                    raise
                 out.loaded += 1
                 out.rows += row.loaded_rows or 0
                 _progress(reporter, name, s, chunk, row, out, t0)

@@ -13,7 +13,7 @@ import pyarrow as pa
 from trackline.backfill.chunks import Chunk, Unit, bound, floor, following, from_value, plan_chunks
 from trackline.backfill.legacy import LegacyTable
 from trackline.config import BackfillTable, Config, SourceConfig, TableConfig
-from trackline.errors import ConfigError
+from trackline.errors import CdcError, ConfigError
 from trackline.extract import Relation, Source, open_source
 from trackline.extract.cdc import Watermark
 from trackline.extract.types import SourceColumn
@@ -164,6 +164,15 @@ def setup(
         if t.write_mode == "merge" and not pk:
             raise ConfigError(f"table {t.name!r}: write_mode merge needs a key; set `primary_key:`")
         legacy = LegacyTable(cfg, b, t, legacy_src, target).check()
+        nulls = legacy.null_times()
+        if nulls:
+            raise CdcError(
+                f"backfill of {t.name!r}: {nulls:,} row(s) of {legacy.name} have a NULL or "
+                f"zero (0000-00-00) {legacy.time!r} ({legacy.key}.time), so they fall in no "
+                "chunk and would never be loaded. Nothing was written. Fix the rows, or read "
+                "the table through "
+                f"`{legacy.key}.query` (COALESCE the time, or leave such rows out on purpose)"
+            )
         u: Unit = unit or cfg.backfill.chunk
         if start is None or end is None:
             lo, hi = legacy.span()

@@ -42,7 +42,7 @@ from trackline.compare.canonical import (
 from trackline.compare.outcome import ColumnDiff, CompareResult
 from trackline.compare.results import save as save_result
 from trackline.config import CompareTable, Config
-from trackline.errors import ConfigError
+from trackline.errors import ConfigError, SourceError, SourceTimeout, SourceUnreachable
 from trackline.extract import Relation, Source, open_source
 from trackline.jobs.keyranges import integral, range_where
 from trackline.load import Warehouse
@@ -210,7 +210,16 @@ def compare(
         db = c.legacy_db or getattr(source, "database", None)
         src = open_src or opened.enter_context(open_source(source, db))
         rel = Relation(c.legacy_table, db)
-        legacy_cols = {col.name: col for col in src.columns(rel)}
+        try:
+            legacy_cols = {col.name: col for col in src.columns(rel)}
+        except (SourceUnreachable, SourceTimeout):
+            raise
+        except SourceError as exc:  # (no such table): name the entry and its keys
+            raise ConfigError(
+                f"compare table {name!r}: legacy_table {c.legacy_table!r} cannot be read in "
+                f"database {db!r} of source {source_name!r} (compare.tables[].legacy_table / "
+                f"legacy_db): {exc}"
+            ) from None
         lacking = [col for col in wanted if c.legacy(col) not in legacy_cols]
         if lacking:
             raise ConfigError(

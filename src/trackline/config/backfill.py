@@ -18,10 +18,13 @@ def check_expression(text: str) -> str:
     stripped = text.strip()
     if not stripped or ";" in stripped:
         raise ValueError(f"{text!r} is not one SQL expression")
-    try:
+    try:  # (an unclosed quote or comment is a TokenError, not a ParseError)
         parsed = sqlglot.parse_one(stripped, read="mysql")
-    except sqlglot.errors.ParseError as exc:
+        commented = any(t.comments for t in sqlglot.tokenize(stripped, read="mysql"))
+    except sqlglot.errors.SqlglotError as exc:
         raise ValueError(f"{text!r} is not a SQL expression MySQL would read: {exc}") from None
+    if commented:  # it goes into a one-line SELECT: `--` or `#` would hide the rest of it
+        raise ValueError(f"{text!r} holds a SQL comment; leave comments out of the expression")
     if isinstance(parsed, exp.Query | exp.DDL | exp.DML | exp.Command):
         raise ValueError(f"{text!r} is a statement, not an expression on the legacy row")
     return stripped

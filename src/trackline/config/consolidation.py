@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictInt, StrictStr, model_validator
 
 from trackline.config.base import Ident, LocatedError, Model
 
@@ -37,8 +37,9 @@ class ConsolidationInput(Model):
     columns: dict[Ident, Ident] | None = None
     """Explicit column list: target column → the input's column, in target order. Default:
     every column of the input under its own name."""
-    constants: dict[Ident, str | int] = Field(default_factory=dict)
-    """Columns with one value for every row of this input (e.g. `source_kind: addon`)."""
+    constants: dict[Ident, StrictStr | StrictInt] = Field(default_factory=dict)
+    """Columns with one value for every row of this input (e.g. `source_kind: addon`): a
+    string or an integer (YAML's `yes`/`no`/`true` are refused, not loaded as 1 or 0)."""
     batch_size: int | None = Field(default=None, gt=0)
     lag_seconds: int | None = Field(default=None, ge=0)
 

@@ -178,6 +178,21 @@ class Config(Model):
 
     def _consolidation_references(self) -> None:
         seen: set[str] = set()
+        # every table a consolidation writes is its own: a staging table shared with its
+        # target, another consolidation or a `tables:` entry would mix their rows and ledgers
+        owners = {(t.target_schema, t.target): f"`tables:` entry {t.name!r}" for t in self.tables}
+        for ci, c in enumerate(self.consolidations):
+            for key, table in (("target_table", c.target_table), ("staging_table", c.staging)):
+                owner = owners.setdefault(
+                    (c.target_schema, table), f"consolidation {c.name!r} ({key})"
+                )
+                if owner != f"consolidation {c.name!r} ({key})":
+                    raise LocatedError(
+                        ("consolidations", ci, key if key in c.model_fields_set else "name"),
+                        f"consolidation {c.name!r}: its {key.replace('_', ' ')} "
+                        f"{c.target_schema}.{table} is also the table of {owner}; give each "
+                        "its own",
+                    )
         for ci, c in enumerate(self.consolidations):
             if c.name in seen:
                 raise LocatedError(

@@ -19,6 +19,7 @@ from trackline.config import ConsolidationConfig, ConsolidationInput
 from trackline.errors import SchemaDriftError
 from trackline.extract.types import SourceColumn
 from trackline.load import Column
+from trackline.sync.hold import check_time_cursor
 
 INPUT_COL = "_tl_input"
 """Staging: the input a row came from."""
@@ -80,6 +81,7 @@ def shape_of(
             "for the staging table; map them to other names with `columns:`"
         )
     cursor, idc = need(inp.cdc.cursor, "cdc.cursor"), need(inp.cdc.id, "cdc.id")
+    check_time_cursor(f"consolidation {c.name!r}, input {inp.name!r}", cursor)
     read = list({col.name: col for col in [*mapped.values(), cursor, idc]}.values())
     return InputShape(inp, mapped, dict(inp.constants), read, cursor, idc)
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from trackline.config import IDENT_RE
 from trackline.config import MySQLSource as MySQLConfig
-from trackline.errors import SourceError, SourceTimeout, SourceUnreachable
+from trackline.errors import SchemaDriftError, SourceError, SourceTimeout, SourceUnreachable
 from trackline.extract.source import OpenTransaction, Relation, Source, rechunk
 from trackline.extract.types import SourceColumn, cast_batch, map_mysql_column
 
@@ -133,6 +134,10 @@ def _statement_kind(sql: str) -> str:
     return "lookup query"
 
 
+_NOT_PLAIN = (
+    "is not a plain identifier (letters, digits, '_' and '$' only, starting with a letter or "
+    "'_', at most 127 characters), the only names trackline puts into SQL"
+)
 _JSON_VALID = re.compile(r"json_valid\(`((?:[^`]|``)+)`\)", re.I)
 
 
@@ -171,7 +176,9 @@ class MySQL(Source):
                     host=c.host,
                     port=c.port,
                     user=c.user,
-                    password=self._password(),
+                    # UTF-8, as connectorx sends it (PyMySQL would encode a str as
+                    # Latin-1: a password with `€` crashed, one with `ä` was refused)
+                    password=self._password().encode("utf-8"),
                     database=self.database,
                     charset="utf8mb4",
                     autocommit=True,
@@ -310,13 +317,19 @@ class MySQL(Source):
         )
         if not rows:
             raise SourceError(
-                f"table {db}.{rel.name} not found in {self._where()}; check `tables[].name` "
-                "and `source_db`"
+                f"table {db}.{rel.name} not found in {self._where()}; check the table's "
+                "name and database in the config"
             )
         # Qualified references: the SELECT aliases a wrapped column back to its own name
         # (NULLIF(`ts`, 0) AS `ts`), and an unqualified ORDER BY `ts` would sort by that
         # alias instead of reading the (ts, id) index in order.
         table = self.relation_sql(Relation(rel.name, db))
+        for name, *_ in rows:
+            if not IDENT_RE.match(name):
+                raise SchemaDriftError(
+                    f"table {db}.{rel.name}: column {name!r} {_NOT_PLAIN}; rename the column, "
+                    "or read the table through a `query:` that names it with AS"
+                )
         cols = [
             map_mysql_column(name, dtype, ctype, nullable == "YES", f"{table}.{self.q(name)}")
             for name, dtype, ctype, nullable in rows
@@ -359,6 +372,12 @@ class MySQL(Source):
             raise SourceError(
                 f"query of table {rel.name!r} failed on {self._where()}: {self._sanitize(str(exc))}"
             ) from None
+        for f in fields:
+            if not IDENT_RE.match(f.name):
+                raise SourceError(
+                    f"query of table {rel.name!r}: its output column {f.name!r} {_NOT_PLAIN}; "
+                    "name it with AS in the query"
+                )
         return [
             map_mysql_column(
                 f.name,

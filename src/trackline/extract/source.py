@@ -60,7 +60,8 @@ class Source(ABC):
 
     def relation_sql(self, rel: Relation) -> str:
         if rel.query:
-            return f"({rel.query.strip().rstrip(';')}) AS {self.q('_tl_src')}"
+            # (a newline ends a trailing `--` / `#` comment before the closing parenthesis)
+            return f"({rel.query.strip().rstrip(';')}\n) AS {self.q('_tl_src')}"
         if rel.database:
             return f"{self.q(rel.database)}.{self.q(rel.name)}"
         return self.q(rel.name)

@@ -49,7 +49,8 @@ class SQLite(Source):
 
     def relation_sql(self, rel: Relation) -> str:
         if rel.query:
-            return f"({rel.query.strip().rstrip(';')}) AS {self.q('_tl_src')}"
+            # (a newline ends a trailing `--` / `#` comment before the closing parenthesis)
+            return f"({rel.query.strip().rstrip(';')}\n) AS {self.q('_tl_src')}"
         return self.q(rel.name)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

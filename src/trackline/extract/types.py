@@ -239,13 +239,18 @@ def is_widening(old: pa.DataType, new: pa.DataType) -> bool:
 
 
 def cast_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """Cast a reader batch to the declared schema (names must match, in order)."""
+    """Cast a reader batch to the declared schema (names must match, in order). A value that
+    does not fit raises `pa.ArrowInvalid` naming its column."""
     arrays = []
     for field, arr in zip(schema, batch.columns, strict=True):
         if arr.type == field.type:
             arrays.append(arr)
-        elif pa.types.is_boolean(field.type) and pa.types.is_integer(arr.type):
-            arrays.append(arr.cast(pa.bool_()))
-        else:
-            arrays.append(arr.cast(field.type))
+            continue
+        try:
+            if pa.types.is_boolean(field.type) and pa.types.is_integer(arr.type):
+                arrays.append(arr.cast(pa.bool_()))
+            else:
+                arrays.append(arr.cast(field.type))
+        except pa.ArrowInvalid as exc:
+            raise pa.ArrowInvalid(f"column {field.name!r} ({field.type}): {exc}") from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -242,7 +242,8 @@ class MartSteps:
         a_raw = self.raw(g.anchor.source)
         if a_raw is None:
             return False
-        self._require(a_raw.columns, [g.key, g.anchor.time], "anchor")
+        tie = [g.anchor.tie_breaker] if g.anchor.tie_breaker else []
+        self._require(a_raw.columns, [g.key, g.anchor.time, *tie], "anchor")
         if only not in (None, g.anchor.table):
             if specs is None:
                 specs = w.column_specs(self.schema)
@@ -281,7 +282,9 @@ class MartSteps:
             f_raw = self.raw(f.source)
             if f_raw is None:
                 continue
-            self._require(f_raw.columns, [g.key], f"follower {f.table}")
+            # (`time` of a one_per_key follower and `version` are optional)
+            more = [c for c in (f.time, f.version) if c]
+            self._require(f_raw.columns, [g.key, *more], f"follower {f.table}")
             if f.kind == "events":
                 ek = self._event_key(f)
                 self._require(f_raw.columns, [*ek, f.time or ""], f"follower {f.table}")

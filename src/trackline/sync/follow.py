@@ -93,6 +93,11 @@ def check_follow_index(src: Source, rt: ResolvedTable) -> str:
     t = rt.cfg
     key = t.cdc.follow_key or ""
     index = src.leading_index(Relation(t.name, rt.source_db), key)
+    if index is None and key not in {c.name for c in src.columns(Relation(t.name, rt.source_db))}:
+        raise ConfigError(
+            f"table {t.name!r}: tables[].cdc.follow_key {key!r} is not a column of "
+            f"{rt.source_db}.{t.name}. Nothing was read"
+        )
     if index is None:
         raise ConfigError(
             f"table {t.name!r}: cdc strategy follow re-reads rows by {key!r} "
@@ -134,6 +139,18 @@ class FollowPass:
         """Before the table's read: take the follow position at the driver's last batch when
         there is none yet and the driver has loaded something (see the module docstring)."""
         state, d_key = self.s.state, self.driver.key
+        d = self.driver.cfg
+        rel = (
+            Relation(d.name, None, d.query) if d.query else Relation(d.name, self.driver.source_db)
+        )
+        if self.key not in {c.name for c in self.s.source(self.rt).columns(rel)}:
+            # the pass reads the keys from the driver's raw table: refused before any read
+            raise ConfigError(
+                f"table {self.rt.cfg.name!r}: tables[].cdc.follow_key {self.key!r} is not a "
+                f"column of its driving table {d.name!r} "
+                f"({'its query' if d.query else f'{self.driver.source_db}.{d.name}'}), whose "
+                "raw batches name the changed keys. Nothing was read"
+            )
         if state.has_mart_progress(self.mark, d_key):
             return
         start = state.last_batch_id(d_key)

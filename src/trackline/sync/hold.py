@@ -24,10 +24,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from trackline.config import Config, TableConfig
+from trackline.errors import CdcError
 from trackline.extract import Source
 from trackline.extract.cdc import Watermark, shift
 from trackline.extract.source import OpenTransaction
+from trackline.extract.types import SourceColumn
 from trackline.report import Reporter
 from trackline.sync.tables import TableResult
 
@@ -76,6 +80,23 @@ def _holding(
         res.warnings.append(msg)
         reporter.event("hold", msg, table=t.name, thread=trx.thread_id)
     return live
+
+
+def check_time_cursor(what: str, column: SourceColumn) -> None:
+    """A time cursor is a DATE/DATETIME/TIMESTAMP column or unix seconds in an integer one.
+    A number of another type (a DOUBLE or DECIMAL of seconds) or a TIME compared with the
+    time bound reads nothing or everything without an error: refused, naming it. (Text is
+    let through: ISO times in it compare as the bound does.)"""
+    a = column.arrow
+    if pa.types.is_integer(a) or pa.types.is_timestamp(a) or pa.types.is_date(a):
+        return
+    if pa.types.is_string(a) or pa.types.is_large_string(a):
+        return
+    raise CdcError(
+        f"{what}: the cursor column {column.name!r} is {column.column_type or a}; a time cursor "
+        "must be a DATETIME, TIMESTAMP or DATE column, or unix seconds in an integer column "
+        "(CAST it in a `query:`). Nothing was read"
+    )
 
 
 def time_upper(

@@ -40,7 +40,7 @@ from trackline.sync.batches import (
     zero_dates,
 )
 from trackline.sync.follow import FollowPass, check_follow_index, drivers_first
-from trackline.sync.hold import id_upper, time_upper
+from trackline.sync.hold import check_time_cursor, id_upper, time_upper
 from trackline.sync.tables import BATCH_COL, ResolvedTable, TableResult, resolve
 from trackline.sync.target import ensure_target, json_columns, raw_column, widen_target
 from trackline.sync.whole import WholeLoad
@@ -428,6 +428,8 @@ class Syncer:
         for col in t.primary_key or []:
             if col not in by_name:
                 raise ConfigError(f"table {t.name!r}: primary_key column {col!r} does not exist")
+        if t.cdc.cursor and t.cdc.strategy in ("hybrid", "timestamp"):
+            check_time_cursor(f"table {t.name!r}", by_name[t.cdc.cursor])
 
     def _one_source_if_replaced(self, rt: ResolvedTable) -> None:
         """A `replace` or `scd2` target holds one database's snapshot: loading another
