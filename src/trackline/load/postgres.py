@@ -259,8 +259,9 @@ class Postgres(Warehouse):
         while not self.scalar("SELECT pg_try_advisory_lock(?)", (key,)):
             if time.monotonic() >= deadline:
                 raise LockBusy(
-                    f"another trackline run holds the lock {name!r} on {self.ENGINE}; "
-                    "it will be released when that run ends"
+                    f"another trackline run holds the lock {name!r} on {self.ENGINE}"
+                    f"{self._lock_holder(key)}; it is released when that run ends: run this "
+                    "command again then"
                 )
             time.sleep(0.2)
         try:
@@ -268,6 +269,31 @@ class Postgres(Warehouse):
         finally:
             with contextlib.suppress(Exception):
                 self.scalar("SELECT pg_advisory_unlock(?)", (key,))
+
+    def _lock_holder(self, key: int) -> str:
+        """Who holds the advisory lock `key`: its session (pid, application, client, since
+        when), and how to end that session if it no longer works (`pg_terminate_backend`
+        releases its locks). Empty when the server does not say."""
+        try:
+            rows = self.query(
+                "SELECT a.pid, a.application_name, a.client_addr, a.backend_start, a.state "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ? "
+                "AND l.objid::bigint = ? AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (key >> 32, key & 0xFFFFFFFF),
+            )
+        except Exception:  # noqa: BLE001 - a user without pg_stat_activity rights: no name
+            return ""
+        if not rows:
+            return ""
+        pid, app, client, since, state = rows[0]
+        when = f", connected since {str(since)[:19]}" if since else ""
+        return (
+            f" (its session: pid {pid}, application {app or '?'!r}, client "
+            f"{client or 'local'}{when}, {state or 'state unknown'}; if no trackline run "
+            f"is working there any more, `SELECT pg_terminate_backend({pid})` releases it)"
+        )
 
     PARALLEL_MARTS = True
 

@@ -17,21 +17,53 @@ def print_summary(summary: object) -> None:
 
     assert isinstance(summary, CycleSummary)
     for r in summary.sync:
-        mark = "ok " if r.status == "ok" else "FAILED"
+        mark = "ok " if r.status == "ok" else "FAILED" if r.status == "failed" else r.status
         click.echo(
-            f"{mark} sync  {r.table_key}: {r.rows:,} rows ({r.seconds:.1f}s)"
+            f"{mark} sync  {r.table_key}: {_rows(r.rows)} ({r.seconds:.1f}s)"
             + (f"  error: {r.error}" if r.error else "")
         )
+        for w in r.warnings:  # drift applied, zero dates, a held upper bound: said, not only logged
+            click.echo(f"      warning: {w}")
     for m in summary.marts:
         steps = " ".join(f"{k}={v:.2f}s" for k, v in m.steps.items())
         click.echo(
             f"ok  mart  {m.mart}: in {m.rows_in:,}, inserted {m.inserted:,}, "
-            f"reactivated {m.reactivated:,}, archived {m.archived:,}, trimmed {m.trimmed:,}, "
-            f"exceptions {m.exceptions:,}, null keys {m.null_keys:,} ({m.seconds:.2f}s: {steps})"
+            f"updated {m.updated:,}, reactivated {m.reactivated:,}, archived {m.archived:,}, "
+            f"trimmed {m.trimmed:,}, exceptions {m.exceptions:,}, null keys {m.null_keys:,}"
+            + (f", gone from the source {m.gone:,}" if m.gone else "")
+            + f" ({m.seconds:.2f}s"
+            + (f": {steps})" if steps else ")")
         )
     for k, n in summary.raw_trimmed.items():
         click.echo(f"ok  raw   {k}: {n:,} consumed rows past the buffer trimmed")
-    click.echo(f"cycle {summary.run_id} finished in {summary.seconds:.1f}s")
+    click.echo(
+        f"cycle {summary.run_id} finished in {summary.seconds:.1f}s: {summary_outcome(summary)}"
+    )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def summary_outcome(summary: object) -> str:
+    """The cycle's status (as `trackline status` lists it) and, when a table failed, which
+    ones and what happens next."""
+    from trackline.marts.cycle import CycleSummary
+
+    assert isinstance(summary, CycleSummary)
+    failed = [r.table for r in summary.sync if r.status != "ok"]
+    if not failed:
+        return "ok"
+    retried = "the next cycle retries them from their watermarks" + (
+        ""
+        if all(r.retryable for r in summary.sync if r.status != "ok")
+        else " once the error above is fixed"
+    )
+    return (
+        f"partial: {len(failed)} of {len(summary.sync)} tables failed ({', '.join(failed)}); "
+        "nothing of theirs past their last committed batch was loaded, the marts were built "
+        f"from what the other tables loaded; {retried}"
+    )
 
 
 def register(main: click.Group) -> None:
@@ -66,7 +98,13 @@ def register(main: click.Group) -> None:
         """List the history period tables and their row counts."""
         from trackline.marts.status import history_tables
 
-        for row in history_tables(cfg):
+        rows = history_tables(cfg)
+        if not rows:  # said, not an empty screen: periods are created when rows first age out
+            click.echo(
+                "no history period tables yet (a mart's first one is created when its rows "
+                "first pass the retention cutoff)"
+            )
+        for row in rows:
             click.echo(f"{row['schema']}.{row['table']:<40} {row['rows']:>12,}  ({row['mart']})")
 
     @main.command()

@@ -57,6 +57,52 @@ def print_report(report: Any, show_sql: bool = True) -> None:
     )
 
 
+def report_dict(report: Any) -> dict[str, Any]:
+    """`trackline check --json`: everything the text prints, per check (its description
+    line, the sample rows under their columns, the SQL and its parameters) and the summary
+    line's counts, with each alert channel's outcome and error."""
+    from trackline.quality.run import CheckReport
+
+    assert isinstance(report, CheckReport)
+    failed = report.failed
+    return {
+        "run_id": report.run_id,
+        "ok": report.ok,
+        "checks": len(report.results),
+        "failing": len(failed),
+        "blocking_failing": sum(r.blocking for r in failed),
+        "new_failures": sum(r.new_count for r in report.results),
+        "seconds": round(report.seconds, 3),
+        "results": [
+            {
+                **{
+                    k: getattr(r, k)
+                    for k in (
+                        "name",
+                        "severity",
+                        "status",
+                        "failing_count",
+                        "new_count",
+                        "resolved_count",
+                        "sample_keys",
+                        "new_keys",
+                        "error",
+                        "description",
+                        "columns",
+                    )
+                },
+                "sample": [list(row) for row in r.sample],
+                "sql": r.sql,
+                "params": list(r.params),
+                "seconds": round(r.seconds, 3),
+            }
+            for r in report.results
+        ],
+        "alerts": {d.channel: d.ok for d in report.deliveries},
+        "alert_errors": {d.channel: d.error for d in report.deliveries if not d.ok},
+    }
+
+
 def register(main: click.Group) -> None:
     @main.command()
     @log_option
@@ -85,35 +131,7 @@ def register(main: click.Group) -> None:
             wh.close()
             reporter.close()
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": report.run_id,
-                        "ok": report.ok,
-                        "results": [
-                            {
-                                k: getattr(r, k)
-                                for k in (
-                                    "name",
-                                    "severity",
-                                    "status",
-                                    "failing_count",
-                                    "new_count",
-                                    "resolved_count",
-                                    "sample_keys",
-                                    "new_keys",
-                                    "error",
-                                    "sql",
-                                )
-                            }
-                            for r in report.results
-                        ],
-                        "alerts": {d.channel: d.ok for d in report.deliveries},
-                    },
-                    indent=1,
-                    default=str,
-                )
-            )
+            click.echo(json.dumps(report_dict(report), indent=1, default=str))
         else:
             print_report(report)
         sys.exit(report.exit_code)

@@ -4,7 +4,8 @@ Everything is inline (CSS and SVG drawn here; no script, no font, no network), s
 can be mailed or opened from a share. Charts, newest on the right:
 
 - rows moved per cycle, per table          (`trackline.runs`, command ``cycle``, detail.sync)
-- cycle duration, failed cycles in red, the slow-cycle threshold as a line
+- cycle duration, cycles that did not end ok in red (the legend names their statuses:
+  failed, partial, interrupted, killed), the slow-cycle threshold as a line
 - freshness lag per retention group: the cycle's source clock (upper bound + lag) minus the
   newest anchor time (detail.newest)
 - mart and history sizes over time          (detail.sizes)
@@ -169,6 +170,7 @@ def _consolidation_section(data: ReportData) -> str:
             [r["status"] != "ok" for _, r in runs],
             "s",
             slow,
+            statuses=[r["status"] for _, r in runs],
         )
         + f'<h2>Consolidations: the latest runs</h2><p class="sub">staged rows pending: '
         f"{pending}</p><table><tr><th>status</th><th>consolidation</th><th>started (UTC)</th>"
@@ -327,6 +329,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
             [c["status"] != "ok" for c in cycles],
             "s",
             data.slow_cycle_seconds,
+            statuses=[c["status"] for c in cycles],
         ),
         line_chart(
             "Freshness lag (source clock − newest anchor time)",

@@ -1,0 +1,351 @@
+"""What the operator is told, in normal and failure situations: each test pins a message
+that was wrong, incomplete or missing from `--json` (see CHANGELOG), on a small demo
+pipeline (SQLite source, DuckDB) or the suite's PostgreSQL server.
+
+One demo run is shared; each test works on its own copy of its folder."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import MySQLDb, PgDb
+from trackline.cli import main
+from trackline.config import PostgresWarehouse, load_config
+from trackline.demo.generator import DemoSpec
+from trackline.demo.run import run_demo
+from trackline.errors import Interrupted, LockBusy, SourceError
+from trackline.extract import Relation, open_source
+from trackline.load import open_warehouse
+from trackline.marts.cycle import finish_step, sync_step
+from trackline.quality.alerts import compose
+from trackline.quality.results import CheckResult
+from trackline.quality.status import status_lines
+from trackline.report import NullReporter
+from trackline.sync.parallel import ParallelSyncer
+from trackline.sync.syncer import Syncer
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    res = run_demo(
+        tmp_path_factory.mktemp("demo") / "d", DemoSpec(days=6, orders_per_day=10), step_days=3
+    )
+    return res.workdir
+
+
+def _copy(demo_dir: Path, tmp_path: Path, **changes: Any) -> Path:
+    """A copy of the demo's folder; `changes` are merged into its config (top-level keys)."""
+    work = tmp_path / "w"
+    shutil.copytree(demo_dir, work)
+    path = work / "trackline.yml"
+    if changes:
+        doc = yaml.safe_load(path.read_text())
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(doc.get(key), dict):
+                doc[key].update(value)
+            else:
+                doc[key] = value
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(main, list(args))
+
+
+def test_check_json_carries_the_lines_the_text_prints(demo_dir: Path, tmp_path: Path) -> None:
+    """`check` printed each failing check's description line and sample rows, and a summary
+    line; `check --json` had none of them."""
+    cfg = _copy(demo_dir, tmp_path, quality={"freshness_seconds": 1})  # freshness fails
+    text = _cli("check", "-c", str(cfg), "--no-alerts", "--log-format", "quiet")
+    shown = _cli("check", "-c", str(cfg), "--no-alerts", "--json")
+    assert text.exit_code == shown.exit_code == 1, (text.output, shown.output)
+    data = json.loads(shown.output)
+    fresh = next(r for r in data["results"] if r["name"].endswith(".freshness"))
+    assert fresh["status"] == "fail"
+    assert fresh["description"].startswith("newest ") and "threshold 1 s" in fresh["description"]
+    assert f"       {fresh['description'].split(',')[0]}" in text.output  # the same line
+    assert fresh["columns"] and len(fresh["sample"]) == 1 and fresh["params"]
+    summary = re.search(
+        r"(\d+) checks, (\d+) failing \((\d+) blocking\), (\d+) new failures", text.output
+    )
+    assert summary, text.output
+    assert data["checks"] == int(summary.group(1))
+    assert data["failing"] == int(summary.group(2)) >= 1
+    assert data["blocking_failing"] == int(summary.group(3)) >= 1
+    assert data["alert_errors"] == {}
+
+
+def test_a_partial_cycle_says_so_in_text_json_status_and_report(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """A cycle whose tables all failed (the source file is gone) ended its text with
+    "cycle … finished in 0.1s" (exit 1, nothing said about what happens next), its JSON had
+    no run id, status or per-table seconds, and the report's duration chart called the
+    partial cycle "failed"."""
+    cfg = _copy(demo_dir, tmp_path, sources={"demo": {"type": "sqlite", "path": "gone.db"}})
+    out = _cli("cycle", "-c", str(cfg), "--log-format", "quiet")
+    assert out.exit_code == 1, out.output
+    last = out.output.strip().splitlines()[-1]
+    assert re.match(r"cycle \w+ finished in [\d.]+s: partial: 4 of 4 tables failed \(", last)
+    assert "the next cycle retries them from their watermarks" in last, last
+    js = _cli("cycle", "-c", str(cfg), "--log-format", "quiet", "--json")
+    assert js.exit_code == 1, js.output
+    data = json.loads(js.output)
+    assert data["status"] == "partial" and len(data["failed_tables"]) == 4
+    for table in data["sync"].values():
+        assert table["status"] == "failed" and table["error"]
+        assert {"seconds", "batches", "warnings", "retryable"} <= set(table)
+    status = _cli("status", "-c", str(cfg))
+    assert status.exit_code == 0, status.output
+    (line,) = [ln for ln in status.output.splitlines() if ln.startswith("  ") and "partial" in ln][
+        :1
+    ]
+    assert "error: uni_tracking_info: " in line and "None" not in line
+    report = tmp_path / "r.html"
+    assert _cli("report", "-c", str(cfg), "--html", str(report)).exit_code == 0
+    page = report.read_text()
+    assert '<i class="bad"></i>partial</span>' in page
+    assert "(partial)</title></rect>" in page and "(failed)</title></rect>" not in page
+    # the run id of the JSON is the one `trackline status` knows
+    wh = open_warehouse(load_config(cfg).warehouse)
+    wh.connect()
+    try:
+        assert (
+            wh.scalar(
+                "SELECT status FROM trackline.runs WHERE run_id = ? AND command = 'cycle'",
+                (data["run_id"],),
+            )
+            == "partial"
+        )
+    finally:
+        wh.close()
+
+
+def test_cycle_text_shows_the_drift_warnings(demo_dir: Path, tmp_path: Path) -> None:
+    """A column added at the source was said only in the log (stderr, gone under
+    --log-format quiet), never in the cycle's summary nor its JSON."""
+    import sqlite3
+
+    cfg = _copy(demo_dir, tmp_path)
+    con = sqlite3.connect(cfg.parent / "source.db")
+    con.execute("ALTER TABLE uni_tracking_info ADD COLUMN courier TEXT")
+    con.commit()
+    con.close()
+    out = _cli("cycle", "-c", str(cfg), "--log-format", "quiet")
+    assert out.exit_code == 0, out.output
+    assert "      warning: uni_tracking_info: new source column 'courier'" in out.output
+    assert out.output.strip().endswith(": ok")
+
+
+def test_an_interrupted_sync_counts_the_batches_of_its_run(demo_dir: Path, tmp_path: Path) -> None:
+    """A stop request said "stopped after batch 7": a ledger id counting every run (the
+    table had committed 2 batches in that run), and for a whole-table load (rolled back)
+    it named a batch that never committed."""
+    path = _copy(demo_dir, tmp_path, defaults={"batch_size": 20, "workers": 1})
+    assert _cli("reset", "-c", str(path), "uni_tracking_info", "--yes").exit_code == 0
+    cfg = load_config(path)
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+
+    class StopAfterTwo(NullReporter):
+        def progress(
+            self, task: str, advance: int, total: int | None = None, unit: str = "rows"
+        ) -> None:
+            self.seen = getattr(self, "seen", 0) + 1
+            if self.seen == 2:
+                syncer.stop_requested.set()
+
+    syncer = Syncer(cfg, wh, StopAfterTwo())
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            syncer.sync(["uni_tracking_info"])
+    finally:
+        syncer.close()
+        wh.close()
+    wh.connect()
+    try:
+        last = wh.scalar(
+            "SELECT MAX(batch_id) FROM trackline.batches WHERE table_key = ?",
+            ("settlement_public.uni_tracking_info_raw",),
+        )
+    finally:
+        wh.close()
+    assert str(stopped.value) == (
+        "uni_tracking_info: stopped after 2 committed batches of this run (40 rows, up to "
+        f"ledger batch {last}); the next sync goes on from there"
+    )
+
+
+def test_replay_of_a_pruned_file_says_what_was_replayed_and_how_to_go_on(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """ "replay from a later batch" named neither which one nor that the batches before the
+    missing file had been replayed already."""
+    path = _copy(demo_dir, tmp_path)
+    (gone,) = (demo_dir / "stage").rglob("ecs_order_info_raw_*_2.parquet")  # the ledger's
+    kept = tmp_path / gone.name
+    shutil.move(gone, kept)
+    try:
+        out = _cli("replay", "-c", str(path), "ecs_order_info")
+        again = _cli("replay", "-c", str(path), "ecs_order_info", "--from-batch", "3")
+    finally:
+        shutil.move(kept, gone)
+    assert out.exit_code == 1
+    assert "batch 1 before it was replayed (" in out.output, out.output
+    assert "replay the rest with `trackline replay ecs_order_info --from-batch 3`" in out.output
+    assert again.exit_code == 0, again.output
+
+
+def test_history_says_there_is_none_yet(demo_dir: Path, tmp_path: Path) -> None:
+    """Before any row aged out, `trackline history` printed nothing at all."""
+    out = _cli("history", "-c", str(_copy(demo_dir, tmp_path)))
+    assert out.exit_code == 0
+    assert out.output.startswith("no history period tables yet"), out.output
+
+
+def test_steps_cycle_records_only_the_failed_tables_errors(demo_dir: Path, tmp_path: Path) -> None:
+    """A cycle run as steps (Airflow) with one failed table recorded its error as
+    "partners: None; uni_tracking_info: …": every ok table's missing error was listed too."""
+    import datetime as dt
+
+    path = _copy(demo_dir, tmp_path)
+    cfg = load_config(path)
+    broken = cfg.model_copy(
+        update={
+            "sources": {
+                "demo": cfg.sources["demo"].model_copy(update={"path": path.parent / "gone.db"})
+            }
+        }
+    )
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        assert sync_step(cfg, wh, "partners", "r1").status == "ok"
+        assert sync_step(broken, wh, "uni_tracking_info", "r1").status == "failed"
+        summary = finish_step(cfg, wh, "r1", started)
+        error = wh.scalar(
+            "SELECT error FROM trackline.runs WHERE run_id = 'r1' AND table_key IS NULL"
+        )
+    finally:
+        wh.close()
+    assert not summary.ok
+    assert error.startswith("uni_tracking_info_raw: ") and "None" not in error, error
+
+
+def test_parallel_sync_workers_close_their_duckdb_before_they_end(
+    demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM to a cycle exited 134 ("FATAL: exception not rethrown", aborted) instead of
+    143 about every other time (PostgreSQL warehouse, scd2 dimensions): a worker's
+    thread-local DuckDB (the scd2 row hashes) was left to the thread's end, which came while
+    the interpreter was exiting. Each worker now closes it before it says it is done, and the
+    sync returns once its workers ended."""
+    import sqlite3
+
+    import duckdb
+
+    from trackline.dims import rowhash
+
+    path = _copy(demo_dir, tmp_path, defaults={"workers": 3})
+    con = sqlite3.connect(path.parent / "source.db")
+    con.execute("UPDATE partners SET name = name || ' (renamed)'")  # new versions to hash
+    con.commit()
+    con.close()
+    opened: list[duckdb.DuckDBPyConnection] = []
+    original = rowhash._duckdb
+
+    def recording() -> duckdb.DuckDBPyConnection:
+        con = original()
+        if threading.current_thread() is not threading.main_thread() and con not in opened:
+            opened.append(con)
+        return con
+
+    monkeypatch.setattr(rowhash, "_duckdb", recording)
+    cfg = load_config(path)
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    before = set(threading.enumerate())
+    syncer = ParallelSyncer(cfg, wh, NullReporter())
+    try:
+        assert all(r.status == "ok" for r in syncer.sync(None))
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    finally:
+        syncer.close()
+        wh.close()
+    assert left == []
+    assert opened, "no worker hashed a dimension row: the test proves nothing"
+    for con in opened:
+        with pytest.raises(duckdb.ConnectionException):
+            con.execute("SELECT 1")
+
+
+def test_status_lines_keep_their_columns_for_every_status() -> None:
+    """ "interrupted" (11 letters) pushed its line's columns out of line in `status`."""
+    runs = [
+        {"started_at": "2026-12-07 12:00:00", "status": s, "seconds": 1.0, "rows": 5, "error": None}
+        for s in ("ok", "interrupted", "partial")
+    ]
+    lines = status_lines({"cycles": runs, "open_exceptions": {}, "last_checks": []})[1:4]
+    assert len({ln.index("1.0s") for ln in lines}) == 1, lines
+
+
+def test_alert_subject_says_over_how_many_checks() -> None:
+    """ "3 new data-quality failures (a, b)": 3 counted new keys, the names were 2 checks."""
+    results = [
+        CheckResult("a", "blocking", "fail", failing_count=1, new_count=1, new_keys=["1"]),
+        CheckResult("b", "warning", "fail", failing_count=2, new_count=2, new_keys=["2", "3"]),
+    ]
+    alert = compose(results, "run1")
+    assert alert is not None
+    assert alert.subject == "trackline: 3 new data-quality failures in 2 checks (a, b)"
+    one = compose(results[1:], "run2")
+    assert one is not None and one.subject == "trackline: 2 new data-quality failures (b)"
+
+
+def test_postgres_lock_busy_names_the_holding_session(pg_db: PgDb) -> None:
+    """LockBusy on PostgreSQL said only "another trackline run holds the lock": not which
+    session, so an operator could not tell a running cycle from a hung client."""
+    cfg = PostgresWarehouse(
+        host=pg_db.host, port=pg_db.port, user=pg_db.user, database=pg_db.database
+    )
+    holder, other = open_warehouse(cfg), open_warehouse(cfg)
+    holder.connect()
+    other.connect()
+    try:
+        pid = holder.scalar("SELECT pg_backend_pid()")
+        with holder.lock("sync:public.orders_raw"), pytest.raises(LockBusy) as busy:
+            with other.lock("sync:public.orders_raw"):
+                pass
+    finally:
+        holder.close()
+        other.close()
+    message = str(busy.value)
+    assert f"session: pid {pid}, application 'trackline'" in message, message
+    assert f"`SELECT pg_terminate_backend({pid})` releases it" in message
+    assert message.endswith("run this command again then")
+
+
+def test_an_unreadable_query_is_not_called_a_table(mysql_db: MySQLDb) -> None:
+    """A consolidation input `addon` whose SELECT reads a missing table was reported as
+    "query of table 'addon' failed": `addon` is the input's name, the table is in the
+    server's message."""
+    src = open_source(mysql_db.source_config(), mysql_db.database)
+    try:
+        with pytest.raises(SourceError) as failed:
+            src.columns(Relation("addon", mysql_db.database, "SELECT * FROM missing_addon"))
+    finally:
+        src.close()
+    message = str(failed.value)
+    assert message.startswith("query 'addon' cannot be read on MySQL"), message
+    assert "missing_addon" in message and "table 'addon'" not in message
