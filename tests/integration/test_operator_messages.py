@@ -349,3 +349,56 @@ def test_an_unreadable_query_is_not_called_a_table(mysql_db: MySQLDb) -> None:
     message = str(failed.value)
     assert message.startswith("query 'addon' cannot be read on MySQL"), message
     assert "missing_addon" in message and "table 'addon'" not in message
+
+
+def test_run_says_which_job_a_stop_let_finish_or_that_it_waited(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """`trackline run` stopped by SIGTERM while it slept until the next slot said "finished
+    the running step and stopped" (no step ran), and logged "scheduler stopped" before the
+    line saying it had received the signal."""
+    import datetime as dt
+    import io
+    import signal
+
+    from trackline.quality.cli import stop_message
+    from trackline.report import LogReporter
+    from trackline.schedule import Job, JobResult, Scheduler
+
+    cfg = load_config(_copy(demo_dir, tmp_path))
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+
+        def slot(now: dt.datetime) -> dt.datetime:
+            return now.replace(minute=0, second=0, microsecond=0)
+
+        log = io.StringIO()
+        idle = Scheduler(
+            cfg,
+            wh,
+            reporter=LogReporter(stream=log),
+            jobs=[Job("cycle", slot, dt.timedelta(hours=1), JobResult)],
+            alerts=lambda: None,
+        )
+        idle.sleep = lambda seconds: idle.request_stop(signal.SIGTERM)  # the signal, asleep
+        idle.run_forever()
+        busy = Scheduler(cfg, wh, jobs=[], alerts=lambda: None)
+
+        def job() -> JobResult:
+            busy.request_stop(signal.SIGTERM)  # the signal, while the job runs
+            return JobResult()
+
+        busy.jobs = [Job("checks", slot, dt.timedelta(days=1), job)]
+        busy.run_forever()
+    finally:
+        wh.close()
+    lines = [ln.split(None, 2)[2] for ln in log.getvalue().splitlines()]
+    assert lines[-2:] == [
+        "received SIGTERM while waiting for the next slot: stopping",
+        "scheduler stopped",
+    ], lines
+    assert stop_message(idle) == "received SIGTERM while waiting for the next slot: stopped"
+    assert stop_message(busy) == (
+        "received SIGTERM: finished the running step and stopped (job: checks)"
+    )

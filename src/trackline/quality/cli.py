@@ -103,6 +103,17 @@ def report_dict(report: Any) -> dict[str, Any]:
     }
 
 
+def stop_message(scheduler: Any) -> str:
+    """What `trackline run` says when a signal stopped it: the job it let finish, or that
+    it was waiting (no job ran when the signal came)."""
+    if scheduler.stopped_during:
+        return (
+            f"received {scheduler.stop_signal}: finished the running step and stopped "
+            f"(job: {scheduler.stopped_during})"
+        )
+    return f"received {scheduler.stop_signal} while waiting for the next slot: stopped"
+
+
 def register(main: click.Group) -> None:
     @main.command()
     @log_option
@@ -162,9 +173,7 @@ def register(main: click.Group) -> None:
             wh.close()
             reporter.close()
         if scheduler.stop_signal:  # a requested stop is no failure, whatever failed before
-            click.echo(
-                f"received {scheduler.stop_signal}: finished the running step and stopped", err=True
-            )
+            click.echo(stop_message(scheduler), err=True)
             return
         failed = [n for n, r in scheduler.results.items() if r.status == "failed"]
         if failed:
