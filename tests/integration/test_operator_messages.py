@@ -6,6 +6,7 @@ One demo run is shared; each test works on its own copy of its folder."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import shutil
@@ -18,8 +19,10 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import MySQLDb, PgDb
+from tests.integration.backfill_world import World, history, second_db
+from trackline.backfill.legacy import LegacyTable
 from trackline.cli import main
-from trackline.config import PostgresWarehouse, load_config
+from trackline.config import DuckDBWarehouse, PostgresWarehouse, load_config
 from trackline.demo.generator import DemoSpec
 from trackline.demo.run import run_demo
 from trackline.errors import Interrupted, LockBusy, SourceError
@@ -402,3 +405,58 @@ def test_run_says_which_job_a_stop_let_finish_or_that_it_waited(
     assert stop_message(busy) == (
         "received SIGTERM: finished the running step and stopped (job: checks)"
     )
+
+
+@pytest.fixture
+def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    """The backfill tests' legacy DW and production (tests/integration/backfill_world.py)."""
+    legacy = second_db(mysql_db, "dw", request)
+    union = second_db(mysql_db, "all", request)
+    return World(mysql_db, legacy, union, history(), tmp_path).build()
+
+
+def test_a_backfill_chunk_that_never_matches_says_what_next(
+    world: World, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose legacy COUNT never matched: `backfill run` said "3 retried" (3 failed
+    attempts, 2 retries) and its error named no next step; `backfill status` showed "rows
+    legacy 9 / loaded 9" for a table with 5 of 9 chunks missing, chunks as a Python list and
+    "legacy None, loaded None, batches None..None" per failed attempt; `backfill handoff`
+    handed the first table off, then printed only the second table's refusal."""
+    path = tmp_path / "trackline.yml"
+    path.write_text(yaml.safe_dump(world.data(duckdb_warehouse, tmp_path / "stage")))
+    count = LegacyTable.count
+
+    def one_too_many(self: LegacyTable, lo: Any, hi: Any) -> int:
+        n = count(self, lo, hi)
+        return n + 1 if self.b.table == "ecs_order_info" and lo >= dt.datetime(2025, 3, 1) else n
+
+    monkeypatch.setattr(LegacyTable, "count", one_too_many)
+    ran = _cli("backfill", "run", "-c", str(path), "--start", "2024-11", "--end", "2025-08",
+               "--log-format", "quiet")  # fmt: skip
+    assert ran.exit_code == 1, ran.output
+    (ecs,) = [ln for ln in ran.output.splitlines() if "ecs_order_info_raw:" in ln]
+    assert ", 3 failed attempts (rolled back), " in ecs, ecs
+    assert ecs.endswith(
+        "rolled back, 3 times in this run: the legacy table changed while it was read (a load "
+        "job still writing?) or its rows do not match its count; once it is quiet, run "
+        "`trackline backfill run -t ecs_order_info` again (done chunks are skipped)"
+    ), ecs
+    shown = _cli("backfill", "status", "-c", str(path), "--chunks", "-t", "ecs_order_info")
+    assert shown.exit_code == 0, shown.output
+    assert "4/9 chunks done, 3 failed attempts, rows legacy 9 / loaded 9 (of the done chunks)" in (
+        shown.output
+    )
+    assert "  failed, not done yet: chunks 5 (`trackline backfill run -t ecs_order_info` again" in (
+        shown.output
+    )
+    assert (
+        "None" not in shown.output and "attempt 3: rolled back  chunk 5 (2025-03)" in shown.output
+    )
+    handed = _cli("backfill", "handoff", "-c", str(path))
+    assert handed.exit_code == 1
+    assert "uni_tracking_info (raw.uni_tracking_info_raw): incremental watermark set to" in (
+        handed.output
+    )
+    assert "chunks not loaded; the watermark was not moved" in handed.output
+    assert "; not tried after it: uni_tracking_spath (run the handoff again" in handed.output
