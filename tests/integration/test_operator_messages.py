@@ -460,3 +460,31 @@ def test_a_backfill_chunk_that_never_matches_says_what_next(
     )
     assert "chunks not loaded; the watermark was not moved" in handed.output
     assert "; not tried after it: uni_tracking_spath (run the handoff again" in handed.output
+
+
+def test_a_failed_consolidation_says_what_stays_pending(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """An input failing while read left the other input's rows staged for the next run, but
+    `consolidate --json` said "pending": 0 and the text did not say it (the error line, on
+    stderr, had no "error:" either)."""
+    from tests.integration.synctools import write_config
+    from tests.integration.test_consolidate import Hours, run_ok, setup
+    from trackline.config import StageConfig
+
+    cfg = setup(
+        mysql_db, (DuckDBWarehouse(path=tmp_path / "wh.duckdb"), StageConfig(url=str(tmp_path)))
+    )
+    hours = Hours(mysql_db)
+    hours.hour(1)
+    run_ok(cfg)
+    hours.hour(2)
+    mysql_db.execute("ALTER TABLE uni_tracking_addon_spath MODIFY update_time DATETIME(6) NULL")
+    mysql_db.execute("UPDATE uni_tracking_addon_spath SET update_time = NULL WHERE id = 1")
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    js = _cli("consolidate", "-c", str(path), "--json")
+    assert js.exit_code == 1
+    (res,) = json.loads(js.output)
+    assert res["status"] == "failed" and res["pending"] == 12, res
+    text = _cli("consolidate", "-c", str(path), "--log-format", "quiet")
+    assert text.exit_code == 1
+    assert "; 12 staged rows pending for the next run\n" in text.output, text.output
+    assert "\n  error: " in text.output and "input 'addon' failed" in text.output
