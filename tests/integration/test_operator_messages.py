@@ -29,7 +29,9 @@ from trackline.errors import Interrupted, LockBusy, SourceError
 from trackline.extract import Relation, open_source
 from trackline.load import open_warehouse
 from trackline.marts.cycle import finish_step, sync_step
+from trackline.marts.exceptions import Exceptions
 from trackline.quality.alerts import compose
+from trackline.quality.checks import STATE_EXCEPTIONS
 from trackline.quality.results import CheckResult
 from trackline.quality.status import status_lines
 from trackline.report import NullReporter
@@ -488,3 +490,25 @@ def test_a_failed_consolidation_says_what_stays_pending(mysql_db: MySQLDb, tmp_p
     assert text.exit_code == 1
     assert "; 12 staged rows pending for the next run\n" in text.output, text.output
     assert "\n  error: " in text.output and "input 'addon' failed" in text.output
+
+
+def test_exceptions_list_says_which_ids_need_run_level(demo_dir: Path, tmp_path: Path) -> None:
+    """Ids repeat across the group's exceptions table and `trackline check`'s: the list did
+    not say that the second table's ids need --run-level, and `resolve` said "exception 1
+    resolved" without naming the table it resolved it in."""
+    path = _copy(demo_dir, tmp_path)
+    cfg = load_config(path)
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        g = cfg.marts[0]
+        with wh.transaction():
+            Exceptions(wh, cfg.state_schema, STATE_EXCEPTIONS).record("planted", "runs", "r1", "x")
+            Exceptions(wh, g.schema_, g.exceptions_table).record("planted", "t", "k1", "y")
+    finally:
+        wh.close()
+    listed = _cli("exceptions", "list", "-c", str(path))
+    assert "-- trackline.check_exceptions  [resolve with --run-level]\n" in listed.output
+    assert f"-- {g.schema_}.{g.exceptions_table}\n" in listed.output
+    done = _cli("exceptions", "resolve", "1", "--run-level", "--note", "ok", "-c", str(path))
+    assert done.output == "exception 1 resolved (in trackline.check_exceptions)\n", done.output

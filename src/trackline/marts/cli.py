@@ -66,6 +66,14 @@ def summary_outcome(summary: object) -> str:
     )
 
 
+def _group_of(cfg: Config, where: str) -> str | None:
+    """The retention group whose exceptions table is `where` (`schema.table`)."""
+    for g in cfg.marts:
+        if f"{g.schema_}.{g.exceptions_table}" == where:
+            return g.name
+    return None
+
+
 def register(main: click.Group) -> None:
     @main.command()
     @log_option
@@ -155,10 +163,21 @@ def register(main: click.Group) -> None:
         places: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             places.setdefault(r["where"], []).append(r)
+        from trackline.quality.checks import STATE_EXCEPTIONS
+
+        run_level = f"{cfg.state_schema}.{STATE_EXCEPTIONS}"
         for where, shown in places.items():
             total = shown[0]["where_total"]
             cut = f" (the first {len(shown):,} of {total:,})" if total > len(shown) else ""
-            click.echo(f"-- {where}{cut}")
+            # ids repeat across these tables: say which option resolves one of this table's
+            how = (
+                "  [resolve with --run-level]"
+                if where == run_level
+                else f"  [resolve with --group {group}]"
+                if len(cfg.marts) > 1 and (group := _group_of(cfg, where))
+                else ""
+            )
+            click.echo(f"-- {where}{cut}{how}")
             for r in shown:
                 click.echo(
                     f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
@@ -187,5 +206,5 @@ def register(main: click.Group) -> None:
         """Mark an exception resolved: its row becomes trimmable again."""
         from trackline.marts.status import resolve_exception
 
-        resolve_exception(cfg, exception_id, note, group, run_level)
-        click.echo(f"exception {exception_id} resolved")
+        where = resolve_exception(cfg, exception_id, note, group, run_level)
+        click.echo(f"exception {exception_id} resolved (in {where})")
