@@ -512,3 +512,31 @@ def test_exceptions_list_says_which_ids_need_run_level(demo_dir: Path, tmp_path:
     assert f"-- {g.schema_}.{g.exceptions_table}\n" in listed.output
     done = _cli("exceptions", "resolve", "1", "--run-level", "--note", "ok", "-c", str(path))
     assert done.output == "exception 1 resolved (in trackline.check_exceptions)\n", done.output
+
+
+def test_a_full_table_read_is_logged_as_one(demo_dir: Path, tmp_path: Path) -> None:
+    """A dimension read whole every run (`cdc.strategy: full`) was logged as "partners:
+    incremental read from (start) below None"."""
+    import io
+
+    from trackline.report import LogReporter
+
+    cfg = load_config(_copy(demo_dir, tmp_path))
+    log = io.StringIO()
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    syncer = Syncer(cfg, wh, LogReporter(stream=log))
+    try:
+        assert syncer.sync(["partners"])[0].status == "ok"
+    finally:
+        syncer.close()
+        wh.close()
+    assert "partners: whole table read (cdc strategy full)" in log.getvalue(), log.getvalue()
+    assert "below None" not in log.getvalue()
+
+
+def test_a_short_demo_says_it_made_no_history_table(tmp_path: Path) -> None:
+    """A demo too short to age rows out printed an empty "History period tables" table."""
+    out = _cli("demo", "--workdir", str(tmp_path / "d"), "--days", "3", "--orders-per-day", "5")
+    assert out.exit_code == 0, out.output
+    assert "History period tables: none yet" in " ".join(out.output.split()), out.output

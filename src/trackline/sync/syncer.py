@@ -281,7 +281,9 @@ class Syncer:
             batch_size = -(-batch_size // step) * step
         self.reporter.event(
             "plan",
-            f"{t.name}: {plan.phase} read from {wm.describe()} below {upper}",
+            f"{t.name}: whole table read (cdc strategy full)"
+            if t.cdc.strategy == "full"
+            else f"{t.name}: {plan.phase} read from {wm.describe()} below {upper}",
             table=t.name,
         )
         next_id = self.state.next_batch_id(rt.key)
