@@ -540,3 +540,46 @@ def test_a_short_demo_says_it_made_no_history_table(tmp_path: Path) -> None:
     out = _cli("demo", "--workdir", str(tmp_path / "d"), "--days", "3", "--orders-per-day", "5")
     assert out.exit_code == 0, out.output
     assert "History period tables: none yet" in " ".join(out.output.split()), out.output
+
+
+def test_run_once_says_which_jobs_ran_failed_or_found_the_lock_held(
+    demo_dir: Path, tmp_path: Path
+) -> None:
+    """`trackline run --once` printed "ran: cycle, consolidate, checks, maintenance" (exit 0)
+    when a manual cycle held the lock and only maintenance ran; a failed job was named with
+    "(see `trackline status`)", which shows no job's error."""
+    import datetime as dt
+
+    from trackline.quality.cli import failed_lines, once_summary
+    from trackline.schedule import Job, JobResult, Scheduler
+
+    cfg = load_config(_copy(demo_dir, tmp_path))
+
+    def slot(now: dt.datetime) -> dt.datetime:
+        return now.replace(minute=0, second=0, microsecond=0)
+
+    def job(name: str, result: JobResult) -> Job:
+        return Job(name, slot, dt.timedelta(hours=1), lambda: result)
+
+    wh = open_warehouse(cfg.warehouse)
+    wh.connect()
+    try:
+        s = Scheduler(
+            cfg,
+            wh,
+            jobs=[
+                job("cycle", JobResult("busy", error="another trackline run holds the lock")),
+                job("checks", JobResult("failed", error="blocking checks failed: a, b")),
+                job("maintenance", JobResult()),
+            ],
+            alerts=lambda: None,
+        )
+        due = s.run_once()
+    finally:
+        wh.close()
+    assert once_summary(due, s.results) == (
+        "ran: maintenance; failed: checks; not run, another run held the lock: cycle (each "
+        "runs at its next slot)"
+    )
+    assert failed_lines(s.results) == ["failed: checks: blocking checks failed: a, b"]
+    assert once_summary([], {}) == "ran: nothing was due"

@@ -103,6 +103,36 @@ def report_dict(report: Any) -> dict[str, Any]:
     }
 
 
+def once_summary(due: list[str], results: dict[str, Any]) -> str:
+    """`trackline run --once`: the due jobs by outcome. A job another run's lock kept from
+    running was listed under "ran" (exit 0): it is said apart, with when it runs."""
+    if not due:
+        return "ran: nothing was due"
+    by: dict[str, list[str]] = {}
+    for name in due:
+        by.setdefault(results[name].status if name in results else "ok", []).append(name)
+    parts = []
+    if by.get("ok"):
+        parts.append(f"ran: {', '.join(by['ok'])}")
+    if by.get("failed"):
+        parts.append(f"failed: {', '.join(by['failed'])}")
+    if by.get("busy"):
+        parts.append(
+            f"not run, another run held the lock: {', '.join(by['busy'])} (each runs at its "
+            "next slot)"
+        )
+    other = [n for s, names in by.items() if s not in ("ok", "failed", "busy") for n in names]
+    if other:
+        parts.append(f"{', '.join(f'{n} ({results[n].status})' for n in other)}")
+    return "; ".join(parts)
+
+
+def failed_lines(results: dict[str, Any]) -> list[str]:
+    """Each failed job with its error: `trackline status`, which the message pointed to,
+    shows no job's error (a failed maintenance not at all)."""
+    return [f"failed: {n}: {r.error}" for n, r in results.items() if r.status == "failed"]
+
+
 def stop_message(scheduler: Any) -> str:
     """What `trackline run` says when a signal stopped it: the job it let finish, or that
     it was waiting (no job ran when the signal came)."""
@@ -165,8 +195,7 @@ def register(main: click.Group) -> None:
         try:
             scheduler = Scheduler(cfg, wh, reporter=reporter)
             if once:
-                ran = scheduler.run_once()
-                click.echo(f"ran: {', '.join(ran) or 'nothing was due'}")
+                click.echo(once_summary(scheduler.run_once(), scheduler.results))
             else:
                 scheduler.run_forever()
         finally:
@@ -175,9 +204,10 @@ def register(main: click.Group) -> None:
         if scheduler.stop_signal:  # a requested stop is no failure, whatever failed before
             click.echo(stop_message(scheduler), err=True)
             return
-        failed = [n for n, r in scheduler.results.items() if r.status == "failed"]
+        failed = failed_lines(scheduler.results)
         if failed:
-            click.echo(f"failed: {', '.join(failed)} (see `trackline status`)", err=True)
+            for line in failed:
+                click.echo(line, err=True)
             sys.exit(1)
 
     @main.command()
