@@ -169,8 +169,8 @@ class Scheduler:
             self.stop_signal = signal.Signals(signum).name
             self.stopped_during = self.running
             message = (
-                f"received {self.stop_signal}: finishing the running step ({self.running}), "
-                "then stopping"
+                f"received {self.stop_signal}: finishing the running step, then stopping "
+                f"(job: {self.running})"
                 if self.running
                 else f"received {self.stop_signal} while waiting for the next slot: stopping"
             )
