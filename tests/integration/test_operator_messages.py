@@ -490,6 +490,11 @@ def test_a_failed_consolidation_says_what_stays_pending(mysql_db: MySQLDb, tmp_p
     assert text.exit_code == 1
     assert "; 12 staged rows pending for the next run\n" in text.output, text.output
     assert "\n  error: " in text.output and "input 'addon' failed" in text.output
+    # the report cut the run's error at 200 characters mid-word, with no mark
+    report = tmp_path / "r.html"
+    assert _cli("report", "-c", str(path), "--html", str(report)).exit_code == 0
+    page = report.read_text()
+    assert "…</td>" in page and "COALESCE the cursor in the input&#x27;s query)" in page
 
 
 def test_exceptions_list_says_which_ids_need_run_level(demo_dir: Path, tmp_path: Path) -> None:

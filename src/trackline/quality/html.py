@@ -132,6 +132,14 @@ def _consolidations(cfg: Config, wh: Warehouse, limit: int) -> dict[str, dict[st
     return out
 
 
+def _error_cell(error: str | None, shown: int = 200) -> str:
+    """An error cell: a long error cut with "…" (it was cut mid-word with no mark), the
+    whole text in its tooltip."""
+    text = error or ""
+    cut = text if len(text) <= shown else text[: shown - 1] + "…"
+    return f'<td title="{esc(text)}">{esc(cut)}</td>' if cut != text else f"<td>{esc(text)}</td>"
+
+
 def _consolidation_section(data: ReportData) -> str:
     """Each consolidation's runs like the cycles: rows per run, duration, the latest runs."""
     runs = sorted(
@@ -158,7 +166,7 @@ def _consolidation_section(data: ReportData) -> str:
         f"<td>{esc(name)}</td><td>{esc(str(r['started_at'])[:19])}</td>"
         f"<td>{r['merged']:,}</td>"
         f"<td>{esc(', '.join(f'{k} {v:,}' for k, v in r['inputs'].items()) or '—')}</td>"
-        f"<td>{r['seconds']:.1f} s</td><td>{esc((r['error'] or '')[:200])}</td></tr>"
+        f"<td>{r['seconds']:.1f} s</td>{_error_cell(r['error'])}</tr>"
         for name, r in reversed(runs[-20:])
     )
     return (
