@@ -588,3 +588,22 @@ def test_run_once_says_which_jobs_ran_failed_or_found_the_lock_held(
     )
     assert failed_lines(s.results) == ["failed: checks: blocking checks failed: a, b"]
     assert once_summary([], {}) == "ran: nothing was due"
+
+
+def test_a_warehouse_that_refuses_the_connection_says_so() -> None:
+    """A PostgreSQL warehouse on a port nothing listens on said only "…: Is the server
+    running on that host and accepting TCP/IP connections?": libpq's hint without its cause
+    ("Connection refused")."""
+    import socket
+
+    from trackline.errors import WarehouseError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wh = open_warehouse(PostgresWarehouse(host="127.0.0.1", port=port))
+    with pytest.raises(WarehouseError) as refused:
+        wh.connect()
+    message = str(refused.value)
+    assert f"port {port} failed: Connection refused (Is the server running" in message, message
+    assert "\n" not in message and "\t" not in message

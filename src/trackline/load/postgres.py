@@ -46,6 +46,18 @@ def _key32(name: str) -> int:
     return k - (1 << 32) if k >= 1 << 31 else k
 
 
+def _connect_error(exc: Exception) -> str:
+    """psycopg's connection error (it never contains the password) on one line: the last
+    attempt's cause, then libpq's hint. (Its last line alone was kept: the hint "Is the server
+    running on that host…?" without the cause, "Connection refused".)"""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if not ln.startswith(("Is the server", "HINT:"))]
+    hints = [ln for ln in lines if ln not in causes]
+    if not causes:
+        return " ".join(hints) or type(exc).__name__
+    return causes[-1] + (f" ({' '.join(hints)})" if hints else "")
+
+
 class Postgres(Warehouse):
     ENGINE = "postgres"
     DIALECT = "postgres"
@@ -92,11 +104,9 @@ class Postgres(Warehouse):
             self.con = psycopg.connect(**self.conninfo(), autocommit=True)
         except psycopg.OperationalError as exc:
             c = self.config
-            # psycopg's message never contains the password; keep only its first line.
-            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise WarehouseError(
                 f"cannot connect to {self.ENGINE} at {c.host}:{c.port} database {c.database!r} "
-                f"as {c.user!r}: {msg}"
+                f"as {c.user!r}: {_connect_error(exc)}"
             ) from None
 
     def broken(self) -> bool:
