@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from tests.conftest import MySQLDb, PgDb
 from tests.integration.backfill_world import World, history, second_db
+from tests.integration.synctools import write_config
 from trackline.backfill.legacy import LegacyTable
 from trackline.cli import main
 from trackline.config import DuckDBWarehouse, PostgresWarehouse, load_config
@@ -468,7 +469,6 @@ def test_a_failed_consolidation_says_what_stays_pending(mysql_db: MySQLDb, tmp_p
     """An input failing while read left the other input's rows staged for the next run, but
     `consolidate --json` said "pending": 0 and the text did not say it (the error line, on
     stderr, had no "error:" either)."""
-    from tests.integration.synctools import write_config
     from tests.integration.test_consolidate import Hours, run_ok, setup
     from trackline.config import StageConfig
 
@@ -607,3 +607,31 @@ def test_a_warehouse_that_refuses_the_connection_says_so() -> None:
     message = str(refused.value)
     assert f"port {port} failed: Connection refused (Is the server running" in message, message
     assert "\n" not in message and "\t" not in message
+
+
+def test_reconcile_says_what_to_do_about_what_it_found(
+    mysql_db: MySQLDb, duckdb_warehouse: DuckDBWarehouse, tmp_path: Path
+) -> None:
+    """`trackline reconcile` counted keys deleted in the source and keys missing from the
+    target (exit 1), and said nothing about what to do next."""
+    from tests.integration.synctools import create_orders, make_config, sync_ok, table
+    from tests.integration.synctools import warehouse as wh_of
+
+    create_orders(mysql_db, 6, dt.datetime(2024, 3, 1, 8))
+    cfg = make_config(mysql_db, duckdb_warehouse, tmp_path / "stage", [table(write_mode="merge")])
+    sync_ok(cfg)
+    mysql_db.execute("DELETE FROM orders WHERE id = 3")
+    with wh_of(cfg) as wh, wh.transaction():
+        t = cfg.tables[0]
+        wh.execute(f"DELETE FROM {wh.t(t.target_schema, t.target)} WHERE id = 5")
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    out = _cli("reconcile", "-c", str(path), "orders", "--log-format", "quiet")
+    assert out.exit_code == 1, out.output
+    assert (
+        "next: `trackline reconcile orders --apply` deletes the 1 keys deleted in the source "
+        "from the target\n"
+    ) in out.output
+    assert "next: for the 1 missing keys, `trackline replay orders` loads" in out.output
+    assert _cli("replay", "-c", str(path), "orders").exit_code == 0
+    again = _cli("reconcile", "-c", str(path), "orders", "--apply", "--log-format", "quiet")
+    assert again.exit_code == 0 and "next:" not in again.output, again.output

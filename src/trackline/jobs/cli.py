@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from trackline.config import Config
 from trackline.options import handle_errors, log_option, pipeline_config
+
+
+def reconcile_next(table: str, res: Any, applied: bool) -> list[str]:
+    """What to do about what `trackline reconcile` found (it named counts only)."""
+    out = []
+    if res.deleted_count and not applied:
+        out.append(
+            f"next: `trackline reconcile {table} --apply` deletes the {res.deleted_count:,} "
+            "keys deleted in the source from the target"
+        )
+    if res.missing_count:
+        out.append(
+            f"next: for the {res.missing_count:,} missing keys, `trackline replay {table}` "
+            "loads the staged batches again (rows loaded once, then lost from the target); "
+            f"`trackline reset {table}` reloads the whole table at the next sync; `trackline "
+            "check` (runs.behind_watermark) says whether rows arrived behind the watermark"
+        )
+    return out
 
 
 def register(main: click.Group) -> None:
@@ -93,5 +112,7 @@ def register(main: click.Group) -> None:
                 + (f"  e.g. {', '.join(map(str, res.missing[:10]))}" if res.missing else "")
             )
             click.echo(f"  pending (the next sync brings them): {res.pending_count:,}")
+            for line in reconcile_next(table, res, apply):
+                click.echo(line)
         if not res.ok:
             sys.exit(1)
