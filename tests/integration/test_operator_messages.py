@@ -635,3 +635,25 @@ def test_reconcile_says_what_to_do_about_what_it_found(
     assert _cli("replay", "-c", str(path), "orders").exit_code == 0
     again = _cli("reconcile", "-c", str(path), "orders", "--apply", "--log-format", "quiet")
     assert again.exit_code == 0 and "next:" not in again.output, again.output
+
+
+def test_explain_names_the_table_behind_an_alias(mysql_db: MySQLDb, tmp_path: Path) -> None:
+    """A consolidation input's join scanned `uni_tracking_info u` whole: `trackline explain`
+    said "FULL SCAN of u" and "key=None", and gave no fix (its suggestion covers only the
+    cursor's table)."""
+    from tests.integration.test_consolidate import Hours, setup
+    from trackline.config import StageConfig
+
+    cfg = setup(
+        mysql_db, (DuckDBWarehouse(path=tmp_path / "wh.duckdb"), StageConfig(url=str(tmp_path)))
+    )
+    Hours(mysql_db).hour(1)
+    mysql_db.execute("ALTER TABLE uni_tracking_info DROP INDEX ux_order")
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    out = _cli("explain", "-c", str(path), "parcel_detail")
+    assert out.exit_code == 1, out.output
+    scans = [ln for ln in out.output.splitlines() if ": FULL SCAN of " in ln]
+    assert len(scans) == 2 and all("u (uni_tracking_info)" in ln for ln in scans), out.output
+    assert "  u: ALL key=- rows=" in out.output and "None" not in out.output
+    hint = "  fix for u (uni_tracking_info): an index on the columns it is joined or filtered on"
+    assert out.output.count(hint) == 2, out.output

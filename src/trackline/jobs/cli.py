@@ -53,12 +53,25 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps([e.as_dict() for e in found], default=str))
         else:
             for e in found:
-                verdict = "index range" if e.ok else f"FULL SCAN of {', '.join(e.scans)}"
+                # a query's plan names its aliases (`u`): the table is said beside it
+                scanned = [
+                    s if t == s else f"{s} ({t})"
+                    for s, t in zip(e.scans, e.scanned_tables, strict=True)
+                ]
+                verdict = "index range" if e.ok else f"FULL SCAN of {', '.join(scanned)}"
                 click.echo(f"{e.what}: {verdict} (from {e.watermark})")
                 for p in e.plan:
-                    click.echo(f"  {p['table']}: {p['type']} key={p['key']} rows={p['rows']}")
+                    click.echo(
+                        f"  {p['table']}: {p['type']} key={p['key'] or '-'} rows={p['rows']}"
+                    )
                 if e.suggest:
                     click.echo(f"  fix: {e.suggest};")
+                for s, t in zip(e.scans, e.scanned_tables, strict=True):
+                    if t != e.cursor_table:  # a joined table: no cursor index helps it
+                        click.echo(
+                            f"  fix for {s if s == t else f'{s} ({t})'}: an index on the "
+                            "columns it is joined or filtered on"
+                        )
         if not all(e.ok for e in found):
             sys.exit(1)
 
