@@ -114,6 +114,8 @@ class Consolidator:
             self.reporter.event("failed", f"{c.name}: {exc}", consolidation=c.name)
             try:  # what waits for the next run (this run's and earlier runs' staged rows)
                 res.pending = pending_rows(self.wh, c)
+            except InjectedFault:
+                raise
             except TracklineError:
                 pass
         res.seconds = time.monotonic() - t0
