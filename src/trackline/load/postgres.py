@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from trackline.config import PostgresWarehouse, RedshiftWarehouse
-from trackline.errors import LockBusy, WarehouseError
+from trackline.errors import InjectedFault, LockBusy, WarehouseError
 from trackline.load.base import Column, StagedFiles, Warehouse
 
 
@@ -293,6 +293,8 @@ class Postgres(Warehouse):
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (key >> 32, key & 0xFFFFFFFF),
             )
+        except InjectedFault:
+            raise
         except Exception:  # noqa: BLE001 - a user without pg_stat_activity rights: no name
             return ""
         if not rows:
