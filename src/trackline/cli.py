@@ -97,6 +97,8 @@ def sync(cfg: Config, tables: tuple[str, ...], log_format: str) -> None:
             f"{r.seconds:.1f}s, cursor {r.watermark or '-'}"
             + (f"  error: {r.error}" if r.error else "")
         )
+        for w in r.warnings:  # drift applied, zero dates, a held upper bound: said, not only logged
+            click.echo(f"      warning: {w}")
     if failed:
         sys.exit(1)
 

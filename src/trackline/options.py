@@ -46,7 +46,11 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt as exc:
             # Interrupted: SIGTERM too (`interrupt_on_signals`); what committed stays (G3)
             reason = str(exc) or "received SIGINT"
-            click.echo(f"interrupted ({reason}): committed work stays", err=True)
+            click.echo(
+                f"interrupted ({reason}): committed work stays; run the command again to go "
+                "on from it (`trackline status` shows each table's last run)",
+                err=True,
+            )
             sys.exit(getattr(exc, "exit_code", 130))
 
     return wrapper  # type: ignore[return-value]

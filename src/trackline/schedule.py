@@ -143,6 +143,10 @@ class Scheduler:
         self._stop = False
         self.stop_signal: str | None = None
         """The signal that asked the scheduler to stop (SIGTERM, SIGINT), if one did."""
+        self.running: str | None = None
+        """The job running now (None between jobs)."""
+        self.stopped_during: str | None = None
+        """The job that was running when the stop signal came (None: the scheduler waited)."""
         self._said: queue.SimpleQueue[str | None] | None = None
         """While the stop signals are ours: what a handler has to say, for the announcer."""
         self.job_timeout = float(cfg.schedule.job_timeout_minutes * 60)
@@ -163,7 +167,13 @@ class Scheduler:
             raise Interrupted("received SIGINT twice", 130)
         if signum is not None and self.stop_signal is None:
             self.stop_signal = signal.Signals(signum).name
-            message = f"received {self.stop_signal}: finishing the running step, then stopping"
+            self.stopped_during = self.running
+            message = (
+                f"received {self.stop_signal}: finishing the running step, then stopping "
+                f"(job: {self.running})"
+                if self.running
+                else f"received {self.stop_signal} while waiting for the next slot: stopping"
+            )
             if self._said is not None:
                 # a signal handler runs between two bytecodes of the main thread, which may be
                 # inside the reporter's own lock (writing a line): the reporter is called from
@@ -249,6 +259,7 @@ class Scheduler:
             "schedule", f"{job.name}: starting (slot {slot:%Y-%m-%d %H:%M})", job=job.name
         )
         interrupted: Interrupted | None = None
+        self.running = job.name
         try:
             with self._time_limit(job.name):
                 result = job.run()
@@ -263,6 +274,7 @@ class Scheduler:
             result = JobResult("interrupted", error=str(interrupted))
         except Exception as exc:  # the scheduler outlives a failing job; it is recorded
             result = JobResult("failed", error=f"{type(exc).__name__}: {exc}")
+        self.running = None
         seconds = time.monotonic() - t0
         self.results[job.name] = result
         if interrupted is None:
@@ -357,7 +369,8 @@ class Scheduler:
                 if until is not None:
                     wake = min(wake, until)
                 self.sleep(max(0.0, (wake - now).total_seconds()))
-            self.reporter.event("schedule", "scheduler stopped")
+        # after the signals' announcer has said why (it was written after this line before)
+        self.reporter.event("schedule", "scheduler stopped")
 
 
 def _run_id() -> str:

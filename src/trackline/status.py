@@ -161,12 +161,28 @@ def replay_table_on(
         finally:
             src.close()
     with wh.lock(f"sync:{rt.key}"):
-        for b in state.batches(rt.key, after=from_batch - 1):
+        ledger = state.batches(rt.key, after=from_batch - 1)
+        for i, b in enumerate(ledger):
             missing = [u for u in b["files"] if not stage.exists(u)]
             if missing:
+                first, last = ledger[0]["batch_id"], ledger[i - 1]["batch_id"] if i else 0
+                done = (
+                    "nothing was replayed"
+                    if not i
+                    else f"batch {first} before it was replayed ({rows:,} rows)"
+                    if first == last
+                    else f"batches {first}-{last} before it were replayed ({rows:,} rows)"
+                )
+                later = (
+                    f"replay the rest with `trackline replay {name} --from-batch "
+                    f"{ledger[i + 1]['batch_id']}`"
+                    if i + 1 < len(ledger)
+                    else "it is the last batch in the ledger"
+                )
                 raise StageError(
                     f"batch {b['batch_id']} of {rt.key}: staged file {missing[0]} is gone "
-                    "(pruned after stage.retention_days?); replay from a later batch"
+                    f"(pruned after stage.retention_days?), so this batch cannot be replayed; "
+                    f"{done}; {later}"
                 )
             data: pa.Table = stage.read(list(b["files"]))
             if data.num_rows != b["row_count"]:

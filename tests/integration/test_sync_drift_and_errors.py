@@ -374,7 +374,7 @@ def test_second_sync_exits_when_the_lock_is_held(
             assert proc.stdin is not None
             proc.stdin.close()
             proc.wait(timeout=30)
-        message = "is in use by another trackline process"
+        message = f", PID {proc.pid}), and DuckDB lets one process write a file"  # named
     assert r.exit_code == 75, r.output
     (line,) = error_lines(r)
     assert message in line

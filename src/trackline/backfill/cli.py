@@ -159,7 +159,8 @@ def register(main: click.Group) -> None:
                 mark = "ok " if r.status == "ok" else r.status.upper()
                 click.echo(
                     f"{mark} {r.key or r.table}: {r.loaded} chunks loaded ({r.rows:,} rows), "
-                    f"{r.skipped} already in, {r.chunks} in all, {r.retried} retried, "
+                    f"{r.skipped} already in, {r.chunks} in all, {r.retried} failed attempts "
+                    "(rolled back), "
                     f"{r.seconds:.1f}s" + (f"  error: {r.error}" if r.error else "")
                 )
         if failed:
@@ -205,13 +206,20 @@ def register(main: click.Group) -> None:
                 if s["handed_off_at"]
                 else "not handed off"
             )
+            of_done = " (of the done chunks)" if s["done"] < s["chunks"] else ""
             click.echo(
                 f"{s['table']} ({s['key']}) from {s['legacy']}, [{a}, {b}) by {s['unit']}: "
                 f"{s['done']}/{s['chunks']} chunks done, {s['failed_attempts']} failed "
                 f"attempts, rows legacy {s['rows_legacy']:,} / loaded {s['rows_loaded']:,}"
+                + of_done
             )
             if s["failed_not_done"]:
-                click.echo(f"  failed, not done yet: chunks {s['failed_not_done']}")
+                click.echo(
+                    "  failed, not done yet: chunks "
+                    + ", ".join(str(n) for n in s["failed_not_done"])
+                    + f" (`trackline backfill run -t {s['table']}` again loads them; done "
+                    "chunks are skipped)"
+                )
             click.echo(
                 f"  handoff point {s['handoff_point']} ({handed}); incremental watermark "
                 f"({s['incremental_source_db']}): {s['incremental_watermark']}"
@@ -220,8 +228,16 @@ def register(main: click.Group) -> None:
                 for c in s["chunk_rows"]:
                     click.echo(
                         f"  chunk {c['chunk']:>4} {c['status']:<6} attempt {c['attempt']}: "
-                        f"legacy {c['legacy_rows']}, loaded {c['loaded_rows']}, batches "
-                        f"{c['batches'][0]}..{c['batches'][1]}"
+                        + (
+                            f"legacy {c['legacy_rows']:,}, loaded {c['loaded_rows']:,}, "
+                            + (
+                                f"batches {c['batches'][0]}..{c['batches'][1]}"
+                                if c["batches"][0] is not None
+                                else "no batch"
+                            )
+                            if c["status"] == "done"
+                            else "rolled back"
+                        )
                         + (f"  {c['error']}" if c["error"] else "")
                     )
 
@@ -232,14 +248,15 @@ def _do_handoff(cfg: Config, names: list[str] | None, force: bool) -> None:
 
     wh = open_warehouse(cfg.warehouse)
     wh.connect()
+    res: list[Any] = []
     try:
-        res = handoff(cfg, wh, names, force=force)
+        handoff(cfg, wh, names, force=force, done=res)
     finally:
         wh.close()
-    for h in res:
-        what = {
-            "set": f"incremental watermark set to {h.point} (inclusive; was {h.before})",
-            "already": f"already handed off (watermark {h.before})",
-            "kept": f"no legacy row in the range: the watermark stays {h.before}",
-        }[h.status]
-        click.echo(f"{h.table} ({h.key}): {what}")
+        for h in res:  # also those handed off before a refusal: they are committed
+            what = {
+                "set": f"incremental watermark set to {h.point} (inclusive; was {h.before})",
+                "already": f"already handed off (watermark {h.before})",
+                "kept": f"no legacy row in the range: the watermark stays {h.before}",
+            }[h.status]
+            click.echo(f"{h.table} ({h.key}): {what}")

@@ -42,10 +42,16 @@ def latest(records: list[Record]) -> Record | None:
 
 
 def handoff(
-    cfg: Config, wh: Warehouse, names: list[str] | None = None, *, force: bool = False
+    cfg: Config,
+    wh: Warehouse,
+    names: list[str] | None = None,
+    *,
+    force: bool = False,
+    done: list[HandoffOutcome] | None = None,
 ) -> list[HandoffOutcome]:
     """Hand each table over to its incremental sync (BackfillRefused: nothing written for
-    that table or any after it)."""
+    that table or any after it; the tables before it were handed off, and are in `done`
+    when the caller passes a list, to say so)."""
     names = names or [b.table for b in cfg.backfill.tables]
     if not names:
         raise ConfigError("nothing to hand off: list tables under `backfill.tables:`")
@@ -53,7 +59,19 @@ def handoff(
     state.ensure()
     led = BackfillLedger(wh, cfg.state_schema)
     led.ensure()
-    return [_one(cfg, wh, state, led, name, force) for name in names]
+    out = done if done is not None else []
+    for i, name in enumerate(names):
+        try:
+            out.append(_one(cfg, wh, state, led, name, force))
+        except BackfillRefused as exc:
+            rest = names[i + 1 :]
+            if not rest:
+                raise
+            raise BackfillRefused(
+                f"{exc}; not tried after it: {', '.join(rest)} (run the handoff again once "
+                f"{name} is ready, or name the others with -t)"
+            ) from None
+    return out
 
 
 def _one(

@@ -294,7 +294,12 @@ def _chunks(
                     _failed(wh, led, rec, chunk, attempt, run_id, exc)
                     reporter.event("warning", f"{name}: {exc}", table=name)
                     if attempt == before + attempts:
-                        raise
+                        raise ChunkCountMismatch(
+                            f"{exc}, {attempts} times in this run: the legacy table changed "
+                            "while it was read (a load job still writing?) or its rows do not "
+                            "match its count; once it is quiet, run `trackline backfill run "
+                            f"-t {name}` again (done chunks are skipped)"
+                        ) from None
                     continue
                 except TracklineError as exc:
                     # any other failure (a conversion the target cannot hold, a source

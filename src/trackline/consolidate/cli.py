@@ -45,8 +45,13 @@ def register(main: click.Group) -> None:
                     f"{r.name}: {r.status}; staged {per_input or 'nothing'}; "
                     f"merged {r.merged:,} rows in {r.seconds:.1f}s"
                     + (f" ({r.null_keys} with a NULL key skipped)" if r.null_keys else "")
+                    + (
+                        f"; {r.pending:,} staged rows pending for the next run"
+                        if not r.ok and r.pending
+                        else ""
+                    )
                 )
                 if r.error:
-                    click.echo(f"  {r.error}", err=True)
+                    click.echo(f"  error: {r.error}", err=True)
         if not all(r.ok for r in results):
             sys.exit(1)

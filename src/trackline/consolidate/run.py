@@ -39,7 +39,8 @@ class ConsolidationResult:
     inputs: list[InputRun] = field(default_factory=list)
     merged: int = 0
     pending: int = 0
-    """Staging rows the merge found pending (this run's and earlier failed runs')."""
+    """Staging rows the merge found pending (this run's and earlier failed runs'); after a
+    failed run, the staged rows left pending for the next run."""
     null_keys: int = 0
     seconds: float = 0.0
     error: str | None = None
@@ -111,6 +112,12 @@ class Consolidator:
         except TracklineError as exc:
             res.status, res.error = "failed", str(exc)
             self.reporter.event("failed", f"{c.name}: {exc}", consolidation=c.name)
+            try:  # what waits for the next run (this run's and earlier runs' staged rows)
+                res.pending = pending_rows(self.wh, c)
+            except InjectedFault:
+                raise
+            except TracklineError:
+                pass
         res.seconds = time.monotonic() - t0
         self.state.record_run(
             res.run_id,

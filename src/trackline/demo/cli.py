@@ -85,12 +85,18 @@ def register(main: click.Group) -> None:
         for row in res.sizes:
             sizes.add_row(str(row["day"]), *[f"{row[c]:,}" for c in cols])
         console.print(sizes)
-        hist = Table(title="History period tables (created on demand)")
-        hist.add_column("table")
-        hist.add_column("rows", justify="right")
-        for name, n in res.history.items():
-            hist.add_row(name, f"{n:,}")
-        console.print(hist)
+        if res.history:
+            hist = Table(title="History period tables (created on demand)")
+            hist.add_column("table")
+            hist.add_column("rows", justify="right")
+            for name, n in res.history.items():
+                hist.add_row(name, f"{n:,}")
+            console.print(hist)
+        else:  # an empty table said nothing: a short run ages no row out
+            console.print(
+                "History period tables: none yet (one is created when a mart's rows first "
+                "pass its retention, 180 days of data time in the demo)"
+            )
         console.print(
             f"Archived {res.archived:,} rows; {res.reactivated} reactivated orders left history "
             f"and {res.restored} follower rows were restored from history."

@@ -41,6 +41,16 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     return con
 
 
+def release_thread_duckdb() -> None:
+    """Close this thread's DuckDB, if it opened one. A worker thread calls it before it
+    signals that it is done: left to the thread's end, the connection could be freed while
+    the process exits, and DuckDB then aborts the process."""
+    con = getattr(_local, "con", None)
+    if con is not None:
+        _local.con = None
+        con.close()
+
+
 def _text(col: pa.ChunkedArray) -> pa.ChunkedArray:
     t = col.type
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):

@@ -370,7 +370,8 @@ class MySQL(Source):
                 fields = list(cur._result.fields)
         except pymysql.err.MySQLError as exc:
             raise SourceError(
-                f"query of table {rel.name!r} failed on {self._where()}: {self._sanitize(str(exc))}"
+                f"{'query' if rel.query else 'table'} {rel.name!r} cannot be read on "
+                f"{self._where()}: {self._sanitize(str(exc))}"
             ) from None
         for f in fields:
             if not IDENT_RE.match(f.name):

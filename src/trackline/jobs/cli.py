@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from trackline.config import Config
 from trackline.options import handle_errors, log_option, pipeline_config
+
+
+def reconcile_next(table: str, res: Any, applied: bool) -> list[str]:
+    """What to do about what `trackline reconcile` found (it named counts only)."""
+    out = []
+    if res.deleted_count and not applied:
+        out.append(
+            f"next: `trackline reconcile {table} --apply` deletes the {res.deleted_count:,} "
+            "keys deleted in the source from the target"
+        )
+    if res.missing_count:
+        out.append(
+            f"next: for the {res.missing_count:,} missing keys, `trackline replay {table}` "
+            "loads the staged batches again (rows loaded once, then lost from the target); "
+            f"`trackline reset {table}` reloads the whole table at the next sync; `trackline "
+            "check` (runs.behind_watermark) says whether rows arrived behind the watermark"
+        )
+    return out
 
 
 def register(main: click.Group) -> None:
@@ -34,12 +53,25 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps([e.as_dict() for e in found], default=str))
         else:
             for e in found:
-                verdict = "index range" if e.ok else f"FULL SCAN of {', '.join(e.scans)}"
+                # a query's plan names its aliases (`u`): the table is said beside it
+                scanned = [
+                    s if t == s else f"{s} ({t})"
+                    for s, t in zip(e.scans, e.scanned_tables, strict=True)
+                ]
+                verdict = "index range" if e.ok else f"FULL SCAN of {', '.join(scanned)}"
                 click.echo(f"{e.what}: {verdict} (from {e.watermark})")
                 for p in e.plan:
-                    click.echo(f"  {p['table']}: {p['type']} key={p['key']} rows={p['rows']}")
+                    click.echo(
+                        f"  {p['table']}: {p['type']} key={p['key'] or '-'} rows={p['rows']}"
+                    )
                 if e.suggest:
                     click.echo(f"  fix: {e.suggest};")
+                for s, t in zip(e.scans, e.scanned_tables, strict=True):
+                    if t != e.cursor_table:  # a joined table: no cursor index helps it
+                        click.echo(
+                            f"  fix for {s if s == t else f'{s} ({t})'}: an index on the "
+                            "columns it is joined or filtered on"
+                        )
         if not all(e.ok for e in found):
             sys.exit(1)
 
@@ -93,5 +125,7 @@ def register(main: click.Group) -> None:
                 + (f"  e.g. {', '.join(map(str, res.missing[:10]))}" if res.missing else "")
             )
             click.echo(f"  pending (the next sync brings them): {res.pending_count:,}")
+            for line in reconcile_next(table, res, apply):
+                click.echo(line)
         if not res.ok:
             sys.exit(1)

@@ -44,7 +44,11 @@ class Explained:
     plan: list[dict[str, Any]] = field(default_factory=list)
     """One entry per table access: table, type, key, rows."""
     scans: list[str] = field(default_factory=list)
-    """Tables read whole."""
+    """Tables read whole, as the plan names them (a query's alias, e.g. ``u``)."""
+    scanned_tables: list[str] = field(default_factory=list)
+    """The same, as table names (the alias resolved in the query)."""
+    cursor_table: str | None = None
+    """The table the cursor columns belong to (the one `suggest` indexes)."""
     suggest: str | None = None
     """The CREATE INDEX that would make the cursor's read a range."""
     watermark: str = ""
@@ -127,15 +131,18 @@ def _explain_one(
     ).sql
     out = Explained(what, sql, _plan_rows(src, sql), watermark=wm.describe())
     out.scans = [p["table"] for p in out.plan if p["type"] in SCANS]
+    aliases = _aliases(rel.query) if rel.query else {}
+    out.scanned_tables = [aliases.get(s, s) for s in out.scans]
     origin: tuple[str, str, str] | None = None
     if rel.query and ts and idc:
         origin = cursor_origin(rel.query, ts, idc)
     elif ts or idc:
         origin = (rel.name, ts or "", idc or "")
+    if origin:
+        out.cursor_table = origin[0]
     if origin and out.scans:
         table, a, b = origin
-        aliases = _aliases(rel.query) if rel.query else {}
-        if table in {aliases.get(s, s) for s in out.scans}:
+        if table in out.scanned_tables:
             cols_ = [c for c in (a, b) if c]
             name = "ix_" + "_".join([table, *cols_])[:60]
             out.suggest = (

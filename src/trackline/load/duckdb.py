@@ -19,6 +19,13 @@ _process_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
 
+def _holder(message: str) -> str:
+    """The process DuckDB names as holding the file's lock (``Conflicting lock is held in
+    /usr/bin/python3 (PID 4242)``), as `` (/usr/bin/python3, PID 4242)``; empty if unnamed."""
+    m = re.search(r"lock is held in (.+?) \(PID (\d+)\)", message)
+    return f" ({m.group(1)}, PID {m.group(2)})" if m else ""
+
+
 class DuckDB(Warehouse):
     ENGINE = "duckdb"
     DIALECT = "duckdb"
@@ -75,8 +82,10 @@ class DuckDB(Warehouse):
                     raise WarehouseError(f"cannot open DuckDB file {path}: {exc}") from None
                 if time.monotonic() >= deadline:
                     raise LockBusy(
-                        f"DuckDB file {path} is in use by another trackline process; "
-                        "wait for it to finish (or set warehouse.lock_timeout_seconds to wait)"
+                        f"DuckDB file {path} is open in another process{_holder(str(exc))}, "
+                        "and DuckDB lets one process write a file: if it is a trackline run, "
+                        "wait for it to finish (or set warehouse.lock_timeout_seconds to wait); "
+                        "otherwise (a DuckDB shell, a notebook) close it there"
                     ) from None
                 time.sleep(0.2)
 

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from trackline.config import PostgresWarehouse, RedshiftWarehouse
-from trackline.errors import LockBusy, WarehouseError
+from trackline.errors import InjectedFault, LockBusy, WarehouseError
 from trackline.load.base import Column, StagedFiles, Warehouse
 
 
@@ -44,6 +44,18 @@ def _key32(name: str) -> int:
     """A signed 32-bit key for `name` (pg_advisory_xact_lock(int4, int4))."""
     k = zlib.crc32(f"trackline:{name}".encode())
     return k - (1 << 32) if k >= 1 << 31 else k
+
+
+def _connect_error(exc: Exception) -> str:
+    """psycopg's connection error (it never contains the password) on one line: the last
+    attempt's cause, then libpq's hint. (Its last line alone was kept: the hint "Is the server
+    running on that host…?" without the cause, "Connection refused".)"""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    causes = [ln for ln in lines if not ln.startswith(("Is the server", "HINT:"))]
+    hints = [ln for ln in lines if ln not in causes]
+    if not causes:
+        return " ".join(hints) or type(exc).__name__
+    return causes[-1] + (f" ({' '.join(hints)})" if hints else "")
 
 
 class Postgres(Warehouse):
@@ -92,11 +104,9 @@ class Postgres(Warehouse):
             self.con = psycopg.connect(**self.conninfo(), autocommit=True)
         except psycopg.OperationalError as exc:
             c = self.config
-            # psycopg's message never contains the password; keep only its first line.
-            msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise WarehouseError(
                 f"cannot connect to {self.ENGINE} at {c.host}:{c.port} database {c.database!r} "
-                f"as {c.user!r}: {msg}"
+                f"as {c.user!r}: {_connect_error(exc)}"
             ) from None
 
     def broken(self) -> bool:
@@ -259,8 +269,9 @@ class Postgres(Warehouse):
         while not self.scalar("SELECT pg_try_advisory_lock(?)", (key,)):
             if time.monotonic() >= deadline:
                 raise LockBusy(
-                    f"another trackline run holds the lock {name!r} on {self.ENGINE}; "
-                    "it will be released when that run ends"
+                    f"another trackline run holds the lock {name!r} on {self.ENGINE}"
+                    f"{self._lock_holder(key)}; it is released when that run ends: run this "
+                    "command again then"
                 )
             time.sleep(0.2)
         try:
@@ -268,6 +279,33 @@ class Postgres(Warehouse):
         finally:
             with contextlib.suppress(Exception):
                 self.scalar("SELECT pg_advisory_unlock(?)", (key,))
+
+    def _lock_holder(self, key: int) -> str:
+        """Who holds the advisory lock `key`: its session (pid, application, client, since
+        when), and how to end that session if it no longer works (`pg_terminate_backend`
+        releases its locks). Empty when the server does not say."""
+        try:
+            rows = self.query(
+                "SELECT a.pid, a.application_name, a.client_addr, a.backend_start, a.state "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = ? "
+                "AND l.objid::bigint = ? AND l.objsubid = 1 "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                (key >> 32, key & 0xFFFFFFFF),
+            )
+        except InjectedFault:
+            raise
+        except Exception:  # noqa: BLE001 - a user without pg_stat_activity rights: no name
+            return ""
+        if not rows:
+            return ""
+        pid, app, client, since, state = rows[0]
+        when = f", connected since {str(since)[:19]}" if since else ""
+        return (
+            f" (its session: pid {pid}, application {app or '?'!r}, client "
+            f"{client or 'local'}{when}, {state or 'state unknown'}; if no trackline run "
+            f"is working there any more, `SELECT pg_terminate_backend({pid})` releases it)"
+        )
 
     PARALLEL_MARTS = True
 

@@ -17,21 +17,61 @@ def print_summary(summary: object) -> None:
 
     assert isinstance(summary, CycleSummary)
     for r in summary.sync:
-        mark = "ok " if r.status == "ok" else "FAILED"
+        mark = "ok " if r.status == "ok" else "FAILED" if r.status == "failed" else r.status
         click.echo(
-            f"{mark} sync  {r.table_key}: {r.rows:,} rows ({r.seconds:.1f}s)"
+            f"{mark} sync  {r.table_key}: {_rows(r.rows)} ({r.seconds:.1f}s)"
             + (f"  error: {r.error}" if r.error else "")
         )
+        for w in r.warnings:  # drift applied, zero dates, a held upper bound: said, not only logged
+            click.echo(f"      warning: {w}")
     for m in summary.marts:
         steps = " ".join(f"{k}={v:.2f}s" for k, v in m.steps.items())
         click.echo(
             f"ok  mart  {m.mart}: in {m.rows_in:,}, inserted {m.inserted:,}, "
-            f"reactivated {m.reactivated:,}, archived {m.archived:,}, trimmed {m.trimmed:,}, "
-            f"exceptions {m.exceptions:,}, null keys {m.null_keys:,} ({m.seconds:.2f}s: {steps})"
+            f"updated {m.updated:,}, reactivated {m.reactivated:,}, archived {m.archived:,}, "
+            f"trimmed {m.trimmed:,}, exceptions {m.exceptions:,}, null keys {m.null_keys:,}"
+            + (f", gone from the source {m.gone:,}" if m.gone else "")
+            + f" ({m.seconds:.2f}s"
+            + (f": {steps})" if steps else ")")
         )
     for k, n in summary.raw_trimmed.items():
         click.echo(f"ok  raw   {k}: {n:,} consumed rows past the buffer trimmed")
-    click.echo(f"cycle {summary.run_id} finished in {summary.seconds:.1f}s")
+    click.echo(
+        f"cycle {summary.run_id} finished in {summary.seconds:.1f}s: {summary_outcome(summary)}"
+    )
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def summary_outcome(summary: object) -> str:
+    """The cycle's status (as `trackline status` lists it) and, when a table failed, which
+    ones and what happens next."""
+    from trackline.marts.cycle import CycleSummary
+
+    assert isinstance(summary, CycleSummary)
+    failed = [r.table for r in summary.sync if r.status != "ok"]
+    if not failed:
+        return "ok"
+    retried = "the next cycle retries them from their watermarks" + (
+        ""
+        if all(r.retryable for r in summary.sync if r.status != "ok")
+        else " once the error above is fixed"
+    )
+    return (
+        f"partial: {len(failed)} of {len(summary.sync)} tables failed ({', '.join(failed)}); "
+        "nothing of theirs past their last committed batch was loaded, the marts were built "
+        f"from what the other tables loaded; {retried}"
+    )
+
+
+def _group_of(cfg: Config, where: str) -> str | None:
+    """The retention group whose exceptions table is `where` (`schema.table`)."""
+    for g in cfg.marts:
+        if f"{g.schema_}.{g.exceptions_table}" == where:
+            return g.name
+    return None
 
 
 def register(main: click.Group) -> None:
@@ -66,7 +106,13 @@ def register(main: click.Group) -> None:
         """List the history period tables and their row counts."""
         from trackline.marts.status import history_tables
 
-        for row in history_tables(cfg):
+        rows = history_tables(cfg)
+        if not rows:  # said, not an empty screen: periods are created when rows first age out
+            click.echo(
+                "no history period tables yet (a mart's first one is created when its rows "
+                "first pass the retention cutoff)"
+            )
+        for row in rows:
             click.echo(f"{row['schema']}.{row['table']:<40} {row['rows']:>12,}  ({row['mart']})")
 
     @main.command()
@@ -117,10 +163,21 @@ def register(main: click.Group) -> None:
         places: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             places.setdefault(r["where"], []).append(r)
+        from trackline.quality.checks import STATE_EXCEPTIONS
+
+        run_level = f"{cfg.state_schema}.{STATE_EXCEPTIONS}"
         for where, shown in places.items():
             total = shown[0]["where_total"]
             cut = f" (the first {len(shown):,} of {total:,})" if total > len(shown) else ""
-            click.echo(f"-- {where}{cut}")
+            # ids repeat across these tables: say which option resolves one of this table's
+            how = (
+                "  [resolve with --run-level]"
+                if where == run_level
+                else f"  [resolve with --group {group}]"
+                if len(cfg.marts) > 1 and (group := _group_of(cfg, where))
+                else ""
+            )
+            click.echo(f"-- {where}{cut}{how}")
             for r in shown:
                 click.echo(
                     f"#{r['id']:<6} {r['status']:<8} {r['check_name']:<24} "
@@ -149,5 +206,5 @@ def register(main: click.Group) -> None:
         """Mark an exception resolved: its row becomes trimmable again."""
         from trackline.marts.status import resolve_exception
 
-        resolve_exception(cfg, exception_id, note, group, run_level)
-        click.echo(f"exception {exception_id} resolved")
+        where = resolve_exception(cfg, exception_id, note, group, run_level)
+        click.echo(f"exception {exception_id} resolved (in {where})")

@@ -44,11 +44,18 @@ class CycleSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "run_id": self.run_id,
+            "status": "ok" if self.ok else "partial",
+            "failed_tables": [r.table_key for r in self.sync if r.status != "ok"],
             "sync": {
                 r.table_key: {
                     "rows": r.rows,
+                    "batches": r.batches,
+                    "seconds": round(r.seconds, 3),
                     "status": r.status,
                     "error": r.error,
+                    "retryable": r.retryable,
+                    "warnings": r.warnings,
                     "upper": r.upper,
                 }
                 for r in self.sync
@@ -441,7 +448,9 @@ def finish_step(
             "ok" if summary.ok else "partial",
             sum(r.rows for r in summary.sync),
             summary.seconds,
-            None if summary.ok else "; ".join(f"{r.table}: {r.error}" for r in summary.sync),
+            None
+            if summary.ok
+            else "; ".join(f"{r.table}: {r.error}" for r in summary.sync if r.error),
             summary.as_dict(),
         )
     return summary

@@ -74,9 +74,10 @@ def list_exceptions(cfg: Config, status: str | None, limit: int = 100) -> list[d
 
 def resolve_exception(
     cfg: Config, exc_id: int, note: str, group: str | None, run_level: bool = False
-) -> None:
+) -> str:
     """Resolve in the group's exceptions table, or (`run_level`) in the one `trackline check`
-    keeps for run-level failures."""
+    keeps for run-level failures. Returns the table (`schema.table`): ids repeat across
+    them."""
     from trackline.quality.checks import STATE_EXCEPTIONS
 
     g = _groups(cfg, group)[0]
@@ -89,3 +90,4 @@ def resolve_exception(
         Exceptions(wh, schema, table).resolve(exc_id, note)
     finally:
         wh.close()
+    return f"{schema}.{table}"

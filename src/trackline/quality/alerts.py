@@ -88,7 +88,9 @@ def compose(results: Iterable[CheckResult], run_id: str) -> Alert | None:
     n = sum(r.new_count for r in fresh)
     if fresh:
         plural = "s" if n != 1 else ""
-        subject = f"trackline: {n} new data-quality failure{plural} ({_names(fresh)})"
+        # n counts new failing keys; say over how many checks when that differs
+        checks = f" in {len(fresh)} checks" if len(fresh) not in (1, n) else ""
+        subject = f"trackline: {n} new data-quality failure{plural}{checks} ({_names(fresh)})"
         if recovered:
             subject += f"; recovered: {_names(recovered)}"
     else:

@@ -206,10 +206,15 @@ def bar_chart(
     bad: list[bool],
     unit: str,
     threshold: float | None = None,
+    statuses: list[str] | None = None,
 ) -> str:
+    """Bars in time order; a `bad` one in red, its tooltip naming its status (`statuses`,
+    e.g. a cycle's ``partial`` or ``interrupted``; default "failed")."""
     if not values:
         return _empty(title)
     threshold, note = _near(threshold, max(values), unit)
+    said = statuses or ["failed"] * len(values)
+    kinds = sorted({said[i] for i, b in enumerate(bad) if b}) or ["failed"]
     ymax = _nice_max(max([*values, threshold or 0]))
     parts = _frame(ymax, axis, unit)
     bw = axis.bar_width()
@@ -220,7 +225,7 @@ def bar_chart(
             f'<rect x="{x - bw / 2:.1f}" y="{y:.1f}" width="{bw:.1f}" '
             f'height="{max(H - PAD_B - y, 1.0):.1f}" class="{cls}"><title>'
             f"{esc(axis.label(axis.times[i]))}: "
-            f"{v:.1f} {esc(unit)}{' (failed)' if bad[i] else ''}</title></rect>"
+            f"{v:.1f} {esc(unit)}{f' ({esc(said[i])})' if bad[i] else ''}</title></rect>"
         )
     if threshold is not None:
         y = _y(threshold, ymax)
@@ -230,7 +235,7 @@ def bar_chart(
         )
     legend = (
         '<div class="legend"><span class="key"><i class="ok"></i>ok</span>'
-        '<span class="key"><i class="bad"></i>failed</span>'
+        f'<span class="key"><i class="bad"></i>{esc(", ".join(kinds))}</span>'
         + (
             '<span class="key"><i class="limitkey"></i>threshold</span>'
             if threshold is not None

@@ -57,6 +57,93 @@ def print_report(report: Any, show_sql: bool = True) -> None:
     )
 
 
+def report_dict(report: Any) -> dict[str, Any]:
+    """`trackline check --json`: everything the text prints, per check (its description
+    line, the sample rows under their columns, the SQL and its parameters) and the summary
+    line's counts, with each alert channel's outcome and error."""
+    from trackline.quality.run import CheckReport
+
+    assert isinstance(report, CheckReport)
+    failed = report.failed
+    return {
+        "run_id": report.run_id,
+        "ok": report.ok,
+        "checks": len(report.results),
+        "failing": len(failed),
+        "blocking_failing": sum(r.blocking for r in failed),
+        "new_failures": sum(r.new_count for r in report.results),
+        "seconds": round(report.seconds, 3),
+        "results": [
+            {
+                **{
+                    k: getattr(r, k)
+                    for k in (
+                        "name",
+                        "severity",
+                        "status",
+                        "failing_count",
+                        "new_count",
+                        "resolved_count",
+                        "sample_keys",
+                        "new_keys",
+                        "error",
+                        "description",
+                        "columns",
+                    )
+                },
+                "sample": [list(row) for row in r.sample],
+                "sql": r.sql,
+                "params": list(r.params),
+                "seconds": round(r.seconds, 3),
+            }
+            for r in report.results
+        ],
+        "alerts": {d.channel: d.ok for d in report.deliveries},
+        "alert_errors": {d.channel: d.error for d in report.deliveries if not d.ok},
+    }
+
+
+def once_summary(due: list[str], results: dict[str, Any]) -> str:
+    """`trackline run --once`: the due jobs by outcome. A job another run's lock kept from
+    running was listed under "ran" (exit 0): it is said apart, with when it runs."""
+    if not due:
+        return "ran: nothing was due"
+    by: dict[str, list[str]] = {}
+    for name in due:
+        by.setdefault(results[name].status if name in results else "ok", []).append(name)
+    parts = []
+    if by.get("ok"):
+        parts.append(f"ran: {', '.join(by['ok'])}")
+    if by.get("failed"):
+        parts.append(f"failed: {', '.join(by['failed'])}")
+    if by.get("busy"):
+        parts.append(
+            f"not run, another run held the lock: {', '.join(by['busy'])} (each runs at its "
+            "next slot)"
+        )
+    other = [n for s, names in by.items() if s not in ("ok", "failed", "busy") for n in names]
+    if other:
+        parts.append(f"{', '.join(f'{n} ({results[n].status})' for n in other)}")
+    return "; ".join(parts)
+
+
+def failed_lines(results: dict[str, Any]) -> list[str]:
+    """Each failed job with its error: `trackline status`, which the message pointed to,
+    shows no job's error (a failed maintenance not at all)."""
+    return [f"failed: {n}: {r.error}" for n, r in results.items() if r.status == "failed"]
+
+
+def stop_message(scheduler: Any) -> str:
+    """What `trackline run` says when a signal stopped it: the job it let finish, or that
+    it was waiting (no job ran when the signal came)."""
+    if scheduler.stopped_during:
+        return (
+            f"received {scheduler.stop_signal}: finished the running step and stopped "
+            f"(job: {scheduler.stopped_during})"
+        )
+    return f"received {scheduler.stop_signal} while waiting for the next slot: stopped"
+
+
 def register(main: click.Group) -> None:
     @main.command()
     @log_option
@@ -85,35 +172,7 @@ def register(main: click.Group) -> None:
             wh.close()
             reporter.close()
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "run_id": report.run_id,
-                        "ok": report.ok,
-                        "results": [
-                            {
-                                k: getattr(r, k)
-                                for k in (
-                                    "name",
-                                    "severity",
-                                    "status",
-                                    "failing_count",
-                                    "new_count",
-                                    "resolved_count",
-                                    "sample_keys",
-                                    "new_keys",
-                                    "error",
-                                    "sql",
-                                )
-                            }
-                            for r in report.results
-                        ],
-                        "alerts": {d.channel: d.ok for d in report.deliveries},
-                    },
-                    indent=1,
-                    default=str,
-                )
-            )
+            click.echo(json.dumps(report_dict(report), indent=1, default=str))
         else:
             print_report(report)
         sys.exit(report.exit_code)
@@ -136,21 +195,19 @@ def register(main: click.Group) -> None:
         try:
             scheduler = Scheduler(cfg, wh, reporter=reporter)
             if once:
-                ran = scheduler.run_once()
-                click.echo(f"ran: {', '.join(ran) or 'nothing was due'}")
+                click.echo(once_summary(scheduler.run_once(), scheduler.results))
             else:
                 scheduler.run_forever()
         finally:
             wh.close()
             reporter.close()
         if scheduler.stop_signal:  # a requested stop is no failure, whatever failed before
-            click.echo(
-                f"received {scheduler.stop_signal}: finished the running step and stopped", err=True
-            )
+            click.echo(stop_message(scheduler), err=True)
             return
-        failed = [n for n, r in scheduler.results.items() if r.status == "failed"]
+        failed = failed_lines(scheduler.results)
         if failed:
-            click.echo(f"failed: {', '.join(failed)} (see `trackline status`)", err=True)
+            for line in failed:
+                click.echo(line, err=True)
             sys.exit(1)
 
     @main.command()

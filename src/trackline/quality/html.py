@@ -4,7 +4,8 @@ Everything is inline (CSS and SVG drawn here; no script, no font, no network), s
 can be mailed or opened from a share. Charts, newest on the right:
 
 - rows moved per cycle, per table          (`trackline.runs`, command ``cycle``, detail.sync)
-- cycle duration, failed cycles in red, the slow-cycle threshold as a line
+- cycle duration, cycles that did not end ok in red (the legend names their statuses:
+  failed, partial, interrupted, killed), the slow-cycle threshold as a line
 - freshness lag per retention group: the cycle's source clock (upper bound + lag) minus the
   newest anchor time (detail.newest)
 - mart and history sizes over time          (detail.sizes)
@@ -131,6 +132,14 @@ def _consolidations(cfg: Config, wh: Warehouse, limit: int) -> dict[str, dict[st
     return out
 
 
+def _error_cell(error: str | None, shown: int = 200) -> str:
+    """An error cell: a long error cut with "…" (it was cut mid-word with no mark), the
+    whole text in its tooltip."""
+    text = error or ""
+    cut = text if len(text) <= shown else text[: shown - 1] + "…"
+    return f'<td title="{esc(text)}">{esc(cut)}</td>' if cut != text else f"<td>{esc(text)}</td>"
+
+
 def _consolidation_section(data: ReportData) -> str:
     """Each consolidation's runs like the cycles: rows per run, duration, the latest runs."""
     runs = sorted(
@@ -157,7 +166,7 @@ def _consolidation_section(data: ReportData) -> str:
         f"<td>{esc(name)}</td><td>{esc(str(r['started_at'])[:19])}</td>"
         f"<td>{r['merged']:,}</td>"
         f"<td>{esc(', '.join(f'{k} {v:,}' for k, v in r['inputs'].items()) or '—')}</td>"
-        f"<td>{r['seconds']:.1f} s</td><td>{esc((r['error'] or '')[:200])}</td></tr>"
+        f"<td>{r['seconds']:.1f} s</td>{_error_cell(r['error'])}</tr>"
         for name, r in reversed(runs[-20:])
     )
     return (
@@ -169,6 +178,7 @@ def _consolidation_section(data: ReportData) -> str:
             [r["status"] != "ok" for _, r in runs],
             "s",
             slow,
+            statuses=[r["status"] for _, r in runs],
         )
         + f'<h2>Consolidations: the latest runs</h2><p class="sub">staged rows pending: '
         f"{pending}</p><table><tr><th>status</th><th>consolidation</th><th>started (UTC)</th>"
@@ -327,6 +337,7 @@ def render(data: ReportData, title: str = "trackline report") -> str:
             [c["status"] != "ok" for c in cycles],
             "s",
             data.slow_cycle_seconds,
+            statuses=[c["status"] for c in cycles],
         ),
         line_chart(
             "Freshness lag (source clock − newest anchor time)",

@@ -99,7 +99,7 @@ def status_lines(section: dict[str, Any]) -> list[str]:
         out.append("  none yet")
     for c in section["cycles"]:
         out.append(
-            f"  {str(c['started_at'])[:19]}  {c['status']:<8} {c['seconds']:8.1f}s "
+            f"  {str(c['started_at'])[:19]}  {c['status']:<11} {c['seconds']:8.1f}s "
             f"{c['rows']:>10,} rows" + (f"  error: {c['error']}" if c["error"] else "")
         )
     for name, cons in section.get("consolidations", {}).items():
@@ -109,7 +109,7 @@ def status_lines(section: dict[str, Any]) -> list[str]:
         for r in cons["runs"]:
             inputs = ", ".join(f"{k} {v:,}" for k, v in r["inputs"].items())
             out.append(
-                f"  {str(r['started_at'])[:19]}  {r['status']:<8} {r['seconds']:8.1f}s "
+                f"  {str(r['started_at'])[:19]}  {r['status']:<11} {r['seconds']:8.1f}s "
                 f"{r['merged']:>10,} merged  (read: {inputs or 'nothing'})"
                 + (f"  error: {r['error']}" if r["error"] else "")
             )

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackline.config import Config
+from trackline.dims.rowhash import release_thread_duckdb
 from trackline.errors import ConfigError
 from trackline.load import Warehouse
 from trackline.report import NullReporter, Reporter
@@ -189,6 +190,7 @@ class ParallelSyncer:
                 _stop_all(stop, self._syncers)
             finally:
                 syncer.close()  # in its thread: a source connection may be bound to it (sqlite3)
+                release_thread_duckdb()  # not at thread exit, which may be the process's exit
                 finished.set()
 
         threads: list[threading.Thread] = []
@@ -213,7 +215,9 @@ class ParallelSyncer:
             except BaseException:  # Ctrl-C, SIGTERM, a time limit, in this (the caller's) thread
                 _stop_all(stop, self._syncers)
                 _wait(finished)  # each ends after the batch it commits; a second Ctrl-C won't wait
+                _ended(threads)
                 raise
+            _ended(threads)
         finally:
             for done, w in zip(finished[1:], siblings, strict=False):
                 if done.is_set():
@@ -232,6 +236,15 @@ def _stop_all(stop: threading.Event, syncers: list[Syncer]) -> None:
     stop.set()
     for s in syncers:
         s.stop_requested.set()
+
+
+def _ended(threads: list[threading.Thread]) -> None:
+    """Let each worker, done with its work, end: a daemon thread still tearing down when the
+    process exits (right after a stop request) frees native objects during the interpreter's
+    shutdown, which aborts the process (exit 134, "FATAL: exception not rethrown") instead of
+    exiting with the signal's code."""
+    for t in threads:
+        t.join(timeout=5)
 
 
 def _wait(finished: list[threading.Event]) -> None:

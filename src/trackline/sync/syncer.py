@@ -293,7 +293,9 @@ class Syncer:
             batch_size = -(-batch_size // step) * step
         self.reporter.event(
             "plan",
-            f"{t.name}: {plan.phase} read from {wm.describe()} below {upper}",
+            f"{t.name}: whole table read (cdc strategy full)"
+            if t.cdc.strategy == "full"
+            else f"{t.name}: {plan.phase} read from {wm.describe()} below {upper}",
             table=t.name,
         )
         next_id = self.state.next_batch_id(rt.key)
@@ -366,7 +368,7 @@ class Syncer:
                 wm_now = wm_to
                 res.last_batch = batch_id
                 if self.stop_requested.is_set():
-                    raise Interrupted(f"{t.name}: stopped after batch {batch_id}")
+                    raise Interrupted(_stopped(t.name, res, batch_id, whole is not None))
             if whole:
                 whole.finish(res)
             return wm_now
@@ -648,6 +650,18 @@ class Syncer:
 
     def _merge(self, rt: ResolvedTable, data: pa.Table, staged: StagedFiles, pk: list[str]) -> None:
         merge_into(self.wh, rt.target_schema, rt.target, data, staged, pk)
+
+
+def _stopped(name: str, res: TableResult, batch_id: int, whole: bool) -> str:
+    """Why a table's sync stopped at a stop request, in this run's terms (the ledger's batch
+    ids count every run)."""
+    if whole:  # replace / scd2: one transaction, rolled back
+        return f"{name}: stopped before its load committed; nothing of this run was loaded"
+    n = res.batches
+    return (
+        f"{name}: stopped after {n} committed batch{'es' if n != 1 else ''} of this run "
+        f"({res.rows:,} rows, up to ledger batch {batch_id}); the next sync goes on from there"
+    )
 
 
 def sync(
