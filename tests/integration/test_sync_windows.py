@@ -24,11 +24,13 @@ from tests.integration.synctools import (
     one,
     source_rows,
     sync_ok,
+    warehouse,
     wh_query,
     wh_rows,
 )
 from trackline import faults
-from trackline.config import DuckDBWarehouse, TableConfig
+from trackline.config import ConsolidationConfig, DuckDBWarehouse, TableConfig
+from trackline.consolidate import consolidate
 from trackline.errors import InjectedFault
 from trackline.extract.mysql import MySQL
 from trackline.sync import sync
@@ -170,3 +172,34 @@ def test_a_run_killed_between_two_windows_resumes_exactly(
     sync_ok(cfg)
     assert "> 63 " in queries[0], queries[0]  # the snapshot goes on after id 63 (3 × 21)
     assert wh_rows(cfg, key, ORDER_COLS) == source_rows(mysql_db)
+
+
+def test_a_consolidation_input_is_read_in_windows(
+    mysql_db: MySQLDb, tmp_path: Path, queries: list[str]
+) -> None:
+    """A consolidation input's backlog (100 rows, runs of 20 equal cursors) read in windows
+    of one 7-row batch: 15 queries, and the target holds every row once."""
+    _source(mysql_db)
+    wh = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    cfg = make_config(mysql_db, wh, tmp_path / "stage", [], read_window_batches=1)
+    spec = {
+        "name": "detail",
+        "key": ["id"],
+        "inputs": [
+            {
+                "name": "orders",
+                "table": "orders",
+                "cdc": {"cursor": "update_time", "id": "id"},
+                "batch_size": BATCH,
+                "lag_seconds": 0,
+            }
+        ],
+    }
+    cfg = cfg.model_copy(update={"consolidations": [ConsolidationConfig.model_validate(spec)]})
+    with warehouse(cfg) as w:
+        (res,) = consolidate(cfg, w)
+    assert res.ok, res.error
+    assert len([q for q in queries if f"LIMIT {BATCH}" in q]) == 15, queries
+    c = cfg.consolidations[0]
+    got = wh_rows(cfg, f"{c.target_schema}.{c.target_table}", ORDER_COLS)
+    assert got == source_rows(mysql_db)

@@ -11,7 +11,7 @@ once. Staged rows carry ``processed_at`` NULL until the merge moves them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -137,11 +137,19 @@ def extract_input(
     out.upper = upper
     for w in res.warnings:
         reporter.event("warning", f"{c.name}.{w}", consolidation=c.name)
-    sql = plan_input(cfg, c, shape, src, source_db, wm, upper)
     read_schema = pa.schema([pa.field(col.name, col.arrow) for col in shape.read])
     batch_size = inp.batch_size or cfg.defaults.batch_size
+    window = batch_size * cfg.defaults.read_window_batches
     when = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    for batch in src.stream(sql, read_schema, batch_size):
+    # each window is planned when the one before is used up: from the `wm` its rows reached
+    windows = _windows(
+        src,
+        lambda: plan_input(cfg, c, shape, src, source_db, wm, upper),
+        read_schema,
+        batch_size,
+        window,
+    )
+    for batch in windows:
         data = pa.Table.from_batches([batch])
         if data.num_rows == 0:
             continue
@@ -170,6 +178,22 @@ def extract_input(
     checkpoint("consolidate.after_input")
     out.watermark = wm.describe()
     return out
+
+
+def _windows(
+    src: Source, plan: Callable[[], str], schema: pa.Schema, batch_size: int, window: int
+) -> Iterator[pa.RecordBatch]:
+    """The input's rows as consecutive queries of at most `window` rows
+    (`defaults.read_window_batches`), each planned from the watermark the rows before it
+    reached (`plan` reads it when called): the MySQL reader buffers a whole query as fast as
+    the server sends it, so one query would hold the whole backlog in memory."""
+    while True:
+        n = 0
+        for batch in src.stream(f"{plan()} LIMIT {window}", schema, batch_size):
+            n += batch.num_rows
+            yield batch
+        if n < window:
+            return
 
 
 def _commit(
