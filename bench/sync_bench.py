@@ -253,7 +253,11 @@ def _config(a: dict[str, Any]) -> Any:
         },
         "warehouse": {"type": "duckdb", "path": a["duckdb"]},
         "stage": {"url": a["stage"]},
-        "defaults": {"batch_size": a["batch"], "lag_seconds": 0},
+        "defaults": {
+            "batch_size": a["batch"],
+            "lag_seconds": 0,
+            **({"read_window_batches": a["window"]} if a.get("window") else {}),
+        },
         "tables": [
             {
                 "name": TABLE,
@@ -389,7 +393,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also measure a proposed change, each round (repeatable): "
         "'batch122880' (batch = one DuckDB row group), 'memlimit' (DuckDB "
         "memory_limit 128MB), 'both', 'default-text-compression' (raw text with DuckDB's "
-        "default compression, as before session 7)",
+        "default compression, as before session 7), 'one-query' (the whole read as one "
+        "source query, as before session 11's read windows)",
     )
     p.add_argument("--workdir", default="/tmp/trackline-bench/sync")
     p.add_argument("--database", default="tl_bench")
@@ -415,6 +420,7 @@ WHAT_IF: dict[str, dict[str, Any]] = {
     "memlimit": {"duckdb_settings": ["SET memory_limit='128MB'"]},
     "both": {"batch": 122_880, "duckdb_settings": ["SET memory_limit='128MB'"]},
     "default-text-compression": {"default_text_compression": True},
+    "one-query": {"window": 1_000_000},
 }
 
 
