@@ -115,6 +115,10 @@ class Job:
         return self.slot(now) + self.period
 
 
+BUSY_RETRY_SECONDS = 60
+"""A job that found the pipeline's lock held runs again this long after, in the same slot."""
+
+
 class Scheduler:
     def __init__(
         self,
@@ -152,6 +156,10 @@ class Scheduler:
         self.job_timeout = float(cfg.schedule.job_timeout_minutes * 60)
         self.results: dict[str, JobResult] = {}
         """The outcome of each job's latest run in this process."""
+        self.retry_at: dict[str, dt.datetime] = {}
+        """Jobs that found the pipeline's lock held (a manual run), and when their slot is
+        tried again: their slot is not done (a daily check skipped because a manual cycle ran
+        at 03:00 would otherwise wait a whole day)."""
 
     # ------------------------------------------------------------------ stopping
 
@@ -221,9 +229,9 @@ class Scheduler:
             self._done = {}
             runs = self.wh.t(self.cfg.state_schema, "runs")
             for job in self.jobs:
-                rows = self.wh.query(  # an interrupted job did not run its slot
+                rows = self.wh.query(  # an interrupted or a busy job did not run its slot
                     f"SELECT detail FROM {runs} WHERE command = 'schedule' AND table_key = ? "
-                    "AND status <> 'interrupted' ORDER BY started_at DESC LIMIT 1",
+                    "AND status NOT IN ('interrupted', 'busy') ORDER BY started_at DESC LIMIT 1",
                     (job.name,),
                 )
                 slot = json.loads(rows[0][0] or "{}").get("slot") if rows else None
@@ -237,6 +245,8 @@ class Scheduler:
         out = []
         for job in self.jobs:
             slot = job.slot(now)
+            if job.name in self.retry_at and now < self.retry_at[job.name]:
+                continue  # found the lock held: tried again at retry_at
             if job.name not in done or done[job.name] < slot:
                 out.append((job, slot))
         return out
@@ -277,7 +287,10 @@ class Scheduler:
         self.running = None
         seconds = time.monotonic() - t0
         self.results[job.name] = result
-        if interrupted is None:
+        self.retry_at.pop(job.name, None)
+        if result.status == "busy":
+            self.retry_at[job.name] = self.clock() + dt.timedelta(seconds=BUSY_RETRY_SECONDS)
+        elif interrupted is None:
             self.done_slots()[job.name] = slot
         detail = {"slot": slot.isoformat(), **result.detail}
         if self._stop:
@@ -297,7 +310,8 @@ class Scheduler:
         self.reporter.event(
             kind,
             f"{job.name}: {result.status} in {seconds:.1f}s"
-            + (f": {result.error}" if result.error else ""),
+            + (f": {result.error}" if result.error else "")
+            + (f"; tried again in {BUSY_RETRY_SECONDS} s" if result.status == "busy" else ""),
             job=job.name,
         )
         if interrupted is not None:
@@ -365,7 +379,10 @@ class Scheduler:
                     break
                 if self.due(now):  # a slot passed while a long job ran: run it now, once
                     continue
-                wake = min(job.next_slot(now) for job in self.jobs)
+                wake = min(
+                    [job.next_slot(now) for job in self.jobs]
+                    + [at for at in self.retry_at.values() if at > now]
+                )
                 if until is not None:
                     wake = min(wake, until)
                 self.sleep(max(0.0, (wake - now).total_seconds()))

@@ -583,8 +583,8 @@ def test_run_once_says_which_jobs_ran_failed_or_found_the_lock_held(
     finally:
         wh.close()
     assert once_summary(due, s.results) == (
-        "ran: maintenance; failed: checks; not run, another run held the lock: cycle (each "
-        "runs at its next slot)"
+        "ran: maintenance; failed: checks; not run, another run held the lock: cycle (still "
+        "due: each runs at the next `trackline run --once`)"
     )
     assert failed_lines(s.results) == ["failed: checks: blocking checks failed: a, b"]
     assert once_summary([], {}) == "ran: nothing was due"

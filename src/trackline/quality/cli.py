@@ -118,8 +118,8 @@ def once_summary(due: list[str], results: dict[str, Any]) -> str:
         parts.append(f"failed: {', '.join(by['failed'])}")
     if by.get("busy"):
         parts.append(
-            f"not run, another run held the lock: {', '.join(by['busy'])} (each runs at its "
-            "next slot)"
+            f"not run, another run held the lock: {', '.join(by['busy'])} (still due: each "
+            "runs at the next `trackline run --once`)"
         )
     other = [n for s, names in by.items() if s not in ("ok", "failed", "busy") for n in names]
     if other:
