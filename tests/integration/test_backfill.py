@@ -386,6 +386,23 @@ def test_a_sync_already_past_the_handoff_needs_force(
     assert h.status == "set"
 
 
+def test_handoff_refuses_a_gap_between_the_legacy_range_and_production(
+    world: World, duckdb_warehouse: DuckDBWarehouse
+) -> None:
+    """A backfill whose range ends months before production's oldest row: the rows between
+    are in neither source. The run warned; the handoff used to go ahead all the same."""
+    cfg = config(world, duckdb_warehouse, "a")
+    res = run(cfg, ["ecs_order_info"], start=START, end=dt.datetime(2025, 5, 1))
+    assert res[0].status == "ok", res[0].error
+    with pytest.raises(BackfillRefused, match="in neither source") as refused:
+        handoff(cfg, ["ecs_order_info"])
+    assert "--force" in str(refused.value)
+    for wh in connect(cfg):
+        assert [s["handed_off_at"] for s in status(cfg, wh)] == [None]
+    (h,) = handoff(cfg, ["ecs_order_info"], force=True)
+    assert h.status == "set"
+
+
 def test_handoff_refuses_a_backfill_with_chunks_left(
     world: World, duckdb_warehouse: DuckDBWarehouse, monkeypatch: pytest.MonkeyPatch
 ) -> None:

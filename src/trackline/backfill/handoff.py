@@ -93,6 +93,15 @@ def _one(
             "backfill run` (or hand off anyway with --force)"
         )
     point = rec.handoff.ts
+    if rec.captured.get("gap") and not force:
+        raise BackfillRefused(
+            f"{name}: when backfill {rec.backfill_id} started, the incremental source's oldest "
+            f"row ({rec.captured.get('incremental_oldest')}) was newer than the handoff point "
+            f"({point}, the newest legacy row of the range): the rows between them are in "
+            "neither source, and a handoff would leave them out for good; the watermark was "
+            "not moved. Backfill a range that reaches the incremental source's oldest row (a "
+            "later --end, once the legacy DW holds those rows), or hand off anyway with --force"
+        )
     with wh.lock(f"sync:{rt.key}", lock_timeout(cfg)):
 
         def work() -> HandoffOutcome:

@@ -44,6 +44,9 @@ class Handoff:
     incremental_oldest: Any
     """The incremental source's oldest cursor value (it keeps a few days only)."""
     warnings: list[str] = field(default_factory=list)
+    gap: bool = False
+    """The incremental source's oldest row is newer than the point: the rows between are in
+    neither source (the handoff refuses it without --force)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,7 @@ class Handoff:
             "legacy_newest": self.legacy_newest,
             "incremental_oldest": self.incremental_oldest,
             "warnings": self.warnings,
+            "gap": self.gap,
         }
 
 
@@ -118,6 +122,7 @@ class Setup:
                 "keeps its own position"
             )
         elif oldest is not None and oldest > point:
+            out.gap = True
             out.warnings.append(
                 f"{t.name}: the incremental source's oldest row ({oldest}) is newer than the "
                 f"handoff point ({point}): rows between them are in neither source"
