@@ -731,3 +731,32 @@ def test_reconcile_tables_must_be_merge_tables_of_the_config(extra: str, message
     )
     cfg = parse_config(merged + "quality: {reconcile_tables: [orders]}\n")
     assert cfg.quality.reconcile_tables == ["orders"]
+
+
+@pytest.mark.parametrize(
+    "host", ["db@evil.example/x", "db host", "db?ssl=false", "db#1", "db:3307", "::1"]
+)
+def test_a_mysql_host_that_would_change_the_readers_url_is_refused(host: str) -> None:
+    """The host goes into the data reader's connection URL: '@', '/', '?', '#', ':' or a
+    space there would change what it connects to (or how); IPv6 goes in brackets."""
+    text = MINIMAL.replace("    database: kuaisong", f"    host: '{host}'\n    database: kuaisong")
+    message = config_error(text)
+    assert "sources.kuaisong.host" in message
+
+
+@pytest.mark.parametrize(
+    "host", ["db.example.com", "10.0.0.7", "[::1]", "[2001:db8::7]", "my-db_2"]
+)
+def test_ordinary_hosts_are_accepted(host: str) -> None:
+    text = MINIMAL.replace("    database: kuaisong", f"    host: '{host}'\n    database: kuaisong")
+    assert parse_config(text).sources["kuaisong"].host == host  # type: ignore[union-attr]
+
+
+def test_python_dash_m_trackline_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "trackline", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "trackline" in out.stdout and "sync" in out.stdout

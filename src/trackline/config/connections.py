@@ -14,7 +14,9 @@ class MySQLSource(Model):
     """A MySQL or MariaDB server read with connectorx (data) and PyMySQL (metadata)."""
 
     type: Literal["mysql"] = "mysql"
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+)$")
+    """A host name, an IPv4 address or an IPv6 address in brackets: nothing that would change
+    the data reader's connection URL ('@', '/', '?', '#', ':', spaces)."""
     port: int = 3306
     user: str = "root"
     password: SecretStr = SecretStr("")
