@@ -36,12 +36,15 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         ctx = click.get_current_context()
         debug = (ctx.find_root().params or {}).get("debug", False)
+        as_json = bool(kwargs.get("as_json"))
         try:
             return fn(*args, **kwargs)
         except TracklineError as exc:
             if debug:
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
+            if as_json:  # a script reading stdout gets an answer too
+                _json_outcome("error", str(exc), exc.exit_code, type(exc).__name__)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             # Interrupted: SIGTERM too (`interrupt_on_signals`); what committed stays (G3)
@@ -51,9 +54,20 @@ def handle_errors(fn: F) -> F:
                 "on from it (`trackline status` shows each table's last run)",
                 err=True,
             )
-            sys.exit(getattr(exc, "exit_code", 130))
+            code = getattr(exc, "exit_code", 130)
+            if as_json:
+                _json_outcome("interrupted", reason, code, type(exc).__name__)
+            sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _json_outcome(status: str, message: str, code: int, kind: str) -> None:
+    """What a `--json` command prints on stdout when it ends in an error or an interrupt
+    (the text goes to stderr as without `--json`)."""
+    import json
+
+    click.echo(json.dumps({"status": status, "error": message, "kind": kind, "exit_code": code}))
 
 
 config_option = click.option(
