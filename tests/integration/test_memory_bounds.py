@@ -3,7 +3,7 @@
 Each command runs as a child process (the CLI, as an operator runs it) against a MariaDB
 table of SMALL rows and then of BIG = 6 × SMALL rows of ~4 KB each, with the same batch
 size, into PostgreSQL (whose memory is the server's, not the child's), and its peak RSS is
-read from the kernel (`wait4`'s `ru_maxrss`). The extra 5 × SMALL rows are ~200 MB as Arrow;
+read by the child itself at exit (`VmHWM`). The extra 5 × SMALL rows are ~200 MB as Arrow;
 a command that held the table (or a table-sized list of its rows) would grow by at least
 that. The growth allowed is a third of it: room for the allocator's and the interpreter's
 drift, far below what any table-sized buffer costs. A control child that reads the whole
@@ -179,19 +179,42 @@ def _config(src: MySQLDb, pg: PgDb, stage: Path, job: str) -> dict[str, Any]:
     return cfg
 
 
+HWM = """
+import atexit, os
+
+
+def _hwm():
+    with open("/proc/self/status") as f:
+        peak = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["TL_HWM_FILE"], "w") as out:
+        out.write(peak)
+
+
+atexit.register(_hwm)
+"""
+"""Prefix of every child: at exit it writes its own peak RSS (VmHWM, in kB) to a file. (The
+kernel's `ru_maxrss` of a child counts the parent's RSS at the fork: a pytest worker of
+460 MB would hide what the child itself used.)"""
+
+
 def _child(args: list[str], cwd: Path) -> tuple[int, float, str]:
     """Run the CLI (or, for the control, a script) in a child; its exit code, peak RSS in MB
     and output."""
-    cmd = args
-    if args[0] != sys.executable:
-        cmd = [sys.executable, "-c", "from trackline.cli import main; main()", *args]
-    with open(cwd / "child.out", "w+") as out:
-        p = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        text = out.read()
-    return p.returncode, usage.ru_maxrss / 1024, text
+    script = HWM + (args[1] if args[0] == "-c" else "from trackline.cli import main\nmain()\n")
+    rest = args[2:] if args[0] == "-c" else args
+    hwm = cwd / "child.hwm"
+    hwm.unlink(missing_ok=True)
+    env = {**os.environ, "TL_HWM_FILE": str(hwm)}
+    p = subprocess.run(
+        [sys.executable, "-c", script, *rest],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert hwm.exists(), f"{args}: the child wrote no peak ({p.returncode}):\n{p.stdout}"
+    return p.returncode, int(hwm.read_text()) / 1024, p.stdout
 
 
 def _reset(pg: PgDb) -> None:
@@ -264,7 +287,7 @@ def test_the_measurement_sees_a_table_sized_buffer(
     for n in (SMALL, BIG):
         s = sources[n]
         url = f"mysql://{s.user}@{s.host}:{s.port}/{s.database}"
-        code, peak, text = _child([sys.executable, "-c", CONTROL, url], tmp_path)
+        code, peak, text = _child(["-c", CONTROL, url], tmp_path)
         assert code == 0 and text.strip() == str(n), text
         peaks[n] = peak
     assert peaks[BIG] - peaks[SMALL] > ALLOWED_MB, peaks

@@ -135,7 +135,7 @@ def test_two_source_databases_into_one_target_keep_a_cursor_each(
     insert_orders(mysql_db, ["NOW"] * 2)
     r = cli("cycle", "--log-format", "quiet", db=b)
     assert r.exit_code == 0, r.output
-    assert "shards.orders_raw: 1 rows" in r.output
+    assert "shards.orders_raw: 1 row " in r.output
     r = cli("cycle", "--log-format", "quiet", db=a)
     assert r.exit_code == 0, r.output
     assert _order_nos(cfg, "shards.orders_raw") == _source_order_nos(mysql_db, a, b)
