@@ -9,13 +9,13 @@ that. The growth allowed is a third of it: room for the allocator's and the inte
 drift, far below what any table-sized buffer costs. A control child that reads the whole
 table at once shows that the measurement sees such a buffer.
 
-Commands: sync with `hybrid` (the initial snapshot) into an append raw table, with
-`timestamp` into a merge table, with `id`; `full` into a `replace` table; an `scd2`
-dimension; `replay` of the staged batches; `backfill run` (one monthly chunk holding every
-row: a chunk commits whole, but is read and loaded by batch); `consolidate` (one query
-input); `compare` with every row differing (the differing parts are fetched at most `chunk`
-rows at a time). Before `defaults.read_window_batches` the three syncs grew by 90-100 MB
-from 10,000 to 40,000 rows.
+Commands: sync with `hybrid` (the initial snapshot) into an append raw table; `full` into a
+`replace` table; an `scd2` dimension (`timestamp` and `id` tables read through the same
+windows: tests/integration/test_sync_windows.py); `replay` of the staged batches; `backfill
+run` (one monthly chunk holding every row: a chunk commits whole, but is read and loaded by
+batch); `consolidate` (one query input); `compare` with every row differing (the differing
+parts are fetched at most `chunk` rows at a time). Before `defaults.read_window_batches` the
+three syncs grew by 90-100 MB from 10,000 to 40,000 rows.
 """
 
 from __future__ import annotations
@@ -120,11 +120,6 @@ def _config(src: MySQLDb, pg: PgDb, stage: Path, job: str) -> dict[str, Any]:
         table["cdc"] = {"strategy": "hybrid", "cursor": "update_time", "id": "id"}
     if job == "compare":
         table["write_mode"] = "merge"  # the table compared is `raw.ev`
-    elif job == "timestamp":
-        table.update(cdc={"strategy": "timestamp", "cursor": "update_time", "id": "id"})
-        table["write_mode"] = "merge"
-    elif job == "id":
-        table["cdc"] = {"strategy": "id", "id": "id"}
     elif job == "full":
         table.update(cdc={"strategy": "full"}, write_mode="replace")
     elif job == "scd2":
@@ -229,8 +224,6 @@ def _reset(pg: PgDb) -> None:
 
 COMMANDS = {
     "sync": [["sync"]],
-    "timestamp": [["sync"]],
-    "id": [["sync"]],
     "full": [["sync"]],
     "scd2": [["sync"]],
     "replay": [["sync"], ["replay", "ev"]],
