@@ -203,3 +203,30 @@ def test_a_consolidation_input_is_read_in_windows(
     c = cfg.consolidations[0]
     got = wh_rows(cfg, f"{c.target_schema}.{c.target_table}", ORDER_COLS)
     assert got == source_rows(mysql_db)
+
+
+def test_every_snapshot_window_reads_the_key_in_order(
+    mysql_db: MySQLDb, tmp_path: Path, queries: list[str]
+) -> None:
+    """Each window of a snapshot is a range of the primary key, read in key order, never the
+    cursor's index and a sort: the first window once had no key bound, and MariaDB read it
+    through (update_time, id) and sorted the table (14 s against 0.5 s for 5M rows)."""
+    mysql_db.execute(DDL)
+    mysql_db.execute(
+        "INSERT INTO orders (id, order_no, status, amount, update_time) SELECT seq, "
+        "CONCAT('o', seq), 'new', 1, TIMESTAMP'2026-01-01 00:00:00' + INTERVAL seq SECOND "
+        "FROM seq_1_to_20000"
+    )
+    mysql_db.execute("ANALYZE TABLE orders")
+    wh = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
+    t = _table("hybrid", batch_size=2000)
+    cfg = make_config(mysql_db, wh, tmp_path / "stage", [t], read_window_batches=2)
+    assert one(sync_ok(cfg)).rows == 20_000
+    by_key = [
+        q for q in queries if q.rpartition(" ORDER BY ")[2].endswith("`orders`.`id` LIMIT 4000")
+    ]
+    windows = [q for q in by_key if "update_time`, " not in q.rpartition(" ORDER BY ")[2]]
+    assert len(windows) >= 5, queries
+    for sql in windows:
+        plan = mysql_db.query(f"EXPLAIN {sql}")
+        assert plan[0][5] == "PRIMARY" and "filesort" not in (plan[0][9] or ""), (sql, plan)

@@ -104,7 +104,7 @@ def test_hybrid_first_run_without_snapshot_key() -> None:
 
 def test_hybrid_first_run_is_a_snapshot_in_key_order() -> None:
     assert plan("hybrid", snapshot_key="`id`") == (
-        f" WHERE `ts` < {U} ORDER BY `id`",
+        f" WHERE `ts` < {U} AND `id` > {-(2**63)} ORDER BY `id`",
         "snapshot",
         UPPER,
     )
@@ -156,7 +156,7 @@ def test_null_cursor_load_reads_null_rows_on_the_first_run_only() -> None:
         f" WHERE (`ts` < {U} OR `ts` IS NULL) ORDER BY `ts`, `id`"
     )
     assert plan("hybrid", snapshot_key="`id`", null_cursor="load")[0] == (
-        f" WHERE (`ts` < {U} OR `ts` IS NULL) ORDER BY `id`"
+        f" WHERE (`ts` < {U} OR `ts` IS NULL) AND `id` > {-(2**63)} ORDER BY `id`"
     )
     assert "IS NULL" not in plan("hybrid", Watermark(ts=TS, id=1), null_cursor="load")[0]
     # a batch of NULL-cursor rows only left its last id: a rerun reads on from there

@@ -167,6 +167,10 @@ class CursorSpec:
     null_cursor: Literal["error", "load"] = "error"
 
 
+KEY_FLOOR = -(2**63)
+"""Below every integer key (signed or not): the snapshot's first lower bound."""
+
+
 def plan_query(
     *,
     select: str,
@@ -218,6 +222,11 @@ def plan_query(
             cond = f"({cond} OR {ts} IS NULL)"
         if wm.phase == "snapshot" and wm.snapshot_key is not None:
             cond += f" AND {snapshot_key} > {lit(wm.snapshot_key)}"
+        else:
+            # a lower bound on the key from the first read on: with only the cursor's range,
+            # MariaDB 10.11 read a LIMITed window through the cursor's index and sorted the
+            # whole table (14 s for the first window of 5M rows, against 0.5 s by the key)
+            cond += f" AND {snapshot_key} > {lit(KEY_FLOOR)}"
         return BatchPlan(
             f"{base} WHERE {cond} ORDER BY {snapshot_key}", spec.strategy, "snapshot", su
         )
