@@ -657,3 +657,38 @@ def test_explain_names_the_table_behind_an_alias(mysql_db: MySQLDb, tmp_path: Pa
     assert "  u: ALL key=- rows=" in out.output and "None" not in out.output
     hint = "  fix for u (uni_tracking_info): an index on the columns it is joined or filtered on"
     assert out.output.count(hint) == 2, out.output
+
+
+def test_a_cycle_ended_by_a_held_table_lock_says_what_it_committed(
+    mysql_db: MySQLDb, pg_db: PgDb, tmp_path: Path
+) -> None:
+    """A cycle whose second table's sync lock another run holds ended with exit 75 and the
+    lock's message alone: nothing said that the first table's batches were committed, nor
+    that no mart was built."""
+    from click.testing import CliRunner
+
+    from tests.integration.synctools import create_orders, make_config, table, write_config
+    from trackline.cli import main
+
+    create_orders(mysql_db, 5, dt.datetime(2026, 1, 1))
+    mysql_db.execute("CREATE TABLE orders2 LIKE orders")
+    mysql_db.execute("INSERT INTO orders2 SELECT * FROM orders")
+    cfg = make_config(
+        mysql_db,
+        pg_db.warehouse_config(),
+        tmp_path / "stage",
+        [table("orders"), table("orders2")],
+        workers=1,
+    )
+    path = write_config(tmp_path / "trackline.yml", cfg)
+    holder = open_warehouse(pg_db.warehouse_config())
+    holder.connect()
+    try:
+        with holder.lock("sync:public.orders2_raw"):
+            result = CliRunner().invoke(main, ["cycle", "-c", str(path), "--log-format", "quiet"])
+    finally:
+        holder.close()
+    assert result.exit_code == 75, result.output
+    assert "ok  sync  public.orders_raw: 5 rows committed" in result.stdout, result.stdout
+    assert "no mart was built; what it committed stays" in result.stdout
+    assert "holds the lock" in result.stderr

@@ -41,6 +41,23 @@ def print_summary(summary: object) -> None:
     )
 
 
+def print_ended(summary: object) -> None:
+    """What a cycle that ended early (another run's lock, an error, a stop) had done: the
+    tables it synced (their batches are committed), then that no mart was built by it."""
+    from trackline.marts.cycle import CycleSummary
+
+    assert isinstance(summary, CycleSummary)
+    for r in summary.sync:
+        mark = "ok " if r.status == "ok" else "FAILED" if r.status == "failed" else r.status
+        click.echo(f"{mark} sync  {r.table_key}: {_rows(r.rows)} committed ({r.seconds:.1f}s)")
+    built = [m.mart for m in summary.marts]
+    click.echo(
+        f"cycle {summary.run_id} ended after {summary.seconds:.1f}s (the error follows): "
+        + (f"marts built: {', '.join(built)}; " if built else "no mart was built; ")
+        + "what it committed stays, and the next cycle goes on from there"
+    )
+
+
 def _rows(n: int) -> str:
     return f"{n:,} row" + ("" if n == 1 else "s")
 
@@ -90,6 +107,11 @@ def register(main: click.Group) -> None:
         try:
             with interrupt_on_signals():  # SIGTERM unwinds and is recorded, like Ctrl-C
                 summary = run_cycle(cfg, reporter)
+        except BaseException as exc:
+            partial = getattr(exc, "cycle_summary", None)
+            if partial is not None and not as_json:
+                print_ended(partial)
+            raise
         finally:
             reporter.close()
         if as_json:

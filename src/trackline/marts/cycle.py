@@ -206,6 +206,7 @@ def run_cycle_on(
         except BaseException as exc:  # recorded, however it ends (a stop request, an error)
             summary.seconds = time.monotonic() - t0
             _record_unfinished(state, summary, exc)
+            exc.cycle_summary = summary  # type: ignore[attr-defined]  # what the CLI says of it
             raise
     summary.seconds = time.monotonic() - t0
     state.finish_run(
