@@ -220,6 +220,20 @@ class MySQLDb:
             cur.execute(sql, params)
             return list(cur.fetchall())
 
+    def source_dict(self, **overrides: Any) -> dict[str, Any]:
+        """This database as a `sources:` entry of a config written as data (the InnoDB hold
+        off: tests share one server, and another test's open transaction would hold it)."""
+        return {
+            "type": "mysql",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database,
+            "innodb_hold": False,
+            **overrides,
+        }
+
     def source_config(self, **overrides: Any) -> MySQLSource:
         values: dict[str, Any] = {
             "host": self.host,

@@ -240,15 +240,7 @@ class World:
         src = source or self.prod
 
         def mysql(db: MySQLDb) -> dict[str, Any]:
-            return {
-                "type": "mysql",
-                "host": db.host,
-                "port": db.port,
-                "user": db.user,
-                "password": db.password,
-                "database": db.database,
-                "innodb_hold": False,
-            }
+            return db.source_dict()
 
         def table(name: str, cursor: str) -> dict[str, Any]:
             return {
@@ -385,3 +377,11 @@ def _plain(v: Any) -> Any:
     if isinstance(v, decimal.Decimal) and v == v.to_integral_value():
         return int(v)
     return v
+
+
+def new_world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
+    """A built world: production in `mysql_db`, the legacy DW and the union in databases of
+    their own (dropped after the test)."""
+    legacy = second_db(mysql_db, "dw", request)
+    union = second_db(mysql_db, "all", request)
+    return World(mysql_db, legacy, union, history(), tmp_path).build()

@@ -33,15 +33,7 @@ TABLES = ("uni_tracking_info", "ecs_order_info", "uni_tracking_spath")
 
 
 def mysql_source(db: MySQLDb) -> dict[str, Any]:
-    return {
-        "type": "mysql",
-        "host": db.host,
-        "port": db.port,
-        "user": db.user,
-        "password": db.password,
-        "database": db.database,
-        "innodb_hold": False,
-    }
+    return db.source_dict()
 
 
 class CrossWorld:

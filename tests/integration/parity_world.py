@@ -70,17 +70,7 @@ def config_data(
         uts_cdc |= {"strategy": "follow", "follow": "uni_tracking_info", "follow_key": "order_id"}
         uts |= {"changes": "follow"}
     return {
-        "sources": {
-            "src": {
-                "type": "mysql",
-                "host": db.host,
-                "port": db.port,
-                "user": db.user,
-                "password": db.password,
-                "database": db.database,
-                "innodb_hold": False,
-            }
-        },
+        "sources": {"src": db.source_dict()},
         "warehouse": warehouse_dict(wh),
         "stage": {"url": str(stage)},
         "defaults": {"lag_seconds": 0},

@@ -18,6 +18,7 @@ import yaml
 from pydantic import SecretStr
 
 from tests.conftest import MySQLDb
+from trackline import faults
 from trackline.config import (
     Config,
     Defaults,
@@ -26,6 +27,7 @@ from trackline.config import (
     StageConfig,
     TableConfig,
 )
+from trackline.errors import InjectedFault
 from trackline.extract.cdc import Watermark
 from trackline.extract.mysql import WRITE_STATEMENT
 from trackline.load import Warehouse, open_warehouse
@@ -199,6 +201,21 @@ def sync_ok(cfg: Config, tables: list[str] | None = None, **kw: Any) -> list[Tab
     bad = [(r.table, r.error) for r in results if r.status != "ok"]
     assert not bad, bad
     return results
+
+
+def run_faulted(cfg: Config, step: str, monkeypatch: Any) -> None:
+    """A sync stopped at the named step (`TRACKLINE_FAIL_AT`, e.g. ``sync.after_commit@3``):
+    it must raise `InjectedFault`; the fault is cleared afterwards."""
+    import pytest
+
+    monkeypatch.setenv("TRACKLINE_FAIL_AT", step)
+    faults.reset()
+    try:
+        with pytest.raises(InjectedFault):
+            sync(cfg)
+    finally:
+        monkeypatch.delenv("TRACKLINE_FAIL_AT")
+        faults.reset()
 
 
 def one(results: list[TableResult]) -> TableResult:

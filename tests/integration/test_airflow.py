@@ -439,7 +439,7 @@ def test_backfill_dag_loads_every_chunk_and_hands_off_like_a_straight_load(
     one chunk task failing before its commit and retried by Airflow, then the handoff; after
     the cycles, the warehouse equals one straight load of the union of both sources (the
     backfill tests' reference), and every chunk is in once."""
-    from tests.integration.backfill_world import World, end_state, history, second_db
+    from tests.integration.backfill_world import end_state, new_world
     from tests.integration.test_backfill import (
         CHUNKS,
         END,
@@ -451,9 +451,7 @@ def test_backfill_dag_loads_every_chunk_and_hands_off_like_a_straight_load(
     from tests.integration.test_sync_faults import second_warehouse
     from trackline.backfill.handoff import status
 
-    legacy = second_db(mysql_db, "dw", request)
-    union = second_db(mysql_db, "all", request)
-    world = World(mysql_db, legacy, union, history(), tmp_path).build()
+    world = new_world(mysql_db, request, tmp_path)
     ref = reference(world, second_warehouse(pg_db.warehouse_config(), tmp_path, request))
     data = world.data(pg_db.warehouse_config(), tmp_path / "stage")
     data["schedule"] = {"task_retries": 1, "retry_delay_seconds": 0}

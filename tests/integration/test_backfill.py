@@ -25,8 +25,7 @@ from tests.integration.backfill_world import (
     World,
     connect,
     end_state,
-    history,
-    second_db,
+    new_world,
     unix,
 )
 from tests.integration.test_sync_faults import second_warehouse
@@ -62,9 +61,7 @@ LEGACY = {
 
 @pytest.fixture
 def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
-    legacy = second_db(mysql_db, "dw", request)
-    union = second_db(mysql_db, "all", request)
-    return World(mysql_db, legacy, union, history(), tmp_path).build()
+    return new_world(mysql_db, request, tmp_path)
 
 
 def config(world: World, wh: Wh, name: str, **kw: Any) -> Config:

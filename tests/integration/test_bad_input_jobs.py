@@ -15,7 +15,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from tests.conftest import MySQLDb
-from tests.integration.backfill_world import SECONDS, World, connect, history, second_db
+from tests.integration.backfill_world import SECONDS, World, connect, new_world
 from tests.integration.synctools import mysql_user, wh_exists, wh_query
 from trackline.backfill.handoff import status
 from trackline.backfill.run import run as backfill
@@ -34,15 +34,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> Result:
 
 
 def source(db: MySQLDb, **over: Any) -> dict[str, Any]:
-    return {
-        "host": db.host,
-        "port": db.port,
-        "user": db.user,
-        "password": db.password,
-        "database": db.database,
-        "innodb_hold": False,
-        **over,
-    }
+    return db.source_dict(**over)
 
 
 def small(db: MySQLDb, tmp_path: Path, **top: Any) -> dict[str, Any]:
@@ -71,9 +63,7 @@ def hybrid(name: str, **kw: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
-    legacy = second_db(mysql_db, "dw", request)
-    union = second_db(mysql_db, "all", request)
-    return World(mysql_db, legacy, union, history(), tmp_path).build()
+    return new_world(mysql_db, request, tmp_path)
 
 
 def test_a_chunk_whose_conversion_overflows_names_chunk_and_column_and_keeps_nothing(

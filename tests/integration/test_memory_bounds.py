@@ -94,14 +94,7 @@ def sources() -> Iterator[dict[int, MySQLDb]]:
 
 
 def _config(src: MySQLDb, pg: PgDb, stage: Path, job: str) -> dict[str, Any]:
-    mysql = {
-        "type": "mysql",
-        "host": src.host,
-        "port": src.port,
-        "user": src.user,
-        "password": src.password,
-        "database": src.database,
-    }
+    mysql = src.source_dict()
     cfg: dict[str, Any] = {
         "sources": {"prod": mysql, "legacy": mysql},
         "warehouse": {

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import MySQLDb, PgDb
-from tests.integration.backfill_world import World, history, second_db
+from tests.integration.backfill_world import World, new_world
 from tests.integration.synctools import write_config
 from trackline.backfill.legacy import LegacyTable
 from trackline.cli import main
@@ -413,9 +413,7 @@ def test_run_says_which_job_a_stop_let_finish_or_that_it_waited(
 @pytest.fixture
 def world(mysql_db: MySQLDb, request: pytest.FixtureRequest, tmp_path: Path) -> World:
     """The backfill tests' legacy DW and production (tests/integration/backfill_world.py)."""
-    legacy = second_db(mysql_db, "dw", request)
-    union = second_db(mysql_db, "all", request)
-    return World(mysql_db, legacy, union, history(), tmp_path).build()
+    return new_world(mysql_db, request, tmp_path)
 
 
 def test_a_backfill_chunk_that_never_matches_says_what_next(

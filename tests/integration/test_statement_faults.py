@@ -52,6 +52,7 @@ import pytest
 
 from tests.conftest import PgDb
 from tests.integration.marts_helpers import ECS, UTI, UTS, Source, config_dict, day, write_config
+from tests.integration.synctools import run_faulted
 from trackline import faults
 from trackline.config import Config, DuckDBWarehouse, PostgresWarehouse, RedshiftWarehouse
 from trackline.consolidate import consolidate
@@ -1080,14 +1081,7 @@ def test_a_sync_stopped_early_closes_its_source_reader_in_the_reader_thread(
         )
         data["tables"], data["marts"] = data["tables"][:1], []
         cfg = Config.model_validate(data)
-        faults.reset()
-        monkeypatch.setenv("TRACKLINE_FAIL_AT", "sync.after_commit@1")
-        try:
-            with pytest.raises(InjectedFault):
-                sync(cfg)
-        finally:
-            monkeypatch.delenv("TRACKLINE_FAIL_AT")
-            faults.reset()
+        run_faulted(cfg, "sync.after_commit@1", monkeypatch)
         gc.collect()
         _sync(cfg)
         assert snapshot(cfg)["raw.uni_tracking_info_raw"] != []

@@ -24,6 +24,7 @@ from tests.integration.synctools import (
     insert_orders,
     ledger,
     make_config,
+    run_faulted,
     source_now,
     source_rows,
     state_watermark,
@@ -32,7 +33,6 @@ from tests.integration.synctools import (
     wh_rows,
     write_config,
 )
-from trackline import faults
 from trackline.cli import main
 from trackline.config import (
     Config,
@@ -41,9 +41,7 @@ from trackline.config import (
     RedshiftWarehouse,
     TableConfig,
 )
-from trackline.errors import InjectedFault
 from trackline.status import reset_table
-from trackline.sync import sync
 
 Warehouse = DuckDBWarehouse | PostgresWarehouse
 PAST = dt.datetime(2024, 3, 1, 8, 0, 0)
@@ -83,17 +81,6 @@ def configs(
 def with_lag(cfg: Config, lag: int) -> Config:
     tables = [t.model_copy(update={"lag_seconds": lag}) for t in cfg.tables]
     return cfg.model_copy(update={"tables": tables})
-
-
-def run_faulted(cfg: Config, step: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRACKLINE_FAIL_AT", step)
-    faults.reset()
-    try:
-        with pytest.raises(InjectedFault):
-            sync(cfg)
-    finally:
-        monkeypatch.delenv("TRACKLINE_FAIL_AT")
-        faults.reset()
 
 
 def assert_same(a: Config, b: Config, key: str, *, same_cursor: bool = True) -> None:

@@ -22,18 +22,16 @@ from tests.integration.synctools import (
     make_config,
     norm,
     one,
+    run_faulted,
     source_rows,
     sync_ok,
     warehouse,
     wh_query,
     wh_rows,
 )
-from trackline import faults
 from trackline.config import ConsolidationConfig, DuckDBWarehouse, TableConfig
 from trackline.consolidate import consolidate
-from trackline.errors import InjectedFault
 from trackline.extract.mysql import MySQL
-from trackline.sync import sync
 
 BATCH = 7
 DDL = """
@@ -158,14 +156,7 @@ def test_a_run_killed_between_two_windows_resumes_exactly(
     wh = DuckDBWarehouse(path=tmp_path / "wh.duckdb")
     t = _table("hybrid")
     cfg = make_config(mysql_db, wh, tmp_path / "stage", [t], read_window_batches=2)
-    monkeypatch.setenv("TRACKLINE_FAIL_AT", "sync.after_commit@3")
-    faults.reset()
-    try:
-        with pytest.raises(InjectedFault):
-            sync(cfg)
-    finally:
-        monkeypatch.delenv("TRACKLINE_FAIL_AT")
-        faults.reset()
+    run_faulted(cfg, "sync.after_commit@3", monkeypatch)
     key = f"{t.target_schema}.{t.target}"
     assert [norm(r[0]) for r in wh_query(cfg, f"SELECT COUNT(*) FROM {key}")] == [3 * BATCH]
     queries.clear()
